@@ -1,0 +1,50 @@
+"""``saliency-viewer``: the headless command line, built on the same core as the GUI.
+
+Subcommands live in their own modules and register in ``COMMANDS``; ``saliency-viewer PATH...``
+with no subcommand opens the paths (until the GUI lands: prints what it found).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from viewer import __version__
+from viewer.cli import info
+
+# name -> module with add_arguments(parser) and run(args) -> exit code
+COMMANDS = {"info": info}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="saliency-viewer",
+        description="See where a CNN is looking, on real DICOM, next to the radiologist's annotation.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        module.add_arguments(sub.add_parser(name, help=module.HELP, description=module.__doc__))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--decode-worker"]:  # frozen bundles start decoder workers through the app
+        from viewer.io.decode_worker import main as worker_main
+
+        worker_main()
+        return 0
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        argv = ["info", *argv]  # plain paths: show what they hold
+    if not argv:
+        argv = ["info", str(info.sample_studies())]
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        build_parser().print_help()
+        return 2
+    try:
+        return COMMANDS[args.command].run(args)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,226 @@
+"""Write DICOM: CT series and projection radiographs from arrays in real-world units.
+
+Used by the phantom generator, the benchmarks and the tests. Every file is written atomically
+(a temporary file renamed into place) and an existing file is never overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    UID,
+    ComputedRadiographyImageStorage,
+    CTImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    ExplicitVRLittleEndian,
+    RLELossless,
+    generate_uid,
+)
+
+from viewer import __version__
+
+_UID_PREFIX = "1.2.826.0.1.3680043.10.1514."  # generate_uid's default root is pydicom's; ours is fixed
+
+
+def make_uid(*entropy: object) -> UID:
+    """A deterministic UID from the given values (same inputs, same UID)."""
+    return generate_uid(prefix=_UID_PREFIX, entropy_srcs=[str(e) for e in entropy])
+
+
+@dataclass
+class StudyInfo:
+    """Patient and study fields written into every file of a study."""
+
+    patient_name: str = "Phantom^Demo"
+    patient_id: str = "PHANTOM-0001"
+    patient_sex: str = "O"
+    patient_birth_date: str = ""
+    study_description: str = ""
+    study_date: str = field(default_factory=lambda: _dt.date.today().strftime("%Y%m%d"))
+    accession_number: str = ""
+    study_uid: str = ""
+    seed: object = 0
+
+    def uid(self) -> str:
+        return self.study_uid or make_uid("study", self.patient_id, self.seed)
+
+
+def write_atomic(ds: Dataset, path: Path) -> Path:
+    """Write a dataset to ``path`` without ever overwriting or leaving a partial file."""
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} exists; refusing to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=".dcm", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            ds.save_as(f, enforce_file_format=True)
+        # link() fails if the target appeared meanwhile, where rename() would replace it.
+        os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+    return path
+
+
+def _base(study: StudyInfo, sop_class: UID, sop_uid: UID, modality: str, series_uid: str) -> Dataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = f"SALVIEW_{__version__}"[:16]
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop_uid
+    ds.PatientName = study.patient_name
+    ds.PatientID = study.patient_id
+    ds.PatientSex = study.patient_sex
+    ds.PatientBirthDate = study.patient_birth_date
+    ds.StudyInstanceUID = study.uid()
+    ds.StudyDate = study.study_date
+    ds.StudyTime = "120000"
+    ds.StudyID = "1"
+    ds.AccessionNumber = study.accession_number
+    ds.StudyDescription = study.study_description
+    ds.ReferringPhysicianName = ""
+    ds.SeriesInstanceUID = series_uid
+    ds.Modality = modality
+    ds.Manufacturer = "Saliency Viewer phantom"
+    ds.ContentDate = study.study_date
+    ds.ContentTime = "120000"
+    ds.BurnedInAnnotation = "NO"
+    return ds
+
+
+def _set_pixels(ds: Dataset, stored: np.ndarray, bits_stored: int, compress: bool) -> None:
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel = 1
+    ds.BitsAllocated = 16
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
+    ds.PixelRepresentation = 1 if stored.dtype.kind == "i" else 0
+    ds.PixelData = np.ascontiguousarray(stored).tobytes()
+    if compress:
+        ds.compress(RLELossless, encoding_plugin="pydicom")
+
+
+def write_ct_series(
+    hu: np.ndarray,
+    out_dir: Path | str,
+    *,
+    spacing: tuple[float, float, float] = (5.0, 0.5, 0.5),
+    origin: tuple[float, float, float] | None = None,
+    study: StudyInfo | None = None,
+    series_description: str = "Head CT",
+    series_number: int = 1,
+    window: tuple[float, float] = (40.0, 80.0),
+    compress: bool = False,
+    file_names: list[str] | None = None,
+) -> list[Path]:
+    """Write a volume ``hu[z, y, x]`` (Hounsfield units) as an axial CT series, one file per slice.
+
+    Stored values are unsigned 12-bit, HU + 1024 (intercept -1024), as most scanners write them.
+    Slice ``k`` lies at ``origin + k * spacing[0]`` along the patient's z axis (feet to head).
+    """
+    study = study or StudyInfo(study_description=series_description)
+    out_dir = Path(out_dir)
+    n, rows, cols = hu.shape
+    dz, dy, dx = spacing
+    if origin is None:
+        origin = (-cols * dx / 2, -rows * dy / 2, 0.0)
+    series_uid = make_uid("series", study.uid(), series_number, series_description)
+    frame_uid = make_uid("frame", series_uid)
+    paths = []
+    for k in range(n):
+        sop_uid = make_uid("ct", series_uid, k)
+        ds = _base(study, CTImageStorage, sop_uid, "CT", series_uid)
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.SeriesNumber = series_number
+        ds.SeriesDescription = series_description
+        ds.InstanceNumber = k + 1
+        ds.FrameOfReferenceUID = frame_uid
+        ds.PositionReferenceIndicator = ""
+        ds.BodyPartExamined = "HEAD"
+        ds.ImagePositionPatient = [f"{origin[0]:.4f}", f"{origin[1]:.4f}", f"{origin[2] + k * dz:.4f}"]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.SliceLocation = f"{origin[2] + k * dz:.4f}"
+        ds.SliceThickness = dz
+        ds.PixelSpacing = [dy, dx]
+        ds.KVP = 120
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.RescaleIntercept = -1024
+        ds.RescaleSlope = 1
+        ds.RescaleType = "HU"
+        ds.WindowCenter, ds.WindowWidth = window
+        stored = np.clip(np.rint(hu[k]) + 1024, 0, 4095).astype(np.uint16)
+        _set_pixels(ds, stored, 12, compress)
+        name = file_names[k] if file_names else f"CT{k + 1:04d}.dcm"
+        paths.append(write_atomic(ds, out_dir / name))
+    return paths
+
+
+def write_radiograph(
+    image: np.ndarray,
+    path: Path | str,
+    *,
+    modality: str = "DX",
+    photometric: str = "MONOCHROME2",
+    bits_stored: int = 12,
+    pixel_spacing: tuple[float, float] | None = (0.2, 0.2),
+    imager_pixel_spacing: tuple[float, float] | None = (0.2, 0.2),
+    window: tuple[float, float] | None = None,
+    study: StudyInfo | None = None,
+    series_description: str = "Chest PA",
+    series_number: int = 1,
+    compress: bool = False,
+) -> Path:
+    """Write a projection radiograph from ``image`` in [0, 1] (1 = most attenuating, shown white).
+
+    The values are quantised to ``bits_stored`` bits; MONOCHROME1 stores them inverted, as CR
+    readers do, so the image displays the same either way.
+    """
+    study = study or StudyInfo(study_description="Chest")
+    top = (1 << bits_stored) - 1
+    stored = np.clip(np.rint(np.asarray(image, np.float64) * top), 0, top).astype(np.uint16)
+    if photometric == "MONOCHROME1":
+        stored = (top - stored).astype(np.uint16)
+    sop_class = (
+        DigitalXRayImageStorageForPresentation if modality == "DX" else ComputedRadiographyImageStorage
+    )
+    series_uid = make_uid("series", study.uid(), series_number, series_description)
+    ds = _base(study, sop_class, make_uid("image", series_uid), modality, series_uid)
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.SeriesNumber = series_number
+    ds.SeriesDescription = series_description
+    ds.InstanceNumber = 1
+    ds.BodyPartExamined = "CHEST"
+    ds.ViewPosition = "PA"
+    ds.PatientOrientation = ["L", "F"]
+    if modality == "DX":
+        ds.PresentationIntentType = "FOR PRESENTATION"
+        ds.ImageLaterality = "U"
+    ds.PhotometricInterpretation = photometric
+    ds.PresentationLUTShape = "INVERSE" if photometric == "MONOCHROME1" else "IDENTITY"
+    if pixel_spacing is not None:
+        ds.PixelSpacing = list(pixel_spacing)
+    if imager_pixel_spacing is not None:
+        ds.ImagerPixelSpacing = list(imager_pixel_spacing)
+    ds.RescaleIntercept = 0
+    ds.RescaleSlope = 1
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    _set_pixels(ds, stored, bits_stored, compress)
+    return write_atomic(ds, Path(path))
+
+
+__all__ = ["StudyInfo", "make_uid", "write_atomic", "write_ct_series", "write_radiograph"]

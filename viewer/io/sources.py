@@ -1,0 +1,136 @@
+"""Turn what the user opened (files, folders, ZIP archives, DICOMDIRs) into a flat list of file refs.
+
+A :class:`FileRef` names a file on disk or a member of a ZIP archive. Nothing here decodes pixels;
+archives are read member by member, never extracted to disk.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from viewer.io.errors import Problem, describe_exception
+
+# Members larger than this are not read from an archive (a decompression bomb or not an image).
+MAX_ARCHIVE_MEMBER_BYTES = 4 * 1024**3
+# Names that are never images: skipped silently rather than reported.
+_IGNORED_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini", "__MACOSX"}
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A file to read: ``path`` on disk, or ``member`` inside the ZIP archive at ``path``."""
+
+    path: str
+    member: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path}!/{self.member}" if self.member else self.path
+
+    @property
+    def name(self) -> str:
+        return Path(self.member or self.path).name
+
+    def read_bytes(self) -> bytes:
+        if self.member is None:
+            return Path(self.path).read_bytes()
+        with zipfile.ZipFile(self.path) as archive:
+            return archive.read(self.member)
+
+    def open(self) -> BinaryIO:
+        """A seekable binary stream; the caller closes it."""
+        if self.member is None:
+            return open(self.path, "rb")
+        return io.BytesIO(self.read_bytes())
+
+    def head(self, n: int) -> bytes:
+        if self.member is None:
+            with open(self.path, "rb") as f:
+                return f.read(n)
+        with zipfile.ZipFile(self.path) as archive, archive.open(self.member) as f:
+            return f.read(n)
+
+
+@dataclass
+class Inputs:
+    """The expanded inputs: files to examine, and what could not be read."""
+
+    files: list[FileRef]
+    problems: list[Problem]
+
+
+def is_zip(path: Path) -> bool:
+    try:
+        return path.is_file() and zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
+def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> Inputs:
+    """Expand files, folders (recursively) and ZIP archives into file refs, keeping the input order.
+
+    DICOMDIR files are among them; discovery recognises them and adds the files they list.
+    """
+    files: list[FileRef] = []
+    problems: list[Problem] = []
+    seen: set[FileRef] = set()
+
+    def add(ref: FileRef) -> None:
+        if ref in seen:
+            return
+        seen.add(ref)
+        files.append(ref)
+
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            problems.append(Problem(str(path), "no such file or folder"))
+        elif path.is_dir():
+            for file_path in _walk(path, problems):
+                _add_file(file_path, add, problems)
+        else:
+            _add_file(path, add, problems)
+    return Inputs(files, problems)
+
+
+def _add_file(path: Path, add, problems: list[Problem]) -> None:
+    if is_zip(path) and path.suffix.lower() not in {".docx", ".xlsx", ".pptx"}:
+        for ref in _zip_members(path, problems):
+            add(ref)
+    else:
+        add(FileRef(str(path)))
+
+
+def _walk(folder: Path, problems: list[Problem]) -> Iterator[Path]:
+    def on_error(err: OSError) -> None:
+        problems.append(Problem(str(err.filename or folder), describe_exception(err)))
+
+    for root, dirnames, filenames in os.walk(folder, onerror=on_error, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if d not in _IGNORED_NAMES and not d.startswith("."))
+        for name in sorted(filenames):
+            if name in _IGNORED_NAMES or name.startswith("."):
+                continue
+            yield Path(root) / name
+
+
+def _zip_members(path: Path, problems: list[Problem]) -> Iterator[FileRef]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except (OSError, zipfile.BadZipFile, ValueError) as exc:
+        problems.append(Problem(str(path), f"cannot read ZIP archive: {describe_exception(exc)}"))
+        return
+    for info in sorted(infos, key=lambda i: i.filename):
+        parts = info.filename.split("/")
+        if info.is_dir() or any(p in _IGNORED_NAMES or p.startswith(".") for p in parts):
+            continue
+        ref = FileRef(str(path), info.filename)
+        if info.file_size > MAX_ARCHIVE_MEMBER_BYTES:
+            problems.append(Problem(str(ref), f"archive member too large ({info.file_size / 1e9:.1f} GB)"))
+            continue
+        yield ref
