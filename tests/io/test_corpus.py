@@ -106,6 +106,6 @@ def test_direct_read_equals_pydicom(path):
 def test_truncated_pixel_data_is_reported(testdata):
     path = testdata("MR_truncated.dcm")
     found = discover([path])
-    with pytest.raises(LoadError, match="truncated|less than expected") as error:
+    with pytest.raises(LoadError, match=r"truncated|less than expected") as error:
         load_series(found.series[0])
     assert error.value.path == path

@@ -11,6 +11,8 @@ from typing import Literal
 
 import numpy as np
 
+from viewer.io.errors import Problem
+
 WindowFunction = Literal["LINEAR", "LINEAR_EXACT", "SIGMOID"]
 WindowSource = Literal["file", "preset", "auto"]
 
@@ -157,6 +159,8 @@ class Image:
     bits_stored: int | None = None
     kind: Literal["dicom", "raster"] = "dicom"
     warnings: tuple[str, ...] = field(default=())
+    # Files of the series that could not be decoded and are not in ``pixels``.
+    left_out: tuple[Problem, ...] = field(default=())
 
     @property
     def n_frames(self) -> int:

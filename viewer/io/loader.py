@@ -169,7 +169,9 @@ class _DicomSeriesLoader:
                 [np.arange(self.offsets[i], self.offsets[i + 1]) for i in range(len(records)) if self.ok[i]]
             )
             pixels = pixels[keep]
-            warnings += [f"left out {p.path}: {p.reason}" for p in self.failures]
+            warnings.append(
+                f"{len(self.failures)} of {len(self.records)} files could not be decoded and are left out"
+            )
             records = [r for i, r in enumerate(records) if self.ok[i]]
         first = records[0]
         frames = tuple(
@@ -207,6 +209,7 @@ class _DicomSeriesLoader:
             bits_stored=first.bits_stored,
             kind="dicom",
             warnings=tuple(dict.fromkeys(warnings)),
+            left_out=tuple(self.failures),
         )
 
     def _windows(self, pixels, records, color) -> tuple[tuple[Window, ...], Window | None]:

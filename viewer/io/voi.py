@@ -12,7 +12,7 @@ import numpy as np
 from viewer.io.image import Image, VoiLut, Window
 
 # Pixels sampled for percentile windows: enough for stable percentiles, fast on 4k x 4k images.
-_AUTO_SAMPLES = 1 << 20
+_AUTO_SAMPLES = 1 << 18
 
 
 def apply_window(values: np.ndarray, window: Window, out: np.ndarray | None = None) -> np.ndarray:
@@ -75,8 +75,10 @@ def auto_window(values: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5
     """A window spanning the given percentiles of the values (sampled for speed)."""
     flat = values.reshape(-1)
     if flat.size > _AUTO_SAMPLES:
-        flat = flat[:: flat.size // _AUTO_SAMPLES]
-    flat = flat[np.isfinite(flat)]
+        flat = flat[:: flat.size // _AUTO_SAMPLES]  # a strided view: no copy of the image
+    finite = np.isfinite(flat)
+    if not finite.all():
+        flat = flat[finite]
     if flat.size == 0:
         return Window(0.5, 1.0, "LINEAR_EXACT", "Auto", "auto")
     low, high = np.percentile(flat, [low_pct, high_pct])

@@ -1,0 +1,51 @@
+"""The code's shape: import layers, Qt- and torch-free core, lint."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tool(name: str) -> str:
+    path = Path(sys.executable).with_name(name)
+    return str(path) if path.exists() else shutil.which(name) or name
+
+
+def test_import_layers_are_kept():
+    result = subprocess.run([_tool("lint-imports")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def test_core_imports_neither_qt_nor_torch():
+    code = (
+        "import sys, viewer.io, viewer.cli; "
+        "bad = [m for m in ('torch', 'PySide6', 'pyqtgraph') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_is_clean():
+    result = subprocess.run(
+        [_tool("ruff"), "check", "."], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_window_presets_are_data_not_code():
+    from viewer.io.presets import load_presets
+
+    table = load_presets()
+    ct = {p.window.name: (p.window.center, p.window.width) for p in table.presets("CT")}
+    assert ct["Brain"] == (40, 80)
+    assert ct["Subdural"] == (75, 215)
+    assert ct["Bone"] == (600, 2800)
+    assert ct["Lung"] == (-600, 1500)
+    assert ct["Mediastinum"] == (50, 350)
+    assert ct["Soft tissue"] == (40, 400)
+    assert table.default("CT").name == "Soft tissue"
+    assert table.presets("DX") == ()
