@@ -30,6 +30,8 @@ from viewer.io.raster import load_raster
 from viewer.io.voi import auto_window
 
 Progress = Callable[[float], None]
+# Uncompressed pixels are rescaled in blocks of about this many, so no full-size temporary exists.
+_BLOCK_PIXELS = 1 << 18
 
 
 def load_series(
@@ -72,7 +74,12 @@ class _DicomSeriesLoader:
                 compressed.append(i)
                 continue
             try:
-                self._store(i, self._decode_in_process(record))
+                decoded = self._decode_in_process(record)
+                if decoded is None:
+                    self.ok[i] = True
+                    self._advance()
+                else:
+                    self._store(i, decoded)
             except LoadError as exc:
                 self._fail(i, exc.reason)
             except Exception as exc:
@@ -91,16 +98,41 @@ class _DicomSeriesLoader:
             raise LoadError(self.failures[0].path if self.failures else self.series.paths[0], reason)
         return self._image()
 
-    def _decode_in_process(self, record: HeaderRecord) -> pixel_decode.Decoded | np.ndarray:
-        loc = record.pixel_location
-        if loc is None or record.has_voi_lut_sequence or record.has_modality_lut_sequence:
+    def _decode_in_process(self, record: HeaderRecord) -> pixel_decode.Decoded | None:
+        """Decode an uncompressed file here; direct reads go straight into the output (None)."""
+        if record.pixel_location is None or record.has_voi_lut_sequence or record.has_modality_lut_sequence:
             return pixel_decode.decode_file(record.ref)
+        self._read_native_into(self.records.index(record), record)
+        return None
+
+    def _read_native_into(self, index: int, record: HeaderRecord) -> None:
+        """Read stored values in blocks of rows and rescale each into the output: no full-size temporary."""
+        loc = record.pixel_location
         ref = record.ref
         data = ref.read_bytes() if ref.member else None
-        stored = pixel_decode.read_native(
-            data, ref.path, loc.offset, loc.length, loc.dtype, record.bits_stored
-        )
-        return stored.reshape(1, record.rows, record.columns)
+        target = self._output((record.rows, record.columns), np.float32)[self.offsets[index]]
+        row_bytes = loc.length // record.rows
+        block = max(1, _BLOCK_PIXELS // record.columns)
+        for r0 in range(0, record.rows, block):
+            r1 = min(record.rows, r0 + block)
+            stored = pixel_decode.read_native(
+                data,
+                ref.path,
+                loc.offset + r0 * row_bytes,
+                (r1 - r0) * row_bytes,
+                loc.dtype,
+                record.bits_stored,
+            )
+            pixel_decode.real_units(
+                stored.reshape(r1 - r0, record.columns),
+                record.rescale_slope,
+                record.rescale_intercept,
+                modality=record.identity.modality,
+                bits_stored=record.bits_stored,
+                pixel_representation=record.pixel_representation,
+                out=target[r0:r1],
+                notes=self.notes,
+            )
 
     def _on_isolated(self, index: int, result: pixel_decode.Decoded | Problem) -> None:
         if isinstance(result, Problem):
@@ -111,37 +143,24 @@ class _DicomSeriesLoader:
         except LoadError as exc:
             self._fail(index, exc.reason)
 
-    def _store(self, index: int, decoded: pixel_decode.Decoded | np.ndarray) -> None:
+    def _store(self, index: int, decoded: pixel_decode.Decoded) -> None:
         record = self.records[index]
         start, stop = self.offsets[index], self.offsets[index + 1]
-        if isinstance(decoded, np.ndarray):  # stored values from a direct read
-            target = self._output((record.rows, record.columns), np.float32)
-            pixel_decode.real_units(
-                decoded,
-                record.rescale_slope,
-                record.rescale_intercept,
-                modality=record.identity.modality,
-                bits_stored=record.bits_stored,
-                pixel_representation=record.pixel_representation,
-                out=target[start:stop],
-                notes=self.notes,
-            )
+        arr = decoded.pixels
+        if arr.shape[0] != stop - start or arr.shape[1:3] != (record.rows, record.columns):
+            raise LoadError(str(record.ref), f"decoded size {arr.shape} does not match the header")
+        if len(self.records) == 1:
+            self.pixels = arr  # a single object: keep the decoded array, no copy
         else:
-            arr = decoded.pixels
-            if arr.shape[0] != stop - start or arr.shape[1:3] != (record.rows, record.columns):
-                raise LoadError(str(record.ref), f"decoded size {arr.shape} does not match the header")
-            if len(self.records) == 1:
-                self.pixels = arr  # a single object: keep the decoded array, no copy
-            else:
-                target = self._output(arr.shape[1:], arr.dtype)
-                if target.shape[1:] != arr.shape[1:]:
-                    raise LoadError(
-                        str(record.ref), "slice differs in size or colour from the rest of the series"
-                    )
-                target[start:stop] = arr
-            self.photometric = decoded.photometric
-            self.voi_luts = self.voi_luts or decoded.voi_luts
-            self.notes += [n for n in decoded.notes if n not in self.notes]
+            target = self._output(arr.shape[1:], arr.dtype)
+            if target.shape[1:] != arr.shape[1:] or target.dtype != arr.dtype:
+                raise LoadError(
+                    str(record.ref), "slice differs in size or colour from the rest of the series"
+                )
+            target[start:stop] = arr
+        self.photometric = decoded.photometric
+        self.voi_luts = self.voi_luts or decoded.voi_luts
+        self.notes += [n for n in decoded.notes if n not in self.notes]
         self.ok[index] = True
         self._advance()
 
