@@ -1,0 +1,35 @@
+# Saliency Viewer: `make run` installs and starts the viewer on the bundled samples; `make test`
+# installs and runs the whole test suite. Both create .venv on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint bench clean
+
+# pip (not uv/poetry): the torch range admits the 2.14.1 build that pip finds on local disk here.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/saliency-viewer
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+bench: $(STAMP)
+	$(BIN)/python tests/perf/bench_io.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
