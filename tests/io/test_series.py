@@ -169,7 +169,7 @@ def test_dicomdir_with_missing_files_reports_them(series_dir, tmp_path):
 
 
 def test_compressed_series_decodes_in_workers(tmp_path, volume):
-    write_ct_series(volume[:8], tmp_path / "rle", compress=True)
+    write_ct_series(volume[:8], tmp_path / "rle", compress="rle")
     series = discover([tmp_path / "rle"]).series[0]
     assert series.transfer_syntax == "RLE Lossless"
     np.testing.assert_array_equal(load_series(series).pixels, volume[:8])

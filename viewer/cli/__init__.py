@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from viewer import __version__
-from viewer.cli import info
+from viewer.cli import info, phantom
 
 # name -> module with add_arguments(parser) and run(args) -> exit code
-COMMANDS = {"info": info}
+COMMANDS = {"info": info, "phantom": phantom}
 
 
 def build_parser() -> argparse.ArgumentParser:

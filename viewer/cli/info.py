@@ -16,7 +16,8 @@ HELP = "list the studies and series in PATHs (files, folders, ZIP, DICOMDIR)"
 
 
 def sample_studies() -> Path:
-    return resources_root() / "samples"
+    """The bundled sample images (their ground truth sits beside them, in annotations/)."""
+    return resources_root() / "samples" / "dicom"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

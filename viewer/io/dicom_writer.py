@@ -21,6 +21,7 @@ from pydicom.uid import (
     CTImageStorage,
     DigitalXRayImageStorageForPresentation,
     ExplicitVRLittleEndian,
+    JPEG2000Lossless,
     RLELossless,
     generate_uid,
 )
@@ -102,7 +103,11 @@ def _base(study: StudyInfo, sop_class: UID, sop_uid: UID, modality: str, series_
     return ds
 
 
-def _set_pixels(ds: Dataset, stored: np.ndarray, bits_stored: int, compress: bool) -> None:
+# Lossless compressions the writer offers: name -> (transfer syntax, pydicom encoding plugin).
+COMPRESSIONS = {"rle": (RLELossless, "pydicom"), "j2k": (JPEG2000Lossless, "pylibjpeg")}
+
+
+def _set_pixels(ds: Dataset, stored: np.ndarray, bits_stored: int, compress: str | None) -> None:
     ds.Rows, ds.Columns = stored.shape
     ds.SamplesPerPixel = 1
     ds.BitsAllocated = 16
@@ -111,7 +116,8 @@ def _set_pixels(ds: Dataset, stored: np.ndarray, bits_stored: int, compress: boo
     ds.PixelRepresentation = 1 if stored.dtype.kind == "i" else 0
     ds.PixelData = np.ascontiguousarray(stored).tobytes()
     if compress:
-        ds.compress(RLELossless, encoding_plugin="pydicom")
+        syntax, plugin = COMPRESSIONS[compress]
+        ds.compress(syntax, encoding_plugin=plugin)
 
 
 def write_ct_series(
@@ -124,7 +130,7 @@ def write_ct_series(
     series_description: str = "Head CT",
     series_number: int = 1,
     window: tuple[float, float] = (40.0, 80.0),
-    compress: bool = False,
+    compress: str | None = None,
     file_names: list[str] | None = None,
 ) -> list[Path]:
     """Write a volume ``hu[z, y, x]`` (Hounsfield units) as an axial CT series, one file per slice.
@@ -182,7 +188,7 @@ def write_radiograph(
     study: StudyInfo | None = None,
     series_description: str = "Chest PA",
     series_number: int = 1,
-    compress: bool = False,
+    compress: str | None = None,
 ) -> Path:
     """Write a projection radiograph from ``image`` in [0, 1] (1 = most attenuating, shown white).
 

@@ -217,7 +217,15 @@ def group_series(records: list[HeaderRecord], problems: list[Problem]) -> list[S
             for series in _series_from_part(part, problems):
                 series.notes = split_note + series.notes
                 out.append(series)
-    out.sort(key=lambda s: (s.identity.study_date, s.identity.study_uid, _series_number(s), s.paths[0]))
+    out.sort(
+        key=lambda s: (
+            s.identity.patient_name,
+            s.identity.study_date,
+            s.identity.study_uid,
+            _series_number(s),
+            s.paths[0],
+        )
+    )
     return out
 
 

@@ -1,0 +1,1 @@
+"""Synthetic studies with known ground truth: chest radiographs and head CT series."""
