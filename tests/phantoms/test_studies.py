@@ -90,3 +90,20 @@ def test_ct_series_in_hounsfield_units_with_truth_per_slice(ct_set):
                 assert uids[entry["index"]] == entry["sop_instance_uid"]
                 mask = np.asarray(PILImage.open(ct_set / entry["mask"])) > 0
                 assert mask.sum() == entry["area_px"] > 0
+
+
+def test_same_seed_writes_byte_identical_studies(tmp_path):
+    for run in ("a", "b"):
+        args = ["phantom", "cxr", "--out", str(tmp_path / run), "--n", "1", "--seed", "5", "--size", "128"]
+        assert main([*args, "--compress", "j2k"]) == 0
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert len(files) >= 3
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_phantom_refuses_to_overwrite(tmp_path, capsys):
+    args = ["phantom", "cxr", "--out", str(tmp_path), "--n", "1", "--size", "64"]
+    assert main(args) == 0
+    assert main(args) == 2
+    assert "exists" in capsys.readouterr().err

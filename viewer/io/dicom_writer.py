@@ -117,7 +117,8 @@ def _set_pixels(ds: Dataset, stored: np.ndarray, bits_stored: int, compress: str
     ds.PixelData = np.ascontiguousarray(stored).tobytes()
     if compress:
         syntax, plugin = COMPRESSIONS[compress]
-        ds.compress(syntax, encoding_plugin=plugin)
+        # Encoded once at creation: the instance keeps its own (deterministic) UID.
+        ds.compress(syntax, encoding_plugin=plugin, generate_instance_uid=False)
 
 
 def write_ct_series(

@@ -285,8 +285,24 @@ def _write_seg(sources: list[pydicom.Dataset], volumes: dict[str, np.ndarray], p
         series_description="Ground truth (phantom)",
         pixel_measures=measures,
     )
+    _pin_generated_values(seg, first, series_uid)
     write_atomic(seg, path)
     return path.name
+
+
+def _pin_generated_values(seg: pydicom.Dataset, source: pydicom.Dataset, series_uid: str) -> None:
+    """highdicom stamps creation times and a random dimension UID; pin them so that the same seed
+    gives byte-identical files (the content is fully determined by the seed anyway)."""
+    date, time = str(source.StudyDate), "120000"
+    seg.InstanceCreationDate = seg.ContentDate = seg.SeriesDate = date
+    seg.InstanceCreationTime = seg.ContentTime = seg.SeriesTime = time
+    for item in seg.get("ContributingEquipmentSequence", []):
+        if "ContributionDateTime" in item:
+            item.ContributionDateTime = date + time
+    dimension_uid = make_uid("dimension", series_uid)
+    for keyword in ("DimensionOrganizationSequence", "DimensionIndexSequence"):
+        for item in seg.get(keyword, []):
+            item.DimensionOrganizationUID = dimension_uid
 
 
 def _write_mask(mask: np.ndarray, path: Path) -> None:
