@@ -1,0 +1,183 @@
+"""Model manifests: a small TOML file that says how to build, load and feed a model.
+
+Example (``models/cxr_resnet18/manifest.toml``)::
+
+    name = "Chest X-ray findings (demo)"
+    task = "multilabel"                       # sigmoid per label; "multiclass" = softmax
+    labels = ["nodule", "consolidation", "effusion", "cardiomegaly", "pneumothorax"]
+
+    [network]
+    arch = "resnet18"                         # any torchvision.models builder, or "torchscript"
+    weights = "weights.safetensors"           # .safetensors, .pt, .pth or .pth.tar, relative path
+    in_channels = 1
+    target_layer = "layer4"                   # optional; found automatically when absent
+
+    [input]
+    size = [256, 256]                         # [height, width]
+    resize = "letterbox"                      # "letterbox", "stretch" or "center-crop"
+    intensity = "voi"                         # "voi", "percentile", or windows (below) for CT
+    # windows = [[40, 80], [75, 215], [600, 2800]]   # [center, width] per channel, in HU
+    mean = [0.5]
+    std = [0.25]
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Task = Literal["multilabel", "multiclass"]
+Resize = Literal["letterbox", "stretch", "center-crop"]
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".pth.tar", ".ckpt", ".bin")
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used; the message names the file and what to fix."""
+
+    def __init__(self, path: Path | str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    size: tuple[int, int]
+    resize: Resize = "letterbox"
+    intensity: Literal["voi", "percentile", "windows"] = "voi"
+    windows: tuple[tuple[float, float], ...] = ()
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    path: Path
+    name: str
+    task: Task
+    labels: tuple[str, ...]
+    arch: str
+    weights: Path
+    in_channels: int
+    input: InputSpec
+    target_layer: str | None = None
+    arch_kwargs: dict = field(default_factory=dict)
+    description: str = ""
+    card: Path | None = None
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.labels)
+
+
+def load_manifest(path: Path | str) -> ModelManifest:
+    """Read and validate a manifest. Raises :class:`ManifestError` with a readable reason."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "manifest.toml"
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ManifestError(path, "manifest file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(path, f"not valid TOML: {exc}") from None
+    return parse_manifest(data, path)
+
+
+def parse_manifest(data: dict, path: Path) -> ModelManifest:
+    known_top = {"name", "task", "labels", "network", "input", "description", "card"}
+    _no_unknown(path, "", data, known_top)
+    for key in ("name", "task", "labels", "network", "input"):
+        if key not in data:
+            raise ManifestError(path, f"missing required key '{key}'")
+    task = data["task"]
+    if task not in ("multilabel", "multiclass"):
+        raise ManifestError(path, f"task must be 'multilabel' or 'multiclass', not {task!r}")
+    labels = data["labels"]
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
+        raise ManifestError(path, "labels must be a non-empty list of names")
+    if len(set(labels)) != len(labels):
+        raise ManifestError(path, "labels must be unique")
+
+    network = _table(path, data, "network")
+    _no_unknown(path, "network.", network, {"arch", "weights", "in_channels", "target_layer", "kwargs"})
+    for key in ("arch", "weights", "in_channels"):
+        if key not in network:
+            raise ManifestError(path, f"missing required key 'network.{key}'")
+    weights = (path.parent / str(network["weights"])).resolve()
+    if not str(weights).endswith(WEIGHT_SUFFIXES):
+        raise ManifestError(path, f"network.weights must end in one of {', '.join(WEIGHT_SUFFIXES)}")
+    if not weights.is_file():
+        raise ManifestError(path, f"weights file not found: {weights}")
+    in_channels = network["in_channels"]
+    if not isinstance(in_channels, int) or in_channels < 1:
+        raise ManifestError(path, "network.in_channels must be a positive integer")
+
+    spec = _input_spec(path, _table(path, data, "input"), in_channels)
+    card = data.get("card")
+    return ModelManifest(
+        path=path,
+        name=str(data["name"]),
+        task=task,
+        labels=tuple(labels),
+        arch=str(network["arch"]),
+        weights=weights,
+        in_channels=in_channels,
+        input=spec,
+        target_layer=network.get("target_layer"),
+        arch_kwargs=dict(network.get("kwargs", {})),
+        description=str(data.get("description", "")),
+        card=(path.parent / card) if card else None,
+    )
+
+
+def _input_spec(path: Path, table: dict, in_channels: int) -> InputSpec:
+    _no_unknown(path, "input.", table, {"size", "resize", "intensity", "windows", "mean", "std"})
+    size = table.get("size")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+        raise ManifestError(path, "input.size must be [height, width] in pixels")
+    resize = table.get("resize", "letterbox")
+    if resize not in ("letterbox", "stretch", "center-crop"):
+        raise ManifestError(path, f"input.resize must be letterbox, stretch or center-crop, not {resize!r}")
+    windows = table.get("windows")
+    intensity = table.get("intensity", "windows" if windows else "voi")
+    if intensity not in ("voi", "percentile", "windows"):
+        raise ManifestError(path, f"input.intensity must be voi, percentile or windows, not {intensity!r}")
+    parsed_windows: tuple[tuple[float, float], ...] = ()
+    if intensity == "windows":
+        if not windows or not all(isinstance(w, list) and len(w) == 2 for w in windows):
+            raise ManifestError(path, "input.windows must be a list of [center, width] pairs")
+        if len(windows) != in_channels:
+            raise ManifestError(
+                path, f"input.windows has {len(windows)} windows for {in_channels} input channels"
+            )
+        if any(float(w[1]) <= 0 for w in windows):
+            raise ManifestError(path, "input.windows widths must be positive")
+        parsed_windows = tuple((float(c), float(w)) for c, w in windows)
+    mean = tuple(float(v) for v in table.get("mean", [0.0] * in_channels))
+    std = tuple(float(v) for v in table.get("std", [1.0] * in_channels))
+    for key, values in (("mean", mean), ("std", std)):
+        if len(values) not in (1, in_channels):
+            raise ManifestError(path, f"input.{key} needs 1 or {in_channels} values, has {len(values)}")
+    if any(v <= 0 for v in std):
+        raise ManifestError(path, "input.std values must be positive")
+    return InputSpec((size[0], size[1]), resize, intensity, parsed_windows, mean, std)
+
+
+def _table(path: Path, data: dict, key: str) -> dict:
+    table = data[key]
+    if not isinstance(table, dict):
+        raise ManifestError(path, f"'{key}' must be a table ([{key}])")
+    return table
+
+
+def _no_unknown(path: Path, prefix: str, table: dict, known: set[str]) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ManifestError(
+            path,
+            f"unknown key(s) {', '.join(prefix + k for k in unknown)}; expected {', '.join(sorted(known))}",
+        )
