@@ -257,10 +257,8 @@ def train(r: Recipe, out: Path, seed: int, workers: int) -> dict:
             sched.step()
             step += 1
             running.append(loss.item())
-        print(
-            f"epoch {epoch + 1}/{r.epochs}: loss {np.mean(running):.4f} ({time.perf_counter() - start:.0f} s)",
-            flush=True,
-        )
+        elapsed = time.perf_counter() - start
+        print(f"epoch {epoch + 1}/{r.epochs}: loss {np.mean(running):.4f} ({elapsed:.0f} s)", flush=True)
     train_seconds = time.perf_counter() - start
     metrics = evaluate(r, model, *test)
     metrics.update(
