@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 HELP = "generate synthetic chest X-ray or head CT studies with ground truth"
@@ -35,24 +36,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.out / 'dicom'} exists; choose an empty output folder", file=sys.stderr)
         return 2
     if args.kind == "cxr":
-        records = write_chest_set(
-            args.out,
-            args.n,
-            args.seed,
-            size=args.size or 1024,
-            shortcut=args.shortcut,
-            compress=args.compress,
-        )
+        writer, size = write_chest_set, args.size or 1024
     else:
-        records = write_ct_set(
-            args.out,
-            args.n,
-            args.seed,
-            size=args.size or 512,
-            slices=args.slices,
-            shortcut=args.shortcut,
-            compress=args.compress,
-        )
+        writer, size = partial(write_ct_set, slices=args.slices), args.size or 512
+    records = writer(args.out, args.n, args.seed, size=size, shortcut=args.shortcut, compress=args.compress)
     for record in records:
         found = [label for label, present in record["labels"].items() if present] or ["no finding"]
         marker = f", marker {record['marker']['text']!r}" if record.get("marker") else ""

@@ -52,6 +52,17 @@ def _study_date(seed: int) -> str:
     return (datetime.date(2024, 1, 1) + datetime.timedelta(days=seed % 730)).strftime("%Y%m%d")
 
 
+def _phantom_study(name: str, part: str, description: str, seed: int) -> StudyInfo:
+    """Patient and study fields of a phantom: obviously synthetic names, a date from the seed."""
+    return StudyInfo(
+        patient_name=f"Phantom^{part}{name[-4:]}",
+        patient_id=f"PH-{name.upper()}",
+        study_description=description,
+        study_date=_study_date(seed),
+        seed=seed,
+    )
+
+
 def case_seed(seed: int, index: int) -> int:
     """The seed of study ``index`` in a set generated with ``seed`` (stable across versions)."""
     return seed * 100_003 + index
@@ -101,13 +112,7 @@ def write_chest_study(
     top = (1 << bits) - 1
     detector_mm = case.pixel_mm
     magnification = 1.1
-    study = StudyInfo(
-        patient_name=f"Phantom^Chest{name[-4:]}",
-        patient_id=f"PH-{name.upper()}",
-        study_description="Chest PA (phantom)",
-        study_date=_study_date(case.seed),
-        seed=case.seed,
-    )
+    study = _phantom_study(name, "Chest", "Chest PA (phantom)", case.seed)
     image_path = write_radiograph(
         case.image,
         out / "dicom" / f"{name}.dcm",
@@ -167,13 +172,7 @@ def write_chest_study(
 
 def write_head_study(case: HeadCase, out: Path, name: str, compress: str | None = None) -> dict:
     """Write one head CT series and its ground truth (masks per slice)."""
-    study = StudyInfo(
-        patient_name=f"Phantom^Head{name[-4:]}",
-        patient_id=f"PH-{name.upper()}",
-        study_description="CT head without contrast (phantom)",
-        study_date=_study_date(case.seed),
-        seed=case.seed,
-    )
+    study = _phantom_study(name, "Head", "CT head without contrast (phantom)", case.seed)
     rows = case.hu.shape[1]
     origin = (-rows * case.pixel_mm / 2, -rows * case.pixel_mm / 2, -40.0)
     paths = write_ct_series(
