@@ -41,7 +41,7 @@ def load_series(
     progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None,
 ) -> Image:
-    """Decode a series. Slices that fail are left out and named in ``Image.warnings``;
+    """Decode a series. Files that fail are left out of the pixels and listed in ``Image.left_out``;
     raises :class:`LoadError` if nothing could be decoded."""
     if series.raster is not None:
         return load_raster(series.raster)
@@ -74,7 +74,7 @@ class _DicomSeriesLoader:
                 compressed.append(i)
                 continue
             try:
-                decoded = self._decode_in_process(record)
+                decoded = self._decode_in_process(i, record)
                 if decoded is None:
                     self.ok[i] = True
                     self._advance()
@@ -98,11 +98,11 @@ class _DicomSeriesLoader:
             raise LoadError(self.failures[0].path if self.failures else self.series.paths[0], reason)
         return self._image()
 
-    def _decode_in_process(self, record: HeaderRecord) -> pixel_decode.Decoded | None:
+    def _decode_in_process(self, index: int, record: HeaderRecord) -> pixel_decode.Decoded | None:
         """Decode an uncompressed file here; direct reads go straight into the output (None)."""
         if record.pixel_location is None or record.has_voi_lut_sequence or record.has_modality_lut_sequence:
             return pixel_decode.decode_file(record.ref)
-        self._read_native_into(self.records.index(record), record)
+        self._read_native_into(index, record)
         return None
 
     def _read_native_into(self, index: int, record: HeaderRecord) -> None:
