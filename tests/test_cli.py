@@ -70,3 +70,11 @@ def test_python_dash_m_entry_point(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["series"]) == 2
+
+
+def test_no_arguments_shows_the_bundled_samples(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.count("Chest PA:") == 2
+    assert "28 slices" in out
+    assert out.strip().endswith("3 series from 30 file(s); 0 skipped")
