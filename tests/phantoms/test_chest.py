@@ -57,10 +57,13 @@ def test_pneumothorax_is_darker_and_has_no_lung_markings(monkeypatch):
 
     # Replace the vessel trees with fine stripes: they must show everywhere in the lungs but
     # not beyond the pleural line.
-    stripes = lambda x, *args: (6.0 * (np.sin(x * 1.5) > 0)).astype(np.float32)  # noqa: E731
+    def stripes(size, rng, pixel):
+        x = (np.arange(size) + 0.5) * pixel
+        return np.broadcast_to(6.0 * (np.sin(x * 1.5) > 0), (size, size)).astype(np.float32)
+
     monkeypatch.setattr(chest, "_vessels", stripes)
     marked = render_chest(3, 384, findings={"pneumothorax": True})
-    monkeypatch.setattr(chest, "_vessels", lambda x, *args: np.zeros(x.shape, np.float32))
+    monkeypatch.setattr(chest, "_vessels", lambda size, *args: np.zeros((size, size), np.float32))
     bare = render_chest(3, 384, findings={"pneumothorax": True})
     change = np.abs(marked.image - bare.image)
     other_lung = region[:, ::-1] & ~region  # the same area of the other lung

@@ -165,7 +165,7 @@ def render_chest(
 
     if present["pneumothorax"]:
         side = int(rng.choice([-1, 1]))
-        region, line = _pneumothorax(x, y, lung_geom[side], rng, pixel)
+        region, line = _pneumothorax(x, y, lung_geom[side], rng)
         region &= lungs[side] > 1.0
         # Collapsed parenchyma is replaced by air: less attenuation, and no vessels beyond the line.
         lung_gain[side] = np.where(region, 1.0 / (1.0 - _LUNG), lung_gain[side]).astype(np.float32)
@@ -174,7 +174,7 @@ def render_chest(
         found.append(Finding("pneumothorax", region, _side_name(side)))
     if present["effusion"]:
         side = int(rng.choice([-1, 1]))
-        fluid = _effusion(x, y, lung_geom[side], anatomy, rng)
+        fluid = _effusion(x, y, lung_geom[side], rng)
         fluid_mask = (fluid > 0.5) & (lungs[side] > 1.0)
         extra += (1 - _LUNG) * lungs[side] * fluid
         vessels_keep *= 1 - fluid
@@ -189,14 +189,14 @@ def render_chest(
     if present["nodule"]:
         for _ in range(int(rng.integers(1, 3))):
             side = int(rng.choice([-1, 1]))
-            center, radius = _nodule_site(x, y, lungs[side], rng, pixel)
+            center, radius = _nodule_site(x, y, lungs[side], rng)
             d = np.hypot(x - center[0], y - center[1])
             extra += 0.95 * tube_path(d, radius)  # a sphere's chord equals a cylinder's
             found.append(Finding("nodule", d <= radius, _side_name(side), {"radius_mm": radius}))
     if present["cardiomegaly"]:
         found.append(Finding("cardiomegaly", heart > 1.0, "", {"ctr": ctr}))
 
-    vessels = (_vessels(x, y, lung_geom, rng, pixel) + 0.3 * hila) * vessels_keep
+    vessels = (_vessels(size, rng, pixel) + 0.3 * hila) * vessels_keep
     total_lung = sum(lungs[s] * lung_gain[s] for s in (-1, 1))
     vessels *= smoothstep(total_lung / 20.0)
     # Parenchymal texture: faint mottle where there is aerated lung.
@@ -205,12 +205,7 @@ def render_chest(
     )
     # Soft tissue fills the body; lungs replace part of it with air-filled parenchyma.
     projection = (
-        body
-        - (1 - _LUNG) * total_lung
-        + _bones(x, y, anatomy, rng)
-        + _airways(x, y, anatomy)
-        + vessels
-        + extra
+        body - (1 - _LUNG) * total_lung + _bones(x, y, anatomy, rng) + _airways(x, y) + vessels + extra
     )
     image = _expose(projection, rng, pixel)
 
@@ -321,7 +316,7 @@ def _bones(x: np.ndarray, y: np.ndarray, a: _Anatomy, rng: np.random.Generator) 
     return bone
 
 
-def _airways(x: np.ndarray, y: np.ndarray, a: _Anatomy) -> np.ndarray:
+def _airways(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Trachea and main bronchi: air columns, darker than the mediastinum around them."""
     carina = -70.0
     trachea = np.where(y < carina, tube_path(np.abs(x + 3), 9.0), 0.0)
@@ -336,9 +331,8 @@ def _airways(x: np.ndarray, y: np.ndarray, a: _Anatomy) -> np.ndarray:
     return -air
 
 
-def _vessels(x, y, geom, rng: np.random.Generator, pixel: float) -> np.ndarray:
+def _vessels(size: int, rng: np.random.Generator, pixel: float) -> np.ndarray:
     """Lung markings: vessel trees branching out from each hilum, thinner towards the periphery."""
-    size = x.shape[0]
     levels: dict[int, np.ndarray] = {}
     for side in (-1, 1):
         hilum = (side * 45.0, -25.0)
@@ -372,7 +366,7 @@ def _hilar_angles(side: int, rng: np.random.Generator) -> list[float]:
     return [b + rng.normal(0, 0.12) for b in base]
 
 
-def _pneumothorax(x, y, geom: dict, rng: np.random.Generator, pixel: float):
+def _pneumothorax(x, y, geom: dict, rng: np.random.Generator):
     """Air between chest wall and a retracted lung at the apex and lateral wall, and the pleural line."""
     gap = rng.uniform(8, 28)
     u = (x - geom["cx"]) / geom["hw"]
@@ -387,7 +381,7 @@ def _pneumothorax(x, y, geom: dict, rng: np.random.Generator, pixel: float):
     return region, line.astype(np.float32)
 
 
-def _effusion(x, y, geom: dict, a: _Anatomy, rng: np.random.Generator) -> np.ndarray:
+def _effusion(x, y, geom: dict, rng: np.random.Generator) -> np.ndarray:
     """Fluid at the lung base: the costophrenic angle blunted, a meniscus climbing the lateral wall."""
     height = rng.uniform(12, 45)
     lateral = np.clip((x - geom["cx"]) * geom["side"] / geom["hw"] + 0.3, 0, 1.3)
@@ -410,7 +404,7 @@ def _consolidation(x, y, geom: dict, rng: np.random.Generator, pixel: float) -> 
     return smoothstep((field_ - 0.2) / 0.75).astype(np.float32)
 
 
-def _nodule_site(x, y, lung: np.ndarray, rng: np.random.Generator, pixel: float):
+def _nodule_site(x, y, lung: np.ndarray, rng: np.random.Generator):
     candidates = np.argwhere(lung > 0.7 * lung.max())
     row, col = candidates[rng.integers(len(candidates))]
     radius = float(rng.uniform(5, 13))

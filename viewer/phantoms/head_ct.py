@@ -220,11 +220,11 @@ def _slice(x, y, z, head: _Head, plans: dict, rng: np.random.Generator, pixel: f
     out[fissure] = _HU_CSF
     out[intracranial & (np.abs(x) < 0.5) & (np.abs(y) > 22 * scale)] = 75.0
     if h < -0.2:
-        _skull_base(out, x, y, h, head, brain)
+        _skull_base(out, x, y, brain)
 
     for label, plan in plans.items():
         region = _hemorrhage(
-            label, plan, x, y, z, theta, inner, brain_depth, sulcus, ventricles, intracranial, head
+            label, plan, x, y, z, theta, inner, brain_depth, sulcus, ventricles, intracranial
         )
         if region is None:
             continue
@@ -253,7 +253,7 @@ def _ventricles(x, y, h, head: _Head, scale: float) -> np.ndarray:
     return out
 
 
-def _skull_base(out, x, y, h, head: _Head, brain) -> None:
+def _skull_base(out, x, y, brain) -> None:
     """Sphenoid sinus (air) and petrous ridges (dense bone) at the lowest levels."""
     sinus = np.hypot(x / 13, (y + 38) / 10) < 1
     wall = (np.hypot(x / 15, (y + 38) / 12) < 1) & ~sinus
@@ -273,7 +273,7 @@ def _angle_diff(theta, center):
     return np.angle(np.exp(1j * (theta - center)))
 
 
-def _hemorrhage(label, plan, x, y, z, theta, inner, brain_depth, sulcus, ventricles, intracranial, head):
+def _hemorrhage(label, plan, x, y, z, theta, inner, brain_depth, sulcus, ventricles, intracranial):
     if label in ("epidural", "subdural"):
         dz = (z - plan["z"]) / plan["z_half"]
         if abs(dz) >= 1:
