@@ -59,6 +59,7 @@ def recipe(kind: str, shortcut: bool, quick: bool) -> Recipe:
     scale = 0.1 if quick else 1.0
     if kind == "cxr":
         spec = InputSpec((256, 256), "letterbox", "voi", (), (0.5,), (0.25,))
+        n_train, epochs = (1000, 4) if shortcut else (1800, 7)
         return Recipe(
             "cxr",
             CHEST_LABELS,
@@ -66,9 +67,9 @@ def recipe(kind: str, shortcut: bool, quick: bool) -> Recipe:
             256,
             spec,
             1,
-            int(2000 * scale) if not shortcut else int(1400 * scale),
+            int(n_train * scale),
             int(400 * scale),
-            6 if not shortcut else 4,
+            epochs,
             32,
             2e-3,
             shortcut,

@@ -191,7 +191,8 @@ def render_chest(
             side = int(rng.choice([-1, 1]))
             center, radius = _nodule_site(x, y, lungs[side], rng)
             d = np.hypot(x - center[0], y - center[1])
-            extra += 0.95 * tube_path(d, radius)  # a sphere's chord equals a cylinder's
+            # A solid nodule: soft tissue replacing aerated lung (a sphere's chord equals a cylinder's).
+            extra += 1.2 * tube_path(d, radius)
             found.append(Finding("nodule", d <= radius, _side_name(side), {"radius_mm": radius}))
     if present["cardiomegaly"]:
         found.append(Finding("cardiomegaly", heart > 1.0, "", {"ctr": ctr}))
@@ -407,7 +408,7 @@ def _consolidation(x, y, geom: dict, rng: np.random.Generator, pixel: float) -> 
 def _nodule_site(x, y, lung: np.ndarray, rng: np.random.Generator):
     candidates = np.argwhere(lung > 0.7 * lung.max())
     row, col = candidates[rng.integers(len(candidates))]
-    radius = float(rng.uniform(5, 13))
+    radius = float(rng.uniform(8, 16))
     return (float(x[row, col]), float(y[row, col])), radius
 
 
