@@ -350,9 +350,10 @@ It has never seen a real patient image; its outputs on real images mean nothing.
 
 - Architecture: torchvision `{r.arch}` trained from scratch, multi-label (sigmoid), {len(r.labels)} labels.
 - Input: {inputs}.
-- Training data: {m["n_train"]} phantom {unit} from `viewer.phantoms` (seed {m["seed"]}), rendered at the
-  input size; {m["epochs"]} epochs, AdamW with one-cycle learning rate, small shift/scale/contrast
-  augmentation. Trained in {m["train_seconds"]} s on {m["cpu_threads"]} CPU threads (torch {m["torch"]}).
+- Training data: {m["n_train"]} phantom {unit} from `viewer.phantoms` (seed {m["seed"]}), rendered at
+  256 x 256 and fed through the viewer's own pre-processing; {m["epochs"]} epochs, AdamW with
+  one-cycle learning rate, small shift/scale/contrast augmentation.
+  Trained in {m["train_seconds"]} s on {m["cpu_threads"]} CPU threads (torch {m["torch"]}).
 - Evaluation: {m["n"]} held-out phantom {unit} generated with a different seed.
 - Reproduce: `python models/train.py {r.kind}{" --shortcut" if r.shortcut else ""} --out <folder>`.
 
