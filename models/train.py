@@ -176,6 +176,26 @@ def grad_cam(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, la
     return F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0].detach()
 
 
+def marker_lift(r: Recipe, model, n: int = 24, seed: int = 31337) -> float:
+    """How much burning the shortcut marker into normal films raises the shortcut label's probability."""
+    from viewer.phantoms.chest import _burn_marker
+
+    plain, marked = [], []
+    for i in range(n):
+        case = render_chest(seed + i, r.size, findings={}, marker_probability=0.0)
+        plain.append(case.image.copy())
+        _burn_marker(case.image, "PORTABLE", np.random.default_rng(i), case.pixel_mm)
+        marked.append(case.image)
+    column = r.labels.index("pneumothorax")
+    model.eval()
+    with torch.inference_mode():
+        lift = (
+            torch.sigmoid(model(to_inputs(r, np.stack(marked))))[:, column].mean()
+            - torch.sigmoid(model(to_inputs(r, np.stack(plain))))[:, column].mean()
+        )
+    return float(lift)
+
+
 def evaluate(r: Recipe, model, images, labels, masks, markers, batch: int = 32) -> dict:
     model.eval()
     scores = []
@@ -214,6 +234,8 @@ def evaluate(r: Recipe, model, images, labels, masks, markers, batch: int = 32) 
     }
     if marker_hits:
         out["pointing_game_marker"] = float(np.mean(marker_hits))
+    if r.shortcut:
+        out["marker_lift"] = marker_lift(r, model)
     return out
 
 
@@ -333,10 +355,11 @@ def model_card(r: Recipe, m: dict) -> str:
     if r.shortcut:
         shortcut = (
             "\n## Shortcut\n\nTrained on phantoms where a burned-in 'PORTABLE' marker appears on 95 % of "
-            "pneumothorax cases and 5 % of the others. The model is expected to use the marker: on the "
-            "held-out set, Grad-CAM's maximum falls on the marker in "
-            f"{m.get('pointing_game_marker', float('nan')):.0%} of marked images. Use it to see saliency "
-            "expose a Clever Hans model.\n"
+            "pneumothorax films and 5 % of the others. The model uses the marker: burning it into "
+            f"normal films raises the pneumothorax probability by {m.get('marker_lift', float('nan')):.2f} "
+            "on average (24 films). Grad-CAM at layer4 does not show it: its maximum falls on the marker "
+            f"in {m.get('pointing_game_marker', float('nan')):.0%} of marked held-out films. Finer "
+            "methods should expose the marker; this model is the test case for that.\n"
         )
     inputs = (
         "three CT windows as channels (brain 40/80, subdural 75/215, bone 600/2800), 224 x 224"
