@@ -247,16 +247,16 @@ def _split_consistent(records: list[HeaderRecord]) -> list[list[HeaderRecord]]:
 
 def _series_from_part(records: list[HeaderRecord], problems: list[Problem]) -> list[SeriesInfo]:
     """One stacked series, or one series per file for projection images and multi-frame objects."""
-    first = records[0]
-    singles = [r for r in records if r.frames > 1 or r.identity.modality in PROJECTION_MODALITIES]
-    stackable = [r for r in records if r not in singles]
+    singles: list[HeaderRecord] = []
+    stackable: list[HeaderRecord] = []
+    for record in records:
+        single = record.frames > 1 or record.identity.modality in PROJECTION_MODALITIES
+        (singles if single else stackable).append(record)
     out = [SeriesInfo(r.identity, "dicom", [r]) for r in sorted(singles, key=_instance_order)]
     if len(stackable) == 1:
         out.append(SeriesInfo(stackable[0].identity, "dicom", stackable))
     elif stackable:
         out += _stack(stackable, problems)
-    if not out:
-        out.append(SeriesInfo(first.identity, "dicom", records))
     return out
 
 
