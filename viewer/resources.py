@@ -36,6 +36,18 @@ def resources_root() -> Path:
     )
 
 
+@cache
+def models_root() -> Path | None:
+    """The folder of bundled demo models (``<repo>/models``, ``viewer/_models`` in a wheel, or
+    ``<bundle>/models``), or None when this installation ships none."""
+    candidates: list[Path] = []
+    if frozen_root := getattr(sys, "_MEIPASS", None):
+        candidates.append(Path(frozen_root) / "models")
+    package_dir = Path(__file__).resolve().parent
+    candidates += [package_dir / "_models", package_dir.parent / "models"]
+    return next((c for c in candidates if c.is_dir()), None)
+
+
 def resource_path(*parts: str) -> Path:
     """Path of a bundled resource, e.g. ``resource_path("window_presets.toml")``."""
     path = resources_root().joinpath(*parts)

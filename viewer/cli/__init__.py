@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from viewer import __version__
-from viewer.cli import info, phantom
+from viewer.cli import explain, info, phantom
 
 # name -> module with add_arguments(parser) and run(args) -> exit code
-COMMANDS = {"info": info, "phantom": phantom}
+COMMANDS = {"info": info, "phantom": phantom, "explain": explain}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,8 +7,6 @@ Used by the phantom generator, the benchmarks and the tests. Every file is writt
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from pydicom.uid import (
 )
 
 from viewer import __version__
+from viewer.io.atomic import write_new
 
 _UID_PREFIX = "1.2.826.0.1.3680043.10.1514."  # generate_uid's default root is pydicom's; ours is fixed
 
@@ -56,19 +55,7 @@ class StudyInfo:
 
 def write_atomic(ds: Dataset, path: Path) -> Path:
     """Write a dataset to ``path`` without ever overwriting or leaving a partial file."""
-    path = Path(path)
-    if path.exists():
-        raise FileExistsError(f"{path} exists; refusing to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=".dcm", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            ds.save_as(f, enforce_file_format=True)
-        # link() fails if the target appeared meanwhile, where rename() would replace it.
-        os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
-    return path
+    return write_new(path, lambda f: ds.save_as(f, enforce_file_format=True))
 
 
 def _base(study: StudyInfo, sop_class: UID, sop_uid: UID, modality: str, series_uid: str) -> Dataset:

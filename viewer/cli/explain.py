@@ -1,0 +1,294 @@
+"""Compute saliency maps for every image or series found in INPUT (files, folders, ZIP, DICOMDIR).
+
+Writes, per image (per series for CT), into OUT/<id>/: <method>.npy (float32 on the native pixel
+grid: rows x cols, or slices x rows x cols), <method>.png (the map over the windowed image; for a
+series, the slice where the target is most probable), predictions.json; and OUT/metrics.csv with
+one row per image and method. Localization columns are filled where an annotation matches the
+image (--annotation: phantom JSON, DICOM SEG, box CSV or PNG masks, or a folder of them)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import re
+import sys
+import threading
+import time
+from functools import partial
+from pathlib import Path
+
+HELP = "compute saliency maps and their metrics for images or series (batch, headless)"
+
+COLUMNS = (
+    "image",
+    "method",
+    "target",
+    "seconds",
+    "pointing_game",
+    "iou_otsu",
+    "energy_in_mask",
+    "deletion_auc",
+    "insertion_auc",
+    "probability",
+    "dice_otsu",
+    "iou_top",
+    "auprc",
+    "pointing_game_marker",
+    "sanity_spearman",
+    "sanity_verdict",
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "inputs", nargs="+", type=Path, metavar="INPUT", help="files, folders, ZIP or DICOMDIR"
+    )
+    parser.add_argument("--model", required=True, help="a bundled model's name or a manifest.toml")
+    parser.add_argument(
+        "--methods",
+        default="gradcam,gradcam++,guided-backprop,guided-gradcam,deconvnet,lime",
+        help="comma-separated method ids (default: the viewer's default set); 'all' for every method",
+    )
+    parser.add_argument(
+        "--target", action="append", help="label to explain (repeatable); default: top prediction"
+    )
+    parser.add_argument(
+        "--annotation", action="append", type=Path, default=[], help="annotation file or folder"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random methods (default 0)")
+    parser.add_argument(
+        "--out", required=True, type=Path, help="output folder (must not hold results already)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=50, help="deletion/insertion steps (default 50; 0 skips)"
+    )
+    parser.add_argument("--sanity", action="store_true", help="also run the model-randomisation sanity check")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from viewer.explain import METHODS, Cancelled, explain, get_method
+    from viewer.explain.context import ExplainContext
+    from viewer.explain.faithfulness import causal_curves
+    from viewer.explain.localization import localization, pointing_game
+    from viewer.explain.sanity import cascading_randomization
+    from viewer.inference.catalog import resolve_model
+    from viewer.inference.manifest import ManifestError
+    from viewer.inference.model import CheckpointError, LoadedModel
+    from viewer.io import discover
+    from viewer.io.annotations import AnnotationError, load_annotation
+    from viewer.io.loader import load_series
+    from viewer.io.overlay import blend
+    from viewer.io.voi import to_display
+
+    method_ids = list(METHODS) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m]
+    unknown = [m for m in method_ids if m not in METHODS]
+    if unknown:
+        print(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}", file=sys.stderr)
+        return 2
+    if (args.out / "metrics.csv").exists():
+        print(f"{args.out / 'metrics.csv'} exists; choose a new output folder", file=sys.stderr)
+        return 2
+    try:
+        model = LoadedModel.from_manifest(resolve_model(args.model))
+    except (ManifestError, CheckpointError) as exc:
+        print(f"cannot load the model: {exc}", file=sys.stderr)
+        return 2
+    for label in args.target or []:
+        if label not in model.manifest.labels:
+            labels = ", ".join(model.manifest.labels)
+            print(f"--target {label!r} is not a label of {model.manifest.name}: {labels}", file=sys.stderr)
+            return 2
+    annotations = []
+    for path in _annotation_files(args.annotation):
+        try:
+            annotations.append(load_annotation(path))
+        except AnnotationError as exc:
+            print(f"skipped annotation {exc}", file=sys.stderr)
+
+    found = discover(args.inputs)
+    for problem in found.problems:
+        print(f"skipped {problem.source}: {problem.reason}", file=sys.stderr)
+    if not found.series:
+        print("no images found", file=sys.stderr)
+        return 1
+    bar = _Progress(enabled=not args.quiet and sys.stderr.isatty())
+    rows, used_ids = [], set()
+    for n, series in enumerate(found.series, start=1):
+        image = load_series(series)
+        name = _unique_id(_series_id(series), used_ids)
+        out_dir = args.out / name
+        out_dir.mkdir(parents=True, exist_ok=False)
+        try:
+            result = explain(
+                model,
+                image,
+                [get_method(m) for m in method_ids],
+                targets=args.target,
+                seed=args.seed,
+                on_progress=partial(bar.show_step, f"[{n}/{len(found.series)}] {name}"),
+            )
+        except Cancelled:
+            return 130
+        bar.done()
+        predictions = {
+            label: float(result.probabilities[:, i].max()) for i, label in enumerate(result.labels)
+        }
+        record = {"model": model.manifest.name, "frames": len(result.frames), "probability": predictions}
+        if len(result.frames) > 1:
+            record["per_frame"] = {
+                label: [round(float(p), 6) for p in result.probabilities[:, i]]
+                for i, label in enumerate(result.labels)
+            }
+        _write_new(out_dir / "predictions.json", json.dumps(record, indent=1).encode())
+        matching = [a for a in annotations if a.matches(image)]
+        for smap in result.maps:
+            key = smap.method if len(result.targets) == 1 else f"{smap.method}_{smap.target}"
+            buffer = io.BytesIO()
+            np.save(buffer, smap.array if image.n_frames > 1 else smap.array[0])
+            _write_new(out_dir / f"{key}.npy", buffer.getvalue())
+            best = int(np.argmax(result.probabilities[:, smap.target_index]))
+            grey = to_display(image, result.frames[best])
+            signed = smap.convention == "signed"
+            rgb = blend(
+                grey, smap.array[best], cmap="diverging" if signed else "jet", signed=signed, low=0.05
+            )
+            _write_new(out_dir / f"{key}.png", _png(rgb))
+            row = {
+                "image": name,
+                "method": smap.method,
+                "target": smap.target,
+                "seconds": f"{smap.seconds:.3f}",
+                "probability": f"{predictions[smap.target]:.4f}",
+            }
+            mask = np.zeros(smap.array.shape, bool)
+            for annotation in matching:
+                mask |= annotation.mask(image, smap.target)
+                marker = annotation.marker_mask(image)
+                if marker is not None:
+                    row["pointing_game_marker"] = _cell(pointing_game(smap.array, marker))
+            if mask.any():
+                scores = localization(smap.array, mask)
+                row.update(
+                    pointing_game=_cell(scores.pointing_game),
+                    iou_otsu=_cell(scores.iou_otsu),
+                    dice_otsu=_cell(scores.dice_otsu),
+                    iou_top=_cell(scores.iou_top),
+                    energy_in_mask=_cell(scores.energy_inside),
+                    auprc=_cell(scores.auprc),
+                )
+            inputs = model.prepare(image, result.frames[best])[0][None].to(model.device)
+            if args.steps > 0:
+                with ExplainContext(
+                    model.network, model.target_layer, inputs, task=model.manifest.task
+                ) as ctx:
+                    deletion, insertion = causal_curves(
+                        ctx, smap.grid[best], smap.target_index, steps=args.steps
+                    )
+                row.update(deletion_auc=f"{deletion.auc:.4f}", insertion_auc=f"{insertion.auc:.4f}")
+            if args.sanity:
+                sanity = cascading_randomization(
+                    model.network,
+                    model.target_layer,
+                    inputs,
+                    get_method(smap.method, **smap.params),
+                    smap.target_index,
+                    task=model.manifest.task,
+                    seed=args.seed,
+                )
+                row.update(sanity_spearman=f"{sanity.stages[-1].spearman:.4f}", sanity_verdict=sanity.verdict)
+            rows.append(row)
+        top = max(predictions, key=predictions.get)
+        print(f"{name}: {top} {predictions[top]:.3f}; {len(result.maps)} maps in {out_dir}")
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=COLUMNS, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_new(args.out / "metrics.csv", text.getvalue().encode())
+    print(f"wrote {len(rows)} rows to {args.out / 'metrics.csv'}")
+    return 0
+
+
+def _annotation_files(paths: list[Path]) -> list[Path]:
+    files = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(
+                p for p in path.rglob("*") if p.suffix.lower() in (".json", ".dcm", ".csv", ".png")
+            )
+        else:
+            files.append(path)
+    # Phantom sets hold each truth twice (JSON and SEG) and PNG masks that the JSON names.
+    stems = {p.stem for p in files if p.suffix.lower() == ".json"}
+    return [
+        p
+        for p in files
+        if not (p.suffix.lower() == ".dcm" and p.stem.removesuffix("_seg") in stems)
+        and not (p.suffix.lower() == ".png" and any(p.stem.startswith(f"{s}_") for s in stems))
+    ]
+
+
+def _series_id(series) -> str:
+    first = Path(series.paths[0].split("!/")[-1])
+    stem = first.parent.name if series.n_frames > 1 and len(series.paths) > 1 else first.stem
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem) or "image"
+
+
+def _unique_id(name: str, used: set[str]) -> str:
+    candidate, k = name, 2
+    while candidate in used:
+        candidate, k = f"{name}_{k}", k + 1
+    used.add(candidate)
+    return candidate
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return f"{value:.4f}"
+
+
+def _png(rgb) -> bytes:
+    from PIL import Image as PILImage
+
+    buffer = io.BytesIO()
+    PILImage.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    from viewer.io.atomic import write_bytes_new
+
+    write_bytes_new(path, data)
+
+
+class _Progress:
+    """A one-line progress bar on the terminal (stderr), redrawn at most ten times a second."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.last = 0.0
+        self.lock = threading.Lock()
+
+    def show(self, text: str, fraction: float) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < 0.1 and fraction < 1):
+            return
+        self.last = now
+        filled = int(fraction * 30)
+        with self.lock:
+            sys.stderr.write(f"\r{text[:50]:<50} [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%}")
+            sys.stderr.flush()
+
+    def show_step(self, head: str, step: str, fraction: float) -> None:
+        self.show(f"{head} {step}", fraction)
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 90 + "\r")

@@ -1,0 +1,177 @@
+"""The CAM family: maps on the target layer's grid from its activations A and gradients G = dy_c/dA.
+
+All gradient-based CAM maps of all labels come from one recorded forward pass (one backward to the
+target layer per label, shared by every method). Raw maps are returned before the final ReLU; the
+engine rectifies and scales them. Formulas and constants follow ``pytorch-grad-cam`` where it
+follows the papers, so maps can be compared one to one.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from viewer.explain.context import ExplainContext
+from viewer.explain.registry import Method, register
+
+
+class _GradientCAM(Method):
+    family = "cam"
+    convention = "unit"
+
+    def compute(self, ctx: ExplainContext, targets: list[int]) -> torch.Tensor:
+        a = ctx.activations
+        maps = []
+        for i, target in enumerate(targets):
+            maps.append(self.combine(a, ctx.activation_grads(target)))
+            ctx.report((i + 1) / len(targets))
+        return torch.stack(maps)
+
+    def combine(self, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """Raw map ``(B, u, v)`` from activations and gradients ``(B, K, u, v)``."""
+        raise NotImplementedError
+
+
+def weighted_sum(weights: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("bk,bkuv->buv", weights, a)
+
+
+@register
+class GradCAM(_GradientCAM):
+    id = "gradcam"
+    title = "Grad-CAM"
+    reference = "Selvaraju et al., ICCV 2017"
+
+    def combine(self, a, g):
+        return weighted_sum(g.mean(dim=(2, 3)), a)
+
+
+@register
+class GradCAMPlusPlus(_GradientCAM):
+    id = "gradcam++"
+    title = "Grad-CAM++"
+    reference = "Chattopadhay et al., WACV 2018 (eq. 19, exp(y) factor dropped)"
+
+    def combine(self, a, g):
+        g2 = g * g
+        denominator = 2 * g2 + a.sum(dim=(2, 3), keepdim=True) * g2 * g + 1e-6
+        alpha = torch.where(g != 0, g2 / denominator, torch.zeros_like(g))
+        return weighted_sum((alpha * g.clamp(min=0)).sum(dim=(2, 3)), a)
+
+
+@register
+class XGradCAM(_GradientCAM):
+    id = "xgradcam"
+    title = "XGrad-CAM"
+    reference = "Fu et al., BMVC 2020"
+
+    def combine(self, a, g):
+        weights = (g * a / (a.sum(dim=(2, 3), keepdim=True) + 1e-7)).sum(dim=(2, 3))
+        return weighted_sum(weights, a)
+
+
+@register
+class LayerCAM(_GradientCAM):
+    id = "layercam"
+    title = "LayerCAM"
+    reference = "Jiang et al., IEEE TIP 2021 (single layer)"
+
+    def combine(self, a, g):
+        return (g.clamp(min=0) * a).sum(dim=1)
+
+
+@register
+class HiResCAM(_GradientCAM):
+    id = "hirescam"
+    title = "HiResCAM"
+    reference = "Draelos & Carin, arXiv 2011.08891"
+
+    def combine(self, a, g):
+        return (g * a).sum(dim=1)
+
+
+@register
+class EigenCAM(Method):
+    id = "eigencam"
+    title = "Eigen-CAM"
+    family = "cam"
+    convention = "unit"
+    reference = "Muhammad & Yeasin, IJCNN 2020"
+    class_sensitive = False  # the first principal component of A: the same map for every label
+
+    def compute(self, ctx: ExplainContext, targets: list[int]) -> torch.Tensor:
+        projection = first_component(ctx.activations)
+        ctx.report(1.0)
+        return projection.expand(len(targets), *projection.shape)
+
+
+def first_component(a: torch.Tensor) -> torch.Tensor:
+    """Projection of each location's centred feature vector on the first right-singular vector,
+    ``(B, u, v)``. The SVD's sign is arbitrary: it is chosen so the strongest response is positive
+    (pytorch-grad-cam's ``get_2d_projection`` leaves it to chance, so its map can come out inverted
+    and then vanish under the final ReLU)."""
+    b, k, u, v = a.shape
+    flat = a.reshape(b, k, u * v).transpose(1, 2).double()
+    flat = flat - flat.mean(dim=1, keepdim=True)
+    _, _, vh = torch.linalg.svd(flat, full_matrices=False)
+    projection = (flat @ vh[:, 0, :, None]).squeeze(-1)
+    flip = projection.amin(dim=1).abs() > projection.amax(dim=1).abs()
+    projection = torch.where(flip[:, None], -projection, projection)
+    return projection.reshape(b, u, v).float()
+
+
+@register
+class ScoreCAM(Method):
+    """Each upsampled, min-max scaled activation channel masks the input; the channel's weight is
+    the change of the target's score. Channels that are constant (often all-zero after a ReLU) carry
+    no mask and are skipped, which also saves their forward passes."""
+
+    id = "scorecam"
+    title = "Score-CAM"
+    family = "cam"
+    convention = "unit"
+    reference = "Wang et al., CVPR-W 2020"
+
+    @classmethod
+    def defaults(cls) -> dict:
+        # "increase": w_k = p_c(X * H_k) - p_c(X * 0), the paper's increase of confidence with the
+        # model's own probability (sigmoid or softmax). "softmax-channels": pytorch-grad-cam's
+        # variant, a softmax of the target logits across channels.
+        return {"weights": "increase"}
+
+    def compute(self, ctx: ExplainContext, targets: list[int]) -> torch.Tensor:
+        if self.params["weights"] not in ("increase", "softmax-channels"):
+            raise ValueError(f"scorecam: unknown weights {self.params['weights']!r}")
+        a = ctx.activations
+        b, k = a.shape[:2]
+        x = ctx.inputs.detach()
+        size = x.shape[-2:]
+        low = a.amin(dim=(2, 3), keepdim=True)
+        high = a.amax(dim=(2, 3), keepdim=True)
+        live = (high - low).flatten(1) > 0  # (B, K)
+        index = live.nonzero()  # rows (sample, channel)
+        logits = self.params["weights"] == "softmax-channels"
+
+        def make_batch(start: int, stop: int) -> torch.Tensor:
+            rows = index[start:stop]
+            chan = a[rows[:, 0], rows[:, 1]][:, None]
+            lo, hi = low[rows[:, 0], rows[:, 1]][:, None], high[rows[:, 0], rows[:, 1]][:, None]
+            # pytorch-grad-cam upsamples, then scales: min and max of the upsampled map equal the
+            # grid's under bilinear interpolation, so the order does not matter.
+            masks = F.interpolate((chan - lo) / (hi - lo), size=size, mode="bilinear", align_corners=False)
+            return x[rows[:, 0]] * masks
+
+        scores = ctx.scores(make_batch, len(index), logits=logits)[:, targets]  # (n_live, T)
+        weights = torch.full((len(targets), b, k), float("-inf") if logits else 0.0)
+        weights[:, index[:, 0], index[:, 1]] = scores.T
+        if logits:
+            weights = torch.softmax(weights, dim=-1)
+        else:
+            with torch.inference_mode():
+                base = ctx.probabilities(ctx.network(torch.zeros_like(x)))[:, targets].float()
+            weights = torch.where(torch.isfinite(weights), weights - base.T[:, :, None], weights)
+            weights[:, ~live] = 0.0
+        return torch.einsum("tbk,bkuv->tbuv", weights, a)
+
+
+CAM_METHODS = (GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM, EigenCAM, ScoreCAM)

@@ -1,0 +1,168 @@
+"""What every method computes from: the network, the prepared inputs and shared, cached work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from viewer.explain.recorded_pass import RecordedPass, record
+from viewer.explain.relu_rules import Rule
+
+
+class Cancelled(Exception):
+    """Raised inside a computation when its cancel flag was set."""
+
+
+class CancelFlag(Protocol):
+    def is_set(self) -> bool: ...
+
+
+def default_batch_size(inputs: torch.Tensor) -> int:
+    """Images per batched forward. On a CPU, throughput stops growing at a few million input values
+    per batch while memory keeps growing; on a GPU the free memory decides."""
+    numel = max(1, inputs[0].numel())
+    if inputs.device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(inputs.device)
+        # Activations of common CNNs take up to ~100x the input per sample in inference mode.
+        return int(min(256, max(8, free // (numel * 4 * 100))))
+    return int(min(32, max(4, 4_000_000 // numel)))
+
+
+class ExplainContext:
+    """The prepared inputs ``(B, C, H, W)`` of a batch of frames, and the work methods share.
+
+    The recorded forward pass is made on first use and serves every method that needs it; per-label
+    gradients are cached, so e.g. Grad-CAM, Grad-CAM++ and Guided Grad-CAM share one backward to the
+    target layer. Call ``release`` (or use as a context manager) to free the graph.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        layer: str,
+        inputs: torch.Tensor,
+        *,
+        task: str = "multilabel",
+        seed: int = 0,
+        batch_size: int | None = None,
+        input_grads: bool = True,
+        cancel: CancelFlag | None = None,
+        progress: Callable[[float], None] | None = None,
+    ):
+        self.network = network
+        self.layer = layer
+        self.inputs = inputs
+        self.task = task
+        self.seed = seed
+        self.batch_size = batch_size or default_batch_size(inputs)
+        self.cancel = cancel
+        self.progress = progress
+        self._want_input_grads = input_grads
+        self._span = (0.0, 1.0)
+        self._stack = ExitStack()
+        self._pass: RecordedPass | None = None
+        self._activation_grads: dict[int, torch.Tensor] = {}
+        self._input_grads: dict[tuple[int, Rule], torch.Tensor] = {}
+
+    # --- shared recorded pass ------------------------------------------------------------------
+
+    def recorded(self) -> RecordedPass:
+        if self._pass is None:
+            self.check()
+            self._pass = self._stack.enter_context(
+                record(self.network, self.inputs, self.layer, input_grads=self._want_input_grads)
+            )
+        return self._pass
+
+    @property
+    def activations(self) -> torch.Tensor:
+        """Target-layer activations ``(B, K, u, v)`` (a copy no later in-place op touched)."""
+        return self.recorded().activations
+
+    @property
+    def logits(self) -> torch.Tensor:
+        return self.recorded().logits.detach()
+
+    def activation_grads(self, target: int) -> torch.Tensor:
+        if target not in self._activation_grads:
+            self.check()
+            self._activation_grads[target] = self.recorded().activation_grads(target)
+        return self._activation_grads[target]
+
+    def input_grads(self, target: int, rule: Rule = "gradient") -> torch.Tensor:
+        key = (target, rule)
+        if key not in self._input_grads:
+            self.check()
+            self._input_grads[key] = self.recorded().input_grads(target, rule)
+        return self._input_grads[key]
+
+    # --- batched evaluation --------------------------------------------------------------------
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if self.task == "multilabel" else torch.softmax(logits, dim=-1)
+
+    def batches(self, n: int) -> Iterator[tuple[int, int]]:
+        """``(start, stop)`` of each batch of ``n`` items; checks the cancel flag before each batch
+        and reports progress after it."""
+        for start in range(0, n, self.batch_size):
+            self.check()
+            stop = min(n, start + self.batch_size)
+            yield start, stop
+            self.report(stop / n)
+
+    def evaluate(self, batch: torch.Tensor, *, logits: bool = False) -> torch.Tensor:
+        """Outputs ``(N, labels)`` of a batch under ``inference_mode``: probabilities (sigmoid or
+        softmax, as the model's task) unless ``logits``."""
+        with torch.inference_mode():
+            y = self.network(batch)
+            return (y if logits else self.probabilities(y)).float()
+
+    def scores(
+        self, make_batch: Callable[[int, int], torch.Tensor], n: int, *, logits: bool = False
+    ) -> torch.Tensor:
+        """``evaluate`` over ``n`` inputs that ``make_batch(start, stop)`` builds a batch at a time,
+        so the inputs never all sit in memory."""
+        return torch.cat([self.evaluate(make_batch(a, b), logits=logits) for a, b in self.batches(n)])
+
+    # --- progress, cancellation, clean-up ------------------------------------------------------
+
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled
+
+    def report(self, fraction: float) -> None:
+        if self.progress is not None:
+            low, high = self._span
+            self.progress(low + (high - low) * min(1.0, max(0.0, fraction)))
+
+    @contextmanager
+    def part(self, index: int, count: int) -> Iterator[None]:
+        """Within the block, progress 0..1 reports as the ``index``-th of ``count`` equal parts."""
+        saved = self._span
+        low, high = saved
+        step = (high - low) / count
+        self._span = (low + index * step, low + (index + 1) * step)
+        try:
+            yield
+        finally:
+            self._span = saved
+
+    def generator(self, salt: int = 0) -> torch.Generator:
+        """A fresh generator for a method's random draws: same seed, same map."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + salt)
+
+    def release(self) -> None:
+        self._activation_grads.clear()
+        self._input_grads.clear()
+        self._pass = None
+        self._stack.close()
+
+    def __enter__(self) -> ExplainContext:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -1,0 +1,184 @@
+"""Explain an opened image with a loaded model: every requested method, label and frame.
+
+Work is shared wherever the maths allows (see ``ExplainContext``): one recorded forward pass per
+batch of frames serves all CAM-family and gradient-family maps of all target labels, and the
+perturbation methods run batched in ``inference_mode``. Finished maps stream out through
+``on_result`` one method at a time, progress through ``on_progress(method, fraction)``, and a set
+``cancel`` flag stops the work at the next batch (raising ``Cancelled``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# Importing the method modules registers them.
+from viewer.explain import cam, gradients, perturbation  # noqa: F401
+from viewer.explain.context import CancelFlag, ExplainContext
+from viewer.explain.registry import Method, get_method
+from viewer.explain.saliency_map import SaliencyMap
+from viewer.inference.model import LoadedModel
+from viewer.inference.preprocess import GridTransform
+from viewer.io.image import Image
+
+NOTES = {
+    "guided-backprop": "not class-specific: shows input structure whatever the label, and barely "
+    "changes when the network is randomised (Adebayo et al. 2018)",
+    "deconvnet": "not class-specific: shows input structure whatever the label",
+    "guided-gradcam": "class-specific only through its Grad-CAM factor",
+    "eigencam": "class-agnostic: the same map for every label",
+}
+
+
+@dataclass
+class Explanation:
+    """Everything one ``explain`` call produced."""
+
+    labels: tuple[str, ...]
+    frames: tuple[int, ...]
+    probabilities: np.ndarray  # (frames, labels)
+    targets: tuple[str, ...]
+    maps: list[SaliencyMap] = field(default_factory=list)
+
+    def get(self, method: str, target: str | None = None) -> SaliencyMap:
+        target = target or self.targets[0]
+        for m in self.maps:
+            if m.method == method and m.target == target:
+                return m
+        raise KeyError(f"no {method} map for {target}")
+
+
+def explain(
+    model: LoadedModel,
+    image: Image,
+    methods: Sequence[str | Method],
+    *,
+    targets: Sequence[str] | None = None,
+    frames: Sequence[int] | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    frame_chunk: int = 16,
+    on_result: Callable[[SaliencyMap], None] | None = None,
+    on_progress: Callable[[str, float], None] | None = None,
+    cancel: CancelFlag | None = None,
+) -> Explanation:
+    """Maps of ``methods`` for ``targets`` (default: the top prediction) over ``frames`` (default:
+    every frame; a GUI asks for the slice on screen)."""
+    instances = [get_method(m) if isinstance(m, str) else m for m in methods]
+    frames = tuple(range(image.n_frames)) if frames is None else tuple(frames)
+    labels = model.manifest.labels
+    prepared = [model.prepare(image, f) for f in frames]
+    transform = prepared[0][1]
+    inputs = torch.stack([x for x, _ in prepared]).to(model.device)
+    input_grads = any(m.needs_input_grads for m in instances)
+
+    chunks = [slice(i, i + frame_chunk) for i in range(0, len(frames), frame_chunk)]
+    raw: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(instances))}
+    seconds = [0.0] * len(instances)
+    probabilities: list[torch.Tensor] = []
+    target_index: list[int] = []
+    result = Explanation(labels, frames, np.zeros((0, len(labels))), ())
+
+    for c, chunk in enumerate(chunks):
+        ctx = ExplainContext(
+            model.network,
+            model.target_layer,
+            inputs[chunk],
+            task=model.manifest.task,
+            seed=seed,
+            batch_size=batch_size,
+            input_grads=input_grads,
+            cancel=cancel,
+        )
+        with ctx:
+            start = time.perf_counter()
+            logits = ctx.logits if instances else ctx.evaluate(ctx.inputs, logits=True)
+            probabilities.append(ctx.probabilities(logits.float()).cpu())
+            if c == 0:
+                # Choosing the default target needs every frame's prediction: one cheap pass.
+                all_p = probabilities[0] if len(chunks) == 1 else _probabilities(model, inputs, ctx)
+                target_index = _resolve_targets(targets, labels, all_p)
+                result.targets = tuple(labels[t] for t in target_index)
+            first_pass = time.perf_counter() - start
+            for i, method in enumerate(instances):
+                if on_progress is not None:
+                    ctx.progress = lambda f, m=method.id, c=c: on_progress(m, (c + f) / len(chunks))
+                start = time.perf_counter()
+                raw[i].append(method.compute(ctx, target_index).float().cpu())
+                seconds[i] += time.perf_counter() - start + (first_pass if i == 0 else 0.0)
+                if c == len(chunks) - 1:
+                    maps = _finish(
+                        method, torch.cat(raw.pop(i), dim=1), result, target_index, transform, seconds[i]
+                    )
+                    result.maps += maps
+                    if on_result is not None:
+                        for m in maps:
+                            on_result(m)
+    result.probabilities = torch.cat(probabilities).numpy()
+    return result
+
+
+def _probabilities(model: LoadedModel, inputs: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+    return torch.cat([ctx.evaluate(inputs[a:b]).cpu() for a, b in ctx.batches(len(inputs))])
+
+
+def _resolve_targets(targets: Sequence[str] | None, labels: tuple[str, ...], p: torch.Tensor) -> list[int]:
+    if not targets:
+        return [int(p.amax(dim=0).argmax())]  # the top prediction (over all frames of a series)
+    unknown = [t for t in targets if t not in labels]
+    if unknown:
+        raise KeyError(f"unknown target label(s) {', '.join(unknown)}; the model has {', '.join(labels)}")
+    return [labels.index(t) for t in targets]
+
+
+def scale_to_convention(raw: torch.Tensor, convention: str) -> tuple[torch.Tensor, float]:
+    """Raw maps (any shape) scaled over all their values: ``unit`` rectifies, ``absolute`` takes
+    magnitudes, both then divide by the maximum; ``signed`` divides by the largest magnitude."""
+    if convention == "unit":
+        raw = raw.clamp(min=0)
+    elif convention == "absolute":
+        raw = raw.abs()
+    top = float(raw.abs().max()) if raw.numel() else 0.0
+    return (raw / top if top > 0 else raw), top
+
+
+def _finish(
+    method: Method,
+    raw: torch.Tensor,
+    result: Explanation,
+    targets: list[int],
+    transform: GridTransform,
+    seconds: float,
+) -> list[SaliencyMap]:
+    """Raw ``(T, frames, h, w)`` -> one ``SaliencyMap`` per target, on the model and native grids."""
+    out = []
+    for t, target in enumerate(targets):
+        scaled, top = scale_to_convention(raw[t], method.convention)
+        grid = scaled
+        if tuple(scaled.shape[-2:]) != transform.size:
+            grid = F.interpolate(scaled[:, None], size=transform.size, mode="bilinear", align_corners=False)[
+                :, 0
+            ]
+        native = transform.to_native(scaled)  # from the method's own grid: one interpolation only
+        out.append(
+            SaliencyMap(
+                method=method.id,
+                target=result.labels[target],
+                target_index=target,
+                frames=result.frames,
+                array=native.numpy().astype(np.float32, copy=False),
+                grid=grid.numpy().astype(np.float32, copy=False),
+                convention=method.convention,
+                scale=top,
+                seconds=seconds / len(targets),
+                class_sensitive=method.class_sensitive,
+                params=dict(method.params),
+                notes=[NOTES[method.id]] if method.id in NOTES else [],
+            )
+        )
+    return out

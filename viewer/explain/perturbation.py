@@ -1,0 +1,220 @@
+"""The perturbation family: maps from the model's output on altered copies of the input.
+
+Every method evaluates its copies in batches under ``torch.inference_mode`` (``ExplainContext.scores``)
+and builds each batch on the fly, so memory stays flat however many samples are asked for. The
+score is the model's own probability of the target (sigmoid for multi-label, softmax for
+multi-class). "Removed" pixels take the value 0 in normalised units, i.e. the training mean,
+unless a method says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
+
+from viewer.explain.context import ExplainContext
+from viewer.explain.registry import Method, register
+
+
+class _Perturbation(Method):
+    family = "perturbation"
+    convention = "unit"
+
+    def compute(self, ctx: ExplainContext, targets: list[int]) -> torch.Tensor:
+        maps = []
+        n = len(ctx.inputs)
+        for b in range(n):
+            with ctx.part(b, n):
+                maps.append(self.compute_one(ctx, ctx.inputs[b].detach(), targets))
+        return torch.stack(maps, dim=1)
+
+    def compute_one(self, ctx: ExplainContext, x: torch.Tensor, targets: list[int]) -> torch.Tensor:
+        """Raw maps ``(T, H, W)`` for one input ``(C, H, W)``."""
+        raise NotImplementedError
+
+
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Window positions covering every pixel: a last window flush with the edge is added when the
+    stride does not land there (Captum's grid leaves those pixels out)."""
+    window = min(window, length)
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] != length - window:
+        starts.append(length - window)
+    return starts
+
+
+@register
+class Occlusion(_Perturbation):
+    """f(x) - f(x with a square patch set to the baseline), averaged over the patches covering
+    each pixel; negative effects (the patch raised the score) are clipped for display."""
+
+    id = "occlusion"
+    title = "Occlusion"
+    reference = "Zeiler & Fergus, ECCV 2014 (as Captum's Occlusion)"
+
+    @classmethod
+    def defaults(cls) -> dict:
+        return {"window": 32, "stride": 16}
+
+    def compute_one(self, ctx, x, targets):
+        _, h, w = x.shape
+        win = min(self.params["window"], h, w)
+        patches = [
+            (top, left)
+            for top in window_starts(h, win, self.params["stride"])
+            for left in window_starts(w, win, self.params["stride"])
+        ]
+
+        def make_batch(start: int, stop: int) -> torch.Tensor:
+            batch = x.expand(stop - start, *x.shape).clone()
+            for i, (top, left) in enumerate(patches[start:stop]):
+                batch[i, :, top : top + win, left : left + win] = 0.0
+            return batch
+
+        full = ctx.evaluate(x[None])[0, targets]
+        drops = full[None] - ctx.scores(make_batch, len(patches))[:, targets]  # (P, T)
+        total = torch.zeros((len(targets), h, w))
+        count = torch.zeros((h, w))
+        for (top, left), drop in zip(patches, drops, strict=True):
+            total[:, top : top + win, left : left + win] += drop[:, None, None]
+            count[top : top + win, left : left + win] += 1
+        return total / count
+
+
+@register
+class RISE(_Perturbation):
+    """Randomised input sampling: the score-weighted mean of N random smooth masks, divided by N*p.
+    The map is offset to start at 0 (every pixel gets the mean score otherwise)."""
+
+    id = "rise"
+    title = "RISE"
+    reference = "Petsiuk et al., BMVC 2018 (eclique/RISE masks)"
+
+    @classmethod
+    def defaults(cls) -> dict:
+        return {"masks": 2000, "cells": 8, "p": 0.5}
+
+    def compute_one(self, ctx, x, targets):
+        n, s, p = self.params["masks"], self.params["cells"], self.params["p"]
+        _, h, w = x.shape
+        g = ctx.generator(salt=29)
+        grids = (torch.rand((n, 1, s, s), generator=g) < p).float()
+        cell_h, cell_w = math.ceil(h / s), math.ceil(w / s)
+        shifts = torch.stack(
+            [torch.randint(0, cell_h, (n,), generator=g), torch.randint(0, cell_w, (n,), generator=g)], 1
+        )
+
+        def masks(start: int, stop: int) -> torch.Tensor:
+            up = F.interpolate(
+                grids[start:stop],
+                size=((s + 1) * cell_h, (s + 1) * cell_w),
+                mode="bilinear",
+                align_corners=False,
+            )
+            return torch.stack(
+                [m[:, dy : dy + h, dx : dx + w] for m, (dy, dx) in zip(up, shifts[start:stop], strict=True)]
+            )
+
+        total = torch.zeros((len(targets), h, w))
+        for start, stop in ctx.batches(n):
+            batch_masks = masks(start, stop)
+            scores = ctx.evaluate(x[None] * batch_masks.to(x.dtype))[:, targets]
+            total += torch.einsum("nt,nhw->thw", scores.cpu(), batch_masks[:, 0].float())
+        saliency = total / (n * p)
+        return saliency - saliency.amin(dim=(-2, -1), keepdim=True)
+
+
+def superpixels(x: torch.Tensor, count: int) -> np.ndarray:
+    """SLIC superpixels (SimpleITK) of an input ``(C, H, W)``: int labels 0..n-1, about ``count``.
+
+    SLIC follows edges such as the heart border, diaphragm and ribs better than the quickshift
+    default of ``lime_image`` does on grey-scale films, and SimpleITK is already a dependency.
+    """
+    grey = x.float().mean(dim=0).cpu().numpy()
+    span = float(grey.max() - grey.min()) or 1.0
+    grey = (grey - grey.min()) * (100.0 / span)
+    h, w = grey.shape
+    grid = max(2, round(math.sqrt(h * w / max(1, count))))
+    labels = sitk.GetArrayFromImage(
+        sitk.SLIC(
+            sitk.GetImageFromArray(grey.astype(np.float32)),
+            superGridSize=[grid, grid],
+            spatialProximityWeight=8.0,
+            maximumNumberOfIterations=10,
+            enforceConnectivity=True,
+            initializationPerturbation=True,
+        )
+    )
+    _, dense = np.unique(labels, return_inverse=True)
+    return dense.reshape(h, w).astype(np.int64)
+
+
+def lime_kernel_weights(samples: np.ndarray, kernel_width: float) -> np.ndarray:
+    """``lime_image``: cosine distance of each sample to the all-on sample, exponential kernel."""
+    on = samples.sum(axis=1)
+    cosine = 1.0 - np.sqrt(on / samples.shape[1])  # z . 1 / (|z| |1|) for binary z
+    return np.sqrt(np.exp(-(cosine**2) / kernel_width**2))
+
+
+def weighted_ridge(x: np.ndarray, y: np.ndarray, weights: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """Coefficients of scikit-learn's ``Ridge(alpha, fit_intercept=True)`` fitted with sample
+    weights, for every column of ``y`` at once: ``(features, outputs)``."""
+    w = weights / weights.sum()
+    xc = x - w @ x
+    yc = y - w @ y
+    xw = xc * weights[:, None]
+    gram = xc.T @ xw + alpha * np.eye(x.shape[1])
+    return np.linalg.solve(gram, xw.T @ yc)
+
+
+@register
+class LIME(_Perturbation):
+    """LIME for images as ``lime_image``: superpixels switched off at random (to their mean), a
+    kernel-weighted ridge regression of the target probability on which were on; the map paints
+    each superpixel with its coefficient (positive evidence kept for display). With the same
+    superpixels and seed, the coefficients equal ``lime_image``'s."""
+
+    id = "lime"
+    title = "LIME"
+    reference = "Ribeiro et al., KDD 2016 (lime_image)"
+
+    @classmethod
+    def defaults(cls) -> dict:
+        return {"samples": 1000, "superpixels": 100, "kernel_width": 0.25}
+
+    def compute_one(self, ctx, x, targets):
+        segments = superpixels(x, self.params["superpixels"])
+        coefficients = self.coefficients(ctx, x, segments, targets)
+        return torch.from_numpy(coefficients.T[:, segments]).float()
+
+    def coefficients(
+        self, ctx: ExplainContext, x: torch.Tensor, segments: np.ndarray, targets: list[int]
+    ) -> np.ndarray:
+        """Ridge coefficients ``(superpixels, targets)``."""
+        n, d = self.params["samples"], int(segments.max()) + 1
+        # The very draw lime_image makes from its RandomState (so a test can match it exactly).
+        samples = np.random.RandomState(ctx.seed).randint(0, 2, n * d).reshape(n, d)
+        samples[0, :] = 1
+        seg = torch.from_numpy(segments).to(x.device)
+        counts = torch.bincount(seg.flatten(), minlength=d).clamp(min=1)
+        means = (
+            torch.stack([torch.bincount(seg.flatten(), weights=c.flatten().double(), minlength=d) for c in x])
+            / counts
+        )  # (C, d): each superpixel's mean value, what "off" shows
+        fill = means.to(x.dtype)[:, seg]  # (C, H, W)
+        on = torch.from_numpy(samples).to(x.device, torch.bool)
+
+        def make_batch(start: int, stop: int) -> torch.Tensor:
+            keep = on[start:stop][:, seg][:, None]  # (n, 1, H, W)
+            return torch.where(keep, x[None], fill[None])
+
+        scores = ctx.scores(make_batch, n)[:, targets].double().cpu().numpy()
+        weights = lime_kernel_weights(samples, self.params["kernel_width"])
+        return weighted_ridge(samples.astype(np.float64), scores, weights)
+
+
+PERTURBATION_METHODS = (Occlusion, RISE, LIME)

@@ -1,0 +1,83 @@
+"""One recorded forward pass that serves every CAM-family and gradient-family map.
+
+The pass records the target layer's activations ``A`` and, when asked, the path back to the input.
+From it:
+
+- ``activation_grads(c)`` is dy_c/dA. ``torch.autograd.grad`` only runs the graph between the
+  logits and ``A``, so this backward stops at the target layer, and it is repeated per label
+  over the same forward.
+- ``input_grads(c, rule)`` is dy_c/dx under the plain, guided or DeconvNet ReLU rule
+  (see ``relu_rules``), again over the same forward.
+
+``A`` is cloned inside the forward hook, and the rest of the network runs on the clone. An
+in-place operation after the layer, such as torchvision DenseNet's ``F.relu(..., inplace=True)``
+after ``features.norm5``, therefore cannot overwrite the activations we read. Hooks are removed
+and the model is left untouched, whatever happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from viewer.explain.relu_rules import ReLURules, Rule, routed_relus
+
+
+@dataclass
+class RecordedPass:
+    logits: torch.Tensor  # (B, labels), attached to the graph
+    activations: torch.Tensor  # (B, K, u, v), a detached copy
+    _layer_output: torch.Tensor
+    _inputs: torch.Tensor
+    _rules: ReLURules | None
+
+    def activation_grads(self, target: int) -> torch.Tensor:
+        """dy_target/dA for every sample, ``(B, K, u, v)``."""
+        if self._rules is not None:
+            self._rules.set("gradient")
+        (grad,) = torch.autograd.grad(self.logits[:, target].sum(), self._layer_output, retain_graph=True)
+        return grad
+
+    def input_grads(self, target: int, rule: Rule = "gradient") -> torch.Tensor:
+        """dy_target/dx under ``rule``, ``(B, C, H, W)``. Needs ``record(..., input_grads=True)``."""
+        if not self._inputs.requires_grad:
+            raise RuntimeError("this pass was recorded without input gradients")
+        if rule != "gradient" and self._rules is None:
+            raise RuntimeError("this pass was recorded without ReLU rules")
+        if self._rules is not None:
+            self._rules.set(rule)
+        # Samples are independent in eval mode, so the gradient of the sum is per-sample.
+        (grad,) = torch.autograd.grad(self.logits[:, target].sum(), self._inputs, retain_graph=True)
+        return grad
+
+
+@contextmanager
+def record(
+    network: nn.Module, inputs: torch.Tensor, layer: str, *, input_grads: bool = False
+) -> Iterator[RecordedPass]:
+    """Run ``network`` on ``inputs`` once and keep what the maps need, for the ``with`` block."""
+    module = network.get_submodule(layer)
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(_module, _args, output):
+        if not isinstance(output, torch.Tensor):
+            raise TypeError(f"target layer {layer!r} returns {type(output).__name__}, not a tensor")
+        node = output if output.requires_grad else output.detach().requires_grad_(True)
+        seen["node"] = node
+        return node.clone()  # downstream (in-place) ops act on the clone, not on ``node``
+
+    x = inputs.detach().requires_grad_(input_grads)
+    with ExitStack() as stack:
+        handle = module.register_forward_hook(keep)
+        stack.callback(handle.remove)
+        rules = stack.enter_context(routed_relus()) if input_grads else None
+        with torch.enable_grad():
+            logits = network(x)
+        if "node" not in seen:
+            raise RuntimeError(f"target layer {layer!r} did not run in the forward pass")
+        stack.close()  # hooks off before anyone else touches the model
+        yield RecordedPass(logits, seen["node"].detach().clone(), seen["node"], x, rules)

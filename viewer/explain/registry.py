@@ -1,0 +1,67 @@
+"""Saliency methods by canonical id: one class per method, registered on definition."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    import torch
+
+    from viewer.explain.context import ExplainContext
+    from viewer.explain.saliency_map import Convention
+
+METHODS: dict[str, type[Method]] = {}
+
+# What a user sees selected before choosing: the set researchers compare first.
+DEFAULT_METHODS = ("gradcam", "gradcam++", "guided-backprop", "guided-gradcam", "deconvnet", "lime")
+
+
+class Method:
+    """A saliency method. Subclasses set the class attributes and implement ``compute``.
+
+    ``compute`` returns raw maps ``(targets, frames, h, w)`` at the method's own resolution (the
+    target layer's grid for CAM maps, the model input's for the rest); the engine scales them to the
+    method's ``convention`` and resamples them onto the native grid.
+    """
+
+    id: ClassVar[str]
+    title: ClassVar[str]
+    family: ClassVar[str]  # "cam", "gradient" or "perturbation"
+    convention: ClassVar[Convention]
+    reference: ClassVar[str]
+    class_sensitive: ClassVar[bool] = True
+    # Parts of the shared recorded pass this method reads (see ``ExplainContext``).
+    needs_input_grads: ClassVar[bool] = False
+    needs_relu_rules: ClassVar[bool] = False
+
+    def __init__(self, **params):
+        unknown = set(params) - set(self.defaults())
+        if unknown:
+            raise TypeError(f"{self.id}: unknown parameter(s) {', '.join(sorted(unknown))}")
+        self.params = {**self.defaults(), **params}
+
+    @classmethod
+    def defaults(cls) -> dict:
+        return {}
+
+    def compute(self, ctx: ExplainContext, targets: list[int]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params.items())})"
+
+
+def register(cls: type[Method]) -> type[Method]:
+    if cls.id in METHODS:
+        raise ValueError(f"method id {cls.id!r} registered twice")
+    METHODS[cls.id] = cls
+    return cls
+
+
+def get_method(method_id: str, **params) -> Method:
+    """An instance of the method ``method_id`` (e.g. ``"gradcam++"``) with ``params``."""
+    try:
+        cls = METHODS[method_id]
+    except KeyError:
+        raise KeyError(f"unknown method {method_id!r}; known: {', '.join(METHODS)}") from None
+    return cls(**params)

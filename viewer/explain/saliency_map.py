@@ -1,0 +1,47 @@
+"""The value a saliency method hands to the rest of the product."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+# How to read a map's values:
+#   "unit":     non-negative evidence scaled to [0, 1] (CAM and perturbation maps);
+#   "absolute": magnitude of a gradient-like signal scaled to [0, 1];
+#   "signed":   signed attribution scaled by its largest magnitude to [-1, 1] (show diverging).
+Convention = Literal["unit", "absolute", "signed"]
+
+
+@dataclass
+class SaliencyMap:
+    """One method's map for one target label over one or more frames of an image.
+
+    ``array`` is float32 ``(frames, rows, cols)`` on the image's native pixel grid (a radiograph
+    has one frame, a CT series one per slice). ``grid`` is the same map on the model-input grid
+    ``(frames, H, W)``, which faithfulness metrics perturb. Both are scaled together by ``scale``:
+    the raw maximum (magnitude) over all frames, kept so maps of weak and strong evidence can still
+    be told apart after scaling.
+    """
+
+    method: str
+    target: str
+    target_index: int
+    frames: tuple[int, ...]
+    array: np.ndarray
+    grid: np.ndarray
+    convention: Convention
+    scale: float
+    seconds: float
+    class_sensitive: bool = True
+    params: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def frame(self, index: int) -> np.ndarray:
+        """The native-grid map of image frame ``index`` (a frame this map covers)."""
+        return self.array[self.frames.index(index)]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.array.shape

@@ -1,0 +1,67 @@
+"""How alike two maps are: rank correlation and structural similarity (numpy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n with ties given their average rank (``scipy.stats.rankdata``'s default)."""
+    flat = np.asarray(values, np.float64).ravel()
+    order = np.argsort(flat, kind="mergesort")
+    sorted_values = flat[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_values)) + 1]
+    ends = np.r_[starts[1:], flat.size]
+    average = (starts + ends + 1) / 2.0  # mean of ranks start+1 .. end
+    out = np.empty(flat.size)
+    out[order] = np.repeat(average, ends - starts)
+    return out
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation; 0 when either map is constant."""
+    ra, rb = ranks(a), ranks(b)
+    ra -= ra.mean()
+    rb -= rb.mean()
+    denominator = np.sqrt((ra * ra).sum() * (rb * rb).sum())
+    return float((ra * rb).sum() / denominator) if denominator > 0 else 0.0
+
+
+def _gaussian_filter(image: np.ndarray, sigma: float, truncate: float) -> np.ndarray:
+    """``scipy.ndimage.gaussian_filter`` with mode "reflect" (edge sample repeated), 2-D."""
+    radius = int(truncate * sigma + 0.5)
+    t = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (t / sigma) ** 2)
+    kernel /= kernel.sum()
+    out = np.pad(image, radius, mode="symmetric")
+    out = np.apply_along_axis(lambda r: np.convolve(r, kernel, mode="valid"), 1, out)
+    return np.apply_along_axis(lambda c: np.convolve(c, kernel, mode="valid"), 0, out)
+
+
+def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
+    """Mean SSIM of two 2-D maps (Wang et al. 2004): Gaussian window sigma 1.5, K1 0.01, K2 0.03,
+    population covariances, borders cropped; equals scikit-image's ``structural_similarity`` with
+    ``gaussian_weights=True, use_sample_covariance=False``."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    sigma, truncate = 1.5, 3.5
+
+    def blur(x):
+        return _gaussian_filter(x, sigma, truncate)
+
+    ux, uy = blur(a), blur(b)
+    vx = blur(a * a) - ux * ux
+    vy = blur(b * b) - uy * uy
+    vxy = blur(a * b) - ux * uy
+    c1 = (0.01 * data_range) ** 2
+    c2 = (0.03 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    pad = int(truncate * sigma + 0.5)
+    return float(s[pad:-pad, pad:-pad].mean())
+
+
+def unit_scaled(x: np.ndarray) -> np.ndarray:
+    """Min-max to [0, 1] (zeros if constant): maps compared on one scale."""
+    x = np.asarray(x, np.float64)
+    span = x.max() - x.min()
+    return (x - x.min()) / span if span > 0 else np.zeros_like(x)

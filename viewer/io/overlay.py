@@ -1,0 +1,69 @@
+"""Colour maps and saliency overlays as plain arrays (used by exports, the CLI and the GUI's LUTs).
+
+A map's values are read by its convention: ``unit`` and ``absolute`` maps span [0, 1] and fade in
+from transparent at the lower threshold; ``signed`` maps span [-1, 1] on a diverging map whose
+opacity grows with the magnitude, so zero attribution stays see-through.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+
+import numpy as np
+
+from viewer.resources import resource_path
+
+COLORMAPS = ("jet", "inferno", "viridis", "hot", "diverging")
+
+
+@cache
+def colormap(name: str) -> np.ndarray:
+    """The 256 x 3 uint8 RGB table of a colour map."""
+    maps = json.loads(resource_path("colormaps.json").read_text())["maps"]
+    if name not in maps:
+        raise KeyError(f"unknown colour map {name!r}; known: {', '.join(maps)}")
+    table = np.array([[int(h[i : i + 2], 16) for i in (0, 2, 4)] for h in maps[name]], np.uint8)
+    table.setflags(write=False)
+    return table
+
+
+def overlay_lut(name: str, *, signed: bool = False, low: float = 0.0, high: float = 1.0) -> np.ndarray:
+    """256 x 4 RGBA table for a map scaled to 0..255 (signed: -1..1 to 0..255). Alpha ramps from
+    0 at ``low`` to 255 at ``high`` (of the magnitude, for signed maps), so weak saliency fades out
+    and a lower threshold hides it; layer opacity is applied separately."""
+    rgba = np.empty((256, 4), np.uint8)
+    rgba[:, :3] = colormap(name)
+    level = np.linspace(0.0, 1.0, 256)
+    if signed:
+        level = np.abs(level * 2 - 1)
+    span = max(high - low, 1e-6)
+    alpha = np.clip((level - low) / span, 0.0, 1.0)
+    alpha[level < low] = 0.0
+    rgba[:, 3] = np.round(alpha * 255)
+    return rgba
+
+
+def to_index(saliency: np.ndarray, *, signed: bool = False) -> np.ndarray:
+    """Map values to LUT indices 0..255 (``[0, 1]``, or ``[-1, 1]`` when signed)."""
+    values = (np.asarray(saliency, np.float32) + 1) / 2 if signed else np.asarray(saliency, np.float32)
+    return np.clip(np.rint(values * 255), 0, 255).astype(np.uint8)
+
+
+def blend(
+    grey: np.ndarray,
+    saliency: np.ndarray,
+    *,
+    cmap: str = "jet",
+    opacity: float = 0.5,
+    signed: bool = False,
+    low: float = 0.0,
+    high: float = 1.0,
+) -> np.ndarray:
+    """RGB uint8 ``(rows, cols, 3)``: a display image in [0, 1] with the map over it."""
+    if grey.shape != saliency.shape:
+        raise ValueError(f"image {grey.shape} and map {saliency.shape} differ in shape")
+    rgba = overlay_lut(cmap, signed=signed, low=low, high=high)[to_index(saliency, signed=signed)]
+    alpha = rgba[..., 3:4].astype(np.float32) / 255 * opacity
+    base = np.clip(np.asarray(grey, np.float32), 0, 1)[..., None] * 255
+    return np.rint(base * (1 - alpha) + rgba[..., :3] * alpha).astype(np.uint8)
