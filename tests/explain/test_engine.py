@@ -4,6 +4,7 @@ determinism, and leaving the model exactly as it was. Also where the peer librar
 from __future__ import annotations
 
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -91,11 +92,13 @@ def test_cancel_stops_promptly_and_leaves_no_trace():
         calls.append(fraction)
         flag.set()  # cancel as soon as the first batch reports
 
-    with ExplainContext(
-        net, "layer4", x, task="multiclass", batch_size=8, cancel=flag, progress=progress
-    ) as ctx:
-        with pytest.raises(Cancelled):
-            get_method("lime", samples=400).compute(ctx, [0])
+    with (
+        ExplainContext(
+            net, "layer4", x, task="multiclass", batch_size=8, cancel=flag, progress=progress
+        ) as ctx,
+        pytest.raises(Cancelled),
+    ):
+        get_method("lime", samples=400).compute(ctx, [0])
     assert len(calls) == 1  # one batch of 8, not 50
     assert same_snapshot(before, snapshot(net))
 
@@ -104,12 +107,16 @@ def test_errors_inside_a_forward_remove_the_hooks():
     net = random_network("resnet18")
     before = snapshot(net)
     wrong_channels = torch.zeros(1, 1, 64, 64)
-    with ExplainContext(net, "layer4", wrong_channels, task="multiclass") as ctx:
-        with pytest.raises(RuntimeError):
-            get_method("gradcam").compute(ctx, [0])
-    with ExplainContext(net, "no.such.layer", random_input(size=64), task="multiclass") as ctx:
-        with pytest.raises(AttributeError):
-            get_method("gradcam").compute(ctx, [0])
+    with (
+        ExplainContext(net, "layer4", wrong_channels, task="multiclass") as ctx,
+        pytest.raises(RuntimeError, match="channels"),
+    ):
+        get_method("gradcam").compute(ctx, [0])
+    with (
+        ExplainContext(net, "no.such.layer", random_input(size=64), task="multiclass") as ctx,
+        pytest.raises(AttributeError),
+    ):
+        get_method("gradcam").compute(ctx, [0])
     assert same_snapshot(before, snapshot(net))
 
 
@@ -153,7 +160,8 @@ def test_densenet_functional_relu_is_missed_by_captums_guided_backprop_but_not_b
     target = int(net(x).argmax())
     with ExplainContext(net, "features", x, task="multiclass") as ctx:
         ours = ctx.input_grads(target, "guided")
-    with pytest.warns(UserWarning):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Captum announces its ReLU hooks
         captum_torchvision = GuidedBackprop(net).attribute(x.clone(), target=target).detach()
         captum_clean = GuidedBackprop(CleanDenseNet(net)).attribute(x.clone(), target=target).detach()
     scale = float(captum_clean.abs().max())
@@ -266,7 +274,7 @@ def test_maps_are_float32_on_the_native_grid_with_their_convention(chest):
         if smap.convention == "signed":
             assert -1.0 <= low < 0 < high <= 1.0, smap.method
         else:
-            assert 0.0 <= low and 0.5 < high <= 1.0, smap.method
+            assert low >= 0.0 and 0.5 < high <= 1.0, smap.method
         assert smap.scale > 0
 
 

@@ -179,6 +179,6 @@ def test_causal_curves_reject_a_map_of_the_wrong_size():
     net = random_network("resnet18")
     with (
         ExplainContext(net, "layer4", random_input(size=64), task="multiclass") as ctx,
-        pytest.raises(ValueError),
+        pytest.raises(ValueError, match="100 values for a 64x64 input"),
     ):
         causal_curves(ctx, np.zeros((10, 10)), 0)
