@@ -1,0 +1,147 @@
+"""``saliency-viewer explain`` over the bundled sample studies."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from viewer.cli import main
+from viewer.cli.explain import COLUMNS
+from viewer.resources import resource_path
+
+
+@pytest.fixture(scope="module")
+def run_on_samples(tmp_path_factory):
+    out = tmp_path_factory.mktemp("explain") / "out"
+    code = main(
+        [
+            "explain",
+            str(resource_path("samples", "dicom")),
+            "--model",
+            "cxr_resnet18",
+            "--methods",
+            "gradcam,guided-backprop,integrated-gradients",
+            "--annotation",
+            str(resource_path("samples", "annotations")),
+            "--steps",
+            "4",
+            "--sanity",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
+    return code, out
+
+
+def test_writes_maps_predictions_and_metrics_for_every_study(run_on_samples):
+    code, out = run_on_samples
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["ct_0001", "cxr_0001", "cxr_0002", "metrics.csv"]
+    cxr = np.load(out / "cxr_0001" / "gradcam.npy")
+    assert cxr.shape == (1024, 1024) and cxr.dtype == np.float32
+    ct = np.load(out / "ct_0001" / "gradcam.npy")
+    assert ct.shape == (28, 512, 512)  # a series: one map per slice
+    overlay = np.asarray(PILImage.open(out / "cxr_0001" / "gradcam.png"))
+    assert overlay.shape == (1024, 1024, 3)
+    predictions = json.loads((out / "cxr_0001" / "predictions.json").read_text())
+    assert set(predictions["probability"]) == {
+        "nodule",
+        "consolidation",
+        "effusion",
+        "cardiomegaly",
+        "pneumothorax",
+    }
+    assert predictions["probability"]["consolidation"] > 0.9
+    assert len(json.loads((out / "ct_0001" / "predictions.json").read_text())["per_frame"]["nodule"]) == 28
+
+
+def test_metrics_csv_has_one_row_per_image_and_method(run_on_samples):
+    _, out = run_on_samples
+    with (out / "metrics.csv").open() as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == COLUMNS
+        rows = list(reader)
+    assert len(rows) == 3 * 3
+    by = {(r["image"], r["method"]): r for r in rows}
+    chest = by["cxr_0001", "gradcam"]
+    assert chest["target"] == "consolidation"
+    assert chest["pointing_game"] == "1"  # Grad-CAM's peak is in the consolidation
+    assert 0 < float(chest["iou_otsu"]) <= 1 and 0 < float(chest["energy_in_mask"]) <= 1
+    assert float(chest["deletion_auc"]) < float(chest["insertion_auc"])
+    assert chest["sanity_verdict"] == "model-sensitive"
+    assert by["cxr_0001", "guided-backprop"]["sanity_verdict"] == "insensitive to the model"
+    assert chest["pointing_game_marker"] in ("0", "1")  # the sample film has an "R" marker
+    # The chest model on the head CT: its target has no annotation there, so no localization.
+    ct = by["ct_0001", "gradcam"]
+    assert ct["pointing_game"] == "" and ct["deletion_auc"] != ""
+
+
+def test_refuses_to_overwrite_results_and_names_bad_arguments(run_on_samples, capsys, tmp_path):
+    _, out = run_on_samples
+    sample = str(resource_path("samples", "dicom", "cxr_0001.dcm"))
+    assert main(["explain", sample, "--model", "cxr_resnet18", "--out", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "explain",
+                sample,
+                "--model",
+                "cxr_resnet18",
+                "--methods",
+                "gradcam,nope",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
+    assert "nope" in capsys.readouterr().err
+    assert main(["explain", sample, "--model", "no_such_model", "--out", str(tmp_path)]) == 2
+    assert "cxr_resnet18" in capsys.readouterr().err  # lists the bundled models
+    assert (
+        main(["explain", sample, "--model", "cxr_resnet18", "--target", "fracture", "--out", str(tmp_path)])
+        == 2
+    )
+    assert "fracture" in capsys.readouterr().err
+
+
+def test_two_targets_and_a_user_manifest_path(tmp_path):
+    model_dir = tmp_path / "my_model"
+    shutil.copytree(_bundled("cxr_resnet18"), model_dir)
+    out = tmp_path / "out"
+    sample = str(resource_path("samples", "dicom", "cxr_0002.dcm"))
+    args = ["explain", sample, "--model", str(model_dir / "manifest.toml"), "--methods", "gradcam"]
+    assert (
+        main(
+            [
+                *args,
+                "--target",
+                "cardiomegaly",
+                "--target",
+                "effusion",
+                "--steps",
+                "0",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert sorted(p.name for p in (out / "cxr_0002").glob("*.npy")) == [
+        "gradcam_cardiomegaly.npy",
+        "gradcam_effusion.npy",
+    ]
+
+
+def _bundled(name):
+    from viewer.inference.catalog import bundled_models
+
+    return bundled_models()[name].parent
