@@ -59,7 +59,7 @@ def recipe(kind: str, shortcut: bool, quick: bool) -> Recipe:
     scale = 0.1 if quick else 1.0
     if kind == "cxr":
         spec = InputSpec((256, 256), "letterbox", "voi", (), (0.5,), (0.25,))
-        n_train, epochs = (1000, 4) if shortcut else (1800, 7)
+        n_train, epochs = (1000, 4) if shortcut else (2000, 10)
         return Recipe(
             "cxr",
             CHEST_LABELS,

@@ -235,3 +235,23 @@ def test_lime_equals_lime_image_with_the_same_superpixels(case):
     for feature, weight in explanation.local_exp[target]:
         expected[feature] = weight
     assert_close(got, expected, tol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["efficientnet_b0", "mobilenet_v2"])
+def test_guided_backprop_on_non_relu_networks(arch):
+    """EfficientNet has no ReLU (SiLU): every rule is the plain gradient, as in Captum. MobileNetV2's
+    ReLU6 is ReLU-like for us (guided rule inside 0 < x < 6) but invisible to Captum, which only
+    modifies ``nn.ReLU``: there the two differ by design."""
+    net = random_network(arch)
+    x = random_input(seed=1, size=64)
+    target = int(net(x).argmax())
+    expected = GuidedBackprop(net).attribute(x.clone(), target=target).detach()
+    with ExplainContext(net, LAYERS.get(arch, "features"), x, task="multiclass") as ctx:
+        guided = ctx.input_grads(target, "guided")
+        plain = ctx.input_grads(target, "gradient")
+    if arch == "efficientnet_b0":
+        assert_close(guided, expected, tol=1e-5)
+        assert torch.equal(guided, plain)
+    else:
+        assert not torch.allclose(guided, expected, atol=1e-3 * float(expected.abs().max()))
+        assert (guided != plain).any()
