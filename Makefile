@@ -30,6 +30,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python tests/perf/bench_io.py
+	$(BIN)/python tests/perf/bench_explain.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

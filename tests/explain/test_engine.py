@@ -326,6 +326,14 @@ def test_random_methods_are_deterministic_for_a_seed(chest, method_id):
     assert not np.array_equal(a, c)
 
 
+def test_explain_works_inside_inference_mode(chest):
+    """A caller (a GUI worker, a notebook) may hold inference mode: gradients still work."""
+    model, image = chest
+    with torch.inference_mode():
+        result = explain(model, image, ["gradcam", "guided-backprop", quick("integrated-gradients")])
+    assert all(float(m.array.max()) > 0.5 for m in result.maps)
+
+
 def test_unknown_targets_and_methods_are_named(chest):
     model, image = chest
     with pytest.raises(KeyError, match="atelectasis"):

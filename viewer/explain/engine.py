@@ -69,6 +69,25 @@ def explain(
 ) -> Explanation:
     """Maps of ``methods`` for ``targets`` (default: the top prediction) over ``frames`` (default:
     every frame; a GUI asks for the slice on screen)."""
+    with torch.inference_mode(False):  # gradients are needed even if the caller holds inference mode
+        return _explain(
+            model,
+            image,
+            methods,
+            targets,
+            frames,
+            seed,
+            batch_size,
+            frame_chunk,
+            on_result,
+            on_progress,
+            cancel,
+        )
+
+
+def _explain(
+    model, image, methods, targets, frames, seed, batch_size, frame_chunk, on_result, on_progress, cancel
+):
     instances = [get_method(m) if isinstance(m, str) else m for m in methods]
     frames = tuple(range(image.n_frames)) if frames is None else tuple(frames)
     labels = model.manifest.labels

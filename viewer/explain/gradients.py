@@ -80,13 +80,15 @@ class GuidedGradCAM(Method):
     needs_relu_rules = True
 
     def compute(self, ctx: ExplainContext, targets: list[int]) -> torch.Tensor:
-        cams = GradCAM().compute(ctx, targets).clamp(min=0)  # cached gradients: no extra pass
+        with ctx.part(0, 2):
+            cams = GradCAM().compute(ctx, targets).clamp(min=0)  # cached gradients: no extra pass
         size = ctx.inputs.shape[-2:]
         maps = []
-        for i, target in enumerate(targets):
-            cam = F.interpolate(cams[i][:, None], size=size, mode="bilinear", align_corners=False)
-            maps.append(channel_max_abs(ctx.input_grads(target, "guided") * cam))
-            ctx.report((i + 1) / len(targets))
+        with ctx.part(1, 2):
+            for i, target in enumerate(targets):
+                cam = F.interpolate(cams[i][:, None], size=size, mode="bilinear", align_corners=False)
+                maps.append(channel_max_abs(ctx.input_grads(target, "guided") * cam))
+                ctx.report((i + 1) / len(targets))
         return torch.stack(maps)
 
 
@@ -121,10 +123,11 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def _batched_input_grads(ctx: ExplainContext, points: torch.Tensor, targets: list[int]) -> torch.Tensor:
     """dy_t/dx at each of ``points`` ``(N, C, H, W)`` for every target: ``(T, N, C, H, W)``."""
-    out = torch.empty((len(targets), *points.shape), dtype=torch.float32)
-    for start, stop in ctx.batches(len(points)):
-        x = points[start:stop].detach().requires_grad_(True)
-        with torch.enable_grad():
+    with torch.inference_mode(False):
+        out = torch.empty((len(targets), *points.shape), dtype=torch.float32)
+    for start, stop in ctx.batches(len(points), kind="gradient"):
+        with torch.inference_mode(False), torch.enable_grad():  # also when called in inference mode
+            x = points[start:stop].detach().clone().requires_grad_(True)
             logits = ctx.network(x)
             for i, target in enumerate(targets):
                 (grad,) = torch.autograd.grad(logits[:, target].sum(), x, retain_graph=i + 1 < len(targets))

@@ -5,7 +5,8 @@ From it:
 
 - ``activation_grads(c)`` is dy_c/dA. ``torch.autograd.grad`` only runs the graph between the
   logits and ``A``, so this backward stops at the target layer, and it is repeated per label
-  over the same forward.
+  over the same forward. When no input gradient is wanted, the layers before the target layer
+  record no graph at all, so the pass costs little more than inference.
 - ``input_grads(c, rule)`` is dy_c/dx under the plain, guided or DeconvNet ReLU rule
   (see ``relu_rules``), again over the same forward.
 
@@ -39,7 +40,8 @@ class RecordedPass:
         """dy_target/dA for every sample, ``(B, K, u, v)``."""
         if self._rules is not None:
             self._rules.set("gradient")
-        (grad,) = torch.autograd.grad(self.logits[:, target].sum(), self._layer_output, retain_graph=True)
+        with _grad_mode():
+            (grad,) = torch.autograd.grad(self.logits[:, target].sum(), self._layer_output, retain_graph=True)
         return grad
 
     def input_grads(self, target: int, rule: Rule = "gradient") -> torch.Tensor:
@@ -51,8 +53,17 @@ class RecordedPass:
         if self._rules is not None:
             self._rules.set(rule)
         # Samples are independent in eval mode, so the gradient of the sum is per-sample.
-        (grad,) = torch.autograd.grad(self.logits[:, target].sum(), self._inputs, retain_graph=True)
+        with _grad_mode():
+            (grad,) = torch.autograd.grad(self.logits[:, target].sum(), self._inputs, retain_graph=True)
         return grad
+
+
+def _grad_mode():
+    """Gradients on, inference mode off: callers (a GUI worker, a notebook) may hold either."""
+    stack = ExitStack()
+    stack.enter_context(torch.inference_mode(False))
+    stack.enter_context(torch.enable_grad())
+    return stack
 
 
 @contextmanager
@@ -66,16 +77,24 @@ def record(
     def keep(_module, _args, output):
         if not isinstance(output, torch.Tensor):
             raise TypeError(f"target layer {layer!r} returns {type(output).__name__}, not a tensor")
-        node = output if output.requires_grad else output.detach().requires_grad_(True)
+        if input_grads:
+            node = output
+        else:
+            # Up to here the forward ran without recording a graph; record from here on only.
+            node = output.detach().requires_grad_(True)
+            torch.set_grad_enabled(True)
         seen["node"] = node
         return node.clone()  # downstream (in-place) ops act on the clone, not on ``node``
 
-    x = inputs.detach().requires_grad_(input_grads)
+    with torch.inference_mode(False):  # a normal tensor even if ``inputs`` came from inference mode
+        x = inputs.detach().clone().requires_grad_(input_grads)
     with ExitStack() as stack:
         handle = module.register_forward_hook(keep)
         stack.callback(handle.remove)
         rules = stack.enter_context(routed_relus()) if input_grads else None
-        with torch.enable_grad():
+        # Inference mode off, so this also works when the caller holds it. Without input gradients,
+        # the layers before the target run under no_grad (the hook turns recording on).
+        with torch.inference_mode(False), torch.set_grad_enabled(input_grads):
             logits = network(x)
         if "node" not in seen:
             raise RuntimeError(f"target layer {layer!r} did not run in the forward pass")
