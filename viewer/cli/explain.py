@@ -74,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
     from viewer.explain import METHODS, Cancelled, explain, get_method
     from viewer.explain.context import ExplainContext
     from viewer.explain.faithfulness import causal_curves
-    from viewer.explain.localization import localization, pointing_game
     from viewer.explain.sanity import cascading_randomization
     from viewer.inference.catalog import resolve_model
     from viewer.inference.manifest import ManifestError
@@ -82,8 +81,6 @@ def run(args: argparse.Namespace) -> int:
     from viewer.io import discover
     from viewer.io.annotations import AnnotationError, load_annotation
     from viewer.io.loader import load_series
-    from viewer.io.overlay import blend
-    from viewer.io.voi import to_display
 
     method_ids = list(METHODS) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m]
     unknown = [m for m in method_ids if m not in METHODS]
@@ -135,29 +132,11 @@ def run(args: argparse.Namespace) -> int:
         except Cancelled:
             return 130
         bar.done()
-        predictions = {
-            label: float(result.probabilities[:, i].max()) for i, label in enumerate(result.labels)
-        }
-        record = {"model": model.manifest.name, "frames": len(result.frames), "probability": predictions}
-        if len(result.frames) > 1:
-            record["per_frame"] = {
-                label: [round(float(p), 6) for p in result.probabilities[:, i]]
-                for i, label in enumerate(result.labels)
-            }
-        _write_new(out_dir / "predictions.json", json.dumps(record, indent=1).encode())
+        predictions = _write_predictions(out_dir, model, result)
         matching = [a for a in annotations if a.matches(image)]
         for smap in result.maps:
-            key = smap.method if len(result.targets) == 1 else f"{smap.method}_{smap.target}"
-            buffer = io.BytesIO()
-            np.save(buffer, smap.array if image.n_frames > 1 else smap.array[0])
-            _write_new(out_dir / f"{key}.npy", buffer.getvalue())
-            best = int(np.argmax(result.probabilities[:, smap.target_index]))
-            grey = to_display(image, result.frames[best])
-            signed = smap.convention == "signed"
-            rgb = blend(
-                grey, smap.array[best], cmap="diverging" if signed else "jet", signed=signed, low=0.05
-            )
-            _write_new(out_dir / f"{key}.png", _png(rgb))
+            best = int(np.argmax(result.probabilities[:, smap.target_index]))  # key slice of a series
+            _write_map(out_dir, image, smap, best, several_targets=len(result.targets) > 1)
             row = {
                 "image": name,
                 "method": smap.method,
@@ -165,22 +144,7 @@ def run(args: argparse.Namespace) -> int:
                 "seconds": f"{smap.seconds:.3f}",
                 "probability": f"{predictions[smap.target]:.4f}",
             }
-            mask = np.zeros(smap.array.shape, bool)
-            for annotation in matching:
-                mask |= annotation.mask(image, smap.target)
-                marker = annotation.marker_mask(image)
-                if marker is not None:
-                    row["pointing_game_marker"] = _cell(pointing_game(smap.array, marker))
-            if mask.any():
-                scores = localization(smap.array, mask)
-                row.update(
-                    pointing_game=_cell(scores.pointing_game),
-                    iou_otsu=_cell(scores.iou_otsu),
-                    dice_otsu=_cell(scores.dice_otsu),
-                    iou_top=_cell(scores.iou_top),
-                    energy_in_mask=_cell(scores.energy_inside),
-                    auprc=_cell(scores.auprc),
-                )
+            row |= _localization_cells(image, smap, matching)
             inputs = model.prepare(image, result.frames[best])[0][None].to(model.device)
             if args.steps > 0:
                 with ExplainContext(
@@ -191,11 +155,12 @@ def run(args: argparse.Namespace) -> int:
                     )
                 row.update(deletion_auc=f"{deletion.auc:.4f}", insertion_auc=f"{insertion.auc:.4f}")
             if args.sanity:
+                method = get_method(smap.method, **smap.params)
                 sanity = cascading_randomization(
                     model.network,
                     model.target_layer,
                     inputs,
-                    get_method(smap.method, **smap.params),
+                    method,
                     smap.target_index,
                     task=model.manifest.task,
                     seed=args.seed,
@@ -211,6 +176,63 @@ def run(args: argparse.Namespace) -> int:
     _write_new(args.out / "metrics.csv", text.getvalue().encode())
     print(f"wrote {len(rows)} rows to {args.out / 'metrics.csv'}")
     return 0
+
+
+def _write_predictions(out_dir: Path, model, result) -> dict[str, float]:
+    """predictions.json: each label's probability (a series: its largest over slices, and per slice)."""
+    probabilities = result.probabilities
+    predictions = {label: float(probabilities[:, i].max()) for i, label in enumerate(result.labels)}
+    record = {"model": model.manifest.name, "frames": len(result.frames), "probability": predictions}
+    if len(result.frames) > 1:
+        record["per_frame"] = {
+            label: [round(float(p), 6) for p in probabilities[:, i]] for i, label in enumerate(result.labels)
+        }
+    _write_new(out_dir / "predictions.json", json.dumps(record, indent=1).encode())
+    return predictions
+
+
+def _write_map(out_dir: Path, image, smap, best: int, *, several_targets: bool) -> None:
+    """<method>.npy on the native grid, and <method>.png over the windowed image (key slice)."""
+    import numpy as np
+
+    from viewer.io.overlay import blend
+    from viewer.io.voi import to_display
+
+    key = f"{smap.method}_{smap.target}" if several_targets else smap.method
+    buffer = io.BytesIO()
+    np.save(buffer, smap.array if image.n_frames > 1 else smap.array[0])
+    _write_new(out_dir / f"{key}.npy", buffer.getvalue())
+    signed = smap.convention == "signed"
+    grey = to_display(image, smap.frames[best])
+    rgb = blend(grey, smap.array[best], cmap="diverging" if signed else "jet", signed=signed, low=0.05)
+    _write_new(out_dir / f"{key}.png", _png(rgb))
+
+
+def _localization_cells(image, smap, annotations) -> dict[str, str]:
+    """Scores against the union of the matching annotations' masks of the target label, and the
+    pointing game on a burned-in marker where one is known."""
+    import numpy as np
+
+    from viewer.explain.localization import localization, pointing_game
+
+    cells = {}
+    mask = np.zeros(smap.array.shape, bool)
+    for annotation in annotations:
+        mask |= annotation.mask(image, smap.target)
+        marker = annotation.marker_mask(image)
+        if marker is not None:
+            cells["pointing_game_marker"] = _cell(pointing_game(smap.array, marker))
+    if mask.any():
+        scores = localization(smap.array, mask)
+        cells.update(
+            pointing_game=_cell(scores.pointing_game),
+            iou_otsu=_cell(scores.iou_otsu),
+            dice_otsu=_cell(scores.dice_otsu),
+            iou_top=_cell(scores.iou_top),
+            energy_in_mask=_cell(scores.energy_inside),
+            auprc=_cell(scores.auprc),
+        )
+    return cells
 
 
 def _annotation_files(paths: list[Path]) -> list[Path]:
