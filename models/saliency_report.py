@@ -23,16 +23,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from viewer.explain import explain, get_method  # noqa: E402
-from viewer.explain.localization import energy_inside, localization, pointing_game  # noqa: E402
-from viewer.inference.catalog import resolve_model  # noqa: E402
-from viewer.inference.model import LoadedModel  # noqa: E402
-from viewer.io import discover  # noqa: E402
-from viewer.io.annotations import load_annotation  # noqa: E402
-from viewer.io.loader import load_series  # noqa: E402
-from viewer.phantoms.studies import write_chest_set  # noqa: E402
+from viewer.explain import explain, get_method
+from viewer.explain.localization import energy_inside, localization, pointing_game
+from viewer.inference.catalog import resolve_model
+from viewer.inference.model import LoadedModel
+from viewer.io import discover
+from viewer.io.annotations import load_annotation
+from viewer.io.loader import load_series
+from viewer.phantoms.studies import write_chest_set
 
-FAST = "gradcam,gradcam++,xgradcam,layercam,hirescam,eigencam,gradient,guided-backprop,deconvnet,guided-gradcam"
+FAST = (
+    "gradcam,gradcam++,xgradcam,layercam,hirescam,eigencam,gradient,guided-backprop,deconvnet,guided-gradcam"
+)
 # Perturbation and sampling methods with the settings used for the report (documented in README).
 SLOW = {
     "integrated-gradients": {},
@@ -45,7 +47,9 @@ SLOW = {
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="cxr_resnet18")
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--seed", type=int, default=4242)
@@ -89,7 +93,9 @@ def main() -> int:
     print(f"\n{args.model} on {args.n} phantoms (seed {args.seed}), {time.perf_counter() - start:.0f} s\n")
     print(markdown(table, args.shortcut))
     if args.json:
-        args.json.write_text(json.dumps({"model": args.model, "n": args.n, "seed": args.seed, "methods": table}, indent=1))
+        args.json.write_text(
+            json.dumps({"model": args.model, "n": args.n, "seed": args.seed, "methods": table}, indent=1)
+        )
     return 0
 
 
@@ -99,7 +105,15 @@ def _mean(values) -> float | None:
 
 
 def summarise(rows: dict[str, list[dict]]) -> dict[str, dict]:
-    keys = ("pointing_game", "iou_otsu", "energy_inside", "auprc", "marker_hit", "marker_energy", "lesion_hit")
+    keys = (
+        "pointing_game",
+        "iou_otsu",
+        "energy_inside",
+        "auprc",
+        "marker_hit",
+        "marker_energy",
+        "lesion_hit",
+    )
     return {
         method: {"n": len(r), "seconds": _mean(x["seconds"] for x in r)}
         | {key: _mean(x.get(key) for x in r) for key in keys}

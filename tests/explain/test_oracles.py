@@ -122,8 +122,8 @@ def test_eigencam_is_pytorch_grad_cams_projection_up_to_its_arbitrary_sign(case)
 def test_scorecam_equals_pytorch_grad_cam_in_its_variant(case):
     expected = grad_cam_lib(case, ScoreCAM)
     got = upsampled_unit(ours(case, "scorecam", weights="softmax-channels"))
-    # pytorch-grad-cam upsamples masks with align_corners=True, we with False (as the maps).
-    assert pearson(got, expected) > 0.99
+    assert expected.max() > 0, "degenerate test case: empty map"
+    assert_close(got, expected, tol=2e-3)
 
 
 # --- gradient family --------------------------------------------------------------------------
@@ -234,7 +234,7 @@ def test_lime_equals_lime_image_with_the_same_superpixels(case):
     expected = np.zeros_like(got)
     for feature, weight in explanation.local_exp[target]:
         expected[feature] = weight
-    assert_close(got, expected, tol=1e-6)
+    assert_close(got, expected, tol=1e-4)  # float32 forwards in batches of different sizes
 
 
 @pytest.mark.parametrize("arch", ["efficientnet_b0", "mobilenet_v2"])

@@ -122,9 +122,12 @@ def first_component(a: torch.Tensor) -> torch.Tensor:
 
 @register
 class ScoreCAM(Method):
-    """Each upsampled, min-max scaled activation channel masks the input; the channel's weight is
-    the change of the target's score. Channels that are constant (often all-zero after a ReLU) carry
-    no mask and are skipped, which also saves their forward passes."""
+    """Each activation channel, upsampled to the input and min-max scaled, masks the input; the
+    channel's weight comes from the target's score on the masked input.
+
+    A constant channel (often all-zero after a ReLU) masks everything out, so its input is the
+    zero image for every such channel: one forward pass serves them all. Under the paper's weights
+    its weight is then exactly 0 and it is skipped."""
 
     id = "scorecam"
     title = "Score-CAM"
@@ -135,43 +138,41 @@ class ScoreCAM(Method):
     @classmethod
     def defaults(cls) -> dict:
         # "increase": w_k = p_c(X * H_k) - p_c(X * 0), the paper's increase of confidence with the
-        # model's own probability (sigmoid or softmax). "softmax-channels": pytorch-grad-cam's
-        # variant, a softmax of the target logits across channels.
+        # model's own probability (sigmoid or softmax); bilinear upsampling as for every CAM map.
+        # "softmax-channels": pytorch-grad-cam's variant, exactly: a softmax of the target logits
+        # across channels, masks upsampled with align_corners=True and scaled with eps 1e-8.
         return {"weights": "increase"}
 
     def compute(self, ctx: ExplainContext, targets: list[int]) -> torch.Tensor:
-        if self.params["weights"] not in ("increase", "softmax-channels"):
-            raise ValueError(f"scorecam: unknown weights {self.params['weights']!r}")
+        variant = self.params["weights"]
+        if variant not in ("increase", "softmax-channels"):
+            raise ValueError(f"scorecam: unknown weights {variant!r}")
+        peer = variant == "softmax-channels"
         a = ctx.activations
         b, k = a.shape[:2]
         x = ctx.inputs.detach()
         size = x.shape[-2:]
-        low = a.amin(dim=(2, 3), keepdim=True)
-        high = a.amax(dim=(2, 3), keepdim=True)
-        live = (high - low).flatten(1) > 0  # (B, K)
+        live = (a.amax(dim=(2, 3)) - a.amin(dim=(2, 3))) > 0  # (B, K)
         index = live.nonzero()  # rows (sample, channel)
-        logits = self.params["weights"] == "softmax-channels"
 
         def make_batch(start: int, stop: int) -> torch.Tensor:
             rows = index[start:stop]
-            chan = a[rows[:, 0], rows[:, 1]][:, None]
-            lo, hi = low[rows[:, 0], rows[:, 1]][:, None], high[rows[:, 0], rows[:, 1]][:, None]
-            # pytorch-grad-cam upsamples, then scales: min and max of the upsampled map equal the
-            # grid's under bilinear interpolation, so the order does not matter.
-            masks = F.interpolate((chan - lo) / (hi - lo), size=size, mode="bilinear", align_corners=False)
-            return x[rows[:, 0]] * masks
+            up = F.interpolate(
+                a[rows[:, 0], rows[:, 1]][:, None], size=size, mode="bilinear", align_corners=peer
+            )
+            low = up.amin(dim=(2, 3), keepdim=True)
+            span = up.amax(dim=(2, 3), keepdim=True) - low
+            return x[rows[:, 0]] * ((up - low) / (span + 1e-8 if peer else span))
 
-        scores = ctx.scores(make_batch, len(index), logits=logits)[:, targets]  # (n_live, T)
-        weights = torch.full((len(targets), b, k), float("-inf") if logits else 0.0)
-        weights[:, index[:, 0], index[:, 1]] = scores.T
-        if logits:
+        scores = ctx.scores(make_batch, len(index), logits=peer)[:, targets]  # (n_live, T)
+        blank = ctx.evaluate(torch.zeros_like(x), logits=peer)[:, targets]  # (B, T): X * 0
+        weights = blank.T[:, :, None].expand(len(targets), b, k).clone()
+        weights[:, index[:, 0], index[:, 1]] = scores.T.to(weights.dtype)
+        if peer:
             weights = torch.softmax(weights, dim=-1)
         else:
-            with torch.inference_mode():
-                base = ctx.probabilities(ctx.network(torch.zeros_like(x)))[:, targets].float()
-            weights = torch.where(torch.isfinite(weights), weights - base.T[:, :, None], weights)
-            weights[:, ~live] = 0.0
-        return torch.einsum("tbk,bkuv->tbuv", weights, a)
+            weights = weights - blank.T[:, :, None]  # dead channels: exactly 0
+        return torch.einsum("tbk,bkuv->tbuv", weights.to(a.dtype), a)
 
 
 CAM_METHODS = (GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM, EigenCAM, ScoreCAM)
