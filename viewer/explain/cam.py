@@ -168,10 +168,8 @@ class ScoreCAM(Method):
         blank = ctx.evaluate(torch.zeros_like(x), logits=peer)[:, targets]  # (B, T): X * 0
         weights = blank.T[:, :, None].expand(len(targets), b, k).clone()
         weights[:, index[:, 0], index[:, 1]] = scores.T.to(weights.dtype)
-        if peer:
-            weights = torch.softmax(weights, dim=-1)
-        else:
-            weights = weights - blank.T[:, :, None]  # dead channels: exactly 0
+        # The paper's increase of confidence is exactly 0 for dead channels.
+        weights = torch.softmax(weights, dim=-1) if peer else weights - blank.T[:, :, None]
         return torch.einsum("tbk,bkuv->tbuv", weights.to(a.dtype), a)
 
 
