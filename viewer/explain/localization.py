@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from viewer.explain.similarity import unit_scaled
+
 
 def pointing_game(saliency: np.ndarray, mask: np.ndarray, tolerance: float = 15.0) -> bool | None:
     """Whether the map's maximum (first one, in C order, on ties) is within ``tolerance`` pixels of
@@ -39,10 +41,7 @@ def pointing_game(saliency: np.ndarray, mask: np.ndarray, tolerance: float = 15.
 
 def to_uint8(saliency: np.ndarray) -> np.ndarray:
     """Min-max to 0..255 and truncate, as CheXlocalize does before Otsu."""
-    s = np.asarray(saliency, np.float64)
-    span = s.max() - s.min()
-    s = (s - s.min()) / span if span > 0 else np.zeros_like(s)
-    return (s * 255).astype(np.uint8)
+    return (unit_scaled(saliency) * 255).astype(np.uint8)
 
 
 def otsu_threshold(values: np.ndarray) -> int:
