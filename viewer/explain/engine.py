@@ -120,7 +120,7 @@ def _explain(
             probabilities.append(ctx.probabilities(logits.float()).cpu())
             if c == 0:
                 # Choosing the default target needs every frame's prediction: one cheap pass.
-                all_p = probabilities[0] if len(chunks) == 1 else _probabilities(model, inputs, ctx)
+                all_p = probabilities[0] if len(chunks) == 1 else _probabilities(inputs, ctx)
                 target_index = _resolve_targets(targets, labels, all_p)
                 result.targets = tuple(labels[t] for t in target_index)
             first_pass = time.perf_counter() - start
@@ -142,7 +142,7 @@ def _explain(
     return result
 
 
-def _probabilities(model: LoadedModel, inputs: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
+def _probabilities(inputs: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
     return torch.cat([ctx.evaluate(inputs[a:b]).cpu() for a, b in ctx.batches(len(inputs))])
 
 
