@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/saliency-viewer
+	$(BIN)/saliency-viewer --demo
 
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest
@@ -31,6 +31,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tests/perf/bench_io.py
 	$(BIN)/python tests/perf/bench_explain.py
+	QT_QPA_PLATFORM=offscreen $(BIN)/python tests/perf/bench_gui.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

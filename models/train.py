@@ -323,6 +323,7 @@ def manifest_text(r: Recipe) -> str:
         f'name = "{names[(r.kind, r.shortcut)]}"',
         'task = "multilabel"',
         "labels = [" + ", ".join(f'"{label}"' for label in r.labels) + "]",
+        'modalities = ["CT"]' if r.kind == "ct" else 'modalities = ["CR", "DX"]',
         'description = "Trained on synthetic phantoms for demonstration only; not for clinical use."',
         'card = "MODEL_CARD.md"',
         "",

@@ -21,7 +21,7 @@ def test_import_layers_are_kept():
 
 def test_core_imports_neither_qt_nor_torch():
     code = (
-        "import sys, viewer.io, viewer.cli; "
+        "import sys, viewer.io, viewer.cli, viewer.launch; "
         "bad = [m for m in ('torch', 'PySide6', 'pyqtgraph') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -49,3 +49,13 @@ def test_window_presets_are_data_not_code():
     assert ct["Soft tissue"] == (40, 400)
     assert table.default("CT").name == "Soft tissue"
     assert table.presets("DX") == ()
+
+
+def test_viewer_state_is_free_of_qt():
+    code = (
+        "import sys, viewer.state, viewer.state.tasks, viewer.state.overlay_text; "
+        "bad = [m for m in ('PySide6', 'pyqtgraph', 'superqt') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,7 +1,8 @@
 """``saliency-viewer``: the headless command line, built on the same core as the GUI.
 
-Subcommands live in their own modules and register in ``COMMANDS``; ``saliency-viewer PATH...``
-with no subcommand opens the paths (until the GUI lands: prints what it found).
+Subcommands live in their own modules and register in ``COMMANDS``. ``viewer.launch`` sends
+``saliency-viewer PATH...`` to the GUI; called directly, ``main`` with plain paths prints what
+they hold (``info``).
 """
 
 from __future__ import annotations

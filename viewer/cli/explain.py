@@ -72,9 +72,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from viewer.explain import METHODS, Cancelled, explain, get_method
-    from viewer.explain.context import ExplainContext
-    from viewer.explain.faithfulness import causal_curves
-    from viewer.explain.sanity import cascading_randomization
+    from viewer.explain.comparison import score_map
     from viewer.inference.catalog import resolve_model
     from viewer.inference.manifest import ManifestError
     from viewer.inference.model import CheckpointError, LoadedModel
@@ -137,36 +135,20 @@ def run(args: argparse.Namespace) -> int:
         for smap in result.maps:
             best = int(np.argmax(result.probabilities[:, smap.target_index]))  # key slice of a series
             _write_map(out_dir, image, smap, best, several_targets=len(result.targets) > 1)
-            row = {
-                "image": name,
-                "method": smap.method,
-                "target": smap.target,
-                "seconds": f"{smap.seconds:.3f}",
-                "probability": f"{predictions[smap.target]:.4f}",
-            }
-            row |= _localization_cells(image, smap, matching)
-            inputs = model.prepare(image, result.frames[best])[0][None].to(model.device)
-            if args.steps > 0:
-                with ExplainContext(
-                    model.network, model.target_layer, inputs, task=model.manifest.task
-                ) as ctx:
-                    deletion, insertion = causal_curves(
-                        ctx, smap.grid[best], smap.target_index, steps=args.steps
-                    )
-                row.update(deletion_auc=f"{deletion.auc:.4f}", insertion_auc=f"{insertion.auc:.4f}")
-            if args.sanity:
-                method = get_method(smap.method, **smap.params)
-                sanity = cascading_randomization(
-                    model.network,
-                    model.target_layer,
-                    inputs,
-                    method,
-                    smap.target_index,
-                    task=model.manifest.task,
-                    seed=args.seed,
-                )
-                row.update(sanity_spearman=f"{sanity.stages[-1].spearman:.4f}", sanity_verdict=sanity.verdict)
-            rows.append(row)
+            mask, marker = _annotation_masks(image, smap.target, matching)
+            # Localization over every frame the map covers; deletion/insertion and sanity on the key slice.
+            scores = score_map(
+                model,
+                image,
+                smap,
+                result.frames[best],
+                mask=mask,
+                marker=marker,
+                steps=args.steps,
+                sanity=args.sanity,
+                seed=args.seed,
+            )
+            rows.append({"image": name, "probability": f"{predictions[smap.target]:.4f}"} | scores.as_row())
         top = max(predictions, key=predictions.get)
         print(f"{name}: {top} {predictions[top]:.3f}; {len(result.maps)} maps in {out_dir}")
     text = io.StringIO()
@@ -208,31 +190,17 @@ def _write_map(out_dir: Path, image, smap, best: int, *, several_targets: bool) 
     _write_new(out_dir / f"{key}.png", _png(rgb))
 
 
-def _localization_cells(image, smap, annotations) -> dict[str, str]:
-    """Scores against the union of the matching annotations' masks of the target label, and the
-    pointing game on a burned-in marker where one is known."""
+def _annotation_masks(image, target: str, annotations) -> tuple:
+    """The union of the matching annotations' masks of ``target`` over all frames, and the burned-in
+    marker of the last annotation that knows one (None if none does)."""
     import numpy as np
 
-    from viewer.explain.localization import localization, pointing_game
-
-    cells = {}
-    mask = np.zeros(smap.array.shape, bool)
+    mask = np.zeros((image.n_frames, image.rows, image.columns), bool)
+    marker = None
     for annotation in annotations:
-        mask |= annotation.mask(image, smap.target)
-        marker = annotation.marker_mask(image)
-        if marker is not None:
-            cells["pointing_game_marker"] = _cell(pointing_game(smap.array, marker))
-    if mask.any():
-        scores = localization(smap.array, mask)
-        cells.update(
-            pointing_game=_cell(scores.pointing_game),
-            iou_otsu=_cell(scores.iou_otsu),
-            dice_otsu=_cell(scores.dice_otsu),
-            iou_top=_cell(scores.iou_top),
-            energy_in_mask=_cell(scores.energy_inside),
-            auprc=_cell(scores.auprc),
-        )
-    return cells
+        mask |= annotation.mask(image, target)
+        marker = annotation.marker_mask(image) if annotation.marker is not None else marker
+    return mask, marker
 
 
 def _annotation_files(paths: list[Path]) -> list[Path]:
@@ -266,14 +234,6 @@ def _unique_id(name: str, used: set[str]) -> str:
         candidate, k = f"{name}_{k}", k + 1
     used.add(candidate)
     return candidate
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    return f"{value:.4f}"
 
 
 def _png(rgb) -> bytes:

@@ -5,6 +5,7 @@ Example (``models/cxr_resnet18/manifest.toml``)::
     name = "Chest X-ray findings (demo)"
     task = "multilabel"                       # sigmoid per label; "multiclass" = softmax
     labels = ["nodule", "consolidation", "effusion", "cardiomegaly", "pneumothorax"]
+    modalities = ["CR", "DX"]                 # optional: DICOM modalities the model is meant for
 
     [network]
     arch = "resnet18"                         # any torchvision.models builder, or "torchscript"
@@ -66,6 +67,11 @@ class ModelManifest:
     arch_kwargs: dict = field(default_factory=dict)
     description: str = ""
     card: Path | None = None
+    # DICOM Modality codes the model was trained for (empty: any); the viewer picks a model that fits.
+    modalities: tuple[str, ...] = ()
+
+    def accepts(self, modality: str) -> bool:
+        return not self.modalities or modality.upper() in self.modalities
 
     @property
     def n_labels(self) -> int:
@@ -88,7 +94,7 @@ def load_manifest(path: Path | str) -> ModelManifest:
 
 
 def parse_manifest(data: dict, path: Path) -> ModelManifest:
-    known_top = {"name", "task", "labels", "network", "input", "description", "card"}
+    known_top = {"name", "task", "labels", "network", "input", "description", "card", "modalities"}
     _no_unknown(path, "", data, known_top)
     for key in ("name", "task", "labels", "network", "input"):
         if key not in data:
@@ -118,6 +124,9 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
 
     spec = _input_spec(path, _table(path, data, "input"), in_channels)
     card = data.get("card")
+    modalities = data.get("modalities", [])
+    if not isinstance(modalities, list) or not all(isinstance(m, str) and m for m in modalities):
+        raise ManifestError(path, 'modalities must be a list of DICOM modality codes, e.g. ["CR", "DX"]')
     return ModelManifest(
         path=path,
         name=str(data["name"]),
@@ -131,6 +140,7 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
         arch_kwargs=dict(network.get("kwargs", {})),
         description=str(data.get("description", "")),
         card=(path.parent / card) if card else None,
+        modalities=tuple(m.upper() for m in modalities),
     )
 
 

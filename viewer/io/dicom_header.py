@@ -102,6 +102,13 @@ def looks_like_dicom(head: bytes) -> bool:
     return group_le in (0x0002, 0x0008, 0x0800)
 
 
+def read_dataset(source: str, *, force: bool = False) -> Dataset:
+    """The header (no pixel data) of a frame's source, ``FrameInfo.source``: a path on disk or
+    ``archive.zip!/member``. Derived objects reference it; the tag browser shows it."""
+    with FileRef.parse(source).open() as f:
+        return pydicom.dcmread(f, stop_before_pixels=True, force=force)
+
+
 def read_header(ref: FileRef) -> HeaderRecord:
     """Read one file's header (no pixel data). Raises :class:`LoadError` with a readable reason."""
     try:

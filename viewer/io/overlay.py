@@ -60,10 +60,35 @@ def blend(
     low: float = 0.0,
     high: float = 1.0,
 ) -> np.ndarray:
-    """RGB uint8 ``(rows, cols, 3)``: a display image in [0, 1] with the map over it."""
-    if grey.shape != saliency.shape:
-        raise ValueError(f"image {grey.shape} and map {saliency.shape} differ in shape")
+    """RGB uint8 ``(rows, cols, 3)``: a display image in [0, 1] (grey ``(rows, cols)`` or RGB
+    ``(rows, cols, 3)``, so layers can be stacked) with the map over it."""
+    if grey.shape[:2] != saliency.shape:
+        raise ValueError(f"image {grey.shape[:2]} and map {saliency.shape} differ in shape")
     rgba = overlay_lut(cmap, signed=signed, low=low, high=high)[to_index(saliency, signed=signed)]
     alpha = rgba[..., 3:4].astype(np.float32) / 255 * opacity
-    base = np.clip(np.asarray(grey, np.float32), 0, 1)[..., None] * 255
+    base = np.clip(np.asarray(grey, np.float32), 0, 1) * 255
+    if base.ndim == 2:
+        base = base[..., None]
     return np.rint(base * (1 - alpha) + rgba[..., :3] * alpha).astype(np.uint8)
+
+
+def outline_segments(mask: np.ndarray) -> np.ndarray:
+    """The boundary of a boolean mask as pixel-edge segments ``(n, 4)``: ``x0, y0, x1, y1`` in pixel
+    corner coordinates (pixel ``(r, c)`` spans ``c..c+1``, ``r..r+1``). Runs along a row or column
+    are merged, so a view can stroke the outline with a pen of constant screen width at any zoom."""
+    mask = np.asarray(mask, bool)
+    segments = []
+    padded = np.pad(mask, 1)
+    # Horizontal edges lie between rows y-1 and y; vertical edges between columns x-1 and x.
+    for edges, horizontal in (
+        (padded[1:, 1:-1] != padded[:-1, 1:-1], True),
+        (padded[1:-1, 1:] != padded[1:-1, :-1], False),
+    ):
+        lines = edges if horizontal else edges.T
+        for i in np.flatnonzero(lines.any(axis=1)):
+            row = np.concatenate(([False], lines[i], [False])).astype(np.int8)
+            starts = np.flatnonzero(np.diff(row) == 1)
+            ends = np.flatnonzero(np.diff(row) == -1)
+            for a, b in zip(starts, ends, strict=True):
+                segments.append((a, i, b, i) if horizontal else (i, a, i, b))
+    return np.array(segments, np.float32).reshape(-1, 4)

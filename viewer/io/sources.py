@@ -32,6 +32,15 @@ class FileRef:
     def __str__(self) -> str:
         return f"{self.path}!/{self.member}" if self.member else self.path
 
+    @classmethod
+    def parse(cls, text: str) -> FileRef:
+        """The inverse of ``str()``: ``"archive.zip!/member.dcm"`` names a ZIP member."""
+        path, sep, member = text.partition("!/")
+        # A folder may itself be named "x!" : only a real archive makes the rest a member name.
+        if sep and member and is_zip(Path(path)):
+            return cls(path, member)
+        return cls(text)
+
     @property
     def name(self) -> str:
         return Path(self.member or self.path).name

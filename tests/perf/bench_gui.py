@@ -1,0 +1,120 @@
+"""GUI responsiveness while the default methods run, and what the GUI costs over the bare engine.
+
+    QT_QPA_PLATFORM=offscreen python tests/perf/bench_gui.py [--runs 3] [--methods ...]
+
+Opens the bundled chest study in the real main window, starts a 5 ms QTimer heartbeat on the GUI
+thread, runs the methods (default: the viewer's default set, LIME included) through the window's
+background worker and reports the event loop's stalls (how late a tick came: max, 99th
+percentile, median). In the same run it times ``viewer.explain.explain`` on the same image and
+model without any GUI, so the ratio says what showing maps progressively costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from PySide6.QtCore import QEventLoop, QSettings, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from tests.ui.heartbeat import Heartbeat  # noqa: E402
+from viewer.explain import DEFAULT_METHODS, explain  # noqa: E402
+from viewer.inference.catalog import resolve_model  # noqa: E402
+from viewer.inference.model import LoadedModel  # noqa: E402
+from viewer.io import discover, load_series  # noqa: E402
+from viewer.resources import resources_root  # noqa: E402
+from viewer.state import tasks  # noqa: E402
+
+STUDY = resources_root() / "samples" / "dicom" / "cxr_0002.dcm"
+
+
+def wait_for(signal_owner, predicate, timeout_s: float) -> None:
+    loop = QEventLoop()
+    timer = QTimer()
+    timer.timeout.connect(lambda: loop.quit() if predicate() else None)
+    timer.start(20)
+    deadline = QTimer()
+    deadline.setSingleShot(True)
+    deadline.timeout.connect(loop.quit)
+    deadline.start(round(timeout_s * 1000))
+    loop.exec()
+    if not predicate():
+        raise TimeoutError("timed out")
+
+
+def gui_run(app, methods: list[str]) -> tuple[dict, float]:
+    from viewer.ui.main_window import MainWindow
+
+    settings = QSettings(str(Path(tempfile.mkdtemp()) / "s.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(settings)
+    window.resize(1600, 1000)
+    window.show()
+    window.model_panel.select_model("cxr_resnet18")
+    window.open_paths([str(STUDY)])
+    wait_for(window, lambda: window.prediction is not None, 120)
+    done = []
+    window.maps_shown.connect(lambda: done.append(time.perf_counter()))
+    app.processEvents()
+    beat = Heartbeat(5)
+    beat.start()
+    start = time.perf_counter()
+    window.run_methods(methods)
+    wait_for(window, lambda: bool(done), 1200)
+    seconds = done[0] - start
+    end = time.perf_counter() + 0.3
+    wait_for(window, lambda: time.perf_counter() > end, 5)
+    beat.stop()
+    window.close()
+    return beat.summary(), seconds
+
+
+def engine_run(methods: list[str]) -> float:
+    model = LoadedModel.from_manifest(resolve_model("cxr_resnet18"), device="cpu")
+    image = load_series(discover([STUDY]).series[0])
+    start = time.perf_counter()
+    explain(model, image, methods, frames=[0])
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS))
+    args = parser.parse_args()
+    methods = args.methods.split(",")
+    app = QApplication.instance() or QApplication([])
+    tasks.warm_up()
+    print(f"{len(methods)} methods ({', '.join(methods)}) on {STUDY.name}, {os.cpu_count()} CPUs")
+    stalls, gui_seconds, engine_seconds = [], [], []
+    for run in range(args.runs):
+        summary, seconds = gui_run(app, methods)
+        engine = engine_run(methods)
+        stalls.append(summary)
+        gui_seconds.append(seconds)
+        engine_seconds.append(engine)
+        print(
+            f"run {run + 1}: max stall {summary['max_ms']:.1f} ms, p99 {summary['p99_ms']:.1f} ms, "
+            f"median {summary['median_ms']:.2f} ms over {summary['ticks']} ticks; "
+            f"GUI {seconds:.1f} s vs engine alone {engine:.1f} s"
+        )
+    worst = max(s["max_ms"] for s in stalls)
+    p99 = float(np.median([s["p99_ms"] for s in stalls]))
+    ratio = float(np.median(gui_seconds)) / float(np.median(engine_seconds))
+    print(f"worst stall {worst:.1f} ms (goal < 100), median p99 {p99:.1f} ms")
+    print(f"GUI run time / engine alone: {ratio:.2f}x (median of {args.runs})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""``saliency-viewer --demo [--compare] --screenshot OUT.png``: the real window, headless, in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from tests.ui.conftest import CHEST
+
+
+def _run(*args, timeout=600):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    return subprocess.run(
+        [sys.executable, "-m", "viewer", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def _jet_red(rgb: np.ndarray) -> np.ndarray:
+    r, g, b = (rgb[..., i].astype(int) for i in range(3))
+    return (r > 180) & (g < 120) & (b < 120)
+
+
+def test_demo_screenshot_shows_the_window_with_the_map(tmp_path):
+    out = tmp_path / "shot.png"
+    result = _run("--demo", "--methods", "gradcam", "--screenshot", out, "--size", "1280x800")
+    assert result.returncode == 0, result.stderr
+    assert "Grad-CAM" in result.stdout
+    rgb = np.asarray(Image.open(out).convert("RGB"))
+    assert rgb.shape == (800, 1280, 3)
+    assert _jet_red(rgb).sum() > 2000  # the hot end of the Grad-CAM layer is on screen
+    # The same study without methods to run shows no map colour.
+    plain = tmp_path / "plain.png"
+    result = _run(
+        CHEST,
+        "--model",
+        "cxr_resnet18",
+        "--methods",
+        "gradcam",
+        "--target",
+        "nodule",
+        "--screenshot",
+        plain,
+        "--size",
+        "1280x800",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "nodule" in result.stdout
+
+
+def test_compare_screenshot_and_failures_exit_non_zero(tmp_path):
+    out = tmp_path / "cmp.png"
+    result = _run("--demo", "--compare", "--methods", "gradcam,guided-backprop", "--screenshot", out)
+    assert result.returncode == 0, result.stderr
+    assert Image.open(out).size == (1600, 1000)
+    bad = _run("--demo", "--target", "fracture", "--methods", "gradcam", "--screenshot", tmp_path / "x.png")
+    assert bad.returncode == 1 and "fracture" in bad.stderr
+    missing = _run(tmp_path / "nothing.dcm", "--screenshot", tmp_path / "y.png")
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    unknown = _run("--demo", "--methods", "gradcam,magic", "--screenshot", tmp_path / "z.png")
+    assert unknown.returncode == 2 and "magic" in unknown.stderr
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "y.png").exists()

@@ -1,0 +1,200 @@
+"""Per-map scores for comparing saliency maps: against an annotation, against the model, and
+against each other. The GUI's comparison panel and the headless CLI both score maps here, so a
+number means the same thing wherever it is shown.
+
+``score_map`` runs, in order and each only where it applies: localization against an annotation
+mask (and the pointing game on a burned-in marker), deletion/insertion on the model-input grid,
+and the cascading model-randomisation sanity check. ``agreement`` gives the pairwise Spearman and
+SSIM matrices of several maps of one frame, for comparing methods when there is no annotation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from viewer.explain.context import CancelFlag, Cancelled, ExplainContext
+from viewer.explain.faithfulness import causal_curves
+from viewer.explain.localization import localization, pointing_game
+from viewer.explain.registry import get_method
+from viewer.explain.saliency_map import SaliencyMap
+from viewer.explain.sanity import cascading_randomization
+from viewer.explain.similarity import spearman, ssim, unit_scaled
+from viewer.inference.model import LoadedModel
+from viewer.io.image import Image
+
+
+@dataclass
+class MapScores:
+    """Every score of one map on one image frame; ``None`` where a score was not computed (no
+    annotation of the target, no marker, deletion/insertion or sanity not asked for)."""
+
+    method: str
+    target: str
+    frame: int  # index into the image's frames
+    seconds: float  # the map's compute time
+    pointing_game: bool | None = None
+    pointing_game_marker: bool | None = None
+    iou_otsu: float | None = None
+    dice_otsu: float | None = None
+    iou_top: float | None = None
+    energy_inside: float | None = None
+    auprc: float | None = None
+    deletion_auc: float | None = None
+    insertion_auc: float | None = None
+    sanity_spearman: float | None = None
+    sanity_verdict: str | None = None
+
+    def as_row(self) -> dict[str, str]:
+        """Table cells keyed by the CLI's metrics.csv column names: "" for a missing score, "1"/"0"
+        for the pointing games, 4 decimals for scores, 3 for seconds."""
+        return {
+            "method": self.method,
+            "target": self.target,
+            "seconds": f"{self.seconds:.3f}",
+            "pointing_game": _cell(self.pointing_game),
+            "iou_otsu": _cell(self.iou_otsu),
+            "energy_in_mask": _cell(self.energy_inside),
+            "deletion_auc": _cell(self.deletion_auc),
+            "insertion_auc": _cell(self.insertion_auc),
+            "dice_otsu": _cell(self.dice_otsu),
+            "iou_top": _cell(self.iou_top),
+            "auprc": _cell(self.auprc),
+            "pointing_game_marker": _cell(self.pointing_game_marker),
+            "sanity_spearman": _cell(self.sanity_spearman),
+            "sanity_verdict": self.sanity_verdict or "",
+        }
+
+
+def score_map(
+    model: LoadedModel,
+    image: Image,
+    smap: SaliencyMap,
+    frame: int,
+    *,
+    mask: np.ndarray | None = None,
+    marker: np.ndarray | None = None,
+    steps: int = 50,
+    sanity: bool = False,
+    seed: int = 0,
+    cancel: CancelFlag | None = None,
+    on_progress: Callable[[str, float], None] | None = None,
+) -> MapScores:
+    """Scores of ``smap`` on image frame ``frame`` (one of ``smap.frames``: for a series, the slice
+    on screen or the key slice).
+
+    ``mask`` (the target's annotation) and ``marker`` are bool ``(rows, cols)`` masks of that frame;
+    either may instead cover every frame of the map, shaped as ``smap.array``, to score the whole
+    volume (the CLI's one row per series). Localization runs only where the mask has pixels;
+    deletion/insertion (``steps`` > 0) and the sanity check (``seed`` for its re-initialisation)
+    always use the one frame. A set ``cancel`` flag raises ``Cancelled`` between and within the
+    stages; ``on_progress(stage, fraction)`` reports "deletion/insertion" and "sanity".
+    """
+    if frame not in smap.frames:
+        raise ValueError(f"the {smap.method} map covers frames {smap.frames}, not frame {frame}")
+    index = smap.frames.index(frame)
+    scores = MapScores(smap.method, smap.target, frame, smap.seconds)
+
+    _check(cancel)
+    if marker is not None:
+        scores.pointing_game_marker = pointing_game(*_on_map_grid(smap, index, marker, "marker"))
+    if mask is not None:
+        saliency, region = _on_map_grid(smap, index, mask, "mask")
+        if region.any():
+            loc = localization(saliency, region)
+            scores.pointing_game = loc.pointing_game
+            scores.iou_otsu, scores.dice_otsu, scores.iou_top = loc.iou_otsu, loc.dice_otsu, loc.iou_top
+            scores.energy_inside, scores.auprc = loc.energy_inside, loc.auprc
+    if steps <= 0 and not sanity:
+        return scores
+
+    # Gradients are needed for the sanity check even if the caller holds inference mode (as explain).
+    with torch.inference_mode(False):
+        inputs = model.prepare(image, frame)[0][None].to(model.device)
+        if steps > 0:
+            _check(cancel)
+            with ExplainContext(
+                model.network,
+                model.target_layer,
+                inputs,
+                task=model.manifest.task,
+                cancel=cancel,
+                progress=_stage(on_progress, "deletion/insertion"),
+            ) as ctx:
+                deletion, insertion = causal_curves(ctx, smap.grid[index], smap.target_index, steps=steps)
+            scores.deletion_auc, scores.insertion_auc = deletion.auc, insertion.auc
+        if sanity:
+            _check(cancel)
+            result = cascading_randomization(
+                model.network,
+                model.target_layer,
+                inputs,
+                get_method(smap.method, **smap.params),
+                smap.target_index,
+                task=model.manifest.task,
+                seed=seed,
+                cancel=cancel,
+                progress=_stage(on_progress, "sanity"),
+            )
+            scores.sanity_spearman = result.stages[-1].spearman if result.stages else None
+            scores.sanity_verdict = result.verdict
+    return scores
+
+
+def agreement(maps: Sequence[SaliencyMap], frame_index: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Labels and the symmetric ``(n, n)`` Spearman and SSIM matrices of ``maps`` on image frame
+    ``frame_index``, compared on the model-input grid (the maps' own resolution, not the native
+    grid's interpolation) after min-max scaling; signed maps by magnitude, as the sanity check."""
+    if not maps:
+        return [], np.zeros((0, 0)), np.zeros((0, 0))
+    grids = [_comparable(m, frame_index) for m in maps]
+    if len({g.shape for g in grids}) > 1:
+        raise ValueError(f"maps on different grids: {sorted({g.shape for g in grids})}")
+    n = len(grids)
+    # A map agrees with itself; spearman() would say 0 for a constant map.
+    rho, structural = np.eye(n), np.eye(n)
+    for i in range(n):
+        for j in range(i + 1, n):
+            rho[i, j] = rho[j, i] = spearman(grids[i], grids[j])
+            structural[i, j] = structural[j, i] = ssim(grids[i], grids[j])
+    several_targets = len({m.target for m in maps}) > 1
+    labels = [f"{m.method} ({m.target})" if several_targets else m.method for m in maps]
+    return labels, rho, structural
+
+
+def _comparable(smap: SaliencyMap, frame: int) -> np.ndarray:
+    if frame not in smap.frames:
+        raise ValueError(f"the {smap.method} map covers frames {smap.frames}, not frame {frame}")
+    grid = smap.grid[smap.frames.index(frame)]
+    return unit_scaled(np.abs(grid) if smap.convention == "signed" else grid)
+
+
+def _on_map_grid(smap: SaliencyMap, index: int, mask: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """The map and ``mask`` on one grid: the frame's map for a frame's mask, every frame's map for
+    a mask over all of them."""
+    mask = np.asarray(mask, bool)
+    if mask.shape == smap.array.shape:
+        return smap.array, mask
+    if mask.shape == smap.array.shape[1:]:
+        return smap.array[index], mask
+    raise ValueError(f"{what} {mask.shape} fits neither a frame nor all frames of the map {smap.array.shape}")
+
+
+def _stage(on_progress: Callable[[str, float], None] | None, stage: str) -> Callable[[float], None] | None:
+    return None if on_progress is None else (lambda fraction: on_progress(stage, fraction))
+
+
+def _check(cancel: CancelFlag | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled
+
+
+def _cell(value: bool | float | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return f"{value:.4f}"

@@ -1,0 +1,67 @@
+"""The four-corner text of a view (patient, study, series, window, slice, zoom), Qt-free.
+
+Exports hide patient identifiers by default: ``hide_phi`` leaves out the name, ID, birth date,
+accession number and institution (the fields ``Identity.PHI_FIELDS`` names).
+"""
+
+from __future__ import annotations
+
+from viewer.io.image import Identity, VoiLut, Window
+from viewer.state.viewer_state import ViewerState
+
+
+def _date(value: str) -> str:
+    return f"{value[:4]}-{value[4:6]}-{value[6:8]}" if len(value) == 8 and value.isdigit() else value
+
+
+def _name(value: str) -> str:
+    return " ".join(part for part in value.replace("^", " ").split() if part)
+
+
+def corner_texts(state: ViewerState, zoom: float, *, hide_phi: bool = False) -> dict[str, str]:
+    """Text for ``top_left``, ``top_right``, ``bottom_left`` and ``bottom_right``."""
+    image = state.image
+    if image is None:
+        return {}
+    ident: Identity = image.identity
+    top_left = []
+    if not hide_phi:
+        top_left += [_name(ident.patient_name), ident.patient_id and f"ID {ident.patient_id}"]
+        birth = _date(ident.patient_birth_date)
+        top_left.append(" ".join(p for p in (ident.patient_sex, birth and f"born {birth}") if p))
+    top_right = [
+        ident.institution if not hide_phi else "",
+        ident.study_description,
+        " ".join(p for p in (_date(ident.study_date), ident.study_time[:4]) if p),
+        " ".join(p for p in (ident.modality, ident.series_number and f"#{ident.series_number}") if p),
+        ident.series_description,
+    ]
+    bottom_left = []
+    if image.n_frames > 1:
+        info = image.frames[state.frame]
+        position = ""
+        if image.is_volume and info.position is not None and image.geometry.origin is not None:
+            position = f"  z {info.position[2]:.1f} mm"
+        bottom_left.append(f"Im {state.frame + 1}/{image.n_frames}{position}")
+        if info.slice_thickness:
+            bottom_left.append(f"Thk {info.slice_thickness:g} mm")
+    bottom_left.append(f"{image.rows} x {image.columns}")
+    voi = state.voi
+    if isinstance(voi, Window):
+        window = f"W {voi.width:.0f}  L {voi.center:.0f}"
+        bottom_right = [f"{window}  ({voi.name})" if voi.name else window]
+    elif isinstance(voi, VoiLut):
+        bottom_right = [f"VOI LUT {voi.name}".strip()]
+    else:
+        bottom_right = []
+    if state.invert != image.invert:
+        bottom_right.append("Inverted")
+    bottom_right.append(f"Zoom {zoom * 100:.0f}%")
+    if image.units:
+        bottom_right.append(image.units)
+    return {
+        "top_left": "\n".join(p for p in top_left if p),
+        "top_right": "\n".join(p for p in top_right if p),
+        "bottom_left": "\n".join(bottom_left),
+        "bottom_right": "\n".join(bottom_right),
+    }

@@ -1,0 +1,177 @@
+"""The work the viewer does in the background, as plain functions of a job. No Qt.
+
+A job (``viewer.ui.worker.Job`` in the GUI; anything with the same four members in tests)
+reports through ``emit(kind, payload)`` and ``progress(step, fraction)``, and ``check()`` raises
+``Cancelled`` once the job is superseded; ``cancel`` is the flag the engine polls.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from PIL import Image as PILImage
+
+from viewer.explain.engine import explain
+from viewer.inference.model import LoadedModel
+from viewer.io.discovery import SeriesInfo, discover
+from viewer.io.errors import LoadError
+from viewer.io.image import Image
+from viewer.io.loader import load_series
+from viewer.io.voi import to_display
+from viewer.state.layers import display_indices
+
+THUMBNAIL_SIZE = 96
+
+
+class JobLike(Protocol):
+    cancel: threading.Event
+
+    def emit(self, kind: str, payload: object = None) -> None: ...
+
+    def progress(self, step: str, fraction: float) -> None: ...
+
+    def check(self) -> None: ...
+
+
+def open_paths(job: JobLike, paths: Sequence[str | Path]) -> None:
+    """Discover the series under ``paths``; emits ``discovered`` (a Discovery), then ``loaded``
+    ``(0, Image)`` for the first series, then a ``thumbnail`` ``(index, uint8 array)`` per series."""
+    found = discover(paths, progress=lambda f: job.progress("Scanning", f), cancelled=job.cancel.is_set)
+    job.check()
+    job.emit("discovered", found)
+    if not found.series:
+        return
+    load(job, found.series[0], 0)
+    for index, series in enumerate(found.series):
+        job.check()
+        try:
+            job.emit("thumbnail", (index, thumbnail(series)))
+        except LoadError:
+            continue  # the browser keeps its text-only entry; the problem shows when it is opened
+
+
+def load(job: JobLike, series: SeriesInfo, index: int) -> None:
+    """Decode one series; emits ``loaded`` ``(index, Image)``, or ``failed`` ``(index, reason)``."""
+    try:
+        image = load_series(
+            series,
+            progress=lambda f: job.progress("Loading", f),
+            cancelled=job.cancel.is_set,
+        )
+    except LoadError as exc:
+        job.emit("failed", (index, str(exc)))
+        return
+    job.check()
+    job.emit("loaded", (index, image))
+
+
+def thumbnail(series: SeriesInfo, size: int = THUMBNAIL_SIZE) -> np.ndarray:
+    """A small grey (or RGB) uint8 picture of a series' middle image, decoding only that file."""
+    if series.records and len(series.records) > 1:
+        series = replace(series, records=[series.records[len(series.records) // 2]], is_volume=False)
+    image = load_series(series)
+    grey = to_display(image, image.n_frames // 2)
+    picture = PILImage.fromarray(np.rint(np.clip(grey, 0, 1) * 255).astype(np.uint8))
+    aspect = image.geometry.pixel_aspect
+    width, height = image.columns, image.rows * aspect
+    scale = size / max(width, height)
+    picture = picture.resize((max(1, round(width * scale)), max(1, round(height * scale))), PILImage.BILINEAR)
+    return np.asarray(picture)
+
+
+class ModelStore:
+    """Models loaded once and kept, by manifest path (used from the worker thread only)."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, LoadedModel] = {}
+
+    def get(self, manifest: str | Path) -> LoadedModel:
+        key = str(Path(manifest).resolve())
+        if key not in self._models:
+            self._models[key] = LoadedModel.from_manifest(key, device="cpu")
+        return self._models[key]
+
+
+def predict(job: JobLike, store: ModelStore, manifest: str | Path, image: Image) -> None:
+    """Emits ``model`` (the manifest) and ``prediction`` (per-frame probabilities of every label)."""
+    model = store.get(manifest)
+    job.emit("model", model.manifest)
+    job.check()
+    job.emit("prediction", model.predict(image))
+
+
+def explain_frame(
+    job: JobLike,
+    store: ModelStore,
+    manifest: str | Path,
+    image: Image,
+    frame: int,
+    target: str,
+    methods: Sequence[str],
+    seed: int = 0,
+) -> None:
+    """Maps of ``methods`` for ``target`` on one frame; emits ``map`` ``(SaliencyMap, uint8 display
+    indices)`` per finished method."""
+    model = store.get(manifest)
+    explain(
+        model,
+        image,
+        list(methods),
+        targets=[target],
+        frames=[frame],
+        seed=seed,
+        on_result=lambda smap: job.emit("map", (smap, display_indices(smap))),
+        on_progress=job.progress,
+        cancel=job.cancel,
+    )
+
+
+def warm_up() -> None:
+    """Touch torch's kernels once on the GUI thread at start-up: the first use in a thread stalls
+    the interpreter for a moment, which must not happen while the window is live."""
+    with torch.inference_mode():
+        torch.nn.functional.conv2d(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 3, 3)).sum().item()
+
+
+def score_maps(
+    job: JobLike,
+    store: ModelStore,
+    manifest: str | Path,
+    image: Image,
+    frame: int,
+    maps: Sequence,
+    mask: np.ndarray | None,
+    marker: np.ndarray | None,
+    steps: int = 50,
+    sanity: bool = False,
+    seed: int = 0,
+) -> None:
+    """Scores of each map on one frame (emits ``score`` per map), then ``agreement`` between them."""
+    from viewer.explain.comparison import agreement, score_map
+
+    model = store.get(manifest)
+    for i, smap in enumerate(maps):
+        job.check()
+        job.progress(smap.method, i / max(len(maps), 1))
+        scores = score_map(
+            model,
+            image,
+            smap,
+            frame,
+            mask=mask,
+            marker=marker,
+            steps=steps,
+            sanity=sanity,
+            seed=seed,
+            cancel=job.cancel,
+        )
+        job.emit("score", scores)
+    if len(maps) > 1:
+        job.check()
+        job.emit("agreement", agreement(list(maps), frame))

@@ -1,0 +1,247 @@
+"""Start the desktop viewer; ``--screenshot`` runs it headless and saves the window to a PNG.
+
+    saliency-viewer [PATH...] [--demo] [--model M] [--methods m1,m2] [--target LABEL]
+                    [--annotation FILE] [--layer METHOD] [--compare] [--screenshot OUT.png]
+
+With ``--screenshot`` the real main window is built (the offscreen platform is fine), the input is
+loaded, the methods run, and once their layers are shown (and with ``--compare``, the comparison
+numbers) the whole window is saved and the program exits 0; any failure exits 1 with a message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QSettings, QTimer
+from PySide6.QtWidgets import QApplication
+
+from viewer import __version__
+from viewer.explain.registry import METHODS
+from viewer.inference.catalog import bundled_models, resolve_model
+from viewer.inference.manifest import ManifestError
+from viewer.resources import resources_root
+from viewer.state import tasks
+from viewer.ui.main_window import MainWindow
+from viewer.ui.theme import apply_dark_theme
+
+DEMO_STUDY = ("samples", "dicom", "cxr_0002.dcm")
+DEMO_ANNOTATION = ("samples", "annotations", "cxr_0002.json")
+DEMO_MODEL = "cxr_resnet18"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="saliency-viewer",
+        description="See where a CNN is looking, on real DICOM, next to the radiologist's annotation. "
+        "Headless subcommands: saliency-viewer {info,phantom,explain} --help.",
+    )
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="files, folders, ZIP archives or DICOMDIRs")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--demo", action="store_true", help="open the bundled sample chest study and model")
+    parser.add_argument("--model", help="a bundled model's name, or a manifest.toml")
+    parser.add_argument("--methods", help="comma-separated method ids to run (e.g. gradcam,lime); 'all'")
+    parser.add_argument("--target", help="label to explain (default: the top prediction)")
+    parser.add_argument(
+        "--annotation", type=Path, help="annotation to load (JSON, DICOM SEG, CSV or PNG mask)"
+    )
+    parser.add_argument("--layer", help="method whose layer is selected (default: the last computed)")
+    parser.add_argument("--compare", action="store_true", help="show the comparison panel")
+    parser.add_argument("--screenshot", type=Path, help="save the window to this PNG once ready, then exit")
+    parser.add_argument(
+        "--size", default="1600x1000", help="window size for --screenshot (default 1600x1000)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=600, help="seconds --screenshot may take (default 600)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    methods = _methods(args.methods)
+    if isinstance(methods, str):
+        print(methods, file=sys.stderr)
+        return 2
+    if args.layer and args.layer not in METHODS:
+        print(f"--layer {args.layer}: unknown method; known: {', '.join(METHODS)}", file=sys.stderr)
+        return 2
+    paths = [str(p) for p in args.paths]
+    annotation, model = args.annotation, args.model
+    if args.demo:
+        paths = paths or [str(resources_root().joinpath(*DEMO_STUDY))]
+        annotation = annotation or resources_root().joinpath(*DEMO_ANNOTATION)
+        model = model or DEMO_MODEL
+    for path in paths:
+        if not Path(path).exists():
+            print(f"{path}: no such file or folder", file=sys.stderr)
+            return 2
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setOrganizationName("SaliencyViewer")
+    app.setApplicationName("Saliency Viewer")
+    app.setApplicationVersion(__version__)
+    apply_dark_theme(app)
+    tasks.warm_up()  # torch's first use on the GUI thread, before the window is live
+
+    if args.screenshot:
+        # Headless runs neither read nor change the user's preferences.
+        settings = QSettings(str(Path(tempfile.mkdtemp()) / "settings.ini"), QSettings.Format.IniFormat)
+    else:
+        settings = QSettings()
+    window = MainWindow(settings)
+    if model and not select_model(window, model):
+        print(
+            f"--model {model}: not a bundled model ({', '.join(bundled_models())}) or a manifest",
+            file=sys.stderr,
+        )
+        return 2
+    if methods:
+        window.model_panel.set_checked_methods(methods)
+    if args.screenshot:
+        width, _, height = args.size.partition("x")
+        window.resize(int(width), int(height))
+        return HeadlessRun(window, app, args, paths, annotation, methods).exec()
+    window.show()
+    if paths:
+        window.open_paths(paths)
+        if annotation:
+            _after_image(window, lambda: window.load_annotation(annotation))
+        if args.target:
+            _after_prediction(window, lambda: setattr(window.state, "target", args.target))
+    if args.compare:
+        window.tabs.setCurrentIndex(1)
+    return app.exec()
+
+
+def _methods(text: str | None) -> list[str] | str:
+    if not text:
+        return []
+    methods = list(METHODS) if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        return f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}"
+    return methods
+
+
+def select_model(window: MainWindow, name_or_path: str) -> bool:
+    """Choose a bundled model by name, or add and choose a user model from its manifest."""
+    if window.model_panel.select_model(name_or_path):
+        return True
+    try:
+        manifest = resolve_model(name_or_path)
+    except ManifestError:
+        return False
+    return window.add_model(manifest)
+
+
+def _after_image(window: MainWindow, action) -> None:
+    def fire(image) -> None:
+        window.state.events.image.disconnect(fire)
+        action()
+
+    window.state.events.image.connect(fire)
+
+
+def _after_prediction(window: MainWindow, action) -> None:
+    def fire(_job, kind, _payload) -> None:
+        if kind == "prediction":
+            window.runner.result.disconnect(fire)
+            QTimer.singleShot(0, action)
+
+    window.runner.result.connect(fire)
+
+
+class HeadlessRun(QObject):
+    """Drives the window through one scripted session and saves a screenshot of it."""
+
+    def __init__(self, window: MainWindow, app: QApplication, args, paths, annotation, methods):
+        super().__init__(window)
+        self.window, self.app, self.args = window, app, args
+        self.paths, self.annotation, self.methods = paths, annotation, methods
+        self.code = 1
+        self.ran = False
+
+    def exec(self) -> int:
+        window = self.window
+        if not self.paths:
+            print("--screenshot needs something to open: PATH... or --demo", file=sys.stderr)
+            return 2
+        window.show()
+        window.runner.result.connect(self._on_result)
+        window.runner.finished.connect(self._on_finished)
+        window.maps_shown.connect(self._on_maps_shown)
+        window.scores_shown.connect(self._on_scores_shown)
+        QTimer.singleShot(round(self.args.timeout * 1000), lambda: self._fail("timed out"))
+        window.open_paths(self.paths)
+        self.app.exec()
+        return self.code
+
+    def _on_result(self, job, kind, payload) -> None:
+        if kind == "loaded" and self.annotation and not self.window.load_annotation(self.annotation):
+            self._fail(self.window.errors[-1])
+        elif kind == "failed":
+            self._fail(payload[1])
+        elif kind == "discovered" and not payload.series:
+            self._fail("no images found in " + ", ".join(self.paths))
+        elif kind == "prediction" and not self.ran:
+            self.ran = True
+            if self.args.target:
+                if self.args.target not in self.window.labels:
+                    self._fail(
+                        f"--target {self.args.target!r} is not a label: {', '.join(self.window.labels)}"
+                    )
+                    return
+                self.window.state.target = self.args.target
+            QTimer.singleShot(0, self._run)
+
+    def _run(self) -> None:
+        if self.window.run_methods(self.methods or None) is None and not self.window.state.layers:
+            self._fail("nothing to run: choose a model and methods")
+
+    def _on_finished(self, job, status: str) -> None:
+        if status.startswith("failed"):
+            self._fail(f"{job.description}: {status.removeprefix('failed: ')}")
+
+    def _on_maps_shown(self) -> None:
+        if self.args.layer:
+            if self.window.state.layer(self.args.layer) is None:
+                self._fail(f"--layer {self.args.layer} was not computed (add it to --methods)")
+                return
+            self.window.state.active_layer = self.args.layer
+        if self.args.compare:
+            self.window.tabs.setCurrentIndex(1)  # showing the panel starts the scoring
+        else:
+            QTimer.singleShot(300, self._save)  # let the last layer paint
+
+    def _on_scores_shown(self) -> None:
+        if self.args.compare:
+            QTimer.singleShot(300, self._save)
+
+    def _save(self) -> None:
+        from viewer.io.atomic import write_bytes_new
+        from viewer.ui.exports import encode
+
+        out = self.args.screenshot
+        try:
+            write_bytes_new(out, encode(self.window.grab().toImage(), out.suffix or ".png"))
+        except (OSError, ValueError) as exc:
+            self._fail(str(exc))
+            return
+        layers = ", ".join(layer.title for layer in self.window.state.layers)
+        print(f"saved {out}: {self.window.state.target} ({self.window.state.model}); layers: {layers}")
+        self.code = 0
+        self._quit()
+
+    def _fail(self, message: str) -> None:
+        if self.code == 0:
+            return
+        print(f"screenshot failed: {message}", file=sys.stderr)
+        self.code = 1
+        self._quit()
+
+    def _quit(self) -> None:
+        self.window.close()
+        self.app.quit()

@@ -1,0 +1,384 @@
+"""The comparison panel: the annotated image next to every computed map, with their numbers.
+
+Small views share one zoom and pan (linked ViewBoxes) and follow the viewer's slice. Each map has
+its scores under it (pointing game, IoU, energy inside the annotation, deletion/insertion AUC, the
+randomisation sanity verdict when asked), and a sortable table repeats them. Without an annotation
+the maps are still compared with each other (rank correlation) and by faithfulness.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QScrollArea,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from viewer.explain.registry import METHODS
+from viewer.io.image import Window
+from viewer.io.voi import to_display
+from viewer.state import SaliencyLayer, ViewerState, tasks
+from viewer.ui.canvas import GREY, cosmetic_pen, label_colour, outline_path
+from viewer.ui.worker import Job, JobRunner
+
+COLUMNS = (
+    ("Method", None),
+    ("Pointing game", "pointing_game"),
+    ("IoU (Otsu)", "iou_otsu"),
+    ("Energy in annotation", "energy_inside"),
+    ("Deletion AUC", "deletion_auc"),
+    ("Insertion AUC", "insertion_auc"),
+    ("Agreement (mean rho)", "agreement"),
+    ("Sanity", "sanity_verdict"),
+    ("Seconds", "seconds"),
+)
+TIPS = {
+    "pointing_game": "Does the map's maximum fall inside the annotation (15 px tolerance)?",
+    "iou_otsu": "Overlap of the Otsu-thresholded map with the annotation (CheXlocalize)",
+    "energy_inside": "Share of the map's total saliency inside the annotation",
+    "deletion_auc": "Probability while removing the most salient pixels first: lower is more faithful",
+    "insertion_auc": "Probability while restoring the most salient pixels first: higher is more faithful",
+    "agreement": "Mean Spearman rank correlation with the other maps",
+    "sanity_verdict": "Cascading model randomisation (Adebayo et al.): a map that stays the same fails",
+}
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "hit" if value else "miss"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+class _SortItem(QTableWidgetItem):
+    """Sorts numerically by its stored value, with blanks last."""
+
+    def __init__(self, value):
+        super().__init__(_cell(value))
+        self.value = value
+
+    def __lt__(self, other) -> bool:
+        a, b = self.value, getattr(other, "value", None)
+        if a is None or b is None:
+            return b is None and a is not None
+        if isinstance(a, str) or isinstance(b, str):
+            return str(a) < str(b)
+        return float(a) < float(b)
+
+
+class MiniView(QWidget):
+    """One small linked view: the image, optionally one map, and the annotation outline."""
+
+    def __init__(self, title: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.view = pg.GraphicsView(background="#000000")
+        self.vb = pg.ViewBox(invertY=True, lockAspect=True, enableMenu=False)
+        self.vb.setDefaultPadding(0.0)
+        self.view.setCentralItem(self.vb)
+        self.base = pg.ImageItem(axisOrder="row-major")
+        self.overlay = pg.ImageItem(axisOrder="row-major")
+        self.overlay.setZValue(10)
+        self.vb.addItem(self.base)
+        self.vb.addItem(self.overlay)
+        self.outlines: list = []
+        self.title = QLabel(title)
+        self.title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.title.setStyleSheet("font-weight: bold;")
+        self.numbers = QLabel()
+        self.numbers.setObjectName("mini_numbers")
+        self.numbers.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.numbers.setStyleSheet("color: #c8c8c8; font-size: 11px;")
+        self.view.setMinimumSize(240, 240)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.title)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(self.numbers)
+
+
+class ComparisonPanel(QWidget):
+    scores_shown = Signal()
+
+    def __init__(self, state: ViewerState, runner: JobRunner, store: tasks.ModelStore, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.runner = runner
+        self.store = store
+        self.manifest = ""  # the manifest path of the model in use, set by the main window
+        self.settings = QSettings()
+        self.views: dict[str, MiniView] = {}
+        self.scores: dict[str, object] = {}
+        self.agreement_by_method: dict[str, float] = {}
+        self._dirty = True
+
+        self.grid_host = QWidget()
+        self.grid = QGridLayout(self.grid_host)
+        self.grid.setSpacing(4)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.grid_host)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setObjectName("comparison_table")
+        self.table.setHorizontalHeaderLabels([name for name, _ in COLUMNS])
+        for column, (_name, key) in enumerate(COLUMNS):
+            if key in TIPS:
+                self.table.horizontalHeaderItem(column).setToolTip(TIPS[key])
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setSortingEnabled(True)
+        self.sanity = QCheckBox("Randomisation sanity check (slower)")
+        self.sanity.setObjectName("compare_sanity")
+        self.sanity.toggled.connect(lambda _: self.refresh(force=True))
+        self.status = QLabel()
+        self.status.setObjectName("compare_status")
+        options = QHBoxLayout()
+        options.addWidget(self.sanity)
+        options.addStretch(1)
+        options.addWidget(self.status)
+        bottom = QWidget()
+        bottom_layout = QVBoxLayout(bottom)
+        bottom_layout.setContentsMargins(0, 0, 0, 0)
+        bottom_layout.addLayout(options)
+        bottom_layout.addWidget(self.table)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(scroll)
+        splitter.addWidget(bottom)
+        splitter.setStretchFactor(0, 4)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([760, 200])
+        self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(splitter)
+
+        state.events.frame.connect(lambda *_: self.refresh())
+        state.events.voi.connect(lambda *_: self._show_images())
+        state.events.invert.connect(lambda *_: self._show_images())
+        state.events.annotation.connect(lambda *_: self.refresh())
+        state.events.image.connect(lambda *_: self._clear())
+        state.layers.events.removed.connect(lambda *_: self.refresh())
+        runner.result.connect(self._on_result)
+        runner.finished.connect(self._on_finished)
+
+    # --- building the views -----------------------------------------------------------------
+    def _clear(self) -> None:
+        for view in self.views.values():
+            self.grid.removeWidget(view)
+            view.deleteLater()
+        self.views = {}
+        self.scores = {}
+        self.agreement_by_method = {}
+        self.table.setRowCount(0)
+
+    def _layers(self) -> list[SaliencyLayer]:
+        return [layer for layer in self.state.layers if layer.values(self.state.frame) is not None]
+
+    def _ensure_views(self) -> None:
+        names = ["__image__"] + [layer.method for layer in self._layers()]
+        if list(self.views) == names:
+            return
+        self._clear()
+        columns = max(2, min(4, int(np.ceil(np.sqrt(len(names) * 1.5)))))
+        first = None
+        for i, name in enumerate(names):
+            title = "Image and annotation" if name == "__image__" else METHODS[name].title
+            view = MiniView(title)
+            view.setObjectName(f"mini_{name}")
+            if first is None:
+                first = view.vb
+            else:  # one zoom and pan for all
+                view.vb.setXLink(first)
+                view.vb.setYLink(first)
+            self.grid.addWidget(view, i // columns, i % columns)
+            self.views[name] = view
+        rows = int(np.ceil(len(names) / columns))
+        self.grid_host.setMinimumHeight(rows * 300)
+
+    def _show_images(self) -> None:
+        image = self.state.image
+        if image is None:
+            return
+        voi = self.state.voi
+        frame = image.frame(self.state.frame)
+        raw = not image.is_color and isinstance(voi, Window) and voi.function != "SIGMOID"
+        display = frame if raw else to_display(image, self.state.frame, voi, invert=False)
+        levels = (voi.low, voi.high) if raw else (0.0, 1.0)
+        lut = GREY[::-1] if self.state.invert and not image.is_color else GREY
+        aspect = 1.0 / image.geometry.pixel_aspect
+        for view in self.views.values():
+            view.vb.setAspectLocked(True, ratio=aspect)
+            view.base.setImage(display, autoLevels=False, levels=levels, lut=lut)
+
+    def _show_maps(self) -> None:
+        for layer in self._layers():
+            view = self.views.get(layer.method)
+            index = layer.display_index(self.state.frame)
+            if view is None or index is None:
+                continue
+            view.overlay.setImage(index, autoLevels=False, levels=(0, 255), lut=layer.lut())
+            view.overlay.setOpacity(max(layer.opacity, 0.6))
+
+    def _show_annotation(self) -> None:
+        image, annotation = self.state.image, self.state.annotation
+        for view in self.views.values():
+            for item in view.outlines:
+                view.vb.removeItem(item)
+            view.outlines = []
+        if image is None or annotation is None:
+            return
+        labels = annotation.labels
+        for label in labels:
+            mask = annotation.mask(image, label)[self.state.frame]
+            if not mask.any():
+                continue
+            path = outline_path(mask)
+            for view in self.views.values():
+                item = pg.QtWidgets.QGraphicsPathItem(path)
+                item.setPen(cosmetic_pen(label_colour(labels, label), 1.4))
+                item.setZValue(20)
+                view.vb.addItem(item)
+                view.outlines.append(item)
+
+    # --- scores -------------------------------------------------------------------------------
+    def refresh(self, force: bool = False) -> None:
+        """Rebuild the views and, when the panel is visible, recompute the numbers."""
+        self._dirty = True
+        if not self.isVisible() and not force:
+            return
+        self._ensure_views()
+        self._show_images()
+        self._show_maps()
+        self._show_annotation()
+        first = next(iter(self.views.values()), None)
+        if first is not None and self.state.image is not None:
+            first.vb.autoRange(padding=0.0)
+        self._score()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._dirty:
+            self.refresh()
+
+    def masks(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The annotation of the target on this frame, and a known burned-in marker."""
+        image, annotation = self.state.image, self.state.annotation
+        if image is None or annotation is None:
+            return None, None
+        mask = annotation.mask(image, self.state.target)[self.state.frame]
+        marker = annotation.marker_mask(image)
+        return (mask if mask.any() else None), (marker[self.state.frame] if marker is not None else None)
+
+    def _score(self) -> None:
+        self._dirty = False
+        image = self.state.image
+        layers = self._layers()
+        self.scores, self.agreement_by_method = {}, {}
+        self._fill_table()
+        if image is None or not layers or not self.manifest:
+            self.status.setText("Run some methods to compare them" if image is not None else "")
+            self.runner.cancel("scores")
+            return
+        mask, marker = self.masks()
+        maps = [layer.map_for(self.state.frame) for layer in layers]
+        steps = int(self.settings.value("compare/steps", 50, type=int))
+        frame, manifest, sanity = self.state.frame, self.manifest, self.sanity.isChecked()
+        if mask is None:
+            self.status.setText(self._no_annotation_text())
+        else:
+            self.status.setText("Scoring...")
+        self.runner.submit(
+            Job(
+                "scores",
+                lambda job: tasks.score_maps(
+                    job, self.store, manifest, image, frame, maps, mask, marker, steps, sanity
+                ),
+                "Scoring the maps",
+            )
+        )
+
+    def _no_annotation_text(self) -> str:
+        return f"No annotation of '{self.state.target}' on this image: maps are compared with each other"
+
+    def _on_result(self, job: Job, kind: str, payload) -> None:
+        if job.lane != "scores":
+            return
+        if kind == "score":
+            self.show_scores(payload)
+        elif kind == "agreement":
+            names, spearman, _ssim = payload
+            n = len(names)
+            for i, name in enumerate(names):
+                others = [spearman[i, j] for j in range(n) if j != i]
+                self.agreement_by_method[name] = float(np.mean(others)) if others else None
+            self._fill_table()
+
+    def _on_finished(self, job: Job, status: str) -> None:
+        if job.lane == "scores" and status == "done":
+            mask, _ = self.masks()
+            self.status.setText(
+                f"Scored against the annotation of '{self.state.target}'"
+                if mask is not None
+                else self._no_annotation_text()
+            )
+            self.scores_shown.emit()
+        elif job.lane == "scores" and status.startswith("failed"):
+            self.status.setText(f"Scoring failed: {status.removeprefix('failed: ')}")
+
+    def show_scores(self, scores) -> None:
+        self.scores[scores.method] = scores
+        view = self.views.get(scores.method)
+        if view is not None:
+            view.numbers.setText(self.summary(scores))
+        self._fill_table()
+
+    @staticmethod
+    def summary(scores) -> str:
+        parts = []
+        if scores.pointing_game is not None:
+            parts.append(f"PG {'hit' if scores.pointing_game else 'miss'}")
+        if scores.iou_otsu is not None:
+            parts.append(f"IoU {scores.iou_otsu:.2f}")
+        if scores.energy_inside is not None:
+            parts.append(f"energy {scores.energy_inside:.2f}")
+        if scores.deletion_auc is not None:
+            parts.append(f"del {scores.deletion_auc:.2f}")
+        if scores.insertion_auc is not None:
+            parts.append(f"ins {scores.insertion_auc:.2f}")
+        if scores.sanity_verdict:
+            parts.append(f"sanity: {scores.sanity_verdict}")
+        return "  ".join(parts)
+
+    def _fill_table(self) -> None:
+        self.table.setSortingEnabled(False)
+        self.table.setRowCount(len(self.scores))
+        for row, (method, scores) in enumerate(self.scores.items()):
+            for column, (_name, key) in enumerate(COLUMNS):
+                if key is None:
+                    value = METHODS[method].title
+                elif key == "agreement":
+                    value = self.agreement_by_method.get(method)
+                else:
+                    value = getattr(scores, key)
+                self.table.setItem(row, column, _SortItem(value))
+        self.table.setSortingEnabled(True)
+
+    def table_rows(self) -> list[list[str]]:
+        return [
+            [self.table.item(r, c).text() for c in range(self.table.columnCount())]
+            for r in range(self.table.rowCount())
+        ]

@@ -1,0 +1,295 @@
+"""Annotated screenshots (the view, the image at native resolution, a contact sheet of all methods),
+the clipboard, and DICOM exports of the map on screen.
+
+Every export burns in what a reader needs to interpret it: method, target label and probability,
+model, and "AI-generated, not for diagnosis". Patient identifiers are hidden unless the user turned
+"Show patient identifiers in exports" on. Files are written atomically and never replace a file.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QGuiApplication, QImage, QPainter
+
+from viewer.explain.registry import METHODS
+from viewer.io.atomic import write_bytes_new
+from viewer.io.overlay import blend, outline_segments
+from viewer.io.voi import to_display
+from viewer.state import SaliencyLayer
+from viewer.state.overlay_text import corner_texts
+from viewer.ui.canvas import cosmetic_pen, label_colour
+
+if TYPE_CHECKING:
+    from viewer.ui.main_window import MainWindow
+
+DISCLAIMER = "AI-generated, not for diagnosis"
+_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+def caption(window: MainWindow, method: str | None = None) -> str:
+    """``Grad-CAM | effusion p=0.931 | cxr_resnet18 | AI-generated, not for diagnosis``."""
+    state = window.state
+    layer = state.layer(method) if method else state.active()
+    parts = []
+    if layer is not None:
+        parts.append(layer.title)
+    if state.target:
+        probability = window.probability()
+        parts.append(f"{state.target} p={probability:.3f}" if probability is not None else state.target)
+    if state.model:
+        parts.append(state.model)
+    parts.append(DISCLAIMER)
+    return " | ".join(parts)
+
+
+def hide_phi(window: MainWindow) -> bool:
+    return not window.show_phi.isChecked()
+
+
+# --- rendering ------------------------------------------------------------------------------
+def render_view(window: MainWindow) -> QImage:
+    """The canvas as on screen (zoom, pan, visible layers, colour bar, annotation), with the corner
+    text re-rendered without identifiers when they are hidden, and a caption band below."""
+    canvas = window.canvas
+    canvas.corners.set_texts(corner_texts(window.state, canvas.zoom(), hide_phi=hide_phi(window)))
+    try:
+        shot = canvas.grab().toImage()
+    finally:
+        canvas.corners.set_texts(corner_texts(window.state, canvas.zoom()))
+    return with_caption(shot, caption(window))
+
+
+def compose_native(window: MainWindow, layers: list[SaliencyLayer] | None = None) -> np.ndarray:
+    """RGB uint8 at the image's native pixel grid: windowed image, the given layers (default: the
+    visible ones) with their own colour map, threshold and opacity, in drawing order."""
+    state = window.state
+    image = state.image
+    if image is None:
+        raise ValueError("no image is open")
+    rgb = to_display(image, state.frame, state.voi, state.invert)
+    layers = [layer for layer in state.layers if layer.visible] if layers is None else layers
+    for layer in layers:
+        values = layer.values(state.frame)
+        if values is None:
+            continue
+        rgb = (
+            blend(
+                rgb,
+                values,
+                cmap=layer.colormap,
+                opacity=layer.opacity,
+                signed=layer.signed,
+                low=layer.low,
+                high=layer.high,
+            ).astype(np.float32)
+            / 255
+        )
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[..., None], 3, axis=2)
+    return np.rint(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+def to_qimage(rgb: np.ndarray) -> QImage:
+    rgb = np.ascontiguousarray(rgb)
+    return QImage(rgb.data, rgb.shape[1], rgb.shape[0], rgb.strides[0], QImage.Format.Format_RGB888).copy()
+
+
+def from_qimage(image: QImage) -> np.ndarray:
+    image = image.convertToFormat(QImage.Format.Format_RGB888)
+    buffer = np.frombuffer(image.constBits(), np.uint8, image.sizeInBytes())
+    return (
+        buffer.reshape(image.height(), image.bytesPerLine())[:, : image.width() * 3]
+        .reshape(image.height(), image.width(), 3)
+        .copy()
+    )
+
+
+def draw_annotation(image: QImage, window: MainWindow, scale: float = 1.0) -> None:
+    """Burn the annotation outlines of the current frame into ``image`` (native grid x ``scale``)."""
+    state = window.state
+    annotation = state.annotation
+    if annotation is None or not state.show_annotation or state.image is None:
+        return
+    painter = QPainter(image)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    labels = annotation.labels
+    for label in labels:
+        mask = annotation.mask(state.image, label)[state.frame]
+        if not mask.any():
+            continue
+        painter.setPen(cosmetic_pen(label_colour(labels, label), max(1.5, image.width() / 600)))
+        for x0, y0, x1, y1 in outline_segments(mask) * scale:
+            painter.drawLine(QPointF(x0, y0), QPointF(x1, y1))
+    painter.end()
+
+
+def draw_corners(image: QImage, texts: dict[str, str]) -> None:
+    painter = QPainter(image)
+    font = QFont()
+    font.setPixelSize(max(11, image.width() // 60))
+    painter.setFont(font)
+    painter.setPen(QColor("#f0f0f0"))
+    margin = font.pixelSize() // 2
+    rect = QRectF(margin, margin, image.width() - 2 * margin, image.height() - 2 * margin)
+    flags = {
+        "top_left": Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft,
+        "top_right": Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignRight,
+        "bottom_left": Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignLeft,
+        "bottom_right": Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignRight,
+    }
+    for corner, text in texts.items():
+        if text:
+            painter.drawText(rect, int(flags[corner]), text)
+    painter.end()
+
+
+def with_caption(image: QImage, text: str) -> QImage:
+    """``image`` with a dark band below it holding ``text``."""
+    font = QFont()
+    font.setPixelSize(max(12, min(28, image.width() // 55)))
+    band = int(font.pixelSize() * 2.2)
+    out = QImage(image.width(), image.height() + band, QImage.Format.Format_RGB888)
+    out.fill(QColor("#111111"))
+    painter = QPainter(out)
+    painter.drawImage(0, 0, image)
+    painter.setFont(font)
+    painter.setPen(QColor("#f0f0f0"))
+    painter.drawText(
+        QRectF(8, image.height(), image.width() - 16, band),
+        int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft),
+        text,
+    )
+    painter.end()
+    return out
+
+
+def render_native(
+    window: MainWindow, layers: list[SaliencyLayer] | None = None, method: str | None = None
+) -> QImage:
+    """The image at native resolution with layers, annotation, corner text and caption burned in."""
+    state = window.state
+    image = state.image
+    shot = to_qimage(compose_native(window, layers))
+    draw_annotation(shot, window)
+    aspect = image.geometry.pixel_aspect
+    if abs(aspect - 1.0) > 1e-3:  # square pixels on screen: stretch rows by their spacing
+        height = round(image.rows * aspect)
+        shot = shot.scaled(image.columns, height, mode=Qt.TransformationMode.SmoothTransformation)
+    draw_corners(shot, corner_texts(state, 1.0, hide_phi=hide_phi(window)))
+    return with_caption(shot, caption(window, method))
+
+
+def render_contact_sheet(window: MainWindow, tile: int = 512) -> QImage:
+    """The image with its annotation, then every computed layer of this frame, side by side."""
+    state = window.state
+    layers = [layer for layer in state.layers if layer.values(state.frame) is not None]
+    if not layers:
+        raise ValueError("no saliency maps computed for this image yet")
+    tiles = [("Image", render_tile(window, [], tile))]
+    tiles += [(layer.title, render_tile(window, [layer], tile, layer.method)) for layer in layers]
+    columns = math.ceil(math.sqrt(len(tiles)))
+    rows = math.ceil(len(tiles) / columns)
+    width, height = tiles[0][1].width(), max(t.height() for _, t in tiles)
+    sheet = QImage(columns * width, rows * height, QImage.Format.Format_RGB888)
+    sheet.fill(QColor("#111111"))
+    painter = QPainter(sheet)
+    for i, (_title, picture) in enumerate(tiles):
+        painter.drawImage((i % columns) * width, (i // columns) * height, picture)
+    painter.end()
+    head = " | ".join(p for p in (state.target, state.model, DISCLAIMER) if p)
+    return with_caption(sheet, head)
+
+
+def render_tile(
+    window: MainWindow, layers: list[SaliencyLayer], size: int, method: str | None = None
+) -> QImage:
+    state = window.state
+    image = state.image
+    picture = to_qimage(compose_native(window, layers))
+    height = round(size * image.rows * image.geometry.pixel_aspect / image.columns)
+    picture = picture.scaled(size, height, mode=Qt.TransformationMode.SmoothTransformation)
+    draw_annotation(picture, window, scale=size / image.columns)
+    title = METHODS[method].title if method in METHODS else "Image"
+    if method:
+        probability = window.probability()
+        title += f"  ({state.target} p={probability:.3f})" if probability is not None else ""
+    return with_caption(picture, title)
+
+
+# --- writing --------------------------------------------------------------------------------
+def encode(image: QImage, suffix: str) -> bytes:
+    fmt = _FORMATS.get(suffix.lower())
+    if fmt is None:
+        raise ValueError(f"unsupported image format {suffix!r}: use .png, .jpg or .jpeg")
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    if not image.save(buffer, fmt, 92 if fmt == "JPEG" else -1):
+        raise ValueError(f"could not encode the image as {fmt}")
+    buffer.close()
+    return bytes(data.data())
+
+
+def save_image(image: QImage, path: Path) -> Path:
+    return write_bytes_new(path, encode(image, Path(path).suffix))
+
+
+def save_view(window: MainWindow, path: Path) -> Path:
+    return save_image(render_view(window), path)
+
+
+def save_native(window: MainWindow, path: Path) -> Path:
+    _require_image(window)
+    return save_image(render_native(window), path)
+
+
+def save_contact_sheet(window: MainWindow, path: Path) -> Path:
+    _require_image(window)
+    return save_image(render_contact_sheet(window), path)
+
+
+def copy_view(window: MainWindow) -> None:
+    QGuiApplication.clipboard().setImage(render_view(window))
+
+
+def save_dicom(window: MainWindow, kind: str, path: Path) -> Path:
+    """``pm``: the active layer's map as a Parametric Map; ``sc``: the native render (layers and
+    annotation burned in) as a Secondary Capture. Both reference the source study."""
+    from viewer.io import dicom_export
+
+    state = window.state
+    image = _require_image(window)
+    if image.kind != "dicom":
+        raise ValueError("DICOM export needs a DICOM source image (this one is a PNG/JPEG)")
+    anonymize = hide_phi(window)
+    if kind == "pm":
+        layer = state.active()
+        values = layer.values(state.frame) if layer is not None else None
+        if values is None:
+            raise ValueError("no saliency map on this image to export: run a method first")
+        return dicom_export.write_parametric_map(
+            image,
+            values[None],
+            frames=[state.frame],
+            out=path,
+            method=layer.title,
+            target=state.target,
+            model_name=state.model,
+            convention=layer.convention,
+            anonymize=anonymize,
+        )
+    rgb = from_qimage(render_native(window))
+    return dicom_export.write_secondary_capture(
+        image, rgb, frame=state.frame, out=path, description=caption(window), anonymize=anonymize
+    )
+
+
+def _require_image(window: MainWindow):
+    if window.state.image is None:
+        raise ValueError("no image is open")
+    return window.state.image

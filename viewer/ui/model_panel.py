@@ -1,0 +1,191 @@
+"""Model choice, predictions per label (the target), methods to run, progress and cancel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from viewer.explain.registry import DEFAULT_METHODS, METHODS
+from viewer.state import ViewerState
+
+_FAMILY = {"cam": "class activation map", "gradient": "gradient", "perturbation": "perturbation"}
+
+
+class ModelPanel(QWidget):
+    """Emits requests; the main window turns them into background jobs."""
+
+    model_chosen = Signal(str)  # manifest path
+    add_model_requested = Signal()
+    run_requested = Signal()
+    cancel_requested = Signal()
+
+    def __init__(self, state: ViewerState, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.state = state
+        self.models = QComboBox()
+        self.models.setObjectName("model_combo")
+        self.models.setToolTip("Bundled demo models and the models you added (Model > Add model...)")
+        add = QPushButton("Add...")
+        add.setToolTip("Add your own model by picking its manifest.toml")
+        self.predictions = QTableWidget(0, 2)
+        self.predictions.setObjectName("predictions")
+        self.predictions.setHorizontalHeaderLabels(["Label", "Probability"])
+        self.predictions.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.predictions.horizontalHeader().setStretchLastSection(True)
+        self.predictions.verticalHeader().hide()
+        self.predictions.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.predictions.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
+        self.predictions.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.predictions.setToolTip("Select a label to explain it (default: the top prediction)")
+        self.methods = QListWidget()
+        self.methods.setObjectName("methods")
+        for method_id, cls in METHODS.items():
+            item = QListWidgetItem(cls.title)
+            item.setData(Qt.ItemDataRole.UserRole, method_id)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            checked = method_id in DEFAULT_METHODS
+            item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
+            item.setToolTip(f"{_FAMILY.get(cls.family, cls.family)}; {cls.reference}")
+            self.methods.addItem(item)
+        self.run_button = QPushButton("Run")
+        self.run_button.setObjectName("run")
+        self.run_button.setToolTip("Compute the ticked methods for the target (Ctrl+R)")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("cancel")
+        self.cancel_button.setToolTip("Stop the running computation (Esc)")
+        self.cancel_button.setEnabled(False)
+        self.run_on_open = QCheckBox("Run on open")
+        self.run_on_open.setToolTip("Compute the ticked methods whenever an image, slice or target changes")
+        self.progress = QProgressBar()
+        self.progress.setObjectName("method_progress")
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        self.status = QLabel()
+        self.status.setObjectName("method_status")
+        self.status.setWordWrap(True)
+
+        top = QHBoxLayout()
+        top.addWidget(self.models, 1)
+        top.addWidget(add)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(QLabel("Predictions"))
+        layout.addWidget(self.predictions, 2)
+        layout.addWidget(QLabel("Methods"))
+        layout.addWidget(self.methods, 3)
+        layout.addWidget(self.run_on_open)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+
+        add.clicked.connect(self.add_model_requested)
+        self.models.currentIndexChanged.connect(self._on_model_index)
+        self.run_button.clicked.connect(self.run_requested)
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        self.predictions.itemSelectionChanged.connect(self._on_selection)
+        state.events.target.connect(self._show_target)
+
+    # --- models -------------------------------------------------------------------------
+    def set_models(self, models: dict[str, Path], current: str = "") -> None:
+        self.models.blockSignals(True)
+        self.models.clear()
+        for name, path in models.items():
+            self.models.addItem(name, str(path))
+            self.models.setItemData(self.models.count() - 1, str(path), Qt.ItemDataRole.ToolTipRole)
+        index = self.models.findText(current) if current else 0
+        self.models.setCurrentIndex(max(index, 0))
+        self.models.blockSignals(False)
+
+    def current_manifest(self) -> str:
+        return self.models.currentData() or ""
+
+    def select_model(self, name: str) -> bool:
+        index = self.models.findText(name)
+        if index < 0:
+            return False
+        self.models.setCurrentIndex(index)
+        return True
+
+    def _on_model_index(self, index: int) -> None:
+        if index >= 0:
+            self.model_chosen.emit(self.models.itemData(index))
+
+    # --- predictions and target -----------------------------------------------------------------
+    def show_predictions(self, labels: tuple[str, ...], probabilities: np.ndarray) -> None:
+        """One row per label, most probable first, with a bar."""
+        order = np.argsort(-probabilities, kind="stable")
+        self.predictions.blockSignals(True)
+        self.predictions.setRowCount(len(labels))
+        for row, i in enumerate(order):
+            label = QTableWidgetItem(labels[i])
+            label.setData(Qt.ItemDataRole.UserRole, labels[i])
+            self.predictions.setItem(row, 0, label)
+            bar = QProgressBar()
+            bar.setRange(0, 1000)
+            bar.setValue(round(float(probabilities[i]) * 1000))
+            bar.setFormat(f"{probabilities[i]:.3f}")
+            bar.setTextVisible(True)
+            self.predictions.setCellWidget(row, 1, bar)
+        self.predictions.blockSignals(False)
+        self._show_target(self.state.target)
+
+    def clear_predictions(self) -> None:
+        self.predictions.setRowCount(0)
+
+    def _on_selection(self) -> None:
+        rows = self.predictions.selectionModel().selectedRows()
+        if rows:
+            self.state.target = self.predictions.item(rows[0].row(), 0).data(Qt.ItemDataRole.UserRole)
+
+    def _show_target(self, target: str) -> None:
+        self.predictions.blockSignals(True)
+        for row in range(self.predictions.rowCount()):
+            if self.predictions.item(row, 0).data(Qt.ItemDataRole.UserRole) == target:
+                self.predictions.selectRow(row)
+        self.predictions.blockSignals(False)
+
+    # --- methods ----------------------------------------------------------------------------
+    def checked_methods(self) -> list[str]:
+        return [
+            self.methods.item(i).data(Qt.ItemDataRole.UserRole)
+            for i in range(self.methods.count())
+            if self.methods.item(i).checkState() == Qt.CheckState.Checked
+        ]
+
+    def set_checked_methods(self, methods: list[str]) -> None:
+        for i in range(self.methods.count()):
+            item = self.methods.item(i)
+            wanted = item.data(Qt.ItemDataRole.UserRole) in methods
+            item.setCheckState(Qt.CheckState.Checked if wanted else Qt.CheckState.Unchecked)
+
+    def set_running(self, running: bool) -> None:
+        self.cancel_button.setEnabled(running)
+        if not running:
+            self.progress.setValue(0)
+
+    def show_progress(self, done: int, total: int, step: str, fraction: float) -> None:
+        """``done`` of ``total`` methods finished; ``step`` is at ``fraction``."""
+        overall = (done + fraction) / max(total, 1)
+        self.progress.setValue(round(overall * 1000))
+        title = METHODS[step].title if step in METHODS else step
+        self.status.setText(f"{title}: {fraction:.0%}  ({done}/{total} methods done)")

@@ -1,0 +1,79 @@
+"""Studies and series found in what the user opened, with thumbnails."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget
+
+from viewer.io.discovery import SeriesInfo
+from viewer.state.tasks import THUMBNAIL_SIZE
+
+
+def describe(series: SeriesInfo) -> str:
+    ident = series.identity
+    count = series.n_frames
+    title = ident.series_description or ident.study_description or series.describe()
+    lines = [
+        f"{ident.modality or series.kind.upper()}  {title}",
+        f"{count} image{'s' if count != 1 else ''}  {series.rows} x {series.columns}",
+    ]
+    study = " ".join(p for p in (ident.study_date, ident.study_description) if p)
+    if study:
+        lines.append(study)
+    return "\n".join(lines)
+
+
+def to_pixmap(picture: np.ndarray) -> QPixmap:
+    picture = np.ascontiguousarray(picture)
+    if picture.ndim == 2:
+        qimage = QImage(
+            picture.data,
+            picture.shape[1],
+            picture.shape[0],
+            picture.strides[0],
+            QImage.Format.Format_Grayscale8,
+        )
+    else:
+        qimage = QImage(
+            picture.data, picture.shape[1], picture.shape[0], picture.strides[0], QImage.Format.Format_RGB888
+        )
+    return QPixmap.fromImage(qimage.copy())  # copy: the QImage borrows the numpy buffer
+
+
+class StudyBrowser(QListWidget):
+    """One entry per series (patient and study in the tooltip); activating one opens it."""
+
+    series_chosen = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("study_browser")
+        self.setIconSize(QSize(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+        self.setSpacing(2)
+        self.setWordWrap(True)
+        self.series: list[SeriesInfo] = []
+        self.itemActivated.connect(lambda item: self.series_chosen.emit(self.row(item)))
+        self.itemClicked.connect(lambda item: self.series_chosen.emit(self.row(item)))
+
+    def set_series(self, series: list[SeriesInfo]) -> None:
+        self.clear()
+        self.series = list(series)
+        placeholder = QPixmap(THUMBNAIL_SIZE, THUMBNAIL_SIZE)
+        placeholder.fill(Qt.GlobalColor.black)
+        for info in self.series:
+            item = QListWidgetItem(QIcon(placeholder), describe(info))
+            ident = info.identity
+            patient = " ".join(p for p in (ident.patient_name.replace("^", " "), ident.patient_id) if p)
+            item.setToolTip(f"{patient}\n{info.paths[0]}" if patient else info.paths[0])
+            self.addItem(item)
+
+    def set_thumbnail(self, index: int, picture: np.ndarray) -> None:
+        if 0 <= index < self.count():
+            self.item(index).setIcon(QIcon(to_pixmap(picture)))
+
+    def mark_current(self, index: int) -> None:
+        self.blockSignals(True)
+        self.setCurrentRow(index)
+        self.blockSignals(False)
