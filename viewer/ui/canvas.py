@@ -364,7 +364,8 @@ class ImageCanvas(pg.GraphicsView):
             item.setVisible(False)
             return
         shown = self._shown.get(layer.method)
-        if shown is None or shown[0] is not smap or shown[1] != self.state.frame:  # a visibility toggle alone costs no re-render
+        # A visibility toggle alone costs no re-render: the item keeps its image.
+        if shown is None or shown[0] is not smap or shown[1] != self.state.frame:
             item.setImage(
                 layer.display_index(self.state.frame), autoLevels=False, levels=(0, 255), lut=layer.lut()
             )
