@@ -64,7 +64,7 @@ def test_window_adjustments_keep_a_positive_width_and_the_file_function(ct):
 
 def test_layers_collect_maps_per_frame_and_announce_them():
     layer = SaliencyLayer("guided-backprop", "absolute")
-    assert layer.colormap == "inferno" and layer.title == "Guided Backprop"
+    assert layer.colormap == "jet" and layer.title == "Guided Backprop"
     events = []
     layer.events.maps.connect(lambda *a: events.append(a))
     layer.add(_map("guided-backprop", frames=(3, 4), convention="absolute"))

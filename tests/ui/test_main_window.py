@@ -358,3 +358,39 @@ def test_a_zipped_folder_lists_every_series_and_the_browser_opens_them(qtbot, wi
     assert window.model_panel.models.currentText() == "ct_resnet18"
     assert "any" in window.labels
     assert window.tags.source.startswith(str(archive) + "!/")
+
+
+def test_mouse_preferences_remap_buttons_and_flip_the_level_drag(qtbot, window, settings):
+    from viewer.ui.preferences import PreferencesDialog
+
+    open_and_wait(qtbot, window, [CT])
+    dialog = PreferencesDialog(window.bindings, settings, window)
+    dialog.buttons["left"].setCurrentIndex(dialog.buttons["left"].findData("pan"))
+    dialog.buttons["right"].setCurrentIndex(dialog.buttons["right"].findData("window"))
+    dialog.level_up.setChecked(False)
+    dialog.accept()
+    assert settings.value("mouse/left") == "pan" and settings.value("mouse/level_up", type=bool) is False
+    voi, view = window.state.voi, window.canvas.vb.viewRect()
+    rect = window.canvas.viewport().rect()
+    _drag(window.canvas, rect.center(), rect.center() + QPoint(60, 0))  # left now pans
+    assert window.state.voi == voi and window.canvas.vb.viewRect().center().x() < view.center().x()
+    center, _ = window.state.window_values()
+    _drag(window.canvas, rect.center(), rect.center() + QPoint(0, -40), Qt.MouseButton.RightButton)
+    assert window.state.window_values()[0] < center  # up now lowers the level (OHIF)
+
+
+def test_clipboard_and_the_shortcuts_dialog(qtbot, window):
+    from PySide6.QtGui import QGuiApplication
+
+    from viewer.ui.shortcuts import ShortcutsDialog
+
+    open_and_wait(qtbot, window, [CHEST])
+    window.copy_view()
+    copied = QGuiApplication.clipboard().image()
+    assert copied.width() == window.canvas.width() and copied.height() > window.canvas.height()
+    dialog = ShortcutsDialog(window)
+    table = dialog.findChild(type(window.problems).__mro__[1], "shortcuts_table")
+    rows = {table.item(r, 1).text(): table.item(r, 0).text() for r in range(table.rowCount())}
+    assert rows["Run methods"] == "Ctrl+R" and rows["Comparison panel"] == "C"
+    assert "Brain (W 80 / L 40)" not in rows  # a chest film has no CT presets
+    assert any(key == "Left drag" for key in rows.values())

@@ -13,7 +13,7 @@ from viewer.explain.saliency_map import SaliencyMap
 from viewer.io.overlay import overlay_lut, to_index
 
 # Signed gradient maps read on a diverging map: colour says the sign, opacity the magnitude.
-DEFAULT_COLORMAP = {"unit": "jet", "absolute": "inferno", "signed": "diverging"}
+DEFAULT_COLORMAP = {"unit": "jet", "absolute": "jet", "signed": "diverging"}
 
 
 @evented

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QRectF, QSettings, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QGridLayout,
@@ -102,7 +102,6 @@ class MiniView(QWidget):
         self.numbers.setObjectName("mini_numbers")
         self.numbers.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.numbers.setStyleSheet("color: #c8c8c8; font-size: 11px;")
-        self.view.setMinimumSize(240, 240)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.title)
@@ -128,9 +127,11 @@ class ComparisonPanel(QWidget):
         self.grid_host = QWidget()
         self.grid = QGridLayout(self.grid_host)
         self.grid.setSpacing(4)
-        scroll = QScrollArea()
+        self.scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(self.grid_host)
+        self.columns = 2
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("comparison_table")
         self.table.setHorizontalHeaderLabels([name for name, _ in COLUMNS])
@@ -193,7 +194,7 @@ class ComparisonPanel(QWidget):
         if list(self.views) == names:
             return
         self._clear()
-        columns = max(2, min(4, int(np.ceil(np.sqrt(len(names) * 1.5)))))
+        columns = self.columns = 2 if len(names) <= 4 else 3
         first = None
         for i, name in enumerate(names):
             title = "Image and annotation" if name == "__image__" else METHODS[name].title
@@ -206,8 +207,7 @@ class ComparisonPanel(QWidget):
                 view.vb.setYLink(first)
             self.grid.addWidget(view, i // columns, i % columns)
             self.views[name] = view
-        rows = int(np.ceil(len(names) / columns))
-        self.grid_host.setMinimumHeight(rows * 300)
+        self._size_views()
 
     def _show_images(self) -> None:
         image = self.state.image
@@ -264,10 +264,26 @@ class ComparisonPanel(QWidget):
         self._show_images()
         self._show_maps()
         self._show_annotation()
-        first = next(iter(self.views.values()), None)
-        if first is not None and self.state.image is not None:
-            first.vb.autoRange(padding=0.0)
+        self._fit()
         self._score()
+
+    def _size_views(self) -> None:
+        """Equal square tiles filling the width: linked views of one size share one zoom exactly."""
+        width = self.scroll.viewport().width()
+        tile = max(200, (width - 8 * (self.columns + 1)) // self.columns)
+        for view in self.views.values():
+            view.view.setFixedSize(tile, tile - 20)
+
+    def _fit(self) -> None:
+        image = self.state.image
+        first = next(iter(self.views.values()), None)
+        if first is not None and image is not None:
+            first.vb.setRange(QRectF(0, 0, image.columns, image.rows), padding=0.0)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._size_views()
+        self._fit()
 
     def showEvent(self, event) -> None:
         super().showEvent(event)

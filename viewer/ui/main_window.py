@@ -30,10 +30,11 @@ from viewer.state.layers import default_display
 from viewer.state.overlay_text import corner_texts
 from viewer.ui import exports
 from viewer.ui.annotation_commands import AddRegion
-from viewer.ui.canvas import ImageCanvas, MouseBindings
+from viewer.ui.canvas import ImageCanvas
 from viewer.ui.comparison import ComparisonPanel
 from viewer.ui.layer_panel import LayerPanel
 from viewer.ui.model_panel import ModelPanel
+from viewer.ui.preferences import PreferencesDialog, load_bindings
 from viewer.ui.problems_panel import ProblemsPanel
 from viewer.ui.shortcuts import ShortcutsDialog
 from viewer.ui.study_browser import StudyBrowser
@@ -72,12 +73,7 @@ class MainWindow(QMainWindow):
         self._window_actions: list[QAction] = []
         self.window_menu = None
 
-        self.bindings = MouseBindings(
-            left=str(self.settings.value("mouse/left", "window")),
-            middle=str(self.settings.value("mouse/middle", "pan")),
-            right=str(self.settings.value("mouse/right", "zoom")),
-            level_up_when_dragging_up=self.settings.value("mouse/level_up", True, type=bool),
-        )
+        self.bindings = load_bindings(self.settings)
         self.canvas = ImageCanvas(self.state, self.bindings)
         self.canvas.setObjectName("canvas")
         self.comparison = ComparisonPanel(self.state, self.runner, self.store)
@@ -170,6 +166,8 @@ class MainWindow(QMainWindow):
         redo = self.undo.createRedoAction(self, "Redo")
         redo.setShortcut(QKeySequence.StandardKey.Redo)
         edit.addActions([undo, redo])
+        edit.addSeparator()
+        self._action(edit, "Preferences...", self.show_preferences, QKeySequence.StandardKey.Preferences)
         edit.addSeparator()
         tools = QActionGroup(self)
         tools.setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)
@@ -378,6 +376,9 @@ class MainWindow(QMainWindow):
 
     def _got_loaded(self, payload) -> None:
         index, image = payload
+        # A new image cancels stale work: a map of the old one must never land on it.
+        self.runner.cancel("explain")
+        self.runner.cancel("scores")
         self.series_index = index
         self.browser.mark_current(index)
         self.prediction, self.labels = None, ()
@@ -872,6 +873,9 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Wrote {path}", 8000)
 
     # --- help -------------------------------------------------------------------------------
+    def show_preferences(self) -> None:
+        PreferencesDialog(self.bindings, self.settings, self).exec()
+
     def show_shortcuts(self) -> None:
         ShortcutsDialog(self).exec()
 
