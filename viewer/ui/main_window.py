@@ -297,6 +297,8 @@ class MainWindow(QMainWindow):
         self.problems.clear_problems()
         self._remember_recent(paths)
         self.statusBar().showMessage(f"Opening {', '.join(Path(p).name for p in paths)}...")
+        self.busy.setValue(0)
+        self.busy.show()
         self.runner.cancel("explain")
         return self.runner.submit(Job("open", lambda job: tasks.open_paths(job, paths), "Opening"))
 
