@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from PySide6.QtCore import QEventLoop, QSettings, QTimer  # noqa: E402
+from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from tests.ui.heartbeat import Heartbeat  # noqa: E402
@@ -33,22 +33,9 @@ from viewer.inference.model import LoadedModel  # noqa: E402
 from viewer.io import discover, load_series  # noqa: E402
 from viewer.resources import resources_root  # noqa: E402
 from viewer.state import tasks  # noqa: E402
+from viewer.ui.self_test import wait_until  # noqa: E402
 
 STUDY = resources_root() / "samples" / "dicom" / "cxr_0002.dcm"
-
-
-def wait_for(signal_owner, predicate, timeout_s: float) -> None:
-    loop = QEventLoop()
-    timer = QTimer()
-    timer.timeout.connect(lambda: loop.quit() if predicate() else None)
-    timer.start(20)
-    deadline = QTimer()
-    deadline.setSingleShot(True)
-    deadline.timeout.connect(loop.quit)
-    deadline.start(round(timeout_s * 1000))
-    loop.exec()
-    if not predicate():
-        raise TimeoutError("timed out")
 
 
 def gui_run(app, methods: list[str]) -> tuple[dict, float]:
@@ -60,7 +47,7 @@ def gui_run(app, methods: list[str]) -> tuple[dict, float]:
     window.show()
     window.model_panel.select_model("cxr_resnet18")
     window.open_paths([str(STUDY)])
-    wait_for(window, lambda: window.prediction is not None, 120)
+    wait_until(lambda: window.prediction is not None, 120, "the prediction")
     done = []
     window.maps_shown.connect(lambda: done.append(time.perf_counter()))
     app.processEvents()
@@ -68,10 +55,10 @@ def gui_run(app, methods: list[str]) -> tuple[dict, float]:
     beat.start()
     start = time.perf_counter()
     window.run_methods(methods)
-    wait_for(window, lambda: bool(done), 1200)
+    wait_until(lambda: bool(done), 1200, "the maps")
     seconds = done[0] - start
     end = time.perf_counter() + 0.3
-    wait_for(window, lambda: time.perf_counter() > end, 5)
+    wait_until(lambda: time.perf_counter() > end, 5, "the last paint")
     beat.stop()
     window.close()
     return beat.summary(), seconds

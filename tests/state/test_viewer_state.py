@@ -115,3 +115,14 @@ def test_corner_text_shows_the_study_and_hides_identifiers_on_request(chest, ct)
     state.open(chest)
     state.invert = not chest.invert
     assert "Inverted" in corner_texts(state, 1.0)["bottom_right"]
+
+
+def test_a_new_image_is_never_seen_with_the_old_slice(chest, ct):
+    state = ViewerState()
+    state.open(ct)
+    seen = []
+    state.events.image.connect(lambda image, *_: seen.append((image.n_frames, state.frame, state.voi)))
+    state.events.frame.connect(lambda frame, *_: seen.append(("frame", frame)))
+    state.open(chest)
+    assert seen[0] == (1, 0, chest.default_window)  # the film with its own slice and window
+    assert ("frame", 0) in seen  # and the slice is announced to views that follow it

@@ -41,15 +41,23 @@ class ViewerState:
     layers: LayerList = field(default_factory=LayerList)
 
     def open(self, image: Image) -> None:
-        """Show a newly loaded image: its own window, middle slice of a volume, no layers yet."""
+        """Show a newly loaded image: its own window, middle slice of a volume, no layers yet.
+
+        Frame, window and inversion are set before the image, silently, so a view that redraws on
+        the image event never pairs the new image with the old slice (slice 14 of a CT on a film).
+        """
         self.layers.clear()
         self.active_layer = ""
         self.annotation = None
         self.target = ""
+        events = self.events
+        with events.frame.blocked(), events.voi.blocked(), events.invert.blocked():
+            self.frame = image.n_frames // 2 if image.is_volume else 0
+            self.voi = default_voi(image) or self.auto_window_for(image, image.n_frames // 2)
+            self.invert = image.invert
         self.image = image
-        self.voi = default_voi(image) or self.auto_window_for(image, image.n_frames // 2)
-        self.invert = image.invert
-        self.frame = image.n_frames // 2 if image.is_volume else 0
+        events.frame.emit(self.frame, self.frame)
+        events.voi.emit(self.voi, self.voi)
 
     def auto_window_for(self, image: Image, frame: int) -> Window:
         table = load_presets()

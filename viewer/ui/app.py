@@ -11,6 +11,7 @@ numbers) the whole window is saved and the program exits 0; any failure exits 1 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -57,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout", type=float, default=600, help="seconds --screenshot may take (default 600)"
     )
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="without a display: open the bundled samples with every bundled model, run the methods "
+        "(default: the default set), save screenshots to a temporary folder, exit 0 if all worked",
+    )
     return parser
 
 
@@ -69,6 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.layer and args.layer not in METHODS:
         print(f"--layer {args.layer}: unknown method; known: {', '.join(METHODS)}", file=sys.stderr)
         return 2
+    if args.self_test:
+        from viewer.ui.self_test import run_self_test
+
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"  # no display needed, even where one exists
+        return run_self_test(methods or None)
     paths = [str(p) for p in args.paths]
     annotation, model = args.annotation, args.model
     if args.demo:
