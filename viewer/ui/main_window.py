@@ -300,6 +300,7 @@ class MainWindow(QMainWindow):
         self.busy.setValue(0)
         self.busy.show()
         self.runner.cancel("explain")
+        self.runner.cancel("load")
         return self.runner.submit(Job("open", lambda job: tasks.open_paths(job, paths), "Opening"))
 
     def open_series(self, index: int) -> None:
@@ -309,7 +310,8 @@ class MainWindow(QMainWindow):
             return
         series = self.discovery.series[index]
         self.runner.cancel("explain")
-        self.runner.submit(Job("open", lambda job: tasks.load(job, series, index), "Loading"))
+        # Its own lane: choosing a series must not cancel the thumbnails still being made.
+        self.runner.submit(Job("load", lambda job: tasks.load(job, series, index), "Loading"))
 
     def ask_open_files(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(
@@ -425,7 +427,7 @@ class MainWindow(QMainWindow):
             total = len(self._explaining)
             self.model_panel.show_progress(len(self._done), total, step, fraction)
             self.busy.setValue(round((len(self._done) + fraction) / max(total, 1) * 1000))
-        elif job.lane == "open":
+        elif job.lane in ("open", "load"):
             self.busy.setValue(round(fraction * 1000))
             self.statusBar().showMessage(f"{step}... {fraction:.0%}")
 
