@@ -19,14 +19,19 @@ def test_import_layers_are_kept():
     assert "0 broken" in result.stdout
 
 
-def test_core_imports_neither_qt_nor_torch():
+def _imports_leave_out(modules: str, forbidden: tuple[str, ...]) -> None:
+    """Import ``modules`` in a fresh interpreter and check none of ``forbidden`` came along."""
     code = (
-        "import sys, viewer.io, viewer.cli, viewer.launch; "
-        "bad = [m for m in ('torch', 'PySide6', 'pyqtgraph') if m in sys.modules]; "
+        f"import sys, {modules}; "
+        f"bad = [m for m in {forbidden!r} if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_core_imports_neither_qt_nor_torch():
+    _imports_leave_out("viewer.io, viewer.cli, viewer.launch", ("torch", "PySide6", "pyqtgraph"))
 
 
 def test_ruff_is_clean():
@@ -52,10 +57,6 @@ def test_window_presets_are_data_not_code():
 
 
 def test_viewer_state_is_free_of_qt():
-    code = (
-        "import sys, viewer.state, viewer.state.tasks, viewer.state.overlay_text; "
-        "bad = [m for m in ('PySide6', 'pyqtgraph', 'superqt') if m in sys.modules]; "
-        "print(bad); sys.exit(1 if bad else 0)"
+    _imports_leave_out(
+        "viewer.state, viewer.state.tasks, viewer.state.overlay_text", ("PySide6", "pyqtgraph", "superqt")
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr

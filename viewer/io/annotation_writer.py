@@ -28,6 +28,7 @@ from viewer.io.dicom_export import MANUFACTURER
 from viewer.io.dicom_header import read_dataset
 from viewer.io.dicom_writer import make_uid, write_atomic
 from viewer.io.image import Image
+from viewer.io.shapes import bbox_of
 
 # The format :func:`viewer.io.annotations.load_annotation` reads (the phantom tool writes it too).
 GROUND_TRUTH_FORMAT = "saliency-viewer-ground-truth/1"
@@ -68,15 +69,6 @@ def _placed_regions(annotation: Annotation, image: Image) -> list[tuple[int, Reg
     if not placed:
         raise ValueError("no region of the annotation lies on this image")
     return placed
-
-
-def _bbox(mask: np.ndarray) -> list[int] | None:
-    """``[x, y, width, height]`` of a mask's pixels (None when empty)."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return None
-    return [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
 
 
 def _png(mask: np.ndarray) -> bytes:
@@ -147,7 +139,7 @@ def save_annotation_json(annotation: Annotation, image: Image, path: Path) -> Pa
                 "index": index,
                 "sop_instance_uid": image.frames[index].sop_instance_uid,
                 "shape": "box" if box is not None else "mask",
-                "bbox": [float(v) for v in box] if box is not None else _bbox(mask),
+                "bbox": [float(v) for v in box] if box is not None else bbox_of(mask),
                 "area_px": int(mask.sum()),
                 "mask": f"{folder.name}/{mask_path.name}",
             }

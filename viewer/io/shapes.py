@@ -34,3 +34,12 @@ def rasterize(kind: ShapeKind, points: np.ndarray, rows: int, cols: int) -> np.n
         return (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)
     rx, ry = max((x1 - x0) / 2, 1e-9), max((y1 - y0) / 2, 1e-9)
     return ((xs - (x0 + x1) / 2) / rx) ** 2 + ((ys - (y0 + y1) / 2) / ry) ** 2 <= 1.0
+
+
+def bbox_of(mask: np.ndarray) -> list[int] | None:
+    """[x, y, width, height] of the True pixels of a 2-D mask, or None when empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]

@@ -101,12 +101,3 @@ def text_mask(text: str, height_px: int, bold: bool = True) -> np.ndarray:
         (2 - left, 2 - top), text, fill=255, font=font, stroke_width=1 if bold else 0, stroke_fill=255
     )
     return np.asarray(canvas) > 127
-
-
-def bbox_of(mask: np.ndarray) -> list[int] | None:
-    """[x, y, width, height] of the True pixels of a 2-D mask, or None when empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return None
-    return [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]

@@ -29,9 +29,9 @@ from pydicom.sr.coding import Code
 
 from viewer import __version__
 from viewer.io.dicom_writer import StudyInfo, make_uid, write_atomic, write_ct_series, write_radiograph
+from viewer.io.shapes import bbox_of
 from viewer.phantoms.chest import CHEST_LABELS, ChestCase, render_chest
 from viewer.phantoms.head_ct import CT_LABELS, HeadCase, render_head_ct
-from viewer.phantoms.shapes import bbox_of
 
 GROUND_TRUTH_FORMAT = "saliency-viewer-ground-truth/1"
 
