@@ -139,6 +139,32 @@ def cosmetic_pen(colour: str, width: float = 1.5, style=Qt.PenStyle.SolidLine) -
     return pen
 
 
+def window_levels(window: Window) -> tuple[float, float]:
+    """The image item's levels for a linear window (DICOM PS3.3 C.11.2.1.2): LINEAR maps
+    c - 0.5 -+ (w - 1) / 2, LINEAR_EXACT c -+ w / 2."""
+    if window.function == "LINEAR":
+        half = max(window.width - 1, 1e-6) / 2
+        return window.center - 0.5 - half, window.center - 0.5 + half
+    return window.low, window.high
+
+
+def grey_lut(state: ViewerState) -> np.ndarray:
+    # MONOCHROME1 and "invert" act after the VOI: the lookup table reverses the grey ramp.
+    return GREY[::-1] if state.invert else GREY
+
+
+def base_display(state: ViewerState) -> tuple[np.ndarray, tuple[float, float], np.ndarray | None, bool]:
+    """What an image item shows for the state's frame: ``(data, levels, lut, raw)``. Linear windows
+    keep the real-unit pixels (``raw``) and become the item's levels, so a window drag re-levels
+    without a copy; sigmoid windows and VOI LUTs are mapped to [0, 1] first; colour is shown as is."""
+    image, voi, frame = state.image, state.voi, state.frame
+    if image.is_color:
+        return to_display(image, frame), (0.0, 1.0), None, False
+    if isinstance(voi, Window) and voi.function != "SIGMOID":
+        return image.frame(frame), window_levels(voi), grey_lut(state), True
+    return to_display(image, frame, voi, invert=False), (0.0, 1.0), grey_lut(state), False
+
+
 @cache
 def pg_colormap(name: str) -> pg.ColorMap:
     """pyqtgraph's ColorMap of one of our colour maps (built once: it converts 256 colours)."""
@@ -259,39 +285,18 @@ class ImageCanvas(pg.GraphicsView):
         self.refresh_annotation()
 
     def _show_base(self) -> None:
-        image, voi = self.state.image, self.state.voi
-        if image is None:
+        if self.state.image is None:
             return
-        frame = image.frame(self.state.frame)
-        self._raw_base = not image.is_color and isinstance(voi, Window) and voi.function != "SIGMOID"
-        if image.is_color:
-            self.base.setImage(to_display(image, self.state.frame), autoLevels=False, levels=(0.0, 1.0))
-        elif self._raw_base:
-            # Linear windows are the ImageItem's own levels: a window drag re-levels, no copy.
-            self.base.setImage(frame, autoLevels=False, levels=self._levels(voi), lut=self._grey_lut())
-        else:  # sigmoid windows and VOI LUTs: map to [0, 1] first
-            display = to_display(image, self.state.frame, voi, invert=False)
-            self.base.setImage(display, autoLevels=False, levels=(0.0, 1.0), lut=self._grey_lut())
-
-    @staticmethod
-    def _levels(window: Window) -> tuple[float, float]:
-        # DICOM PS3.3 C.11.2.1.2: LINEAR maps c - 0.5 -+ (w - 1) / 2; LINEAR_EXACT c -+ w / 2.
-        if window.function == "LINEAR":
-            half = max(window.width - 1, 1e-6) / 2
-            return window.center - 0.5 - half, window.center - 0.5 + half
-        return window.low, window.high
-
-    def _grey_lut(self) -> np.ndarray:
-        # MONOCHROME1 and "invert" act after the VOI: the lookup table reverses the grey ramp.
-        return GREY[::-1] if self.state.invert else GREY
+        data, levels, lut, self._raw_base = base_display(self.state)
+        self.base.setImage(data, autoLevels=False, levels=levels, lut=lut)
 
     def _show_levels(self, *_args) -> None:
         image, voi = self.state.image, self.state.voi
         if image is None or image.is_color:
             return
         if self._raw_base and isinstance(voi, Window) and voi.function != "SIGMOID":
-            self.base.setLevels(self._levels(voi))  # no new image: just new levels and ramp
-            self.base.setLookupTable(self._grey_lut())
+            self.base.setLevels(window_levels(voi))  # no new image: just new levels and ramp
+            self.base.setLookupTable(grey_lut(self.state))
         else:
             self._show_base()
 

@@ -26,10 +26,8 @@ from PySide6.QtWidgets import (
 )
 
 from viewer.explain.registry import METHODS
-from viewer.io.image import Window
-from viewer.io.voi import to_display
 from viewer.state import SaliencyLayer, ViewerState, tasks
-from viewer.ui.canvas import GREY, cosmetic_pen, label_colour, outline_path
+from viewer.ui.canvas import base_display, cosmetic_pen, label_colour, outline_path
 from viewer.ui.worker import Job, JobRunner
 
 COLUMNS = (
@@ -213,12 +211,7 @@ class ComparisonPanel(QWidget):
         image = self.state.image
         if image is None:
             return
-        voi = self.state.voi
-        frame = image.frame(self.state.frame)
-        raw = not image.is_color and isinstance(voi, Window) and voi.function != "SIGMOID"
-        display = frame if raw else to_display(image, self.state.frame, voi, invert=False)
-        levels = (voi.low, voi.high) if raw else (0.0, 1.0)
-        lut = GREY[::-1] if self.state.invert and not image.is_color else GREY
+        display, levels, lut, _raw = base_display(self.state)  # the same mapping as the main view
         aspect = 1.0 / image.geometry.pixel_aspect
         for view in self.views.values():
             view.vb.setAspectLocked(True, ratio=aspect)
