@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench installer installer-test clean
 
 # pip (not uv/poetry): the torch range admits the 2.14.1 build that pip finds on local disk here.
 $(STAMP): pyproject.toml
@@ -33,5 +33,13 @@ bench: $(STAMP)
 	$(BIN)/python tests/perf/bench_explain.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python tests/perf/bench_gui.py
 
+# The standalone app (PyInstaller, CPU torch) in dist/SaliencyViewer, a Linux tarball beside it,
+# and three timed starts; installer-test builds it and runs the frozen app's --self-test.
+installer:
+	$(PYTHON) installer/build.py --startup 3
+
+installer-test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -m slow tests/installer
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist

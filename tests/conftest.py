@@ -17,3 +17,13 @@ def testdata():
         return path
 
     return get
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` run only when asked for: ``pytest -m slow`` (or any -m naming them)."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow (e.g. make installer-test)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

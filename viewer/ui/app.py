@@ -18,13 +18,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QSettings, QTimer
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from viewer import __version__
 from viewer.explain.registry import METHODS
 from viewer.inference.catalog import bundled_models, resolve_model
 from viewer.inference.manifest import ManifestError
-from viewer.resources import resources_root
+from viewer.resources import resource_path, resources_root
 from viewer.state import tasks
 from viewer.ui.main_window import MainWindow
 from viewer.ui.theme import apply_dark_theme
@@ -64,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="without a display: open the bundled samples with every bundled model, run the methods "
         "(default: the default set), save screenshots to a temporary folder, exit 0 if all worked",
     )
+    parser.add_argument(
+        "--quit-on-first-image",
+        action="store_true",
+        help="print 'first image shown' and quit once the first image is drawn (start-up timing)",
+    )
     return parser
 
 
@@ -87,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = paths or [str(resources_root().joinpath(*DEMO_STUDY))]
         annotation = annotation or resources_root().joinpath(*DEMO_ANNOTATION)
         model = model or DEMO_MODEL
+    if args.quit_on_first_image and not paths:
+        print("--quit-on-first-image needs something to open: PATH... or --demo", file=sys.stderr)
+        return 2
     for path in paths:
         if not Path(path).exists():
             print(f"{path}: no such file or folder", file=sys.stderr)
@@ -95,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setOrganizationName("SaliencyViewer")
     app.setApplicationName("Saliency Viewer")
     app.setApplicationVersion(__version__)
+    app.setWindowIcon(QIcon(str(resource_path("icons", "saliency-viewer.svg"))))
+    app.setDesktopFileName("saliency-viewer")  # Wayland matches the window to the .desktop entry
     apply_dark_theme(app)
     tasks.warm_up()  # torch's first use on the GUI thread, before the window is live
 
@@ -118,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return HeadlessRun(window, app, args, paths, annotation, methods).exec()
     window.show()
     if paths:
+        if args.quit_on_first_image:
+            _after_image(window, lambda: QTimer.singleShot(0, lambda: _report_first_image(window, app)))
         window.open_paths(paths)
         if annotation:
             _after_image(window, lambda: window.load_annotation(annotation))
@@ -155,6 +168,13 @@ def _after_image(window: MainWindow, action) -> None:
         action()
 
     window.state.events.image.connect(fire)
+
+
+def _report_first_image(window: MainWindow, app: QApplication) -> None:
+    window.repaint()  # paint now, so the line below means "on screen"
+    print("first image shown", flush=True)
+    window.close()
+    app.quit()
 
 
 def _after_prediction(window: MainWindow, action) -> None:

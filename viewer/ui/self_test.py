@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QEventLoop, QSettings, QTimer
+from PySide6.QtCore import QEventLoop, QSettings, QTimer, qInstallMessageHandler
 from PySide6.QtWidgets import QApplication
 
 from viewer.explain.registry import DEFAULT_METHODS
@@ -54,12 +54,23 @@ def sample_studies() -> list[Path]:
     return sorted(p for p in root.iterdir() if p.suffix == ".dcm" or p.is_dir())
 
 
+def _offscreen_messages(_mode, _context, message: str) -> None:
+    # The offscreen platform cannot size native windows and says so for every dock; not a fault.
+    if "propagateSizeHints" not in message:
+        print(message, file=sys.stderr)
+
+
 def run_self_test(methods: list[str] | None = None, out: Path | None = None, timeout_s: float = 900) -> int:
     from viewer.ui.main_window import MainWindow
+    from viewer.ui.theme import apply_dark_theme
 
     methods = list(methods or DEFAULT_METHODS)
     out = out or Path(tempfile.mkdtemp(prefix="saliency-viewer-self-test-"))
-    app = QApplication.instance() or QApplication([sys.argv[0], "-platform", "offscreen"])
+    previous_handler = qInstallMessageHandler(_offscreen_messages)
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication([sys.argv[0], "-platform", "offscreen"])
+        apply_dark_theme(app)  # the screenshots look like the app
     settings = QSettings(str(out / "settings.ini"), QSettings.Format.IniFormat)
     window = MainWindow(settings)
     window.resize(1400, 900)
@@ -83,6 +94,7 @@ def run_self_test(methods: list[str] | None = None, out: Path | None = None, tim
     finally:
         window.close()
         app.processEvents()
+        qInstallMessageHandler(previous_handler)
     print(f"self-test passed: {checked} maps in {time.monotonic() - start:.0f} s; screenshots in {out}")
     return 0
 
