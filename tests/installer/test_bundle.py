@@ -57,11 +57,16 @@ def test_frozen_self_test_runs_every_model_on_the_samples(bundle):
     assert "self-test passed" in result.stdout
 
 
-def test_frozen_cli_explains_a_sample(bundle, tmp_path):
+def test_frozen_cli_decodes_and_explains(bundle, tmp_path, testdata):
+    """The CLI subcommands run from the bundle, and its pixel decoders (found through entry points
+    and imported by name at run time) are all there: JPEG 2000, JPEG-LS, JPEG lossless."""
     sample = bundle / "_internal" / "resources" / "samples" / "dicom" / "cxr_0001.dcm"
+    compressed = ("MR_small_jp2klossless.dcm", "JPEGLSNearLossless_16.dcm", "JPGLosslessP14SV1_1s_1f_8b.dcm")
+    inputs = [str(sample), *(testdata(name) for name in compressed)]
+    out = tmp_path / "out"
     result = _run(
-        bundle, "explain", str(sample), "--model", "cxr_resnet18", "--methods", "gradcam",
-        "--out", str(tmp_path / "out"), timeout=600,
+        bundle, "explain", *inputs, "--model", "cxr_resnet18", "--methods", "gradcam", "--out", str(out),
+        timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
-    assert list((tmp_path / "out").rglob("gradcam.npy"))
+    assert len(list(out.rglob("gradcam.npy"))) == 4
