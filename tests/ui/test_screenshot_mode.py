@@ -12,8 +12,8 @@ from PIL import Image
 from tests.ui.conftest import CHEST
 
 
-def _run(*args, timeout=600):
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+def _run(*args, timeout=600, **env_overrides):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", **env_overrides}
     return subprocess.run(
         [sys.executable, "-m", "viewer", *map(str, args)],
         capture_output=True,
@@ -67,3 +67,12 @@ def test_compare_screenshot_and_failures_exit_non_zero(tmp_path):
     unknown = _run("--demo", "--methods", "gradcam,magic", "--screenshot", tmp_path / "z.png")
     assert unknown.returncode == 2 and "magic" in unknown.stderr
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "y.png").exists()
+
+
+def test_start_up_probe_reports_the_first_image(tmp_path):
+    """``--quit-on-first-image``, which installer/build.py times, quits once the image is drawn."""
+    result = _run(CHEST, "--quit-on-first-image", timeout=300, HOME=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "first image shown"
+    bad = _run("--quit-on-first-image", timeout=300, HOME=str(tmp_path))
+    assert bad.returncode == 2 and "needs something to open" in bad.stderr
