@@ -12,7 +12,7 @@ import pytest
 
 from viewer.cli.explain import COLUMNS
 from viewer.explain import Cancelled, ExplainContext, explain, get_method
-from viewer.explain.comparison import MapScores, agreement, score_map
+from viewer.explain.comparison import MIN_SUBSTRATE_DROP, MapScores, agreement, score_map
 from viewer.explain.faithfulness import causal_curves
 from viewer.explain.localization import localization, pointing_game
 from viewer.explain.similarity import spearman, ssim, unit_scaled
@@ -93,6 +93,20 @@ def test_scores_equal_the_metrics_called_directly(model, chest):
     assert scores.sanity_spearman is None and scores.sanity_verdict is None
 
 
+def test_curves_the_blur_cannot_move_are_flagged(model, samples):
+    """The model reads cardiomegaly on the sample film from the heart's outline, which RISE's blur
+    keeps (p stays near 1 on the blurred image), so its deletion/insertion AUCs cannot rank maps and
+    are flagged; effusion, whose evidence the blur removes, is not."""
+    image = load_series(samples["cxr_0002"])
+    result = explain(model, image, ["gradcam"], targets=["cardiomegaly", "effusion"])
+    scores = {smap.target: score_map(model, image, smap, 0, steps=5) for smap in result.maps}
+    heart, fluid = scores["cardiomegaly"], scores["effusion"]
+    assert abs(heart.substrate_drop) < MIN_SUBSTRATE_DROP and heart.faithfulness_uninformative
+    assert heart.deletion_auc > 0.9  # the probability never falls: every map would score alike
+    assert fluid.substrate_drop > 0.5 and not fluid.faithfulness_uninformative
+    assert heart.as_row()["substrate_drop"] == f"{heart.substrate_drop:.4f}"
+
+
 def test_row_cells_are_the_cli_columns_formatted_as_metrics_csv():
     scores = MapScores(
         "gradcam", "nodule", 0, 1.23456, pointing_game=True, pointing_game_marker=False, iou_otsu=0.123456
@@ -101,7 +115,10 @@ def test_row_cells_are_the_cli_columns_formatted_as_metrics_csv():
     assert set(row) | {"image", "probability"} == set(COLUMNS)
     assert row["seconds"] == "1.235" and row["iou_otsu"] == "0.1235"
     assert row["pointing_game"] == "1" and row["pointing_game_marker"] == "0"
-    assert row["energy_in_mask"] == row["deletion_auc"] == row["sanity_verdict"] == ""
+    assert (
+        row["energy_in_mask"] == row["deletion_auc"] == row["substrate_drop"] == row["sanity_verdict"] == ""
+    )
+    assert not scores.faithfulness_uninformative  # no curves, nothing to flag
 
 
 def test_a_map_equal_to_the_mask_localizes_perfectly_and_no_mask_gives_no_scores(model, chest):

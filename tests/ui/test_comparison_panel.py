@@ -7,6 +7,7 @@ import pytest
 
 from tests.ui.conftest import CHEST, CHEST_TRUTH, CT, open_and_wait, run_and_wait
 from viewer.explain.comparison import score_map
+from viewer.ui.comparison import COLUMNS
 
 
 def _show_compare(qtbot, window):
@@ -63,3 +64,17 @@ def test_without_an_annotation_maps_are_compared_with_each_other(qtbot, window):
     assert list(panel.views) == ["__image__"]
     image = window.state.image
     assert np.array_equal(panel.views["__image__"].base.image, image.frame(frame + 1))
+
+
+def test_deletion_and_insertion_the_blur_cannot_move_are_marked_flat(qtbot, window):
+    # The heart's outline survives RISE's blur, so p(cardiomegaly) stays near 1 on the blurred film.
+    open_and_wait(qtbot, window, [CHEST])
+    window.state.target = "cardiomegaly"
+    run_and_wait(qtbot, window, ["gradcam", "guided-gradcam"])
+    _show_compare(qtbot, window)
+    panel = window.comparison
+    assert "cannot rank these maps" in panel.status.text()
+    assert all(scores.faithfulness_uninformative for scores in panel.scores.values())
+    deletion = [name for name, _ in COLUMNS].index("Deletion AUC")
+    assert all(row[deletion].endswith("(flat)") for row in panel.table_rows())
+    assert panel.views["gradcam"].numbers.text().endswith("(flat)")

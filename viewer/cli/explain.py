@@ -32,6 +32,7 @@ COLUMNS = (
     "deletion_auc",
     "insertion_auc",
     "probability",
+    "substrate_drop",
     "dice_otsu",
     "iou_top",
     "auprc",

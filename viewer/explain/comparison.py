@@ -26,6 +26,12 @@ from viewer.explain.similarity import spearman, ssim, unit_scaled
 from viewer.inference.model import LoadedModel
 from viewer.io.image import Image
 
+# Below this change of the target's probability between the image and the blurred substrate that
+# deletion ends at and insertion starts from, the blur keeps the evidence (a large heart still
+# reads as cardiomegaly) or never had it, and every map gets about the same deletion and insertion
+# AUC: the curves cannot rank the maps for this target.
+MIN_SUBSTRATE_DROP = 0.1
+
 
 @dataclass
 class MapScores:
@@ -45,8 +51,15 @@ class MapScores:
     auprc: float | None = None
     deletion_auc: float | None = None
     insertion_auc: float | None = None
+    substrate_drop: float | None = None  # target probability on the image minus on the blurred one
     sanity_spearman: float | None = None
     sanity_verdict: str | None = None
+
+    @property
+    def faithfulness_uninformative(self) -> bool:
+        """True when the deletion/insertion AUCs were computed but cannot rank maps: blurring the
+        whole image barely changes the target's probability (see ``MIN_SUBSTRATE_DROP``)."""
+        return self.substrate_drop is not None and abs(self.substrate_drop) < MIN_SUBSTRATE_DROP
 
     def as_row(self) -> dict[str, str]:
         """Table cells keyed by the CLI's metrics.csv column names: "" for a missing score, "1"/"0"
@@ -60,6 +73,7 @@ class MapScores:
             "energy_in_mask": _cell(self.energy_inside),
             "deletion_auc": _cell(self.deletion_auc),
             "insertion_auc": _cell(self.insertion_auc),
+            "substrate_drop": _cell(self.substrate_drop),
             "dice_otsu": _cell(self.dice_otsu),
             "iou_top": _cell(self.iou_top),
             "auprc": _cell(self.auprc),
@@ -126,6 +140,7 @@ def score_map(
             ) as ctx:
                 deletion, insertion = causal_curves(ctx, smap.grid[index], smap.target_index, steps=steps)
             scores.deletion_auc, scores.insertion_auc = deletion.auc, insertion.auc
+            scores.substrate_drop = float(deletion.scores[0] - deletion.scores[-1])
         if sanity:
             _check(cancel)
             result = cascading_randomization(

@@ -51,6 +51,11 @@ TIPS = {
     "sanity_verdict": "Cascading model randomisation (Adebayo et al.): a map that stays the same fails",
 }
 
+FLAT_TIP = (
+    "Blurring the whole image barely changes the target's probability, so every map's curve is "
+    "about the same: this AUC cannot rank the maps"
+)
+
 
 def _cell(value) -> str:
     if value is None:
@@ -339,11 +344,18 @@ class ComparisonPanel(QWidget):
     def _on_finished(self, job: Job, status: str) -> None:
         if job.lane == "scores" and status == "done":
             mask, _ = self.masks()
-            self.status.setText(
+            text = (
                 f"Scored against the annotation of '{self.state.target}'"
                 if mask is not None
                 else self._no_annotation_text()
             )
+            flat = [s for s in self.scores.values() if s.faithfulness_uninformative]
+            if flat:
+                text += (
+                    f". Blurring the whole image changes p('{self.state.target}') by only "
+                    f"{abs(flat[0].substrate_drop):.3f}: deletion/insertion cannot rank these maps"
+                )
+            self.status.setText(text)
             self.scores_shown.emit()
         elif job.lane == "scores" and status.startswith("failed"):
             self.status.setText(f"Scoring failed: {status.removeprefix('failed: ')}")
@@ -367,7 +379,9 @@ class ComparisonPanel(QWidget):
         if scores.deletion_auc is not None:
             parts.append(f"del {scores.deletion_auc:.2f}")
         if scores.insertion_auc is not None:
-            parts.append(f"ins {scores.insertion_auc:.2f}")
+            parts.append(
+                f"ins {scores.insertion_auc:.2f}" + (" (flat)" if scores.faithfulness_uninformative else "")
+            )
         if scores.sanity_verdict:
             parts.append(f"sanity: {scores.sanity_verdict}")
         return "  ".join(parts)
@@ -383,7 +397,11 @@ class ComparisonPanel(QWidget):
                     value = self.agreement_by_method.get(method)
                 else:
                     value = getattr(scores, key)
-                self.table.setItem(row, column, _SortItem(value))
+                item = _SortItem(value)
+                if key in ("deletion_auc", "insertion_auc") and scores.faithfulness_uninformative:
+                    item.setText(f"{item.text()} (flat)")
+                    item.setToolTip(FLAT_TIP)
+                self.table.setItem(row, column, item)
         self.table.setSortingEnabled(True)
 
     def table_rows(self) -> list[list[str]]:
