@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# --check-desktop first: missing system libraries or no display get a message and exit 1, not a Qt abort.
 run: $(STAMP)
+	$(BIN)/saliency-viewer --check-desktop
 	$(BIN)/saliency-viewer --demo
 
 test: $(STAMP)

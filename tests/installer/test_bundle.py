@@ -55,6 +55,21 @@ def test_frozen_self_test_runs_every_model_on_the_samples(bundle):
     for model in ("ct_resnet18", "cxr_resnet18", "cxr_shortcut_resnet18"):
         assert model in result.stdout
     assert "self-test passed" in result.stdout
+    assert "ok  desktop: " in result.stdout  # the desktop's platform plugin, checked first
+
+
+def test_frozen_app_checks_the_desktop_before_qt(bundle, xvfb, tmp_path):
+    """The bundle's own Qt plugin loads on a real X server; without a display the frozen app
+    says so and exits 1, no abort."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QT_", "WAYLAND", "XDG_SESSION"))}
+    env["XDG_CONFIG_HOME"] = str(tmp_path)
+    on_x = subprocess.run([str(bundle / "SaliencyViewer"), "--check-desktop"], env=env | {"DISPLAY": xvfb},
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert on_x.returncode == 0 and "'xcb'" in on_x.stdout, on_x.stderr
+    env.pop("DISPLAY", None)
+    headless = subprocess.run([str(bundle / "SaliencyViewer"), "--demo"], env=env, capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+    assert headless.returncode == 1 and "DISPLAY is not set" in headless.stderr
 
 
 def test_frozen_cli_decodes_and_explains(bundle, tmp_path, testdata):

@@ -27,12 +27,20 @@ from viewer.inference.catalog import bundled_models, resolve_model
 from viewer.inference.manifest import ManifestError
 from viewer.resources import resource_path, resources_root
 from viewer.state import tasks
+from viewer.ui import desktop_check
 from viewer.ui.main_window import MainWindow
 from viewer.ui.theme import apply_dark_theme
 
 DEMO_STUDY = ("samples", "dicom", "cxr_0002.dcm")
 DEMO_ANNOTATION = ("samples", "annotations", "cxr_0002.json")
 DEMO_MODEL = "cxr_resnet18"
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    if not (width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT in pixels, e.g. 1600x1000")
+    return int(width), int(height)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare", action="store_true", help="show the comparison panel")
     parser.add_argument("--screenshot", type=Path, help="save the window to this PNG once ready, then exit")
     parser.add_argument(
-        "--size", default="1600x1000", help="window size for --screenshot (default 1600x1000)"
+        "--size",
+        type=_size,
+        help="window size WxH (default: 1600x1000 for --screenshot; else the last size, or what fits)",
     )
     parser.add_argument(
         "--timeout", type=float, default=600, help="seconds --screenshot may take (default 600)"
@@ -70,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print 'first image shown' and quit once the first image is drawn (start-up timing)",
     )
+    parser.add_argument(
+        "--check-desktop",
+        action="store_true",
+        help="check that a window can open here (Qt platform plugin libraries, display), exit 0 or 1",
+    )
+    parser.add_argument("--run", action="store_true", help="run the ticked methods on each image as it opens")
     return parser
 
 
@@ -82,11 +98,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.layer and args.layer not in METHODS:
         print(f"--layer {args.layer}: unknown method; known: {', '.join(METHODS)}", file=sys.stderr)
         return 2
+    if args.check_desktop:
+        return _check_desktop()
     if args.self_test:
         from viewer.ui.self_test import run_self_test
 
+        desktop = desktop_check.diagnose()  # the desktop's own platform, before forcing offscreen
         os.environ["QT_QPA_PLATFORM"] = "offscreen"  # no display needed, even where one exists
-        return run_self_test(methods or None)
+        return run_self_test(methods or None, desktop=desktop)
     paths = [str(p) for p in args.paths]
     annotation, model = args.annotation, args.model
     if args.demo:
@@ -100,7 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not Path(path).exists():
             print(f"{path}: no such file or folder", file=sys.stderr)
             return 2
-    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app = QApplication.instance() or _new_application(headless_ok=bool(args.screenshot))
+    if app is None:
+        return 1
     app.setOrganizationName("SaliencyViewer")
     app.setApplicationName("Saliency Viewer")
     app.setApplicationVersion(__version__)
@@ -124,9 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if methods:
         window.model_panel.set_checked_methods(methods)
     if args.screenshot:
-        width, _, height = args.size.partition("x")
-        window.resize(int(width), int(height))
+        window.resize(*(args.size or (1600, 1000)))
         return HeadlessRun(window, app, args, paths, annotation, methods).exec()
+    if args.run:
+        window.model_panel.run_on_open.setChecked(True)
+    if args.size:
+        window.place(*args.size)
     window.show()
     if paths:
         if args.quit_on_first_image:
@@ -139,6 +163,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.compare:
         window.tabs.setCurrentIndex(1)
     return app.exec()
+
+
+def _check_desktop() -> int:
+    diagnosis = desktop_check.diagnose()
+    if not diagnosis.ok:
+        print(desktop_check.explain(diagnosis), file=sys.stderr)
+        return 1
+    print(f"desktop ok: Qt will use its {diagnosis.platform!r} platform plugin")
+    return 0
+
+
+def _new_application(headless_ok: bool) -> QApplication | None:
+    """The QApplication, once the desktop can show it; ``None`` (message printed) when it cannot.
+    ``headless_ok``: a run that only saves a screenshot falls back to the offscreen platform."""
+    diagnosis = desktop_check.diagnose()
+    if not diagnosis.ok:
+        if not headless_ok:
+            print(desktop_check.explain(diagnosis), file=sys.stderr)
+            return None
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    restore = desktop_check.install_fatal_handler()
+    app = QApplication([sys.argv[0]])
+    restore()
+    return app
 
 
 def _methods(text: str | None) -> list[str] | str:

@@ -183,6 +183,7 @@ class CornerLabels:
 
     def __init__(self, view: pg.GraphicsView):
         self.view = view
+        self.right_margin = 0  # the colour bar's width, kept clear on the right
         self.labels: dict[str, QLabel] = {}
         for corner in self.CORNERS:
             label = QLabel(view.viewport())
@@ -203,11 +204,13 @@ class CornerLabels:
         for label in self.labels.values():
             label.setVisible(visible)
 
-    def place(self, right_margin: int = 0) -> None:
+    def place(self, right_margin: int | None = None) -> None:
+        if right_margin is not None:
+            self.right_margin = right_margin
         rect = self.view.viewport().rect()
         pad = 6
         for corner, label in self.labels.items():
-            x = pad if corner.endswith("left") else rect.width() - label.width() - pad - right_margin
+            x = pad if corner.endswith("left") else rect.width() - label.width() - pad - self.right_margin
             y = pad if corner.startswith("top") else rect.height() - label.height() - pad
             label.move(max(0, x), max(0, y))
 
@@ -230,8 +233,12 @@ class ImageCanvas(pg.GraphicsView):
         self.layout_item.addItem(self.vb, row=0, col=0)
         self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), width=14, interactive=False, colorMapMenu=False)
         self.colorbar.getAxis("right").setTextPen("#e8e8e8")
+        # Room above and below the bar for the half-height of its end labels ("1.0", "0").
+        self.colorbar.setContentsMargins(0, 10, 2, 10)
         self.layout_item.addItem(self.colorbar, row=0, col=1)
         self.colorbar.hide()
+        # The bar's width is known only once the layout has placed it: move the text then.
+        self.colorbar.geometryChanged.connect(lambda: self.corners.place(self._colorbar_width()))
         for name in COLORMAPS:  # built now, not when the first map arrives during a computation
             pg_colormap(name)
 

@@ -105,11 +105,15 @@ class MiniView(QWidget):
         self.numbers.setObjectName("mini_numbers")
         self.numbers.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.numbers.setStyleSheet("color: #c8c8c8; font-size: 11px;")
+        self.numbers.setWordWrap(True)  # the tile's width, not the text's, sets the column's
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.title)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.numbers)
+
+
+_MIN_TILE = 200  # px: smaller tiles show too little of a film to compare maps
 
 
 class ComparisonPanel(QWidget):
@@ -150,10 +154,11 @@ class ComparisonPanel(QWidget):
         self.sanity.toggled.connect(lambda _: self.refresh(force=True))
         self.status = QLabel()
         self.status.setObjectName("compare_status")
+        # Wrapped: a long verdict must not widen the window past the screen and squeeze the docks.
+        self.status.setWordWrap(True)
         options = QHBoxLayout()
         options.addWidget(self.sanity)
-        options.addStretch(1)
-        options.addWidget(self.status)
+        options.addWidget(self.status, 1)
         bottom = QWidget()
         bottom_layout = QVBoxLayout(bottom)
         bottom_layout.setContentsMargins(0, 0, 0, 0)
@@ -197,9 +202,8 @@ class ComparisonPanel(QWidget):
         if list(self.views) == names:
             return
         self._clear()
-        columns = self.columns = 2 if len(names) <= 4 else 3
         first = None
-        for i, name in enumerate(names):
+        for name in names:
             title = "Image and annotation" if name == "__image__" else METHODS[name].title
             view = MiniView(title)
             view.setObjectName(f"mini_{name}")
@@ -208,8 +212,8 @@ class ComparisonPanel(QWidget):
             else:  # one zoom and pan for all
                 view.vb.setXLink(first)
                 view.vb.setYLink(first)
-            self.grid.addWidget(view, i // columns, i % columns)
             self.views[name] = view
+        self.columns = 0  # placed by _size_views
         self._size_views()
 
     def _show_images(self) -> None:
@@ -266,9 +270,22 @@ class ComparisonPanel(QWidget):
         self._score()
 
     def _size_views(self) -> None:
-        """Equal square tiles filling the width: linked views of one size share one zoom exactly."""
-        width = self.scroll.viewport().width()
-        tile = max(200, (width - 8 * (self.columns + 1)) // self.columns)
+        """Equal square tiles filling the width: linked views of one size share one zoom exactly.
+        Three columns for more than four views, fewer where the panel is too narrow for 200 px
+        tiles (a 1280 px screen), so no tile is ever cut off."""
+        wanted = 2 if len(self.views) <= 4 else 3
+        columns = max(1, min(wanted, self.scroll.viewport().width() // (_MIN_TILE + 12)))
+        if columns != self.columns:
+            self.columns = columns
+            for view in self.views.values():
+                self.grid.removeWidget(view)  # a no-op for a new tile
+            for i, view in enumerate(self.views.values()):
+                self.grid.addWidget(view, i // columns, i % columns)
+        margins = self.grid.contentsMargins()
+        # Everything around the tiles: the grid's margins and spacing, each tile's own margins.
+        around = margins.left() + margins.right() + self.grid.horizontalSpacing() * (self.columns - 1)
+        around += self.columns * 4  # MiniView's 2 px margins on either side
+        tile = max(_MIN_TILE, (self.scroll.viewport().width() - around) // self.columns)
         for view in self.views.values():
             view.view.setFixedSize(tile, tile - 20)
 

@@ -8,6 +8,7 @@ import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
+    QApplication,
     QDockWidget,
     QFileDialog,
     QLabel,
@@ -151,7 +152,11 @@ class MainWindow(QMainWindow):
         self._action(file, "Export image at native resolution...", self.ask_export_native, "Ctrl+Shift+E")
         self._action(file, "Export contact sheet of all methods...", self.ask_export_sheet)
         self._action(file, "Copy view to clipboard", self.copy_view, "Ctrl+Shift+C")
-        self._action(file, "Export map as DICOM Parametric Map...", lambda: self.ask_export_dicom("pm"))
+        self._action(
+            file,
+            "Export map as DICOM (Parametric Map or Segmentation)...",
+            lambda: self.ask_export_dicom("pm"),
+        )
         self._action(file, "Export view as DICOM Secondary Capture...", lambda: self.ask_export_dicom("sc"))
         self.show_phi = QAction("Show patient identifiers in exports", self, checkable=True)
         self.show_phi.setChecked(self.settings.value("export/show_phi", False, type=bool))
@@ -269,10 +274,8 @@ class MainWindow(QMainWindow):
 
     def _restore(self) -> None:
         geometry = self.settings.value("window/geometry")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        else:
-            self.resize(1400, 900)
+        if geometry is None or not self.restoreGeometry(geometry):
+            self._first_size()
         layout = self.settings.value("window/state")
         if layout is not None:
             self.restoreState(layout)
@@ -281,6 +284,26 @@ class MainWindow(QMainWindow):
         if methods:
             self.model_panel.set_checked_methods([m for m in methods if m in METHODS])
         self._refresh_recent()
+
+    def _first_size(self) -> None:
+        """1400 x 900 where the screen has room; on a smaller screen (1280 x 800 laptops) 95 % of
+        its free area, so no edge is off-screen."""
+        screen = self.screen() or QApplication.primaryScreen()
+        free = screen.availableGeometry() if screen is not None else None
+        if free is None:
+            self.resize(1400, 900)
+            return
+        self.place(min(1400, round(free.width() * 0.95)), min(900, round(free.height() * 0.95)))
+
+    def place(self, width: int, height: int) -> None:
+        """Size the window and centre it on its screen's free area (never above or left of it)."""
+        self.resize(width, height)
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is not None:
+            free = screen.availableGeometry()
+            x = free.x() + max(0, (free.width() - width) // 2)
+            y = free.y() + max(0, (free.height() - height) // 2)
+            self.move(x, y)
 
     def closeEvent(self, event) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())

@@ -50,6 +50,11 @@ class ModelPanel(QWidget):
         self.predictions.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         self.predictions.horizontalHeader().setStretchLastSection(True)
         self.predictions.verticalHeader().hide()
+        self.predictions.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # Compact rows, and room for four labels even on a 800 px high screen.
+        row = self.predictions.fontMetrics().height() + 8
+        self.predictions.verticalHeader().setDefaultSectionSize(row)
+        self.predictions.setMinimumHeight(5 * row + 4)
         self.predictions.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.predictions.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
         self.predictions.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
@@ -147,7 +152,21 @@ class ModelPanel(QWidget):
             bar.setTextVisible(True)
             self.predictions.setCellWidget(row, 1, bar)
         self.predictions.blockSignals(False)
+        self._keep_probabilities_visible()
         self._show_target(self.state.target)
+
+    def _keep_probabilities_visible(self) -> None:
+        """The panel never gets narrower than the longest label plus a readable bar: a wide
+        comparison panel must not squeeze the probabilities out of sight."""
+        self.predictions.resizeColumnToContents(0)
+        table = self.predictions
+        width = (
+            table.columnWidth(0)
+            + table.fontMetrics().horizontalAdvance("0.000") * 3  # the bar, with room around its text
+            + table.verticalScrollBar().sizeHint().width()
+            + 2 * table.frameWidth()
+        )
+        table.setMinimumWidth(width)
 
     def clear_predictions(self) -> None:
         self.predictions.setRowCount(0)

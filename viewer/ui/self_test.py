@@ -26,6 +26,7 @@ from viewer.inference.manifest import load_manifest
 from viewer.io import discover
 from viewer.io.atomic import write_bytes_new
 from viewer.resources import resources_root
+from viewer.ui.desktop_check import Diagnosis, explain
 
 _RANGE = {"unit": (0.0, 1.0), "absolute": (0.0, 1.0), "signed": (-1.0, 1.0)}
 
@@ -60,10 +61,34 @@ def _offscreen_messages(_mode, _context, message: str) -> None:
         print(message, file=sys.stderr)
 
 
-def run_self_test(methods: list[str] | None = None, out: Path | None = None, timeout_s: float = 900) -> int:
+def check_desktop(desktop: Diagnosis) -> bool:
+    """Report whether the desktop's own platform plugin would load here; ``False`` when system
+    libraries it needs are missing (no window could open). No display is not a fault: the
+    self-test is made to run headless."""
+    if desktop.ok:
+        print(f"ok  desktop: Qt's {desktop.platform!r} platform plugin loads and reaches the display")
+        return True
+    if any(problem.missing for problem in desktop.problems):
+        print(f"self-test FAILED: {explain(desktop)}", file=sys.stderr)
+        return False
+    reasons = "; ".join(problem.reason for problem in desktop.problems)
+    print(f"ok  desktop: the {'/'.join(desktop.platforms)} plugin's libraries are installed ({reasons})")
+    return True
+
+
+def run_self_test(
+    methods: list[str] | None = None,
+    out: Path | None = None,
+    timeout_s: float = 900,
+    desktop: Diagnosis | None = None,
+) -> int:
+    """``desktop``: what :func:`viewer.ui.desktop_check.diagnose` found for the desktop's own
+    platform (before the self-test switched to offscreen); checked first when given."""
     from viewer.ui.main_window import MainWindow
     from viewer.ui.theme import apply_dark_theme
 
+    if desktop is not None and not check_desktop(desktop):
+        return 1
     methods = list(methods or DEFAULT_METHODS)
     out = out or Path(tempfile.mkdtemp(prefix="saliency-viewer-self-test-"))
     previous_handler = qInstallMessageHandler(_offscreen_messages)

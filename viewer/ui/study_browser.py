@@ -53,6 +53,8 @@ class StudyBrowser(QListWidget):
         self.setIconSize(QSize(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
         self.setSpacing(2)
         self.setWordWrap(True)
+        # A thumbnail and a readable line beside it, however wide the comparison panel grows.
+        self.setMinimumWidth(THUMBNAIL_SIZE + self.fontMetrics().horizontalAdvance("1024 x 1024 CT") + 24)
         self.series: list[SeriesInfo] = []
         self.itemActivated.connect(lambda item: self.series_chosen.emit(self.row(item)))
         self.itemClicked.connect(lambda item: self.series_chosen.emit(self.row(item)))
