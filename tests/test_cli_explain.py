@@ -145,3 +145,75 @@ def _bundled(name):
     from viewer.inference.catalog import bundled_models
 
     return bundled_models()[name].parent
+
+
+def test_dicom_results_for_a_pacs_beside_the_maps(tmp_path, capsys):
+    """--dicom --anonymize: per map a Parametric Map over the CT series (all 28 slices, exact
+    values), a fractional SEG over the film, a Secondary Capture of the PNG; de-identified; a PNG
+    film gets a message and its ordinary results."""
+    import highdicom as hd
+    import pydicom
+
+    png = tmp_path / "film.png"
+    PILImage.fromarray(np.full((256, 256), 128, np.uint8)).save(png)
+    out = tmp_path / "out"
+    inputs = [str(resource_path("samples", "dicom", name)) for name in ("cxr_0001.dcm", "ct_0001")]
+    code = main(
+        [
+            "explain",
+            *inputs,
+            str(png),
+            "--model",
+            "cxr_resnet18",
+            "--methods",
+            "gradcam",
+            "--steps",
+            "0",
+            "--quiet",
+            "--dicom",
+            "--anonymize",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    assert "film: no DICOM results for Grad-CAM: only DICOM images" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "film").iterdir()) == [
+        "gradcam.npy",
+        "gradcam.png",
+        "predictions.json",
+    ]
+
+    ct = pydicom.dcmread(out / "ct_0001" / "gradcam.dcm")
+    assert ct.SOPClassUID == "1.2.840.10008.5.1.4.1.1.30" and ct.NumberOfFrames == 28
+    assert str(ct.PatientName) == "ANONYMOUS^" and ct.PatientIdentityRemoved == "YES"
+    values = np.load(out / "ct_0001" / "gradcam.npy")
+    pm = hd.pm.ParametricMap.from_dataset(ct)
+    from viewer.io import discover, load_series
+    from viewer.io.dicom_export import anonymized_uid
+
+    slices = load_series(discover([inputs[1]]).series[0]).frames  # the .npy's order
+    uids = [anonymized_uid(frame.sop_instance_uid) for frame in slices]
+    assert np.array_equal(pm.get_pixels_by_source_instance(uids, dtype=np.float32), values)
+
+    film = pydicom.dcmread(out / "cxr_0001" / "gradcam.dcm")
+    assert film.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4" and film.SegmentationType == "FRACTIONAL"
+    assert film.SegmentSequence[0].SegmentLabel == "Grad-CAM evidence for consolidation"
+    sc = pydicom.dcmread(out / "cxr_0001" / "gradcam_sc.dcm")
+    assert np.array_equal(sc.pixel_array, np.asarray(PILImage.open(out / "cxr_0001" / "gradcam.png")))
+    assert sc.BurnedInAnnotation == "NO" and str(sc.PatientName) == "ANONYMOUS^"
+    assert film.StudyInstanceUID == sc.StudyInstanceUID != pydicom.dcmread(inputs[0]).StudyInstanceUID
+    dciodvfy = shutil.which("dciodvfy")
+    if dciodvfy:  # tests/io/test_dicom_validity.py fails where CI lacks it
+        import subprocess
+
+        for path in sorted(out.rglob("*.dcm")):
+            report = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, check=False)
+            errors = [line for line in report.stderr.splitlines() if line.startswith("Error")]
+            assert errors == [], path
+
+
+def test_anonymize_needs_dicom(tmp_path, capsys):
+    sample = str(resource_path("samples", "dicom", "cxr_0001.dcm"))
+    assert main(["explain", sample, "--model", "cxr_resnet18", "--anonymize", "--out", str(tmp_path)]) == 2
+    assert "--dicom" in capsys.readouterr().err

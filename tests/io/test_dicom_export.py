@@ -1,5 +1,7 @@
-"""Saliency exports for a PACS: Parametric Map (float values, references, codes, palette) and
-Secondary Capture, with and without anonymisation, from files, series, multi-frame objects and ZIPs."""
+"""Saliency exports for a PACS: the Parametric Map (float values, references, codes, window) over
+sources in a frame of reference, the fractional Segmentation over radiographs, and the Secondary
+Capture, with and without anonymisation, from files, series, multi-frame objects and ZIPs.
+(tests/io/test_dicom_validity.py runs an independent validator on each.)"""
 
 from __future__ import annotations
 
@@ -14,14 +16,19 @@ import pytest
 from PIL import Image as PILImage
 
 from viewer.io import discover, load_series
-from viewer.io.dicom_export import anonymized_uid, write_parametric_map, write_secondary_capture
-from viewer.io.overlay import colormap
+from viewer.io.dicom_export import (
+    anonymized_uid,
+    write_parametric_map,
+    write_saliency_map,
+    write_secondary_capture,
+)
 from viewer.resources import resource_path
 
 CHEST = resource_path("samples", "dicom", "cxr_0001.dcm")
 HEAD_CT = resource_path("samples", "dicom", "ct_0001")
 PARAMETRIC_MAP = "1.2.840.10008.5.1.4.1.1.30"
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.4"
 
 
 def open_image(path):
@@ -53,8 +60,22 @@ def saliency(shape, *, signed=False, seed=0):
 
 
 def pm_export(image, values, frames, out, **kwargs):
+    """The map's values in the object that fits the source (Parametric Map or fractional SEG)."""
     options = {"method": "gradcam", "target": "effusion", "model_name": "cxr_resnet18"} | kwargs
-    return write_parametric_map(image, values, frames=frames, out=out, **options)
+    write_saliency_map(image, values, frames=frames, out=out, **options)
+    return out
+
+
+def seg_values(ds, uid: str, frame: int | None = None) -> np.ndarray:
+    """A fractional saliency SEG's map for one source instance (or frame): for minus against."""
+    seg = hd.seg.Segmentation.from_dataset(ds)
+    if frame is None:
+        fractions = seg.get_pixels_by_source_instance([uid], combine_segments=False, rescale_fractional=True)
+    else:
+        fractions = seg.get_pixels_by_source_frame(
+            uid, [frame + 1], combine_segments=False, rescale_fractional=True
+        )
+    return fractions[..., 0] - (fractions[..., 1] if fractions.shape[-1] > 1 else 0)
 
 
 def references(ds) -> list[tuple[str, int | None]]:
@@ -67,43 +88,68 @@ def references(ds) -> list[tuple[str, int | None]]:
     return out
 
 
-def test_radiograph_map_keeps_values_references_and_codes(tmp_path, chest):
+def test_radiograph_map_is_a_fractional_segmentation_with_references_and_codes(tmp_path, chest):
+    """A film has no frame of reference, which a Parametric Map requires: its map is a FRACTIONAL
+    (PROBABILITY) Segmentation on the film's grid, values to 1/255."""
     before = digest(CHEST)
     values = saliency((1, chest.rows, chest.columns))
     path = pm_export(chest, values, [0], tmp_path / "map.dcm")
 
     ds = pydicom.dcmread(path)
-    assert ds.SOPClassUID == PARAMETRIC_MAP
-    assert "FloatPixelData" in ds and ds.BitsAllocated == 32
+    assert ds.SOPClassUID == SEGMENTATION
+    assert (ds.SegmentationType, ds.SegmentationFractionalType) == ("FRACTIONAL", "PROBABILITY")
     assert ds.StudyInstanceUID == chest.identity.study_uid
     assert ds.SeriesInstanceUID != chest.identity.series_uid
     assert ds.PatientID == chest.identity.patient_id
     assert ds.SeriesDescription == "gradcam: effusion (cxr_resnet18)"
     assert ds.ContentLabel == "SALIENCY"
+    assert list(ds.PatientOrientation) == ["L", "F"]
     assert references(ds) == [(chest.frames[0].sop_instance_uid, None)]
+    (segment,) = ds.SegmentSequence
+    assert segment.SegmentLabel == "gradcam evidence for effusion"
+    kind = segment.SegmentedPropertyTypeCodeSequence[0]
+    assert (kind.CodeValue, kind.CodingSchemeDesignator, kind.CodeMeaning) == (
+        "130402",
+        "DCM",
+        "Class activation",
+    )
+    assert segment.SegmentAlgorithmType == "AUTOMATIC"
+    assert "cxr_resnet18" in segment.SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion
 
-    mapping = ds.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
-    assert mapping.LUTLabel == "SALIENCY"
-    assert all(word in mapping.LUTExplanation for word in ("gradcam", "effusion", "cxr_resnet18"))
-    assert mapping.MeasurementUnitsCodeSequence[0].CodeValue == "1"
-    assert mapping.MeasurementUnitsCodeSequence[0].CodingSchemeDesignator == "UCUM"
-    quantity = mapping.QuantityDefinitionSequence[0].ConceptCodeSequence[0]
-    assert (quantity.CodeValue, quantity.CodingSchemeDesignator) == ("130402", "DCM")
-    assert quantity.CodeMeaning == "Class activation"
-
-    # Palette and window over the [0, 1] range of a unit map.
-    assert ds.PixelPresentation == "COLOR_RANGE"
-    color_range = ds.SharedFunctionalGroupsSequence[0].StoredValueColorRangeSequence[0]
-    assert (color_range.MinimumStoredValueMapped, color_range.MaximumStoredValueMapped) == (0.0, 1.0)
-    red = np.frombuffer(ds.RedPaletteColorLookupTableData, np.uint16)
-    assert np.array_equal(red, colormap("jet")[:, 0].astype(np.uint16) * 257)
-    voi = ds.SharedFunctionalGroupsSequence[0].FrameVOILUTSequence[0]
-    assert (float(voi.WindowCenter), float(voi.WindowWidth)) == (0.5, 1.0)
-
-    pm = hd.pm.ParametricMap.from_dataset(ds)
-    pixels = pm.get_pixels_by_source_instance([chest.frames[0].sop_instance_uid], dtype=np.float32)
-    assert np.array_equal(pixels, values)
+    read = seg_values(ds, chest.frames[0].sop_instance_uid)
+    assert np.abs(read - values).max() <= 0.5 / 255 + 1e-6
     assert digest(CHEST) == before
+
+
+def test_signed_radiograph_map_keeps_both_signs_and_values_beyond_one(tmp_path, chest):
+    values = saliency((1, chest.rows, chest.columns), signed=True) * 1.5  # a map reaching -1.5..1.5
+    ds = pydicom.dcmread(
+        pm_export(
+            chest, values, [0], tmp_path / "map.dcm", convention="signed", method="integrated-gradients"
+        )
+    )
+    assert [s.SegmentLabel for s in ds.SegmentSequence] == [
+        "integrated-gradients evidence for effusion",
+        "integrated-gradients evidence against effusion",
+    ]
+    scale = float(np.abs(values).max())
+    assert f"values / {scale:.6g}" in ds.ContentDescription
+    read = seg_values(ds, chest.frames[0].sop_instance_uid) * scale
+    assert np.abs(read - values).max() <= 0.5 / 255 * scale + 1e-5
+
+
+def test_parametric_map_refuses_a_projection_radiograph(tmp_path, chest):
+    with pytest.raises(ValueError, match="frame of reference"):
+        write_parametric_map(
+            chest,
+            saliency((1, chest.rows, chest.columns)),
+            frames=[0],
+            out=tmp_path / "pm.dcm",
+            method="gradcam",
+            target="effusion",
+            model_name="cxr_resnet18",
+        )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_ct_map_of_some_slices_lands_on_those_slices(tmp_path, head_ct):
@@ -127,8 +173,16 @@ def test_ct_map_of_some_slices_lands_on_those_slices(tmp_path, head_ct):
     assert mapping.QuantityDefinitionSequence[0].ConceptCodeSequence[0].CodeValue == "130404"
     voi = ds.SharedFunctionalGroupsSequence[0].FrameVOILUTSequence[0]
     assert (float(voi.WindowCenter), float(voi.WindowWidth)) == (0.0, 2.0)
-    red = np.frombuffer(ds.RedPaletteColorLookupTableData, np.uint16)
-    assert np.array_equal(red, colormap("diverging")[:, 0].astype(np.uint16) * 257)
+    # Grey: a palette indexes integer values, and these are float (the SC carries the colours).
+    assert ds.PixelPresentation == "MONOCHROME"
+    assert "RedPaletteColorLookupTableData" not in ds
+    mapping = ds.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
+    assert mapping.LUTLabel == "SALIENCY"
+    assert all(
+        word in mapping.LUTExplanation for word in ("integrated-gradients", "effusion", "cxr_resnet18")
+    )
+    assert mapping.MeasurementUnitsCodeSequence[0].CodeValue == "1"
+    assert mapping.MeasurementUnitsCodeSequence[0].CodingSchemeDesignator == "UCUM"
 
     pixels = hd.pm.ParametricMap.from_dataset(ds).get_pixels_by_source_instance(uids, dtype=np.float32)
     assert np.array_equal(pixels, values)
@@ -145,9 +199,13 @@ def test_multiframe_source_references_the_exported_frame(tmp_path, testdata, nam
     ds = pydicom.dcmread(pm_export(image, values, [frame], tmp_path / "map.dcm"))
     uid = image.frames[frame].sop_instance_uid
     assert references(ds) == [(uid, frame + 1)]
-    pm = hd.pm.ParametricMap.from_dataset(ds)
-    pixels = pm.get_pixels_by_source_frame(uid, [frame + 1], dtype=np.float32)
-    assert np.array_equal(pixels, values)
+    if ds.SOPClassUID == PARAMETRIC_MAP:  # the CT, in its frame of reference
+        pm = hd.pm.ParametricMap.from_dataset(ds)
+        pixels = pm.get_pixels_by_source_frame(uid, [frame + 1], dtype=np.float32)
+        assert np.array_equal(pixels, values)
+    else:  # the ultrasound clip has no frame of reference
+        assert ds.SOPClassUID == SEGMENTATION and name == "examples_ybr_color.dcm"
+        assert np.abs(seg_values(ds, uid, frame) - values).max() <= 0.5 / 255 + 1e-6
 
 
 def test_zip_member_source(tmp_path):

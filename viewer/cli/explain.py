@@ -4,7 +4,11 @@ Writes, per image (per series for CT), into OUT/<id>/: <method>.npy (float32 on 
 grid: rows x cols, or slices x rows x cols), <method>.png (the map over the windowed image; for a
 series, the slice where the target is most probable), predictions.json; and OUT/metrics.csv with
 one row per image and method. Localization columns are filled where an annotation matches the
-image (--annotation: phantom JSON, DICOM SEG, box CSV or PNG masks, or a folder of them)."""
+image (--annotation: phantom JSON, DICOM SEG, box CSV or PNG masks, or a folder of them).
+
+With --dicom, also per map and DICOM source: <method>.dcm, the values in the source's study (a
+Parametric Map over a CT series, a fractional Segmentation over a radiograph), and
+<method>_sc.dcm, the PNG as a Secondary Capture; --anonymize writes them de-identified."""
 
 from __future__ import annotations
 
@@ -66,6 +70,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--steps", type=int, default=50, help="deletion/insertion steps (default 50; 0 skips)"
     )
     parser.add_argument("--sanity", action="store_true", help="also run the model-randomisation sanity check")
+    parser.add_argument(
+        "--dicom",
+        action="store_true",
+        help="also write each map as DICOM for a PACS: <method>.dcm (Parametric Map, or fractional "
+        "Segmentation for radiographs) and <method>_sc.dcm (Secondary Capture)",
+    )
+    parser.add_argument(
+        "--anonymize",
+        action="store_true",
+        help="with --dicom: hide patient identifiers and the original UIDs in the DICOM results",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -85,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
     unknown = [m for m in method_ids if m not in METHODS]
     if unknown:
         print(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}", file=sys.stderr)
+        return 2
+    if args.anonymize and not args.dicom:
+        print("--anonymize applies to --dicom results; add --dicom", file=sys.stderr)
         return 2
     if (args.out / "metrics.csv").exists():
         print(f"{args.out / 'metrics.csv'} exists; choose a new output folder", file=sys.stderr)
@@ -135,7 +153,9 @@ def run(args: argparse.Namespace) -> int:
         matching = [a for a in annotations if a.matches(image)]
         for smap in result.maps:
             best = int(np.argmax(result.probabilities[:, smap.target_index]))  # key slice of a series
-            _write_map(out_dir, image, smap, best, several_targets=len(result.targets) > 1)
+            key, rgb = _write_map(out_dir, image, smap, best, several_targets=len(result.targets) > 1)
+            if args.dicom:
+                _write_dicom(out_dir, key, image, smap, rgb, best, model.manifest.name, args.anonymize)
             mask, marker = _annotation_masks(image, smap.target, matching)
             # Localization over every frame the map covers; deletion/insertion and sanity on the key slice.
             scores = score_map(
@@ -174,8 +194,9 @@ def _write_predictions(out_dir: Path, model, result) -> dict[str, float]:
     return predictions
 
 
-def _write_map(out_dir: Path, image, smap, best: int, *, several_targets: bool) -> None:
-    """<method>.npy on the native grid, and <method>.png over the windowed image (key slice)."""
+def _write_map(out_dir: Path, image, smap, best: int, *, several_targets: bool):
+    """<method>.npy on the native grid, and <method>.png over the windowed image (key slice);
+    returns the files' stem and the PNG's pixels."""
     import numpy as np
 
     from viewer.io.overlay import blend
@@ -189,6 +210,41 @@ def _write_map(out_dir: Path, image, smap, best: int, *, several_targets: bool) 
     grey = to_display(image, smap.frames[best])
     rgb = blend(grey, smap.array[best], cmap="diverging" if signed else "jet", signed=signed, low=0.05)
     _write_new(out_dir / f"{key}.png", _png(rgb))
+    return key, rgb
+
+
+def _write_dicom(
+    out_dir: Path, key: str, image, smap, rgb, best: int, model_name: str, anonymize: bool
+) -> None:
+    """<key>.dcm (the values, in the object that fits the source) and <key>_sc.dcm (the PNG). A
+    source that cannot take them (a PNG film) is named on stderr; the run goes on."""
+    from viewer.explain import METHODS
+    from viewer.io.dicom_export import write_saliency_map, write_secondary_capture
+
+    title = METHODS[smap.method].title
+    try:
+        write_saliency_map(
+            image,
+            smap.array,
+            frames=smap.frames,
+            out=out_dir / f"{key}.dcm",
+            method=title,
+            target=smap.target,
+            model_name=model_name,
+            convention=smap.convention,
+            anonymize=anonymize,
+        )
+        write_secondary_capture(
+            image,
+            rgb,
+            frame=smap.frames[best],
+            out=out_dir / f"{key}_sc.dcm",
+            description=f"{title}: {smap.target} ({model_name})",
+            anonymize=anonymize,
+            burned_in_annotation=False,  # the overlay only, no text
+        )
+    except ValueError as exc:
+        print(f"{out_dir.name}: no DICOM results for {title}: {exc}", file=sys.stderr)
 
 
 def _annotation_masks(image, target: str, annotations) -> tuple:

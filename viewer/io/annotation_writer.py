@@ -24,7 +24,7 @@ from pydicom.sr.coding import Code
 from viewer import __version__
 from viewer.io.annotations import Annotation, Region
 from viewer.io.atomic import write_bytes_new
-from viewer.io.dicom_export import MANUFACTURER
+from viewer.io.dicom_derived import MANUFACTURER, complete_conditional, projection_measures
 from viewer.io.dicom_header import read_dataset
 from viewer.io.dicom_writer import make_uid, write_atomic
 from viewer.io.image import Image
@@ -207,11 +207,7 @@ def _seg_sources(image: Image) -> tuple[list[Dataset], dict]:
             raise ValueError("the image does not hold every frame of its multi-frame file, in order")
     if "ImagePositionPatient" in first or frames_in_first > 1:
         return sources, {}
-    # Projection images have no slice geometry; readers (highdicom's too) still expect a Pixel
-    # Measures item with both spacing and thickness.
-    spacing = first.get("PixelSpacing") or first.get("ImagerPixelSpacing") or [1.0, 1.0]
-    measures = hd.PixelMeasuresSequence(pixel_spacing=[float(v) for v in spacing], slice_thickness=1.0)
-    return sources, {"pixel_measures": measures}
+    return sources, {"pixel_measures": projection_measures(first)}
 
 
 def save_annotation_seg(annotation: Annotation, image: Image, path: Path) -> Path:
@@ -246,6 +242,7 @@ def save_annotation_seg(annotation: Annotation, image: Image, path: Path) -> Pat
         series_description=f"Annotation: {', '.join(labels)}"[:64],
         **geometry,
     )
+    complete_conditional(seg, sources[0])
     return write_atomic(seg, path)
 
 

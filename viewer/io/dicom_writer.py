@@ -141,7 +141,9 @@ def write_ct_series(
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         ds.SeriesNumber = series_number
         ds.SeriesDescription = series_description
+        ds.PatientPosition = "HFS"  # Type 2C for CT: head first, supine, as a head CT is taken
         ds.InstanceNumber = k + 1
+        ds.AcquisitionNumber = 1
         ds.FrameOfReferenceUID = frame_uid
         ds.PositionReferenceIndicator = ""
         ds.BodyPartExamined = "HEAD"
@@ -201,8 +203,7 @@ def write_radiograph(
     ds.ViewPosition = "PA"
     ds.PatientOrientation = ["L", "F"]
     if modality == "DX":
-        ds.PresentationIntentType = "FOR PRESENTATION"
-        ds.ImageLaterality = "U"
+        _dx_attributes(ds, photometric, bits_stored, window)
     ds.PhotometricInterpretation = photometric
     ds.PresentationLUTShape = "INVERSE" if photometric == "MONOCHROME1" else "IDENTITY"
     if pixel_spacing is not None:
@@ -211,10 +212,35 @@ def write_radiograph(
         ds.ImagerPixelSpacing = list(imager_pixel_spacing)
     ds.RescaleIntercept = 0
     ds.RescaleSlope = 1
+    ds.RescaleType = "US"  # Type 1C beside a rescale: unspecified units (detector values)
     if window is not None:
         ds.WindowCenter, ds.WindowWidth = window
     _set_pixels(ds, stored, bits_stored, compress)
     return write_atomic(ds, Path(path))
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
+
+
+def _dx_attributes(ds: Dataset, photometric: str, bits_stored: int, window) -> None:
+    """What the DX Image IOD (PS3.3 A.26) requires beyond a CR: a PA chest, for presentation."""
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.ImageLaterality = "U"  # unpaired: the chest
+    ds.AnatomicRegionSequence = [_code("43799004", "SCT", "Chest")]
+    ds.ViewCodeSequence = [_code("399348003", "SCT", "postero-anterior")]
+    ds.PixelIntensityRelationship = "LIN"
+    # Stored MONOCHROME2 values grow with attenuation, i.e. fall as the beam's intensity rises.
+    ds.PixelIntensityRelationshipSign = -1 if photometric == "MONOCHROME2" else 1
+    ds.LossyImageCompression = "00"
+    ds.DetectorType = ""
+    ds.PositionerType = ""
+    ds.AcquisitionContextSequence = []
+    if window is None:  # For Presentation: a window is required
+        top = (1 << bits_stored) - 1
+        ds.WindowCenter, ds.WindowWidth = (top + 1) / 2, top + 1
 
 
 __all__ = ["StudyInfo", "make_uid", "write_atomic", "write_ct_series", "write_radiograph"]

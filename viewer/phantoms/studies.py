@@ -28,6 +28,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from viewer import __version__
+from viewer.io.dicom_derived import complete_conditional, projection_measures
 from viewer.io.dicom_writer import StudyInfo, make_uid, write_atomic, write_ct_series, write_radiograph
 from viewer.io.shapes import bbox_of
 from viewer.phantoms.chest import CHEST_LABELS, ChestCase, render_chest
@@ -262,12 +263,7 @@ def _write_seg(sources: list[pydicom.Dataset], volumes: dict[str, np.ndarray], p
     ]
     series_uid = make_uid("seg", sources[0].SeriesInstanceUID)
     first = sources[0]
-    measures = None
-    if "ImagePositionPatient" not in first:
-        # Projection images have no slice geometry; readers (highdicom's too) still expect a
-        # Pixel Measures item with both spacing and thickness.
-        spacing = first.get("PixelSpacing") or first.get("ImagerPixelSpacing") or [1.0, 1.0]
-        measures = hd.PixelMeasuresSequence(pixel_spacing=[float(v) for v in spacing], slice_thickness=1.0)
+    measures = None if "ImagePositionPatient" in first else projection_measures(first)
     seg = hd.seg.Segmentation(
         source_images=sources,
         pixel_array=pixels,
@@ -285,6 +281,7 @@ def _write_seg(sources: list[pydicom.Dataset], volumes: dict[str, np.ndarray], p
         pixel_measures=measures,
     )
     _pin_generated_values(seg, first, series_uid)
+    complete_conditional(seg, first)
     write_atomic(seg, path)
     return path.name
 

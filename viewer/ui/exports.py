@@ -258,8 +258,10 @@ def copy_view(window: MainWindow) -> None:
 
 
 def save_dicom(window: MainWindow, kind: str, path: Path) -> Path:
-    """``pm``: the active layer's map as a Parametric Map; ``sc``: the native render (layers and
-    annotation burned in) as a Secondary Capture. Both reference the source study."""
+    """``pm``: the active layer's map, as a Parametric Map over a CT slice or a fractional
+    Segmentation over a radiograph (:func:`viewer.io.dicom_export.write_saliency_map`); ``sc``:
+    the native render (layers and annotation burned in) as a Secondary Capture. Both reference
+    the source study."""
     from viewer.io import dicom_export
 
     state = window.state
@@ -272,7 +274,7 @@ def save_dicom(window: MainWindow, kind: str, path: Path) -> Path:
         values = layer.values(state.frame) if layer is not None else None
         if values is None:
             raise ValueError("no saliency map on this image to export: run a method first")
-        return dicom_export.write_parametric_map(
+        dicom_export.write_saliency_map(
             image,
             values[None],
             frames=[state.frame],
@@ -283,9 +285,17 @@ def save_dicom(window: MainWindow, kind: str, path: Path) -> Path:
             convention=layer.convention,
             anonymize=anonymize,
         )
+        return path
     rgb = from_qimage(render_native(window))
     return dicom_export.write_secondary_capture(
-        image, rgb, frame=state.frame, out=path, description=caption(window), anonymize=anonymize
+        image,
+        rgb,
+        frame=state.frame,
+        out=path,
+        description=caption(window),
+        anonymize=anonymize,
+        # The corner text shows the patient's name and ID only when identifiers are shown.
+        burned_in_annotation=not anonymize,
     )
 
 
