@@ -88,8 +88,7 @@ class Payload:
 
 def test_pickled_code_is_refused(tmp_path):
     torch.save({"state_dict": small_model().state_dict(), "extra": Payload()}, tmp_path / "evil.pt")
-    with pytest.raises(CheckpointError, match="cannot read weights safely"):
+    with pytest.raises(CheckpointError, match=r"test_checkpoint\.Payload, which is not a network class"):
         read_state_dict(tmp_path / "evil.pt")
-    torch.save(small_model(), tmp_path / "whole_model.pt")  # a pickled nn.Module
-    with pytest.raises(CheckpointError, match="plain state_dict"):
-        read_state_dict(tmp_path / "whole_model.pt")
+    torch.save(small_model(), tmp_path / "whole_model.pt")  # a pickled torchvision network: allowed
+    assert read_state_dict(tmp_path / "whole_model.pt").keys() == small_model().state_dict().keys()

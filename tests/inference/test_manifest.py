@@ -59,7 +59,7 @@ def test_ct_windows(folder):
         (lambda t: t.replace('labels = ["a", "b"]\n', ""), "missing required key 'labels'"),
         (lambda t: t.replace('task = "multilabel"', 'task = "regression"'), "task must be"),
         (lambda t: t.replace('"w.pt"', '"nope.pt"'), "weights file not found"),
-        (lambda t: t.replace('"w.pt"', '"w.txt"'), "network.weights must end in"),
+        (lambda t: t.replace("[network]", '[network]\nkey_map = ["a"]'), "network.key_map must be a table"),
         (
             lambda t: t.replace("in_channels = 1", "in_channels = 1\ndepth = 3"),
             "unknown key(s) network.depth",

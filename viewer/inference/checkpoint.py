@@ -1,75 +1,159 @@
-"""Load weights from the files people actually have, without ever unpickling code.
+"""Load weights from the files people actually have, without ever running code from them.
 
-Accepted: safetensors; ``.pt``/``.pth``/``.pth.tar``/``.ckpt`` read with ``torch.load(weights_only=True)``;
-state dicts wrapped as ``{"state_dict": ...}``, ``{"model": ...}``, ``{"model_state_dict": ...}``
-or ``{"net": ...}``; ``module.`` prefixes from DataParallel; Lightning's ``model.`` prefix; and the
-pre-0.4 torchvision DenseNet key names (``norm.1`` -> ``norm1``, as in CheXNet checkpoints).
+Read by content, whatever the file is called (``checkpoint`` with no suffix included): safetensors,
+or a ``torch.save`` file read by PyTorch's restricted unpickler, which may hold a state dict or a
+whole model (:mod:`viewer.inference.safe_pickle` allows network classes of torch, torchvision,
+timm, MONAI and TorchXRayVision only). Wrappers are unwrapped: ``{"state_dict": ...}``,
+``{"model": ...}`` (a state dict or a module), ``{"model_state_dict": ...}``, ``{"net": ...}``,
+Lightning checkpoints.
+
+Keys are matched to the architecture's own, in this order: the manifest's ``[network.key_map]``
+prefix renames; the pre-0.4 torchvision DenseNet names (``norm.1`` -> ``norm1``, as in CheXNet);
+wrapper prefixes of any depth (``module.``, ``densenet121.``, ``backbone.``, ``model.``, ...),
+found by stripping leading names until the key is one of the architecture's; and classifier heads
+saved as ``Sequential(Linear, Sigmoid)`` (``classifier.0.weight`` -> ``classifier.weight``). Every
+rename is recorded, and a mismatch names what is missing, unexpected or misshapen, and the renames
+that were tried.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from viewer.inference.safe_pickle import UnsafePickleError, head_activation, load_pickled, plain
+
 _WRAPPERS = ("state_dict", "model_state_dict", "model", "net", "module")
 _OLD_DENSENET = re.compile(
     r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
 )
+_SEQUENTIAL_HEAD = re.compile(r"^(.*)\.(\d+)\.(weight|bias)$")
 
 
 class CheckpointError(ValueError):
-    """Weights that do not fit the model; the message lists what is missing, unexpected or misshapen."""
+    """Weights that cannot be read safely, or do not fit the model; the message says which and why."""
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a weights file, unwrapped. Never executes code from the file."""
+@dataclass
+class Checkpoint:
+    """The tensors of a weights file and what was learnt reading it."""
+
+    state: dict[str, torch.Tensor]
+    whole_model: nn.Module | None = None  # when the file held a pickled network
+    activation: str | None = None  # "sigmoid"/"softmax" the saved network applied to its logits
+    renames: list[str] = field(default_factory=list)
+
+
+def _is_safetensors(path: Path) -> bool:
+    # safetensors: an 8-byte little-endian header length, then the JSON header itself.
+    with open(path, "rb") as f:
+        head = f.read(9)
+    size = path.stat().st_size
+    return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < size
+
+
+def read_checkpoint(path: Path) -> Checkpoint:
+    """The state dict in a weights file, unwrapped; a whole model gives its own state dict."""
     path = Path(path)
-    if path.suffix == ".safetensors":
+    if _is_safetensors(path):
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        return Checkpoint(load_file(str(path)))
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickles with code are refused here, by design
+        data = load_pickled(path)
+    except UnsafePickleError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    except Exception as exc:  # a damaged or foreign file: say so, without PyTorch's formatting
         raise CheckpointError(
-            f"{path}: cannot read weights safely ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
-            "Save a plain state_dict (torch.save(model.state_dict(), ...)) or safetensors."
+            f"{path}: cannot read weights ({type(exc).__name__}: {plain(str(exc)).splitlines()[0][:200]})"
         ) from None
+    module = None
     for _ in range(3):
+        if isinstance(data, nn.Module):
+            module, data = data, data.state_dict()
         if isinstance(data, dict) and not _is_tensor_dict(data):
-            inner = next((data[k] for k in _WRAPPERS if k in data and isinstance(data[k], dict)), None)
+            inner = next((data[k] for k in _WRAPPERS if isinstance(data.get(k), dict | nn.Module)), None)
             if inner is None:
                 break
             data = inner
     if not isinstance(data, dict) or not _is_tensor_dict(data):
         raise CheckpointError(f"{path}: no state dict of tensors found")
-    return data
+    return Checkpoint(data, module, head_activation(module) if module is not None else None)
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file, unwrapped. Never executes code from the file."""
+    return read_checkpoint(path).state
 
 
 def _is_tensor_dict(data: dict) -> bool:
     return bool(data) and all(isinstance(v, torch.Tensor) for v in data.values())
 
 
-def normalise_keys(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """Strip wrapper prefixes and rename legacy keys so they match ``model``'s own names."""
-    expected = set(model.state_dict())
-    out = {}
+def match_keys(
+    state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], key_map: Mapping[str, str] = {}
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """``state`` with its keys renamed to ``expected``'s where the names differ only by wrappers,
+    legacy names or a Sequential head; and a description of each kind of rename applied."""
+    stripped: Counter[str] = Counter()
+    renames: list[str] = []
+    out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
-        new = _OLD_DENSENET.sub(r"\1\2", key)
-        for prefix in ("module.", "model.", "net."):
-            if new.startswith(prefix) and new not in expected and new[len(prefix) :] in expected:
-                new = new[len(prefix) :]
+        new = key
+        for old, replacement in key_map.items():
+            if new.startswith(old):
+                new = replacement + new[len(old) :]
+                stripped[f"{old} -> {replacement}"] += 1
+                break
+        legacy = _OLD_DENSENET.sub(r"\1\2", new)
+        if legacy != new:
+            stripped["pre-0.4 DenseNet names (norm.1 -> norm1)"] += 1
+            new = legacy
+        new, prefix = _strip_to(new, expected)
+        if prefix:
+            stripped[f"prefix {prefix}"] += 1
         out[new] = value
-    return out
+    # A head saved as Sequential(Linear, activation): classifier.0.weight -> classifier.weight.
+    missing = set(expected) - set(out)
+    for key in [k for k in out if k not in expected]:
+        match = _SEQUENTIAL_HEAD.match(key)
+        if match is None:
+            continue
+        target, prefix = _strip_to(f"{match[1]}.{match[3]}", missing)
+        if target in missing:
+            out[target] = out.pop(key)
+            missing.discard(target)
+            head = match[1][len(prefix) :]
+            stripped[f"Sequential head {head}.{match[2]}.* -> {head}.*"] += 1
+            if prefix:
+                stripped[f"prefix {prefix}"] += 1
+    renames = [f"{what} ({count} keys)" for what, count in stripped.items()]
+    return out, renames
 
 
-def load_weights(model: nn.Module, path: Path) -> None:
-    """Load a weights file into ``model`` strictly, or raise :class:`CheckpointError` saying why."""
-    state = normalise_keys(read_state_dict(path), model)
+def _strip_to(key: str, names) -> tuple[str, str]:
+    """``key`` without the fewest leading names that make it one of ``names``, and the prefix
+    removed; ``key`` itself and "" when no suffix of it is a name."""
+    parts = key.split(".")
+    for depth in range(len(parts)):
+        candidate = ".".join(parts[depth:])
+        if candidate in names:
+            return candidate, ".".join(parts[:depth]) + ("." if depth else "")
+    return key, ""
+
+
+def load_weights(model: nn.Module, path: Path, key_map: Mapping[str, str] = {}) -> Checkpoint:
+    """Load a weights file into ``model`` strictly, or raise :class:`CheckpointError` saying why.
+    Returns what was read, with the renames applied."""
+    checkpoint = read_checkpoint(path)
     own = model.state_dict()
+    state, checkpoint.renames = match_keys(checkpoint.state, own, key_map)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     misshapen = sorted(
@@ -83,5 +167,21 @@ def load_weights(model: nn.Module, path: Path) -> None:
             if items:
                 shown = ", ".join(items[:8]) + (f" (and {len(items) - 8} more)" if len(items) > 8 else "")
                 parts.append(f"{len(items)} {title}: {shown}")
-        raise CheckpointError(f"{path}: weights do not fit the model: " + "; ".join(parts))
+        tried = "; renames applied: " + ", ".join(checkpoint.renames) if checkpoint.renames else ""
+        raise CheckpointError(
+            f"{path}: weights do not fit the model: " + "; ".join(parts) + tried
+            + " (add [network.key_map] \"old.prefix.\" = \"new.prefix.\" to the manifest for other names)"
+        )  # fmt: skip
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+    checkpoint.state = state
+    return checkpoint
+
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "load_weights",
+    "match_keys",
+    "read_checkpoint",
+    "read_state_dict",
+]

@@ -9,9 +9,12 @@ Example (``models/cxr_resnet18/manifest.toml``)::
 
     [network]
     arch = "resnet18"                         # any torchvision.models builder, or "torchscript"
-    weights = "weights.safetensors"           # .safetensors, .pt, .pth or .pth.tar, relative path
+    weights = "weights.safetensors"           # safetensors or a torch.save file (any name), relative path
     in_channels = 1
     target_layer = "layer4"                   # optional; found automatically when absent
+
+    [network.key_map]                         # optional prefix renames, for names not matched by themselves
+    "encoder.stem." = "conv1."
 
     [input]
     size = [256, 256]                         # [height, width]
@@ -31,6 +34,7 @@ from typing import Literal
 
 Task = Literal["multilabel", "multiclass"]
 Resize = Literal["letterbox", "stretch", "center-crop"]
+# Usual names of weights files (the file dialog's filter); files are read by content, so any name works.
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".pth.tar", ".ckpt", ".bin")
 
 
@@ -65,6 +69,7 @@ class ModelManifest:
     input: InputSpec
     target_layer: str | None = None
     arch_kwargs: dict = field(default_factory=dict)
+    key_map: dict[str, str] = field(default_factory=dict)  # old key prefix -> new, applied first
     description: str = ""
     card: Path | None = None
     # DICOM Modality codes the model was trained for (empty: any); the viewer picks a model that fits.
@@ -109,19 +114,22 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
         raise ManifestError(path, "labels must be unique")
 
     network = _table(path, data, "network")
-    _no_unknown(path, "network.", network, {"arch", "weights", "in_channels", "target_layer", "kwargs"})
+    _no_unknown(
+        path, "network.", network, {"arch", "weights", "in_channels", "target_layer", "kwargs", "key_map"}
+    )
     for key in ("arch", "weights", "in_channels"):
         if key not in network:
             raise ManifestError(path, f"missing required key 'network.{key}'")
     weights = (path.parent / str(network["weights"])).resolve()
-    if not str(weights).endswith(WEIGHT_SUFFIXES):
-        raise ManifestError(path, f"network.weights must end in one of {', '.join(WEIGHT_SUFFIXES)}")
     if not weights.is_file():
         raise ManifestError(path, f"weights file not found: {weights}")
     in_channels = network["in_channels"]
     if not isinstance(in_channels, int) or in_channels < 1:
         raise ManifestError(path, "network.in_channels must be a positive integer")
 
+    key_map = network.get("key_map", {})
+    if not isinstance(key_map, dict) or not all(isinstance(v, str) for v in key_map.values()):
+        raise ManifestError(path, 'network.key_map must be a table of "old.prefix." = "new.prefix."')
     spec = _input_spec(path, _table(path, data, "input"), in_channels)
     card = data.get("card")
     modalities = data.get("modalities", [])
@@ -138,6 +146,7 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
         input=spec,
         target_layer=network.get("target_layer"),
         arch_kwargs=dict(network.get("kwargs", {})),
+        key_map=dict(key_map),
         description=str(data.get("description", "")),
         card=(path.parent / card) if card else None,
         modalities=tuple(m.upper() for m in modalities),

@@ -101,8 +101,10 @@ class LoadedModel:
         self.manifest = manifest
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         network = build_network(manifest)
+        # What the weights file held (renames applied, a whole model's head), for the model doctor.
+        self.checkpoint = None
         if manifest.arch != "torchscript":
-            load_weights(network, manifest.weights)
+            self.checkpoint = load_weights(network, manifest.weights, manifest.key_map)
         self.network = network.eval().to(self.device)
         input_shape = (manifest.in_channels, *manifest.input.size)
         self.target_layer = manifest.target_layer or find_target_layer(self.network.cpu(), input_shape)
