@@ -315,6 +315,14 @@ def save(r: Recipe, model: torch.nn.Module, out: Path, metrics: dict) -> None:
     (out / "MODEL_CARD.md").write_text(model_card(r, metrics))
 
 
+_TRAINED_ON = {
+    ("cxr", False): "synthetic chest radiograph phantoms (viewer.phantoms.chest)",
+    ("cxr", True): "synthetic chest radiograph phantoms with a burned-in marker that leaks the label "
+    "(viewer.phantoms.chest)",
+    ("ct", False): "synthetic head CT phantoms (viewer.phantoms.head_ct)",
+}
+
+
 def manifest_text(r: Recipe) -> str:
     names = {
         ("cxr", False): "Chest X-ray findings (demo, ResNet-18)",
@@ -328,6 +336,10 @@ def manifest_text(r: Recipe) -> str:
         'modalities = ["CT"]' if r.kind == "ct" else 'modalities = ["CR", "DX"]',
         'description = "Trained on synthetic phantoms for demonstration only; not for clinical use."',
         'card = "MODEL_CARD.md"',
+        "",
+        'domain = "synthetic"',
+        f'trained_on = "{_TRAINED_ON[(r.kind, r.shortcut)]}"',
+        'intended_use = "Demonstrating the viewer and its saliency methods; not for clinical use."',
         "",
         "[network]",
         f'arch = "{r.arch}"',

@@ -398,3 +398,16 @@ def test_clipboard_and_the_shortcuts_dialog(qtbot, window):
     assert rows["Run methods"] == "Ctrl+R" and rows["Comparison panel"] == "C"
     assert "Brain (W 80 / L 40)" not in rows  # a chest film has no CT presets
     assert any(key == "Left drag" for key in rows.values())
+
+
+def test_a_phantom_model_on_a_real_film_says_so_and_its_exports_too(qtbot, window, testdata):
+    open_and_wait(qtbot, window, [testdata("RG1_UNCR.dcm")])  # a real chest CR
+    banner = window.model_panel.caution
+    assert banner.isVisible() and "trained on synthetic phantoms only" in banner.text()
+    assert "trained on synthetic phantoms only" in exports.caption(window)
+    with qtbot.waitSignal(window.model_panel.card_requested):
+        banner.linkActivated.emit("card")
+    assert window._card.isVisible() and "Model card" in window._card.windowTitle()
+    window._card.close()
+    open_and_wait(qtbot, window, [CHEST])  # the product's own phantom: nothing to warn about
+    assert not banner.isVisible() and "phantoms only" not in exports.caption(window)

@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         print("no images found", file=sys.stderr)
         return 1
     bar = _Progress(enabled=not args.quiet and sys.stderr.isatty())
-    rows, used_ids = [], set()
+    rows, used_ids, cautioned = [], set(), False
     for n, series in enumerate(found.series, start=1):
         image = load_series(series)
         name = _unique_id(_series_id(series), used_ids)
@@ -149,7 +149,11 @@ def run(args: argparse.Namespace) -> int:
         except Cancelled:
             return 130
         bar.done()
-        predictions = _write_predictions(out_dir, model, result)
+        caution = model.manifest.caution(image)
+        if caution and not cautioned:
+            print(f"caution: {caution}", file=sys.stderr)  # once per run; each predictions.json has it
+            cautioned = True
+        predictions = _write_predictions(out_dir, model, result, caution)
         matching = [a for a in annotations if a.matches(image)]
         for smap in result.maps:
             best = int(np.argmax(result.probabilities[:, smap.target_index]))  # key slice of a series
@@ -181,11 +185,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_predictions(out_dir: Path, model, result) -> dict[str, float]:
-    """predictions.json: each label's probability (a series: its largest over slices, and per slice)."""
+def _write_predictions(out_dir: Path, model, result, caution: str | None) -> dict[str, float]:
+    """predictions.json: each label's probability (a series: its largest over slices, and per
+    slice), and the model's caution about this image, if it has one."""
     probabilities = result.probabilities
     predictions = {label: float(probabilities[:, i].max()) for i, label in enumerate(result.labels)}
     record = {"model": model.manifest.name, "frames": len(result.frames), "probability": predictions}
+    if caution:
+        record["caution"] = caution
     if len(result.frames) > 1:
         record["per_frame"] = {
             label: [round(float(p), 6) for p in probabilities[:, i]] for i, label in enumerate(result.labels)

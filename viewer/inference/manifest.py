@@ -6,6 +6,9 @@ Example (``models/cxr_resnet18/manifest.toml``)::
     task = "multilabel"                       # sigmoid per label; "multiclass" = softmax
     labels = ["nodule", "consolidation", "effusion", "cardiomegaly", "pneumothorax"]
     modalities = ["CR", "DX"]                 # optional: DICOM modalities the model is meant for
+    domain = "synthetic"                      # "synthetic", "clinical" or "research" (default)
+    trained_on = "2,000 synthetic chest phantoms"
+    intended_use = "Demonstration of the viewer; not for clinical use."
 
     [network]
     arch = "resnet18"                         # any torchvision.models builder, or "torchscript"
@@ -32,7 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from viewer.io.dicom_writer import is_phantom
+from viewer.io.image import Image
+
 Task = Literal["multilabel", "multiclass"]
+Domain = Literal["synthetic", "clinical", "research"]
+_DOMAINS = ("synthetic", "clinical", "research")
 Resize = Literal["letterbox", "stretch", "center-crop"]
 # Usual names of weights files (the file dialog's filter); files are read by content, so any name works.
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".pth.tar", ".ckpt", ".bin")
@@ -74,9 +82,23 @@ class ModelManifest:
     card: Path | None = None
     # DICOM Modality codes the model was trained for (empty: any); the viewer picks a model that fits.
     modalities: tuple[str, ...] = ()
+    # What the model was made for and on: "synthetic" models (the bundled demos) say so on screen
+    # whenever they look at an image that is not one of the product's phantoms.
+    domain: Domain = "research"
+    trained_on: str = ""
+    intended_use: str = ""
 
     def accepts(self, modality: str) -> bool:
         return not self.modalities or modality.upper() in self.modalities
+
+    def caution(self, image: Image | None) -> str | None:
+        """The line a user must read before trusting this model's numbers on ``image``, or None."""
+        if self.domain == "synthetic" and image is not None and not is_phantom(image):
+            return (
+                f"{self.name}: trained on synthetic phantoms only; "
+                "these probabilities mean nothing on real images"
+            )
+        return None
 
     @property
     def n_labels(self) -> int:
@@ -99,7 +121,10 @@ def load_manifest(path: Path | str) -> ModelManifest:
 
 
 def parse_manifest(data: dict, path: Path) -> ModelManifest:
-    known_top = {"name", "task", "labels", "network", "input", "description", "card", "modalities"}
+    known_top = {
+        "name", "task", "labels", "network", "input", "description", "card", "modalities",
+        "domain", "trained_on", "intended_use",
+    }  # fmt: skip
     _no_unknown(path, "", data, known_top)
     for key in ("name", "task", "labels", "network", "input"):
         if key not in data:
@@ -135,6 +160,9 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
     modalities = data.get("modalities", [])
     if not isinstance(modalities, list) or not all(isinstance(m, str) and m for m in modalities):
         raise ManifestError(path, 'modalities must be a list of DICOM modality codes, e.g. ["CR", "DX"]')
+    domain = data.get("domain", "research")
+    if domain not in _DOMAINS:
+        raise ManifestError(path, f"domain must be one of {', '.join(_DOMAINS)}, not {domain!r}")
     return ModelManifest(
         path=path,
         name=str(data["name"]),
@@ -150,6 +178,9 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
         description=str(data.get("description", "")),
         card=(path.parent / card) if card else None,
         modalities=tuple(m.upper() for m in modalities),
+        domain=domain,
+        trained_on=str(data.get("trained_on", "")),
+        intended_use=str(data.get("intended_use", "")),
     )
 
 

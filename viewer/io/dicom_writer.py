@@ -26,6 +26,7 @@ from pydicom.uid import (
 
 from viewer import __version__
 from viewer.io.atomic import write_new
+from viewer.io.image import Image
 
 _UID_PREFIX = "1.2.826.0.1.3680043.10.1514."  # generate_uid's default root is pydicom's; ours is fixed
 
@@ -51,6 +52,16 @@ class StudyInfo:
 
     def uid(self) -> str:
         return self.study_uid or make_uid("study", self.patient_id, self.seed)
+
+
+# The Manufacturer of every phantom study this package writes: how a phantom is told from a real film.
+PHANTOM_MANUFACTURER = "Saliency Viewer phantom"
+
+
+def is_phantom(image: Image) -> bool:
+    """Whether ``image`` is one of the product's own synthetic studies (the bundled samples, and
+    what ``saliency-viewer phantom`` writes), not a real patient's."""
+    return image.identity.manufacturer == PHANTOM_MANUFACTURER
 
 
 def write_atomic(ds: Dataset, path: Path) -> Path:
@@ -83,7 +94,7 @@ def _base(study: StudyInfo, sop_class: UID, sop_uid: UID, modality: str, series_
     ds.ReferringPhysicianName = ""
     ds.SeriesInstanceUID = series_uid
     ds.Modality = modality
-    ds.Manufacturer = "Saliency Viewer phantom"
+    ds.Manufacturer = PHANTOM_MANUFACTURER
     ds.ContentDate = study.study_date
     ds.ContentTime = "120000"
     ds.BurnedInAnnotation = "NO"
@@ -243,4 +254,12 @@ def _dx_attributes(ds: Dataset, photometric: str, bits_stored: int, window) -> N
         ds.WindowCenter, ds.WindowWidth = (top + 1) / 2, top + 1
 
 
-__all__ = ["StudyInfo", "make_uid", "write_atomic", "write_ct_series", "write_radiograph"]
+__all__ = [
+    "PHANTOM_MANUFACTURER",
+    "StudyInfo",
+    "is_phantom",
+    "make_uid",
+    "write_atomic",
+    "write_ct_series",
+    "write_radiograph",
+]

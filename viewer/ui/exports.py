@@ -43,6 +43,8 @@ def caption(window: MainWindow, method: str | None = None) -> str:
         parts.append(f"{state.target} p={probability:.3f}" if probability is not None else state.target)
     if state.model:
         parts.append(state.model)
+    if caution := window.caution():
+        parts.append(caution.split(": ", 1)[1])  # the model is named just before
     parts.append(DISCLAIMER)
     return " | ".join(parts)
 

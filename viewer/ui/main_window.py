@@ -223,6 +223,7 @@ class MainWindow(QMainWindow):
         self._build_window_menu()
         model = bar.addMenu("&Model")
         self._action(model, "Add model (manifest.toml)...", self.ask_add_model)
+        self._action(model, "Model card...", self.show_model_card)
         self._action(model, "Run methods", self.run_methods, "Ctrl+R")
         self._action(model, "Cancel", self.cancel, "Esc")
 
@@ -240,6 +241,7 @@ class MainWindow(QMainWindow):
         self.browser.series_chosen.connect(self.open_series)
         self.model_panel.model_chosen.connect(self._on_model_chosen)
         self.model_panel.add_model_requested.connect(self.ask_add_model)
+        self.model_panel.card_requested.connect(self.show_model_card)
         self.model_panel.run_requested.connect(self.run_methods)
         self.model_panel.cancel_requested.connect(self.cancel)
         self.problems.count_changed.connect(self._on_problem_count)
@@ -414,6 +416,7 @@ class MainWindow(QMainWindow):
         self._commands.clear()
         self._fit_model_to(image.modality)
         self.state.open(image)
+        self.model_panel.show_caution(self.caution())
         self.problems.add(list(image.left_out))
         self.statusBar().showMessage(
             f"Opened {image.identity.modality or image.kind} {image.rows} x {image.columns}"
@@ -540,6 +543,28 @@ class MainWindow(QMainWindow):
     def _show_predictions(self) -> None:
         if self.prediction is not None and self.labels:
             self.model_panel.show_predictions(self.labels, self.prediction[self.state.frame])
+        self.model_panel.show_caution(self.caution())
+
+    def show_model_card(self) -> None:
+        from viewer.ui.model_card import show_model_card
+
+        path = self.model_panel.current_manifest()
+        if path:
+            try:
+                self._card = show_model_card(self, load_manifest(path))
+            except ManifestError as exc:
+                self._error(str(exc))
+
+    def caution(self) -> str | None:
+        """The current model's caution about the image on screen (synthetic-only models on real
+        images); exports carry it too."""
+        path = self.model_panel.current_manifest()
+        if not path or self.state.image is None:
+            return None
+        try:
+            return load_manifest(path).caution(self.state.image)
+        except ManifestError:
+            return None
 
     def probability(self, label: str | None = None) -> float | None:
         label = label or self.state.target

@@ -35,6 +35,7 @@ class ModelPanel(QWidget):
     add_model_requested = Signal()
     run_requested = Signal()
     cancel_requested = Signal()
+    card_requested = Signal()  # the caution banner's "Model card" link
 
     def __init__(self, state: ViewerState, parent: QWidget | None = None):
         super().__init__(parent)
@@ -85,6 +86,17 @@ class ModelPanel(QWidget):
         self.status = QLabel()
         self.status.setObjectName("method_status")
         self.status.setWordWrap(True)
+        # Persistent, not a dialog: a model made on phantoms says so for as long as it is applied
+        # to a real image.
+        self.caution = QLabel()
+        self.caution.setObjectName("model_caution")
+        self.caution.setWordWrap(True)
+        self.caution.setStyleSheet(
+            "background: #5c4300; color: #ffe08a; border: 1px solid #b38600; padding: 4px; font-weight: bold;"
+        )
+        self.caution.setOpenExternalLinks(False)
+        self.caution.linkActivated.connect(lambda _link: self.card_requested.emit())
+        self.caution.hide()
 
         top = QHBoxLayout()
         top.addWidget(self.models, 1)
@@ -95,6 +107,7 @@ class ModelPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(QLabel("Predictions"))
+        layout.addWidget(self.caution)
         layout.addWidget(self.predictions, 2)
         layout.addWidget(QLabel("Methods"))
         layout.addWidget(self.methods, 3)
@@ -170,6 +183,11 @@ class ModelPanel(QWidget):
 
     def clear_predictions(self) -> None:
         self.predictions.setRowCount(0)
+
+    def show_caution(self, text: str | None) -> None:
+        """The model's caution for the image on screen (see ``ModelManifest.caution``), or none."""
+        self.caution.setText(f'{text} <a href="card" style="color: #ffe08a;">Model card</a>' if text else "")
+        self.caution.setVisible(bool(text))
 
     def _on_selection(self) -> None:
         rows = self.predictions.selectionModel().selectedRows()
