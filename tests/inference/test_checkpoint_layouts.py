@@ -143,6 +143,11 @@ def test_prefix_matching_is_by_the_architectures_own_keys():
     renamed, renames = match_keys(state, expected)
     assert renamed == {"layer.weight": 1, "fc.weight": 2, "fc.bias": 3}
     assert any("prefix backbone.encoder." in r for r in renames)
+    # Two file keys for one name: the second is left as it is, to be reported as unexpected.
+    renamed, _ = match_keys({"a.fc.weight": 1, "b.fc.weight": 2}, {"fc.weight": 0})
+    assert renamed == {"fc.weight": 1, "b.fc.weight": 2}
+    renamed, _ = match_keys({"module.fc.weight": 1, "fc.weight": 2}, {"fc.weight": 0})
+    assert renamed == {"module.fc.weight": 1, "fc.weight": 2}
 
 
 # --- malicious pickles ----------------------------------------------------------------------------

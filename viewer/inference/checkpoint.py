@@ -115,10 +115,12 @@ def match_keys(
         if legacy != new:
             stripped["pre-0.4 DenseNet names (norm.1 -> norm1)"] += 1
             new = legacy
-        new, prefix = _strip_to(new, expected)
+        candidate, prefix = _strip_to(new, expected)
+        if candidate in out or (candidate in state and candidate != key):
+            candidate, prefix = new, ""  # two keys for one name: leave it to be reported
         if prefix:
             stripped[f"prefix {prefix}"] += 1
-        out[new] = value
+        out[candidate] = value
     # A head saved as Sequential(Linear, activation): classifier.0.weight -> classifier.weight.
     missing = set(expected) - set(out)
     for key in [k for k in out if k not in expected]:
