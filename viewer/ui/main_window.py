@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,7 @@ class MainWindow(QMainWindow):
         self.series_index = -1
         self.prediction = None  # probabilities of the current image, (frames, labels)
         self.labels: tuple[str, ...] = ()
+        self._caution: str | None = None  # the model's caution about the image on screen
         self.user_models: dict[str, Path] = {}
         self._styles: dict[str, dict] = {}  # display settings per method, kept across targets
         self._explaining: list[str] = []
@@ -416,7 +418,7 @@ class MainWindow(QMainWindow):
         self._commands.clear()
         self._fit_model_to(image.modality)
         self.state.open(image)
-        self.model_panel.show_caution(self.caution())
+        self._update_caution()
         self.problems.add(list(image.left_out))
         self.statusBar().showMessage(
             f"Opened {image.identity.modality or image.kind} {image.rows} x {image.columns}"
@@ -435,6 +437,7 @@ class MainWindow(QMainWindow):
     def _got_prediction(self, prediction) -> None:
         self.prediction = prediction.probabilities
         self.labels = tuple(prediction.labels)
+        self._update_caution()
         if self.state.target not in self.labels:
             self.state.target = self._top_label()
         self._show_predictions()
@@ -543,7 +546,6 @@ class MainWindow(QMainWindow):
     def _show_predictions(self) -> None:
         if self.prediction is not None and self.labels:
             self.model_panel.show_predictions(self.labels, self.prediction[self.state.frame])
-        self.model_panel.show_caution(self.caution())
 
     def show_model_card(self) -> None:
         from viewer.ui.model_card import show_model_card
@@ -558,13 +560,16 @@ class MainWindow(QMainWindow):
     def caution(self) -> str | None:
         """The current model's caution about the image on screen (synthetic-only models on real
         images); exports carry it too."""
+        return self._caution
+
+    def _update_caution(self) -> None:
+        """Work the caution out again: on a new image, and on each prediction (a new model)."""
         path = self.model_panel.current_manifest()
-        if not path or self.state.image is None:
-            return None
-        try:
-            return load_manifest(path).caution(self.state.image)
-        except ManifestError:
-            return None
+        self._caution = None
+        if path and self.state.image is not None:
+            with contextlib.suppress(ManifestError):  # reported where the model was chosen
+                self._caution = load_manifest(path).caution(self.state.image)
+        self.model_panel.show_caution(self._caution)
 
     def probability(self, label: str | None = None) -> float | None:
         label = label or self.state.target
