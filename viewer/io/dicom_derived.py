@@ -293,8 +293,8 @@ def prepare_map(
 
 
 def has_frame_of_reference(ds: Dataset) -> bool:
-    """Whether the source lies in a patient frame of reference (CT, MR), not a projection."""
-    ds = with_frame_of_reference(ds)
+    """Whether the source lies in a patient frame of reference (CT, MR), not a projection. ``ds``
+    is a header from :func:`source_headers`, so slices that lost their UID already have one."""
     return "FrameOfReferenceUID" in ds and hd.spatial.get_image_coordinate_system(ds) is not None
 
 

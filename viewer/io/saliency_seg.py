@@ -57,12 +57,13 @@ def _single_frame_stand_in(ds: Dataset, frame_number: int) -> Dataset:
     return out
 
 
-def _set_frame_numbers(dataset: Dataset, numbers: list[int]) -> None:
-    """Reference source frame ``numbers[i] + 1`` from output frame ``i`` (multi-frame stand-in)."""
+def _set_frame_number(dataset: Dataset, number: int) -> None:
+    """Reference source frame ``number + 1`` (0-based ``number``) from the one output frame of a
+    multi-frame stand-in."""
     for item in dataset.PerFrameFunctionalGroupsSequence:
         for derivation in item.get("DerivationImageSequence", []):
             for source in derivation.get("SourceImageSequence", []):
-                source.ReferencedFrameNumber = numbers[0] + 1
+                source.ReferencedFrameNumber = number + 1
 
 
 def _segments(method: str, target: str, model_name: str, signed: bool, scale: float):
@@ -124,7 +125,7 @@ def segmentation(export: MapExport) -> Path:
         omit_empty_frames=False,  # a frame without evidence is a result too
     )
     if stand_in:
-        _set_frame_numbers(seg, numbers)
+        _set_frame_number(seg, numbers[0])
     complete_conditional(seg, sources[0])
     return write_atomic(seg, export.out)
 
