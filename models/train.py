@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from viewer.inference.manifest import InputSpec  # noqa: E402
-from viewer.inference.model import _set_input_channels  # noqa: E402
+from viewer.inference.architectures import set_input_channels  # noqa: E402
 from viewer.inference.preprocess import prepare_array  # noqa: E402
 from viewer.phantoms.chest import CHEST_LABELS, render_chest  # noqa: E402
 from viewer.phantoms.head_ct import CT_LABELS, render_head_ct  # noqa: E402
@@ -259,7 +259,7 @@ def train(r: Recipe, out: Path, seed: int, workers: int) -> dict:
 
     model = torchvision.models.get_model(r.arch, weights=None, num_classes=len(r.labels))
     if r.in_channels != 3:
-        _set_input_channels(model, r.in_channels)
+        set_input_channels(model, r.in_channels)
     steps = r.epochs * (len(images) // r.batch)
     opt = torch.optim.AdamW(model.parameters(), lr=r.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r.lr, total_steps=steps, pct_start=0.15)

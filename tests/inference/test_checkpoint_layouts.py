@@ -16,6 +16,7 @@ import torch
 import torchvision
 from torch import nn
 
+from tests.inference.layouts import seeded
 from viewer.inference.checkpoint import CheckpointError, match_keys, read_checkpoint
 from viewer.inference.model import LoadedModel
 from viewer.io import discover, load_series
@@ -38,17 +39,6 @@ class ArnowengDenseNet121(nn.Module):
 
     def forward(self, x):
         return self.densenet121(x)
-
-
-def seeded(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random but reproducible weights, BatchNorm statistics included (zeros would hide renames)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if tensor.is_floating_point():
-                values = torch.randn(tensor.shape, generator=generator) * 0.05
-                tensor.copy_(values.abs() + 0.5 if name.endswith("running_var") else values)
-    return model.eval()
 
 
 def pre_04_names(state: dict) -> dict:

@@ -17,6 +17,7 @@ from viewer.explain.registry import Method, register
 
 class _GradientCAM(Method):
     family = "cam"
+    needs_layer = True
     convention = "unit"
 
     def compute(self, ctx: ExplainContext, targets: list[int]) -> torch.Tensor:
@@ -97,6 +98,7 @@ class EigenCAM(Method):
     family = "cam"
     convention = "unit"
     reference = "Muhammad & Yeasin, IJCNN 2020"
+    needs_layer = True
     class_sensitive = False  # the first principal component of A: the same map for every label
 
     def compute(self, ctx: ExplainContext, targets: list[int]) -> torch.Tensor:
@@ -132,6 +134,7 @@ class ScoreCAM(Method):
     id = "scorecam"
     title = "Score-CAM"
     family = "cam"
+    needs_layer = True
     convention = "unit"
     reference = "Wang et al., CVPR-W 2020"
 

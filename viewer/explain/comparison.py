@@ -23,6 +23,7 @@ from viewer.explain.registry import get_method
 from viewer.explain.saliency_map import SaliencyMap
 from viewer.explain.sanity import cascading_randomization
 from viewer.explain.similarity import spearman, ssim, unit_scaled
+from viewer.inference.feature_grid import NCHW
 from viewer.inference.model import LoadedModel
 from viewer.io.image import Image
 
@@ -130,11 +131,9 @@ def score_map(
         inputs = model.prepare(image, frame)[0][None].to(model.device)
         if steps > 0:
             _check(cancel)
-            with ExplainContext(
-                model.network,
-                model.target_layer,
+            with ExplainContext.for_model(
+                model,
                 inputs,
-                task=model.manifest.task,
                 cancel=cancel,
                 progress=_stage(on_progress, "deletion/insertion"),
             ) as ctx:
@@ -150,6 +149,8 @@ def score_map(
                 get_method(smap.method, **smap.params),
                 smap.target_index,
                 task=model.manifest.task,
+                head=model.head,
+                grid=model.grid or NCHW,
                 seed=seed,
                 cancel=cancel,
                 progress=_stage(on_progress, "sanity"),

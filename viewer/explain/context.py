@@ -12,6 +12,9 @@ from torch import nn
 
 from viewer.explain.recorded_pass import RecordedPass, record
 from viewer.explain.relu_rules import Rule
+from viewer.inference.feature_grid import NCHW, FeatureGrid
+from viewer.inference.model import LoadedModel
+from viewer.inference.output_head import OutputHead, task_head
 
 
 class Cancelled(Exception):
@@ -43,15 +46,21 @@ class ExplainContext:
     The recorded forward pass is made on first use and serves every method that needs it; per-label
     gradients are cached, so e.g. Grad-CAM, Grad-CAM++ and Guided Grad-CAM share one backward to the
     target layer. Call ``release`` (or use as a context manager) to free the graph.
+
+    ``grid`` says how the layer's output reads as ``(B, K, u, v)`` (a transformer's patch tokens);
+    ``head`` turns logits into probabilities (default: the ``task``'s sigmoid or softmax). A
+    network without module hooks has no ``layer``: then only input gradients can be recorded.
     """
 
     def __init__(
         self,
         network: nn.Module,
-        layer: str,
+        layer: str | None,
         inputs: torch.Tensor,
         *,
         task: str = "multilabel",
+        head: OutputHead | None = None,
+        grid: FeatureGrid = NCHW,
         seed: int = 0,
         batch_size: int | None = None,
         input_grads: bool = True,
@@ -62,6 +71,8 @@ class ExplainContext:
         self.layer = layer
         self.inputs = inputs
         self.task = task
+        self.head = head or task_head(task)
+        self.grid = grid
         self.seed = seed
         self.batch_size = batch_size  # None: tuned on the machine (see ``batches``)
         self.cancel = cancel
@@ -73,13 +84,28 @@ class ExplainContext:
         self._activation_grads: dict[int, torch.Tensor] = {}
         self._input_grads: dict[tuple[int, Rule], torch.Tensor] = {}
 
+    @classmethod
+    def for_model(cls, model: LoadedModel, inputs: torch.Tensor, **kwargs) -> ExplainContext:
+        """A context on a loaded model's network, target layer, layer grid and output head."""
+        return cls(
+            model.network,
+            model.target_layer,
+            inputs,
+            task=model.manifest.task,
+            head=model.head,
+            grid=model.grid or NCHW,
+            **kwargs,
+        )
+
     # --- shared recorded pass ------------------------------------------------------------------
 
     def recorded(self) -> RecordedPass:
         if self._pass is None:
             self.check()
             self._pass = self._stack.enter_context(
-                record(self.network, self.inputs, self.layer, input_grads=self._want_input_grads)
+                record(
+                    self.network, self.inputs, self.layer, input_grads=self._want_input_grads, grid=self.grid
+                )
             )
         return self._pass
 
@@ -108,7 +134,7 @@ class ExplainContext:
     # --- batched evaluation --------------------------------------------------------------------
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(logits) if self.task == "multilabel" else torch.softmax(logits, dim=-1)
+        return self.head(logits)
 
     def batches(self, n: int, kind: str = "inference") -> Iterator[tuple[int, int]]:
         """``(start, stop)`` of each batch of ``n`` items; checks the cancel flag before each batch

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 # Importing the method modules registers them.
 from viewer.explain import cam, gradients, perturbation  # noqa: F401
 from viewer.explain.context import CancelFlag, ExplainContext
-from viewer.explain.registry import Method, get_method
+from viewer.explain.registry import Method, get_method, unsupported_reason
 from viewer.explain.saliency_map import SaliencyMap
 from viewer.inference.model import LoadedModel
 from viewer.inference.preprocess import GridTransform
@@ -33,6 +33,10 @@ NOTES = {
     "guided-gradcam": "class-specific only through its Grad-CAM factor",
     "eigencam": "class-agnostic: the same map for every label",
 }
+
+
+class UnsupportedMethod(ValueError):
+    """A method the loaded network cannot support; the message says why and what can."""
 
 
 @dataclass
@@ -89,6 +93,10 @@ def _explain(
     model, image, methods, targets, frames, seed, batch_size, frame_chunk, on_result, on_progress, cancel
 ):
     instances = [get_method(m) if isinstance(m, str) else m for m in methods]
+    for method in instances:
+        reason = unsupported_reason(method, hooks=model.hooks, family=model.family)
+        if reason is not None:
+            raise UnsupportedMethod(reason)
     frames = tuple(range(image.n_frames)) if frames is None else tuple(frames)
     labels = model.manifest.labels
     prepared = [model.prepare(image, f) for f in frames]
@@ -104,11 +112,9 @@ def _explain(
     result = Explanation(labels, frames, np.zeros((0, len(labels))), ())
 
     for c, chunk in enumerate(chunks):
-        ctx = ExplainContext(
-            model.network,
-            model.target_layer,
+        ctx = ExplainContext.for_model(
+            model,
             inputs[chunk],
-            task=model.manifest.task,
             seed=seed,
             batch_size=batch_size,
             input_grads=input_grads,
@@ -134,12 +140,25 @@ def _explain(
                     maps = _finish(
                         method, torch.cat(raw.pop(i), dim=1), result, target_index, transform, seconds[i]
                     )
+                    for m in maps:
+                        m.notes += _model_notes(model, method)
                     result.maps += maps
                     if on_result is not None:
                         for m in maps:
                             on_result(m)
     result.probabilities = torch.cat(probabilities).numpy()
     return result
+
+
+def _model_notes(model: LoadedModel, method: Method) -> list[str]:
+    """What a map of this model says beyond the method itself: which output a gradient explains,
+    how a transformer's tokens were read as a grid."""
+    notes = []
+    if method.family != "perturbation" and (note := model.head.map_note()):
+        notes.append(note)
+    if method.needs_layer and model.grid is not None and model.grid.layout != "nchw":
+        notes.append(f"target layer {model.target_layer}: {model.grid.describe()}")
+    return notes
 
 
 def _probabilities(inputs: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:

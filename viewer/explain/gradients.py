@@ -74,6 +74,7 @@ class GuidedGradCAM(Method):
     id = "guided-gradcam"
     title = "Guided Grad-CAM"
     family = "gradient"
+    needs_layer = True
     convention = "absolute"
     reference = "Selvaraju et al., ICCV 2017"
     needs_input_grads = True

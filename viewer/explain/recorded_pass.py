@@ -26,23 +26,33 @@ import torch
 from torch import nn
 
 from viewer.explain.relu_rules import ReLURules, Rule, routed_relus
+from viewer.inference.feature_grid import NCHW, FeatureGrid
 
 
 @dataclass
 class RecordedPass:
     logits: torch.Tensor  # (B, labels), attached to the graph
-    activations: torch.Tensor  # (B, K, u, v), a detached copy
-    _layer_output: torch.Tensor
+    _activations: torch.Tensor | None  # (B, K, u, v), a detached copy; None without a layer
+    _layer_output: torch.Tensor | None
     _inputs: torch.Tensor
     _rules: ReLURules | None
+    _grid: FeatureGrid = NCHW
+
+    @property
+    def activations(self) -> torch.Tensor:
+        if self._activations is None:
+            raise RuntimeError("this pass was recorded without a target layer")
+        return self._activations
 
     def activation_grads(self, target: int) -> torch.Tensor:
-        """dy_target/dA for every sample, ``(B, K, u, v)``."""
+        """dy_target/dA for every sample, ``(B, K, u, v)`` (on the layer's grid, as ``activations``)."""
+        if self._layer_output is None:
+            raise RuntimeError("this pass was recorded without a target layer")
         if self._rules is not None:
             self._rules.set("gradient")
         with _grad_mode():
             (grad,) = torch.autograd.grad(self.logits[:, target].sum(), self._layer_output, retain_graph=True)
-        return grad
+        return self._grid.to_nchw(grad)
 
     def input_grads(self, target: int, rule: Rule = "gradient") -> torch.Tensor:
         """dy_target/dx under ``rule``, ``(B, C, H, W)``. Needs ``record(..., input_grads=True)``."""
@@ -68,10 +78,18 @@ def _grad_mode():
 
 @contextmanager
 def record(
-    network: nn.Module, inputs: torch.Tensor, layer: str, *, input_grads: bool = False
+    network: nn.Module,
+    inputs: torch.Tensor,
+    layer: str | None,
+    *,
+    input_grads: bool = False,
+    grid: FeatureGrid = NCHW,
 ) -> Iterator[RecordedPass]:
-    """Run ``network`` on ``inputs`` once and keep what the maps need, for the ``with`` block."""
-    module = network.get_submodule(layer)
+    """Run ``network`` on ``inputs`` once and keep what the maps need, for the ``with`` block.
+    ``grid`` reads the layer's output as ``(B, K, u, v)`` (patch tokens, channels last); without
+    a ``layer`` only input gradients are recorded."""
+    input_grads = input_grads or layer is None  # nothing else to record without a layer
+    module = network.get_submodule(layer) if layer is not None else None
     seen: dict[str, torch.Tensor] = {}
 
     def keep(_module, _args, output):
@@ -89,14 +107,17 @@ def record(
     with torch.inference_mode(False):  # a normal tensor even if ``inputs`` came from inference mode
         x = inputs.detach().clone().requires_grad_(input_grads)
     with ExitStack() as stack:
-        handle = module.register_forward_hook(keep)
-        stack.callback(handle.remove)
+        if module is not None:
+            handle = module.register_forward_hook(keep)
+            stack.callback(handle.remove)
         rules = stack.enter_context(routed_relus()) if input_grads else None
         # Inference mode off, so this also works when the caller holds it. Without input gradients,
         # the layers before the target run under no_grad (the hook turns recording on).
         with torch.inference_mode(False), torch.set_grad_enabled(input_grads):
             logits = network(x)
-        if "node" not in seen:
+        if module is not None and "node" not in seen:
             raise RuntimeError(f"target layer {layer!r} did not run in the forward pass")
         stack.close()  # hooks off before anyone else touches the model
-        yield RecordedPass(logits, seen["node"].detach().clone(), seen["node"], x, rules)
+        node = seen.get("node")
+        activations = grid.to_nchw(node.detach()).clone() if node is not None else None
+        yield RecordedPass(logits, activations, node, x, rules, grid)

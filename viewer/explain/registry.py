@@ -33,6 +33,8 @@ class Method:
     # Parts of the shared recorded pass this method reads (see ``ExplainContext``).
     needs_input_grads: ClassVar[bool] = False
     needs_relu_rules: ClassVar[bool] = False
+    # Reads the target layer through module hooks (which a TorchScript network never calls).
+    needs_layer: ClassVar[bool] = False
 
     def __init__(self, **params):
         unknown = set(params) - set(self.defaults())
@@ -56,6 +58,21 @@ def register(cls: type[Method]) -> type[Method]:
         raise ValueError(f"method id {cls.id!r} registered twice")
     METHODS[cls.id] = cls
     return cls
+
+
+def unsupported_reason(method: type[Method] | Method, *, hooks: bool, family: str = "") -> str | None:
+    """Why ``method`` cannot explain a network (None if it can): one whose layers take no module
+    hooks (TorchScript) has neither a target layer nor ReLUs to reroute."""
+    if hooks:
+        return None
+    what = "a target layer" if method.needs_layer else "rerouted ReLUs" if method.needs_relu_rules else None
+    if what is None:
+        return None
+    usable = ", ".join(m.id for m in METHODS.values() if not (m.needs_layer or m.needs_relu_rules))
+    return (
+        f"{method.title} needs {what}, which a {family or 'compiled'} network does not expose to Python "
+        f"(no module hooks); methods that work on it: {usable}"
+    )
 
 
 def get_method(method_id: str, **params) -> Method:

@@ -22,6 +22,8 @@ from torch import nn
 from viewer.explain.context import CancelFlag, ExplainContext
 from viewer.explain.registry import Method
 from viewer.explain.similarity import spearman, ssim, unit_scaled
+from viewer.inference.feature_grid import NCHW, FeatureGrid
+from viewer.inference.output_head import OutputHead
 
 # A map whose rank correlation with the original stays at or above this after the top blocks are
 # randomised is flagged as insensitive to the model. Adebayo et al. report Grad-CAM and the plain
@@ -94,6 +96,8 @@ def cascading_randomization(
     target: int,
     *,
     task: str = "multilabel",
+    head: OutputHead | None = None,
+    grid: FeatureGrid = NCHW,
     stages: int = 3,
     seed: int = 0,
     cancel: CancelFlag | None = None,
@@ -105,7 +109,15 @@ def cascading_randomization(
 
     def run(net: nn.Module, part: int) -> np.ndarray:
         with ExplainContext(
-            net, layer, inputs, task=task, seed=seed, input_grads=method.needs_input_grads, cancel=cancel
+            net,
+            layer,
+            inputs,
+            task=task,
+            head=head,
+            grid=grid,
+            seed=seed,
+            input_grads=method.needs_input_grads,
+            cancel=cancel,
         ) as ctx:
             if progress is not None:
                 ctx.progress = lambda f: progress((part + f) / (len(blocks) + 1))

@@ -11,10 +11,11 @@ Example (``models/cxr_resnet18/manifest.toml``)::
     intended_use = "Demonstration of the viewer; not for clinical use."
 
     [network]
-    arch = "resnet18"                         # any torchvision.models builder, or "torchscript"
+    arch = "resnet18"                         # torchvision name, timm:/monai:/xrv:NAME, onnx, torchscript
     weights = "weights.safetensors"           # safetensors or a torch.save file (any name), relative path
     in_channels = 1
     target_layer = "layer4"                   # optional; found automatically when absent
+    output = "auto"                           # "logits", "probabilities", or "auto" (found from the file)
 
     [network.key_map]                         # optional prefix renames, for names not matched by themselves
     "encoder.stem." = "conv1."
@@ -42,6 +43,8 @@ Task = Literal["multilabel", "multiclass"]
 Domain = Literal["synthetic", "clinical", "research"]
 _DOMAINS = ("synthetic", "clinical", "research")
 Resize = Literal["letterbox", "stretch", "center-crop"]
+Output = Literal["auto", "logits", "probabilities"]
+_OUTPUTS = ("auto", "logits", "probabilities")
 # Usual names of weights files (the file dialog's filter); files are read by content, so any name works.
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".pth.tar", ".ckpt", ".bin")
 
@@ -78,6 +81,8 @@ class ModelManifest:
     target_layer: str | None = None
     arch_kwargs: dict = field(default_factory=dict)
     key_map: dict[str, str] = field(default_factory=dict)  # old key prefix -> new, applied first
+    # What the network's file outputs: "auto" finds a last sigmoid/softmax where the file shows it.
+    output: Output = "auto"
     description: str = ""
     card: Path | None = None
     # DICOM Modality codes the model was trained for (empty: any); the viewer picks a model that fits.
@@ -140,7 +145,10 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
 
     network = _table(path, data, "network")
     _no_unknown(
-        path, "network.", network, {"arch", "weights", "in_channels", "target_layer", "kwargs", "key_map"}
+        path,
+        "network.",
+        network,
+        {"arch", "weights", "in_channels", "target_layer", "kwargs", "key_map", "output"},
     )
     for key in ("arch", "weights", "in_channels"):
         if key not in network:
@@ -155,6 +163,9 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
     key_map = network.get("key_map", {})
     if not isinstance(key_map, dict) or not all(isinstance(v, str) for v in key_map.values()):
         raise ManifestError(path, 'network.key_map must be a table of "old.prefix." = "new.prefix."')
+    output = network.get("output", "auto")
+    if output not in _OUTPUTS:
+        raise ManifestError(path, f"network.output must be one of {', '.join(_OUTPUTS)}, not {output!r}")
     spec = _input_spec(path, _table(path, data, "input"), in_channels)
     card = data.get("card")
     modalities = data.get("modalities", [])
@@ -175,6 +186,7 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
         target_layer=network.get("target_layer"),
         arch_kwargs=dict(network.get("kwargs", {})),
         key_map=dict(key_map),
+        output=output,
         description=str(data.get("description", "")),
         card=(path.parent / card) if card else None,
         modalities=tuple(m.upper() for m in modalities),

@@ -8,74 +8,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
 from torch import nn
 
-from viewer.inference.checkpoint import CheckpointError, load_weights
+from viewer.inference.architectures import Built, build
+from viewer.inference.checkpoint import Checkpoint, CheckpointError, load_weights
+from viewer.inference.feature_grid import (
+    FeatureGrid,
+    LayerOutput,
+    choose_target_layer,
+    find_target_layer,
+    layer_grid,
+    probe_layers,
+)
 from viewer.inference.manifest import ManifestError, ModelManifest, load_manifest
+from viewer.inference.output_head import OutputHead, task_head
 from viewer.inference.preprocess import GridTransform, prepare_frame
 from viewer.io.image import Image
 
 
 def build_network(manifest: ModelManifest) -> nn.Module:
     """The architecture the manifest names, with its classifier sized to the labels."""
-    if manifest.arch == "torchscript":
-        # TorchScript is a restricted IR: loading it runs no Python code from the file.
-        return torch.jit.load(str(manifest.weights), map_location="cpu")
-    try:
-        network = torchvision.models.get_model(
-            manifest.arch, weights=None, num_classes=manifest.n_labels, **manifest.arch_kwargs
-        )
-    except (ValueError, TypeError) as exc:
-        raise ManifestError(manifest.path, f"cannot build network.arch {manifest.arch!r}: {exc}") from None
-    if manifest.in_channels != 3:
-        _set_input_channels(network, manifest.in_channels)
-    return network
-
-
-def _set_input_channels(network: nn.Module, channels: int) -> None:
-    """Replace the first convolution with one taking ``channels`` inputs (same geometry)."""
-    for name, module in network.named_modules():
-        if isinstance(module, nn.Conv2d):
-            parent = network.get_submodule(name.rpartition(".")[0]) if "." in name else network
-            conv = nn.Conv2d(
-                channels,
-                module.out_channels,
-                module.kernel_size,
-                module.stride,
-                module.padding,
-                module.dilation,
-                module.groups,
-                module.bias is not None,
-                module.padding_mode,
-            )
-            setattr(parent, name.rpartition(".")[2], conv)
-            return
-    raise ValueError("the network has no Conv2d layer to adapt to the input channels")
-
-
-# Adaptive pools resample to a fixed grid (VGG's 7 x 7) but hold no features of their own.
-_NOT_FEATURES = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Identity)
-
-
-def find_target_layer(network: nn.Module, input_shape: tuple[int, ...]) -> str:
-    """The last module (in execution order) whose output still has a spatial grid of features."""
-    order: list[tuple[str, tuple[int, ...]]] = []
-    hooks = [
-        module.register_forward_hook(lambda m, i, o, name=name: order.append((name, tuple(o.shape))))
-        for name, module in network.named_modules()
-        if name and not isinstance(module, _NOT_FEATURES)
-    ]
-    try:
-        with torch.inference_mode():
-            network(torch.zeros(1, *input_shape))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    spatial = [name for name, shape in order if len(shape) == 4 and shape[-1] > 1 and shape[-2] > 1]
-    if not spatial:
-        raise ValueError("no layer of the network keeps a spatial grid")
-    return spatial[-1]
+    return build(manifest).network
 
 
 @dataclass
@@ -94,34 +47,80 @@ class Prediction:
         return self.labels[best], float(row[best])
 
 
+def output_head(manifest: ModelManifest, built: Built, checkpoint: Checkpoint | None) -> OutputHead:
+    """How the network's outputs become probabilities (see :mod:`viewer.inference.output_head`)."""
+    if manifest.output == "logits":
+        return task_head(manifest.task)
+    if built.activation:
+        return OutputHead(built.activation, built.activation_source, built.calibrate, built.calibration)
+    if checkpoint is not None and checkpoint.activation:
+        # The saved model ended in it; loaded into the manifest's architecture, the network outputs logits.
+        return OutputHead(checkpoint.activation, "the saved model's head")
+    if manifest.output == "probabilities":
+        if built.weights_inside:
+            return OutputHead("identity", "network.output = probabilities")
+        activation = task_head(manifest.task).activation
+        return OutputHead(activation, "network.output = probabilities, the task's activation")
+    return task_head(manifest.task)
+
+
 class LoadedModel:
-    """A model ready to run: network in eval mode, its manifest, target layer and device."""
+    """A model ready to run: network in eval mode, its manifest, target layer and device.
+
+    ``layers`` is every module's output of one probing forward pass (the model doctor lists the
+    candidates); ``grid`` says how the target layer's output reads as ``(B, K, u, v)``. A network
+    without module hooks (TorchScript) has no target layer: only methods that need none apply.
+    """
 
     def __init__(self, manifest: ModelManifest, device: str | None = None):
         self.manifest = manifest
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        network = build_network(manifest)
+        built = build(manifest)
+        self.family = built.family
+        self.hooks = built.hooks
+        self.notes = list(built.notes)
         # What the weights file held (renames applied, a whole model's head), for the model doctor.
-        self.checkpoint = None
-        if manifest.arch != "torchscript":
-            self.checkpoint = load_weights(network, manifest.weights, manifest.key_map)
-        self.network = network.eval().to(self.device)
+        self.checkpoint = (
+            None if built.weights_inside else load_weights(built.network, manifest.weights, manifest.key_map)
+        )
+        self.head = output_head(manifest, built, self.checkpoint)
+        self.network = built.network.eval()
         input_shape = (manifest.in_channels, *manifest.input.size)
-        self.target_layer = manifest.target_layer or find_target_layer(self.network.cpu(), input_shape)
+        self.layers: list[LayerOutput] = []
+        self.target_layer: str | None = None
+        self.grid: FeatureGrid | None = None
+        if not built.hooks:
+            if manifest.target_layer:
+                raise ManifestError(
+                    manifest.path,
+                    f"network.target_layer cannot be used with {manifest.arch}: it runs no Python hooks",
+                )
+        else:
+            try:
+                self.layers = probe_layers(self.network, input_shape)
+            except RuntimeError as exc:
+                raise ManifestError(
+                    manifest.path,
+                    f"the network does not run on input {input_shape}: {str(exc).splitlines()[0]}",
+                ) from None
+            self.target_layer = manifest.target_layer or _default_layer(manifest, self.network, self.layers)
+            try:
+                self.network.get_submodule(self.target_layer)
+                self.grid = layer_grid(self.layers, self.target_layer)
+            except AttributeError:
+                raise ManifestError(
+                    manifest.path, f"network.target_layer {self.target_layer!r} is not a module"
+                ) from None
+            except ValueError as exc:
+                raise ManifestError(manifest.path, str(exc)) from None
         self.network.to(self.device)
-        try:
-            self.network.get_submodule(self.target_layer)
-        except AttributeError:
-            raise ManifestError(
-                manifest.path, f"network.target_layer {self.target_layer!r} is not a module"
-            ) from None
 
     @classmethod
     def from_manifest(cls, path: Path | str, device: str | None = None) -> LoadedModel:
         return cls(load_manifest(path), device)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(logits) if self.manifest.task == "multilabel" else torch.softmax(logits, dim=-1)
+        return self.head(logits)
 
     def prepare(self, image: Image, frame: int = 0) -> tuple[torch.Tensor, GridTransform]:
         return prepare_frame(image, frame, self.manifest.input, self.manifest.in_channels)
@@ -146,4 +145,18 @@ class LoadedModel:
         )
 
 
-__all__ = ["CheckpointError", "LoadedModel", "Prediction", "build_network", "find_target_layer"]
+def _default_layer(manifest: ModelManifest, network: nn.Module, layers: list[LayerOutput]) -> str:
+    try:
+        return choose_target_layer(network, layers)
+    except ValueError as exc:
+        raise ManifestError(manifest.path, f"{exc}; name one as network.target_layer") from None
+
+
+__all__ = [
+    "CheckpointError",
+    "LoadedModel",
+    "Prediction",
+    "build_network",
+    "find_target_layer",
+    "output_head",
+]

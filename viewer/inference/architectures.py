@@ -1,0 +1,245 @@
+"""Network families a manifest's ``network.arch`` can name, one builder each, in a registry.
+
+``arch`` is ``family:name`` (``timm:convnext_tiny``, ``monai:DenseNet121``, ``xrv:densenet121``),
+a plain torchvision builder name (``densenet121``, ``vit_b_16``), or a family whose weights file
+*is* the network (``torchscript``, ``onnx``). Optional libraries are imported where used; a
+manifest naming one that is not installed says which extra to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torchvision
+from torch import nn
+
+from viewer.inference.manifest import ManifestError, ModelManifest
+
+# Extras of the saliency-viewer package, by the library they install.
+EXTRAS = {"timm": "timm", "monai": "monai", "torchxrayvision": "xrv", "onnx2torch": "onnx"}
+
+
+@dataclass
+class Built:
+    """A network made from a manifest, before its weights are loaded."""
+
+    network: nn.Module
+    family: str
+    weights_inside: bool = False  # the weights file is the network itself (TorchScript, ONNX)
+    hooks: bool = True  # module hooks work (not in TorchScript): CAM and guided methods need them
+    activation: str | None = None  # "sigmoid"/"softmax" the file's own network ended with, removed
+    activation_source: str = ""
+    calibrate: Callable[[torch.Tensor], torch.Tensor] | None = None
+    calibration: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+Builder = Callable[[ModelManifest, str], Built]
+FAMILIES: dict[str, Builder] = {}
+# Families named without a colon (their weights file is the whole network).
+_WHOLE_FILE = ("torchscript", "onnx")
+
+
+def family(name: str) -> Callable[[Builder], Builder]:
+    def register(builder: Builder) -> Builder:
+        FAMILIES[name] = builder
+        return builder
+
+    return register
+
+
+def split_arch(arch: str) -> tuple[str, str]:
+    """``(family, name)`` of a manifest's ``network.arch``."""
+    if arch in _WHOLE_FILE:
+        return arch, ""
+    if ":" in arch:
+        prefix, _, name = arch.partition(":")
+        return prefix, name
+    return "torchvision", arch
+
+
+def build(manifest: ModelManifest) -> Built:
+    """The network ``manifest`` names, its classifier sized to the labels and its first layer to
+    the input channels."""
+    prefix, name = split_arch(manifest.arch)
+    builder = FAMILIES.get(prefix)
+    if builder is None:
+        raise ManifestError(
+            manifest.path,
+            f"network.arch {manifest.arch!r}: unknown family {prefix!r}; use a torchvision name, "
+            f"{', '.join(f'{f}:NAME' for f in FAMILIES if f not in (*_WHOLE_FILE, 'torchvision'))}, "
+            f"or {' / '.join(_WHOLE_FILE)}",
+        )
+    try:
+        return builder(manifest, name)
+    except ManifestError:
+        raise
+    except (ValueError, TypeError, KeyError, RuntimeError, AttributeError) as exc:
+        raise ManifestError(manifest.path, f"cannot build network.arch {manifest.arch!r}: {exc}") from None
+
+
+def require(manifest: ModelManifest, module: str):
+    """Import an optional library, or say which extra installs it."""
+    if importlib.util.find_spec(module) is None:
+        extra = EXTRAS.get(module, module)
+        raise ManifestError(
+            manifest.path,
+            f"network.arch {manifest.arch!r} needs {module}, which is not installed: "
+            f"pip install 'saliency-viewer[{extra}]'",
+        )
+    return importlib.import_module(module)
+
+
+@family("torchvision")
+def _torchvision(manifest: ModelManifest, name: str) -> Built:
+    network = torchvision.models.get_model(
+        name, weights=None, num_classes=manifest.n_labels, **manifest.arch_kwargs
+    )
+    if manifest.in_channels != 3:
+        set_input_channels(network, manifest.in_channels)
+    return Built(network, "torchvision")
+
+
+@family("timm")
+def _timm(manifest: ModelManifest, name: str) -> Built:
+    timm = require(manifest, "timm")
+    kwargs = {"num_classes": manifest.n_labels, "in_chans": manifest.in_channels, **manifest.arch_kwargs}
+    if "img_size" not in kwargs and _takes_img_size(timm, name):
+        kwargs["img_size"] = manifest.input.size  # transformers' position embeddings fit the input
+    return Built(timm.create_model(name, pretrained=False, **kwargs), "timm")
+
+
+def _takes_img_size(timm, name: str) -> bool:
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except Exception:  # older timm or unknown name: create_model reports the real problem
+        return False
+    return getattr(cfg, "fixed_input_size", False) if cfg is not None else False
+
+
+@family("monai")
+def _monai(manifest: ModelManifest, name: str) -> Built:
+    require(manifest, "monai")
+    nets = importlib.import_module("monai.networks.nets")
+    cls = getattr(nets, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ManifestError(manifest.path, f"network.arch {manifest.arch!r}: MONAI has no network {name!r}")
+    kwargs = {"spatial_dims": 2, "in_channels": manifest.in_channels, "out_channels": manifest.n_labels}
+    return Built(cls(**{**kwargs, **manifest.arch_kwargs}), "monai")
+
+
+# TorchXRayVision's names, and the torchvision network its ResNets wrap (their weights files
+# are that network's state dict, with a one-channel first convolution).
+_XRV_RESNETS = ("resnet50", "resnet101")
+
+
+@family("xrv")
+def _xrv(manifest: ModelManifest, name: str) -> Built:
+    xrv = require(manifest, "torchxrayvision")
+    kwargs = dict(manifest.arch_kwargs)
+    calibration = kwargs.pop("calibration", None)
+    if name == "densenet121":
+        network = xrv.models.DenseNet(
+            weights=None, num_classes=manifest.n_labels, in_channels=manifest.in_channels, **kwargs
+        )
+    elif name in _XRV_RESNETS:
+        network = torchvision.models.get_model(name, weights=None, num_classes=manifest.n_labels)
+        set_input_channels(network, manifest.in_channels)
+    else:
+        raise ManifestError(
+            manifest.path,
+            f"network.arch {manifest.arch!r}: use xrv:densenet121 or xrv:{'/'.join(_XRV_RESNETS)}",
+        )
+    built = Built(network, "xrv")
+    built.notes.append(
+        "TorchXRayVision models expect a 1-channel image scaled to [-1024, 1024]: "
+        'input.mean = [0.5], input.std = [0.00048828125] with intensity = "voi"'
+    )
+    if calibration is not None:
+        built.calibrate, built.calibration = _xrv_calibration(manifest, xrv, str(calibration))
+        built.activation, built.activation_source = "sigmoid", "TorchXRayVision's calibrated output"
+    else:
+        built.notes.append("TorchXRayVision's operating-point calibration is off (plain sigmoid outputs); "
+                           'kwargs = {calibration = "all"} (or nih, chex, ...) turns it on')  # fmt: skip
+    return built
+
+
+def _xrv_calibration(manifest: ModelManifest, xrv, name: str):
+    # The thresholds are a table in the installed package: nothing is downloaded.
+    table = xrv.models.model_urls
+    key = name if name in table else f"densenet121-res224-{name}"
+    if key not in table or "op_threshs" not in table[key]:
+        known = sorted(k for k in table if "op_threshs" in table[k])
+        raise ManifestError(
+            manifest.path, f"no TorchXRayVision calibration {name!r}; known: {', '.join(known)}"
+        )
+    threshs = torch.tensor(table[key]["op_threshs"], dtype=torch.float32)
+    if len(threshs) != manifest.n_labels:
+        raise ManifestError(
+            manifest.path,
+            f"calibration {name!r} has {len(threshs)} thresholds for {manifest.n_labels} labels",
+        )
+    return (
+        lambda p: xrv.models.op_norm(p, threshs.to(p.device)),
+        f"TorchXRayVision's operating-point calibration {key!r} (a threshold maps to 0.5)",
+    )
+
+
+@family("torchscript")
+def _torchscript(manifest: ModelManifest, _name: str) -> Built:
+    # TorchScript is a restricted IR: loading it runs no Python code from the file. Python hooks
+    # never fire inside it, so only methods that need no layer can explain it.
+    network = torch.jit.load(str(manifest.weights), map_location="cpu")
+    built = Built(network, "torchscript", weights_inside=True, hooks=False)
+    last = _scripted_last_op(network)
+    if last in ("aten::sigmoid", "aten::softmax") and manifest.output != "logits":
+        # A compiled graph cannot be cut: its outputs are taken as probabilities as they are.
+        built.activation, built.activation_source = "identity", f"the TorchScript graph ends in {last[6:]}"
+    return built
+
+
+def _scripted_last_op(network: nn.Module) -> str | None:
+    try:
+        graph = network.inlined_graph  # held: the return node dies with a temporary graph
+        outputs = list(graph.return_node().inputs())
+        return outputs[0].node().kind() if len(outputs) == 1 else None
+    except (AttributeError, RuntimeError):
+        return None
+
+
+@family("onnx")
+def _onnx(manifest: ModelManifest, _name: str) -> Built:
+    from viewer.inference.onnx_model import convert_onnx
+
+    require(manifest, "onnx2torch")
+    return convert_onnx(manifest)
+
+
+def set_input_channels(network: nn.Module, channels: int) -> None:
+    """Replace the first convolution with one taking ``channels`` inputs (same geometry)."""
+    for name, module in network.named_modules():
+        if isinstance(module, nn.Conv2d):
+            if module.in_channels == channels:
+                return
+            parent = network.get_submodule(name.rpartition(".")[0]) if "." in name else network
+            conv = nn.Conv2d(
+                channels,
+                module.out_channels,
+                module.kernel_size,
+                module.stride,
+                module.padding,
+                module.dilation,
+                module.groups,
+                module.bias is not None,
+                module.padding_mode,
+            )
+            setattr(parent, name.rpartition(".")[2], conv)
+            return
+    raise ValueError("the network has no Conv2d layer to adapt to the input channels")
+
+
+__all__ = ["EXTRAS", "FAMILIES", "Built", "build", "family", "require", "set_input_channels", "split_arch"]
