@@ -32,8 +32,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from viewer.inference.manifest import InputSpec  # noqa: E402
 from viewer.inference.architectures import set_input_channels  # noqa: E402
+from viewer.inference.manifest import InputSpec  # noqa: E402
 from viewer.inference.preprocess import prepare_array  # noqa: E402
 from viewer.phantoms.chest import CHEST_LABELS, render_chest  # noqa: E402
 from viewer.phantoms.head_ct import CT_LABELS, render_head_ct  # noqa: E402
