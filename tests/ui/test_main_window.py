@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
-from PySide6.QtGui import QDropEvent, QMouseEvent, QWheelEvent
+from PySide6.QtGui import QAction, QDropEvent, QMouseEvent, QWheelEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
@@ -411,3 +411,18 @@ def test_a_phantom_model_on_a_real_film_says_so_and_its_exports_too(qtbot, windo
     window._card.close()
     open_and_wait(qtbot, window, [CHEST])  # the product's own phantom: nothing to warn about
     assert not banner.isVisible() and "phantoms only" not in exports.caption(window)
+
+
+def test_model_check_dialog_reports_on_the_image_on_screen(qtbot, window, testdata):
+    open_and_wait(qtbot, window, [testdata("RG1_UNCR.dcm")])
+    action = next(a for a in window.findChildren(QAction) if a.text() == "Check model...")
+    action.trigger()
+    dialog = window._check
+    assert dialog.isVisible() and dialog.status.text().startswith("Checking")
+    qtbot.waitUntil(lambda: dialog.report is not None, timeout=60_000)
+    text = dialog.text.toPlainText()
+    assert dialog.report.ok and "OK: the viewer can use this model." in text
+    assert f"{window.state.image.rows} x {window.state.image.columns}, 1 frame(s)" in text
+    assert "trained on synthetic phantoms only" in text  # the real film on screen, not a sample
+    assert dialog.status.text() == "The viewer can use this model."
+    dialog.close()

@@ -226,6 +226,7 @@ class MainWindow(QMainWindow):
         model = bar.addMenu("&Model")
         self._action(model, "Add model (manifest.toml)...", self.ask_add_model)
         self._action(model, "Model card...", self.show_model_card)
+        self._action(model, "Check model...", self.check_model)
         self._action(model, "Run methods", self.run_methods, "Ctrl+R")
         self._action(model, "Cancel", self.cancel, "Esc")
 
@@ -556,6 +557,14 @@ class MainWindow(QMainWindow):
                 self._card = show_model_card(self, load_manifest(path))
             except ManifestError as exc:
                 self._error(str(exc))
+
+    def check_model(self) -> None:
+        """The model doctor's report on the model in use, run on the image on screen."""
+        from viewer.ui.model_doctor import show_model_check
+
+        path = self.model_panel.current_manifest()
+        if path:
+            self._check = show_model_check(self, self.runner, path, self.state.image)
 
     def caution(self) -> str | None:
         """The current model's caution about the image on screen (synthetic-only models on real

@@ -1,0 +1,77 @@
+"""Check a model before using it: ``saliency-viewer model check MANIFEST_OR_NAME [IMAGE]``.
+
+Prints what the viewer understood of the model (architecture and size, every rename applied to
+the weights' keys, output kind, input pipeline, target layer and candidates), one forward pass on
+IMAGE (default: a bundled sample the model accepts) with per-label probabilities and timing, and
+the warnings a researcher needs. Exit code 0 when the viewer can use the model, 1 when not."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HELP = "check a model: what the viewer understood of its manifest and weights, and one forward pass"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    check = sub.add_parser(
+        "check", help="load a model as the viewer would and report on it", description=__doc__
+    )
+    check.add_argument("model", help="a bundled model's name, a manifest.toml, or a folder holding one")
+    check.add_argument(
+        "image", nargs="?", type=Path, help="an image or series to run once (default: a sample)"
+    )
+    check.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    check.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from viewer.inference.catalog import resolve_model
+    from viewer.inference.doctor import ModelReport, check_model
+    from viewer.inference.manifest import ManifestError, load_manifest
+
+    try:
+        path = resolve_model(args.model)
+    except ManifestError as exc:
+        return _emit(ModelReport(Path(args.model), error=exc.reason), args.json)
+    try:
+        image, name = _image(args.image, load_manifest(path))
+    except ManifestError as exc:
+        return _emit(ModelReport(path, error=exc.reason), args.json)
+    except ValueError as exc:
+        return _emit(ModelReport(path, error=str(exc)), args.json)
+    return _emit(check_model(path, image, image_name=name, device=args.device), args.json)
+
+
+def _emit(report, as_json: bool) -> int:
+    if as_json:
+        json.dump(report.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(report.text())
+    return 0 if report.ok else 1
+
+
+def _image(path: Path | None, manifest):
+    """The image to run once: the first series in ``path``, or a bundled sample the model accepts."""
+    from viewer.cli.info import sample_studies
+    from viewer.io import discover, load_series
+
+    found = discover([path] if path is not None else [sample_studies()])
+    series = found.series
+    if path is None:
+        series = [s for s in series if manifest.accepts(s.modality)] or series
+    if not series:
+        reasons = "; ".join(str(p) for p in found.problems[:3])
+        raise ValueError(
+            f"no image found in {path or sample_studies()}" + (f" ({reasons})" if reasons else "")
+        )
+    name = Path(str(series[0].records[0].ref)).name
+    try:
+        image = load_series(series[0])
+    except Exception as exc:  # a file that will not decode: name it, no traceback
+        raise ValueError(f"cannot read {name}: {exc}") from None
+    return image, name
