@@ -301,3 +301,50 @@ def test_network_output_probabilities_on_a_state_dict(tmp_path, film):
             write_manifest(tmp_path, "resnet18", "w.pth", labels=LABELS, network='output = "odds"\n'), "cpu"
         )
     assert users_output(loaded, users, film).shape == (3,)
+
+
+def test_torchxrayvision_resnet_state_dict(tmp_path, film):
+    """``xrv.models.ResNet`` wraps a torchvision ResNet-50 with a one-channel first convolution and
+    saves that network's state dict."""
+    users = torchvision.models.resnet50(weights=None, num_classes=len(XRV))
+    users.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    torch.save(seeded(users).state_dict(), tmp_path / "pc-nih-rsna-siim-vin-resnet50-test512-e400-state.pt")
+    path = write_manifest(
+        tmp_path,
+        "xrv:resnet50",
+        "pc-nih-rsna-siim-vin-resnet50-test512-e400-state.pt",
+        labels=XRV,
+        in_channels=1,
+        size=(128, 128),
+    )
+    loaded = LoadedModel.from_manifest(path, device="cpu")
+    assert loaded.target_layer == "layer4"
+    assert_same_probabilities(loaded, users, film, torch.sigmoid)
+
+
+def test_explain_cli_names_what_a_torchscript_model_cannot_do(tmp_path, capsys):
+    from viewer.cli import main
+
+    users = seeded(torchvision.models.resnet18(weights=None, num_classes=3))
+    torch.jit.trace(users, torch.zeros(1, 3, 64, 64)).save(str(tmp_path / "model.pt"))
+    manifest = write_manifest(tmp_path, "torchscript", "model.pt", labels=LABELS)
+    sample = resource_path("samples", "dicom", "cxr_0002.dcm")
+    code = main(
+        [
+            "explain",
+            str(sample),
+            "--model",
+            str(manifest),
+            "--methods",
+            "gradcam",
+            "--out",
+            str(tmp_path / "a"),
+        ]
+    )
+    assert code == 2 and "Grad-CAM needs a target layer" in capsys.readouterr().err
+    code = main(
+        ["explain", str(sample), "--model", str(manifest), "--methods", "all", "--out", str(tmp_path / "b")]
+    )
+    assert code == 0
+    written = {p.stem for p in (tmp_path / "b").glob("*/*.npy")}
+    assert {"gradient", "occlusion", "lime"} <= written and "gradcam" not in written

@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
     from viewer.explain import METHODS, Cancelled, explain, get_method
     from viewer.explain.comparison import score_map
+    from viewer.explain.registry import unsupported_reason
     from viewer.inference.catalog import resolve_model
     from viewer.inference.manifest import ManifestError
     from viewer.inference.model import CheckpointError, LoadedModel
@@ -112,6 +113,17 @@ def run(args: argparse.Namespace) -> int:
     except (ManifestError, CheckpointError) as exc:
         print(f"cannot load the model: {exc}", file=sys.stderr)
         return 2
+
+    def reason_against(method_id: str) -> str | None:
+        return unsupported_reason(METHODS[method_id], hooks=model.hooks, family=model.family)
+
+    if args.methods == "all":  # every method this network supports
+        method_ids = [m for m in method_ids if reason_against(m) is None]
+    for method_id in method_ids:
+        reason = reason_against(method_id)
+        if reason:
+            print(f"--methods: {reason}", file=sys.stderr)
+            return 2
     for label in args.target or []:
         if label not in model.manifest.labels:
             labels = ", ".join(model.manifest.labels)

@@ -20,6 +20,7 @@ from typing import Any
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
 from viewer.explain.context import Cancelled
+from viewer.explain.engine import UnsupportedMethod
 
 _SWITCH_INTERVAL_S = 0.001
 
@@ -73,6 +74,8 @@ class Worker(QObject):
             job.run(job)
         except Cancelled:
             self.finished.emit(job.id, "cancelled")
+        except UnsupportedMethod as exc:  # the user's choice, not a bug: the message says what works
+            self.finished.emit(job.id, f"failed: {exc}")
         except Exception as exc:  # reported to the user, the worker goes on
             traceback.print_exc()
             self.finished.emit(job.id, f"failed: {exc}")
