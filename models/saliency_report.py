@@ -43,6 +43,7 @@ SLOW = {
     "rise": {"masks": 1000},
     "lime": {"samples": 500},
     "scorecam": {},
+    "ablation-cam": {},
 }
 
 

@@ -115,3 +115,13 @@ def test_bad_model_exits_1_with_a_reason(tmp_path, capsys, bad):
         target.write_text(target.read_text().replace("in_channels", "in_chanels"))
     code, out = check(capsys, target)
     assert code == 1 and "ERROR:" in out and "Traceback" not in out
+
+
+def test_a_weights_file_over_the_size_limit_is_flagged(tmp_path, capsys, monkeypatch):
+    from viewer.inference import doctor
+
+    torch.save(seeded(torchvision.models.resnet18(num_classes=3)).state_dict(), tmp_path / "w.pt")
+    monkeypatch.setattr(doctor, "_LARGE_FILE", 1 << 20)  # the limit is 1 GiB: 1 MiB stands in for it
+    code, out = check(capsys, write_manifest(tmp_path, "resnet18", "w.pt", labels=LABELS))
+    assert code == 0
+    assert "loading takes long and needs as much memory" in out

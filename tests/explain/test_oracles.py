@@ -21,6 +21,7 @@ from captum.attr import (
     Saliency,
 )
 from pytorch_grad_cam import (
+    AblationCAM,
     GradCAM,
     GradCAMPlusPlus,
     HiResCAM,
@@ -107,6 +108,30 @@ def test_cam_family_equals_pytorch_grad_cam(case, method_id, peer):
     got = upsampled_unit(ours(case, method_id))
     assert expected.max() > 0, "degenerate test case: empty map"
     assert_close(got, expected, tol=2e-3)  # pytorch-grad-cam resizes with OpenCV in float32
+
+
+def test_ablation_cam_equals_pytorch_grad_cam(case):
+    """On layers whose activations are non-negative (after a ReLU), where pytorch-grad-cam zeroes
+    the ablated channel as the paper does; elsewhere it subtracts 1e7 instead (see the method)."""
+    arch, net, x, _ = case
+    with context(case) as ctx:
+        if float(ctx.activations.amin()) < 0:
+            pytest.skip(
+                f"{LAYERS[arch]} of {arch} has negative activations: pytorch-grad-cam does not zero them"
+            )
+        logits = ctx.logits[0]
+    model = oracle_network(arch, net)
+    for target in torch.argsort(logits, descending=True).tolist():
+        with AblationCAM(
+            model=model, target_layers=[model.get_submodule(LAYERS[arch])], batch_size=64
+        ) as cam:
+            expected = cam(input_tensor=x, targets=[ClassifierOutputTarget(target)])
+        if expected.max() > 0:  # else every weight is negative for this label: both maps are empty
+            break
+    else:
+        pytest.fail("degenerate test case: every label's map is empty")
+    got = upsampled_unit(ours((*case[:3], target), "ablation-cam"))
+    assert_close(got, expected, tol=2e-3)
 
 
 def test_eigencam_is_pytorch_grad_cams_projection_up_to_its_arbitrary_sign(case):

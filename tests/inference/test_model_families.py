@@ -348,3 +348,26 @@ def test_explain_cli_names_what_a_torchscript_model_cannot_do(tmp_path, capsys):
     assert code == 0
     written = {p.stem for p in (tmp_path / "b").glob("*/*.npy")}
     assert {"gradient", "occlusion", "lime"} <= written and "gradcam" not in written
+
+
+def _classification_builders() -> list[str]:
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", _classification_builders())
+def test_every_torchvision_classification_builder(tmp_path, film, arch):
+    """Every builder loads from a manifest with one channel, finds a target layer whose grid reads
+    as (B, K, u, v), and gives a finite Grad-CAM on the film's grid."""
+    size = 224 if arch.startswith(("vit", "maxvit")) else 96
+    users = torchvision.models.get_model(arch, weights=None, num_classes=3)
+    from viewer.inference.architectures import set_input_channels
+
+    set_input_channels(users, 1)
+    torch.save(seeded(users).state_dict(), tmp_path / "w.pth")
+    path = write_manifest(tmp_path, arch, "w.pth", labels=LABELS, in_channels=1, size=(size, size))
+    loaded = LoadedModel.from_manifest(path, device="cpu")
+    assert loaded.grid is not None and loaded.grid.rows > 1
+    assert_same_probabilities(loaded, users, film, torch.sigmoid)
+    smap = explain(loaded, film, ["gradcam"], targets=["a"]).get("gradcam", "a")
+    assert smap.array.shape == (1, *film.pixels.shape[-2:]) and np.isfinite(smap.array).all()

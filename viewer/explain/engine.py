@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 # Importing the method modules registers them.
-from viewer.explain import cam, gradients, perturbation  # noqa: F401
+from viewer.explain import ablation_cam, cam, gradients, perturbation  # noqa: F401
 from viewer.explain.context import CancelFlag, ExplainContext
 from viewer.explain.registry import Method, get_method, unsupported_reason
 from viewer.explain.saliency_map import SaliencyMap

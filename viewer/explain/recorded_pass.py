@@ -44,6 +44,13 @@ class RecordedPass:
             raise RuntimeError("this pass was recorded without a target layer")
         return self._activations
 
+    @property
+    def layer_output(self) -> torch.Tensor:
+        """The target layer's output in its own layout (tokens, channels last), detached."""
+        if self._layer_output is None:
+            raise RuntimeError("this pass was recorded without a target layer")
+        return self._layer_output.detach()
+
     def activation_grads(self, target: int) -> torch.Tensor:
         """dy_target/dA for every sample, ``(B, K, u, v)`` (on the layer's grid, as ``activations``)."""
         if self._layer_output is None:

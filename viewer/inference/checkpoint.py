@@ -19,7 +19,7 @@ that were tried.
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +155,7 @@ def load_weights(model: nn.Module, path: Path, key_map: Mapping[str, str] = {}) 
     Returns what was read, with the renames applied."""
     checkpoint = read_checkpoint(path)
     own = model.state_dict()
+    saved_metadata = getattr(checkpoint.state, "_metadata", None)
     state, checkpoint.renames = match_keys(checkpoint.state, own, key_map)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -174,7 +175,13 @@ def load_weights(model: nn.Module, path: Path, key_map: Mapping[str, str] = {}) 
             f"{path}: weights do not fit the model: " + "; ".join(parts) + tried
             + " (add [network.key_map] \"old.prefix.\" = \"new.prefix.\" to the manifest for other names)"
         )  # fmt: skip
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+    fixed = OrderedDict((k, v.to(own[k].dtype)) for k, v in state.items())
+    # Per-module versions (MNASNet refuses a state dict without one): the file's where its names
+    # were kept, else the architecture's own.
+    fixed._metadata = (
+        saved_metadata if saved_metadata is not None and not checkpoint.renames else own._metadata
+    )
+    model.load_state_dict(fixed, strict=True)
     checkpoint.state = state
     return checkpoint
 

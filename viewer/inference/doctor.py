@@ -82,7 +82,7 @@ def check_model(
     size = manifest.weights.stat().st_size
     if size > _LARGE_FILE:
         report.warnings.append(
-            f"the weights file is {size / _LARGE_FILE:.1f} GiB: loading takes long and needs as much memory"
+            f"the weights file is {_size(size)}: loading takes long and needs as much memory"
         )
     try:
         model = LoadedModel(manifest, device)
