@@ -217,3 +217,24 @@ def test_anonymize_needs_dicom(tmp_path, capsys):
     sample = str(resource_path("samples", "dicom", "cxr_0001.dcm"))
     assert main(["explain", sample, "--model", "cxr_resnet18", "--anonymize", "--out", str(tmp_path)]) == 2
     assert "--dicom" in capsys.readouterr().err
+
+
+def test_annotation_labels_are_matched_to_the_models_and_named_when_not(tmp_path, capsys):
+    sample = resource_path("samples", "dicom", "cxr_0002.dcm")
+    boxes = tmp_path / "BBox_List_2017.csv"
+    boxes.write_text(
+        "Image Index,Finding Label,Bbox [x,y,w,h],,,\n"
+        "cxr_0002.png,Cardiomegaly,300.0,500.0,420.0,260.0,,,\n"
+        "cxr_0002.png,Infiltrate,100.0,200.0,50.0,60.0,,,\n"
+        "00099999_000.png,Mass,1,2,3,4,,,\n"
+    )
+    out = tmp_path / "out"
+    code = main(["explain", str(sample), "--model", "cxr_resnet18", "--methods", "gradcam",
+                 "--target", "cardiomegaly", "--annotation", str(boxes), "--steps", "0", "--quiet",
+                 "--out", str(out)])  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "labels Infiltrate match none of the model's labels" in err
+    with (out / "metrics.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["annotation_label"] == "Cardiomegaly" and row["pointing_game"] != ""

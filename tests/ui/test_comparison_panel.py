@@ -78,3 +78,24 @@ def test_deletion_and_insertion_the_blur_cannot_move_are_marked_flat(qtbot, wind
     deletion = [name for name, _ in COLUMNS].index("Deletion AUC")
     assert all(row[deletion].endswith("(flat)") for row in panel.table_rows())
     assert panel.views["gradcam"].numbers.text().endswith("(flat)")
+
+
+def test_an_nih_box_file_counts_for_the_models_own_label(qtbot, window, tmp_path):
+    """NIH writes "Cardiomegaly" and "Infiltrate"; the demo model says "cardiomegaly" and has no
+    infiltration: the box counts for cardiomegaly, and the other label is reported by name."""
+    open_and_wait(qtbot, window, [CHEST])
+    boxes = tmp_path / "BBox_List_2017.csv"
+    boxes.write_text(
+        "Image Index,Finding Label,Bbox [x,y,w,h],,,\n"
+        f"{CHEST.stem}.png,Cardiomegaly,300.0,500.0,420.0,260.0,,,\n"
+        f"{CHEST.stem}.png,Infiltrate,100.0,200.0,50.0,60.0,,,\n"
+    )
+    assert window.load_annotation(boxes)
+    assert "Infiltrate match none of the model's labels" in window.errors[-1]
+    assert window.problems.rowCount() >= 1
+    window.state.target = "cardiomegaly"
+    mask, _ = window.comparison.masks()
+    assert mask is not None and mask.sum() == 420 * 260
+    window.state.target = "effusion"
+    assert window.comparison.masks()[0] is None
+    assert "Infiltrate" in window.comparison._no_annotation_text()

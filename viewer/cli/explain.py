@@ -43,6 +43,7 @@ COLUMNS = (
     "pointing_game_marker",
     "sanity_spearman",
     "sanity_verdict",
+    "annotation_label",
 )
 
 
@@ -136,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         except AnnotationError as exc:
             print(f"skipped annotation {exc}", file=sys.stderr)
 
+    matcher = model.manifest.label_matcher()
     found = discover(args.inputs)
     for problem in found.problems:
         print(f"skipped {problem.source}: {problem.reason}", file=sys.stderr)
@@ -143,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         print("no images found", file=sys.stderr)
         return 1
     bar = _Progress(enabled=not args.quiet and sys.stderr.isatty())
-    rows, used_ids, cautioned = [], set(), False
+    rows, used_ids, cautioned, used_annotations = [], set(), False, set()
     for n, series in enumerate(found.series, start=1):
         image = load_series(series)
         name = _unique_id(_series_id(series), used_ids)
@@ -167,12 +169,21 @@ def run(args: argparse.Namespace) -> int:
             cautioned = True
         predictions = _write_predictions(out_dir, model, result, caution)
         matching = [a for a in annotations if a.matches(image)]
+        used_annotations.update(id(a) for a in matching)
+        for annotation in matching:
+            if unmatched := matcher.unmatched(annotation.labels_on(image)):
+                print(
+                    f"{name}: {Path(annotation.source).name} labels {', '.join(unmatched)} match none of "
+                    f"the model's labels ({', '.join(model.manifest.labels)}); add them to the "
+                    "manifest's [label_aliases] if they mean one",
+                    file=sys.stderr,
+                )
         for smap in result.maps:
             best = int(np.argmax(result.probabilities[:, smap.target_index]))  # key slice of a series
             key, rgb = _write_map(out_dir, image, smap, best, several_targets=len(result.targets) > 1)
             if args.dicom:
                 _write_dicom(out_dir, key, image, smap, rgb, best, model.manifest.name, args.anonymize)
-            mask, marker = _annotation_masks(image, smap.target, matching)
+            mask, marker = _annotation_masks(image, smap.target, matching, matcher)
             # Localization over every frame the map covers; deletion/insertion and sanity on the key slice.
             scores = score_map(
                 model,
@@ -185,9 +196,14 @@ def run(args: argparse.Namespace) -> int:
                 sanity=args.sanity,
                 seed=args.seed,
             )
-            rows.append({"image": name, "probability": f"{predictions[smap.target]:.4f}"} | scores.as_row())
+            used = [n for a in matching for n in matcher.matched(a.labels_on(image), smap.target)]
+            row = {"image": name, "probability": f"{predictions[smap.target]:.4f}"} | scores.as_row()
+            rows.append(row | {"annotation_label": "|".join(dict.fromkeys(used))})
         top = max(predictions, key=predictions.get)
         print(f"{name}: {top} {predictions[top]:.3f}; {len(result.maps)} maps in {out_dir}")
+    for annotation in annotations:
+        if id(annotation) not in used_annotations:
+            print(f"annotation {annotation.source} matches none of the images", file=sys.stderr)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=COLUMNS, restval="", lineterminator="\n")
     writer.writeheader()
@@ -266,15 +282,16 @@ def _write_dicom(
         print(f"{out_dir.name}: no DICOM results for {title}: {exc}", file=sys.stderr)
 
 
-def _annotation_masks(image, target: str, annotations) -> tuple:
-    """The union of the matching annotations' masks of ``target`` over all frames, and the burned-in
-    marker of the last annotation that knows one (None if none does)."""
+def _annotation_masks(image, target: str, annotations, matcher) -> tuple:
+    """The union of the matching annotations' masks of model label ``target`` over all frames (any
+    annotation label standing for it), and the burned-in marker of the last annotation that knows
+    one (None if none does)."""
     import numpy as np
 
     mask = np.zeros((image.n_frames, image.rows, image.columns), bool)
     marker = None
     for annotation in annotations:
-        mask |= annotation.mask(image, target)
+        mask |= annotation.mask(image, target, matcher)
         marker = annotation.marker_mask(image) if annotation.marker is not None else marker
     return mask, marker
 

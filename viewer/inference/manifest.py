@@ -10,6 +10,9 @@ Example (``models/cxr_resnet18/manifest.toml``)::
     trained_on = "2,000 synthetic chest phantoms"
     intended_use = "Demonstration of the viewer; not for clinical use."
 
+    [label_aliases]                           # optional: an annotation set's own names for a label
+    effusion = ["Pleural fluid collection"]
+
     [network]
     arch = "resnet18"                         # torchvision name, timm:/monai:/xrv:NAME, onnx, torchscript
     weights = "weights.safetensors"           # safetensors or a torch.save file (any name), relative path
@@ -38,6 +41,7 @@ from typing import Literal
 
 from viewer.io.dicom_writer import is_phantom
 from viewer.io.image import Image
+from viewer.io.label_vocabulary import LabelMatcher
 
 Task = Literal["multilabel", "multiclass"]
 Domain = Literal["synthetic", "clinical", "research"]
@@ -92,6 +96,12 @@ class ModelManifest:
     domain: Domain = "research"
     trained_on: str = ""
     intended_use: str = ""
+    # Names an annotation file may use for a label, beyond the public vocabularies' synonyms.
+    label_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def label_matcher(self) -> LabelMatcher:
+        """Matches annotation labels (any public vocabulary, this model's aliases) to ``labels``."""
+        return LabelMatcher(self.labels, self.label_aliases)
 
     def accepts(self, modality: str) -> bool:
         return not self.modalities or modality.upper() in self.modalities
@@ -128,7 +138,7 @@ def load_manifest(path: Path | str) -> ModelManifest:
 def parse_manifest(data: dict, path: Path) -> ModelManifest:
     known_top = {
         "name", "task", "labels", "network", "input", "description", "card", "modalities",
-        "domain", "trained_on", "intended_use",
+        "domain", "trained_on", "intended_use", "label_aliases",
     }  # fmt: skip
     _no_unknown(path, "", data, known_top)
     for key in ("name", "task", "labels", "network", "input"):
@@ -171,6 +181,14 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
     modalities = data.get("modalities", [])
     if not isinstance(modalities, list) or not all(isinstance(m, str) and m for m in modalities):
         raise ManifestError(path, 'modalities must be a list of DICOM modality codes, e.g. ["CR", "DX"]')
+    aliases = data.get("label_aliases", {})
+    if not isinstance(aliases, dict) or not all(
+        isinstance(v, list) and all(isinstance(n, str) for n in v) for v in aliases.values()
+    ):
+        raise ManifestError(path, 'label_aliases must be a table of label = ["name", ...]')
+    unknown_aliased = sorted(set(aliases) - set(labels))
+    if unknown_aliased:
+        raise ManifestError(path, f"label_aliases names label(s) not in labels: {', '.join(unknown_aliased)}")
     domain = data.get("domain", "research")
     if domain not in _DOMAINS:
         raise ManifestError(path, f"domain must be one of {', '.join(_DOMAINS)}, not {domain!r}")
@@ -193,6 +211,7 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
         domain=domain,
         trained_on=str(data.get("trained_on", "")),
         intended_use=str(data.get("intended_use", "")),
+        label_aliases={k: tuple(v) for k, v in aliases.items()},
     )
 
 

@@ -26,6 +26,8 @@ from PySide6.QtWidgets import (
 )
 
 from viewer.explain.registry import METHODS
+from viewer.inference.manifest import ManifestError, load_manifest
+from viewer.io.label_vocabulary import LabelMatcher
 from viewer.state import SaliencyLayer, ViewerState, tasks
 from viewer.ui.canvas import base_display, cosmetic_pen, label_colour, outline_path
 from viewer.ui.worker import Job, JobRunner
@@ -124,7 +126,8 @@ class ComparisonPanel(QWidget):
         self.state = state
         self.runner = runner
         self.store = store
-        self.manifest = ""  # the manifest path of the model in use, set by the main window
+        self._manifest = ""
+        self.matcher: LabelMatcher | None = None  # the model's labels, for annotation labels
         self.settings = QSettings()
         self.views: dict[str, MiniView] = {}
         self.scores: dict[str, object] = {}
@@ -310,7 +313,7 @@ class ComparisonPanel(QWidget):
         image, annotation = self.state.image, self.state.annotation
         if image is None or annotation is None:
             return None, None
-        mask = annotation.mask(image, self.state.target)[self.state.frame]
+        mask = annotation.mask(image, self.state.target, self.matcher)[self.state.frame]
         marker = annotation.marker_mask(image)
         return (mask if mask.any() else None), (marker[self.state.frame] if marker is not None else None)
 
@@ -342,8 +345,27 @@ class ComparisonPanel(QWidget):
             )
         )
 
+    @property
+    def manifest(self) -> str:
+        """The manifest path of the model in use, set by the main window."""
+        return self._manifest
+
+    @manifest.setter
+    def manifest(self, path: str) -> None:
+        self._manifest = path
+        try:
+            self.matcher = load_manifest(path).label_matcher() if path else None
+        except ManifestError:
+            self.matcher = None  # the main window reports the manifest's problem
+
     def _no_annotation_text(self) -> str:
-        return f"No annotation of '{self.state.target}' on this image: maps are compared with each other"
+        text = f"No annotation of '{self.state.target}' on this image: maps are compared with each other"
+        image, annotation = self.state.image, self.state.annotation
+        if image is not None and annotation is not None and self.matcher is not None:
+            unmatched = self.matcher.unmatched(annotation.labels_on(image))
+            if unmatched:
+                text += f" (the annotation's {', '.join(unmatched)} match none of the model's labels)"
+        return text
 
     def _on_result(self, job: Job, kind: str, payload) -> None:
         if job.lane != "scores":

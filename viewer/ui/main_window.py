@@ -25,6 +25,7 @@ from viewer.explain.saliency_map import SaliencyMap
 from viewer.inference.catalog import bundled_models
 from viewer.inference.manifest import ManifestError, load_manifest
 from viewer.io.annotations import Annotation, AnnotationError, Region, load_annotation
+from viewer.io.errors import Problem
 from viewer.io.presets import load_presets
 from viewer.io.shapes import rasterize
 from viewer.state import MapCache, SaliencyLayer, ViewerState, tasks
@@ -827,6 +828,18 @@ class MainWindow(QMainWindow):
         self.state.annotation = annotation
         self.state.show_annotation = True
         self.statusBar().showMessage(f"Annotation {Path(path).name}: {', '.join(annotation.labels)}", 5000)
+        matcher = self.comparison.matcher
+        if (
+            image is not None
+            and matcher is not None
+            and (unmatched := matcher.unmatched(annotation.labels_on(image)))
+        ):
+            reason = (
+                f"labels {', '.join(unmatched)} match none of the model's labels "
+                f"({', '.join(matcher.labels)}); add them to the manifest's [label_aliases] if they mean one"
+            )
+            self._error(f"{Path(path).name}: {reason}")
+            self.problems.add([Problem(str(path), reason)])
         self.comparison.refresh()
         return True
 
