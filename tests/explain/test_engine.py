@@ -40,7 +40,7 @@ QUICK = {
     "smoothgrad": {"samples": 3},
     "integrated-gradients": {"steps": 4},
 }
-SHARED = [m for m in METHODS if m not in QUICK]  # served by the one recorded pass
+SHARED = [m for m, cls in METHODS.items() if cls.cost == "shared"]  # served by the one recorded pass
 
 
 def quick(method_id: str):
@@ -71,8 +71,9 @@ def test_every_method_leaves_the_network_untouched(arch):
     before = snapshot(net)
     with torch.no_grad():
         out_before = net(x)
-    # Score-CAM's 1,024 DenseNet channels take long; its own oracle test covers DenseNet.
-    for method_id in [m for m in METHODS if not (arch == "densenet121" and m == "scorecam")]:
+    # Score-CAM's and Ablation-CAM's 1,024 DenseNet channels take long; their own tests cover them.
+    per_channel = ("scorecam", "ablation-cam")
+    for method_id in [m for m in METHODS if not (arch == "densenet121" and m in per_channel)]:
         with ExplainContext(net, LAYERS[arch], x, task="multiclass", batch_size=16) as ctx:
             maps = quick(method_id).compute(ctx, [0, 3])
         assert maps.shape[:2] == (2, 1) and torch.isfinite(maps).all(), method_id

@@ -325,7 +325,10 @@ def test_torchxrayvision_resnet_state_dict(tmp_path, film):
 def test_explain_cli_names_what_a_torchscript_model_cannot_do(tmp_path, capsys):
     from viewer.cli import main
 
-    users = seeded(torchvision.models.resnet18(weights=None, num_classes=3))
+    # A tiny network: "--methods all" runs every sampled method on it.
+    users = seeded(
+        nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    )
     torch.jit.trace(users, torch.zeros(1, 3, 64, 64)).save(str(tmp_path / "model.pt"))
     manifest = write_manifest(tmp_path, "torchscript", "model.pt", labels=LABELS)
     sample = resource_path("samples", "dicom", "cxr_0002.dcm")

@@ -22,6 +22,7 @@ from viewer.explain.registry import Method, register
 @register
 class AblationCAM(Method):
     id = "ablation-cam"
+    cost = "sampled"
     title = "Ablation-CAM"
     family = "cam"
     convention = "unit"

@@ -132,6 +132,7 @@ class ScoreCAM(Method):
     its weight is then exactly 0 and it is skipped."""
 
     id = "scorecam"
+    cost = "sampled"
     title = "Score-CAM"
     family = "cam"
     needs_layer = True

@@ -139,6 +139,7 @@ def _batched_input_grads(ctx: ExplainContext, points: torch.Tensor, targets: lis
 @register
 class IntegratedGradients(Method):
     id = "integrated-gradients"
+    cost = "sampled"
     title = "Integrated Gradients"
     family = "gradient"
     convention = "signed"
@@ -169,6 +170,7 @@ class SmoothGrad(Method):
     ``noise`` is sigma as a fraction of the input's value range (the paper suggests 10-20 %)."""
 
     id = "smoothgrad"
+    cost = "sampled"
     title = "SmoothGrad"
     family = "gradient"
     convention = "absolute"

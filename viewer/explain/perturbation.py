@@ -22,6 +22,7 @@ from viewer.explain.registry import Method, register
 
 class _Perturbation(Method):
     family = "perturbation"
+    cost = "sampled"
     convention = "unit"
 
     def compute(self, ctx: ExplainContext, targets: list[int]) -> torch.Tensor:

@@ -35,6 +35,9 @@ class Method:
     needs_relu_rules: ClassVar[bool] = False
     # Reads the target layer through module hooks (which a TorchScript network never calls).
     needs_layer: ClassVar[bool] = False
+    # "shared": served by the one recorded pass every CAM and gradient map shares; "sampled":
+    # forwards of its own (per channel, per sample or per perturbation).
+    cost: ClassVar[str] = "shared"
 
     def __init__(self, **params):
         unknown = set(params) - set(self.defaults())
