@@ -116,3 +116,75 @@ def test_input_gradient_on_transformers_equals_captum(case):
     expected = expected.amax(dim=1).detach()
     got = ours(case, "gradient", target).abs()
     np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-4, atol=1e-6 * float(expected.max()))
+
+
+# --- attention rollout --------------------------------------------------------------------------
+
+
+def peer_attention(net, x) -> list[torch.Tensor]:
+    """Each block's attention as the libraries compute it themselves: torchvision's
+    ``MultiheadAttention`` asked for its weights, timm's ``Attention`` with its fused kernel off
+    (its explicit path hands the softmax to ``attn_drop``)."""
+    import copy
+
+    net = copy.deepcopy(net)
+    seen, hooks = [], []
+    for module in net.modules():
+        if isinstance(module, torch.nn.MultiheadAttention):
+
+            def pre(m, args, kwargs):
+                _, weights = torch.nn.MultiheadAttention.forward(
+                    m, args[0], args[1], args[2], need_weights=True, average_attn_weights=False
+                )
+                seen.append(weights)
+
+            hooks.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+        elif hasattr(module, "fused_attn") and hasattr(module, "attn_drop"):
+            module.fused_attn = False
+            hooks.append(module.attn_drop.register_forward_hook(lambda m, i, o: seen.append(i[0])))
+    with torch.no_grad():
+        net(x)
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
+def paper_rollout(attentions, prefix: int) -> torch.Tensor:
+    """Abnar & Zuidema's rollout written out: Ã = 0.5 A + 0.5 I per block, rows renormalised."""
+    joint = None
+    for a in attentions:
+        mean = a.mean(dim=1)[0].double()
+        step = 0.5 * mean + 0.5 * torch.eye(mean.shape[-1], dtype=torch.float64)
+        step = step / step.sum(dim=-1, keepdim=True)
+        joint = step if joint is None else step @ joint
+    return joint[0, prefix:] if prefix else joint[prefix:, prefix:].mean(dim=0)
+
+
+def test_attention_rollout_equals_the_paper_on_the_libraries_own_attention(case):
+    net, x, _, grid, _ = case
+    if grid.layout != "tokens":
+        pytest.skip("Swin's windowed attention has no token-to-token rollout")
+    expected = paper_rollout(peer_attention(net, x), grid.prefix).reshape(grid.rows, grid.cols)
+    got = ours(case, "attention-rollout", 0)[0]
+    np.testing.assert_allclose(got.double().numpy(), expected.numpy(), rtol=1e-4, atol=1e-7)
+    assert torch.allclose(got, ours(case, "attention-rollout", 3)[0])  # class-agnostic
+
+
+def test_attention_methods_say_why_a_cnn_cannot_have_them(tmp_path):
+    from tests.inference.layouts import write_manifest
+    from viewer.explain import explain
+    from viewer.explain.engine import UnsupportedMethod
+    from viewer.inference.model import LoadedModel
+    from viewer.io import discover, load_series
+    from viewer.resources import resource_path
+
+    torch.save(seeded(torchvision.models.resnet18(num_classes=3)).state_dict(), tmp_path / "w.pt")
+    model = LoadedModel.from_manifest(
+        write_manifest(tmp_path, "resnet18", "w.pt", labels=["a", "b", "c"]), "cpu"
+    )
+    film = load_series(discover([resource_path("samples", "dicom", "cxr_0002.dcm")]).series[0])
+    assert not model.attention
+    with pytest.raises(
+        UnsupportedMethod, match="Attention rollout reads a vision transformer's self-attention"
+    ):
+        explain(model, film, ["attention-rollout"])

@@ -116,9 +116,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     def reason_against(method_id: str) -> str | None:
-        return unsupported_reason(METHODS[method_id], hooks=model.hooks, family=model.family)
+        return unsupported_reason(
+            METHODS[method_id], hooks=model.hooks, family=model.family, attention=model.attention
+        )
 
-    if args.methods == "all":  # every method this network supports
+    if args.methods == "all":  # every method this network supports; say which are left out
+        for method_id in method_ids:
+            if (reason := reason_against(method_id)) is not None:
+                print(f"skipped {method_id}: {reason}", file=sys.stderr)
         method_ids = [m for m in method_ids if reason_against(m) is None]
     for method_id in method_ids:
         reason = reason_against(method_id)

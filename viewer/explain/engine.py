@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 # Importing the method modules registers them.
-from viewer.explain import ablation_cam, cam, gradients, perturbation  # noqa: F401
+from viewer.explain import ablation_cam, attention_rollout, cam, gradients, perturbation  # noqa: F401
 from viewer.explain.context import CancelFlag, ExplainContext
 from viewer.explain.registry import Method, get_method, unsupported_reason
 from viewer.explain.saliency_map import SaliencyMap
@@ -94,7 +94,7 @@ def _explain(
 ):
     instances = [get_method(m) if isinstance(m, str) else m for m in methods]
     for method in instances:
-        reason = unsupported_reason(method, hooks=model.hooks, family=model.family)
+        reason = unsupported_reason(method, hooks=model.hooks, family=model.family, attention=model.attention)
         if reason is not None:
             raise UnsupportedMethod(reason)
     frames = tuple(range(image.n_frames)) if frames is None else tuple(frames)
@@ -154,7 +154,7 @@ def _model_notes(model: LoadedModel, method: Method) -> list[str]:
     """What a map of this model says beyond the method itself: which output a gradient explains,
     how a transformer's tokens were read as a grid."""
     notes = []
-    if method.family != "perturbation" and (note := model.head.map_note()):
+    if method.family in ("cam", "gradient") and (note := model.head.map_note()):
         notes.append(note)
     if method.needs_layer and model.grid is not None and model.grid.layout != "nchw":
         notes.append(f"target layer {model.target_layer}: {model.grid.describe()}")

@@ -26,7 +26,7 @@ class Method:
 
     id: ClassVar[str]
     title: ClassVar[str]
-    family: ClassVar[str]  # "cam", "gradient" or "perturbation"
+    family: ClassVar[str]  # "cam", "gradient", "perturbation" or "attention"
     convention: ClassVar[Convention]
     reference: ClassVar[str]
     class_sensitive: ClassVar[bool] = True
@@ -35,6 +35,8 @@ class Method:
     needs_relu_rules: ClassVar[bool] = False
     # Reads the target layer through module hooks (which a TorchScript network never calls).
     needs_layer: ClassVar[bool] = False
+    # Reads the self-attention of a vision transformer's blocks (a CNN has none).
+    needs_attention: ClassVar[bool] = False
     # "shared": served by the one recorded pass every CAM and gradient map shares; "sampled":
     # forwards of its own (per channel, per sample or per perturbation).
     cost: ClassVar[str] = "shared"
@@ -63,9 +65,16 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
-def unsupported_reason(method: type[Method] | Method, *, hooks: bool, family: str = "") -> str | None:
+def unsupported_reason(
+    method: type[Method] | Method, *, hooks: bool, family: str = "", attention: bool = True
+) -> str | None:
     """Why ``method`` cannot explain a network (None if it can): one whose layers take no module
-    hooks (TorchScript) has neither a target layer nor ReLUs to reroute."""
+    hooks (TorchScript) has neither a target layer nor ReLUs to reroute; a network without
+    readable self-attention blocks and patch tokens (a CNN) has nothing for attention methods."""
+    if method.needs_attention and not (attention and hooks):
+        return (
+            f"{method.title} reads a vision transformer's self-attention; this network has none it can read"
+        )
     if hooks:
         return None
     what = "a target layer" if method.needs_layer else "rerouted ReLUs" if method.needs_relu_rules else None
@@ -76,6 +85,11 @@ def unsupported_reason(method: type[Method] | Method, *, hooks: bool, family: st
         f"{method.title} needs {what}, which a {family or 'compiled'} network does not expose to Python "
         f"(no module hooks); methods that work on it: {usable}"
     )
+
+
+def cnn_methods() -> list[str]:
+    """Ids of every method that applies to a convolutional network with module hooks."""
+    return [m for m, cls in METHODS.items() if not cls.needs_attention]
 
 
 def get_method(method_id: str, **params) -> Method:

@@ -115,6 +115,19 @@ class LoadedModel:
                 raise ManifestError(manifest.path, str(exc)) from None
         self.network.to(self.device)
 
+    @property
+    def attention(self) -> bool:
+        """Whether attention methods apply: the target layer holds patch tokens and the network
+        has self-attention blocks."""
+        return (
+            self.grid is not None
+            and self.grid.layout == "tokens"
+            and any(
+                isinstance(m, torch.nn.MultiheadAttention) or hasattr(m, "qkv")
+                for m in self.network.modules()
+            )
+        )
+
     @classmethod
     def from_manifest(cls, path: Path | str, device: str | None = None) -> LoadedModel:
         return cls(load_manifest(path), device)

@@ -25,7 +25,12 @@ from PySide6.QtWidgets import (
 from viewer.explain.registry import DEFAULT_METHODS, METHODS
 from viewer.state import ViewerState
 
-_FAMILY = {"cam": "class activation map", "gradient": "gradient", "perturbation": "perturbation"}
+_FAMILY = {
+    "cam": "class activation map",
+    "gradient": "gradient",
+    "perturbation": "perturbation",
+    "attention": "attention (vision transformers only)",
+}
 
 
 class ModelPanel(QWidget):
