@@ -426,3 +426,16 @@ def test_model_check_dialog_reports_on_the_image_on_screen(qtbot, window, testda
     assert "trained on synthetic phantoms only" in text  # the real film on screen, not a sample
     assert dialog.status.text() == "The viewer can use this model."
     dialog.close()
+
+
+def test_methods_a_cnn_cannot_have_are_greyed_out_with_the_reason(qtbot, window):
+    open_and_wait(qtbot, window, [CHEST])
+    methods = window.model_panel.methods
+    items = {methods.item(i).data(Qt.ItemDataRole.UserRole): methods.item(i) for i in range(methods.count())}
+    qtbot.waitUntil(
+        lambda: not items["attention-rollout"].flags() & Qt.ItemFlag.ItemIsEnabled, timeout=30_000
+    )
+    assert "self-attention" in items["attention-rollout"].toolTip()
+    assert items["gradcam"].flags() & Qt.ItemFlag.ItemIsEnabled
+    items["attention-rollout"].setCheckState(Qt.CheckState.Checked)
+    assert "attention-rollout" not in window.model_panel.checked_methods()

@@ -18,6 +18,7 @@ import torch
 from PIL import Image as PILImage
 
 from viewer.explain.engine import explain
+from viewer.explain.registry import METHODS, unsupported_reason
 from viewer.inference.model import LoadedModel
 from viewer.io.discovery import SeriesInfo, discover
 from viewer.io.errors import LoadError
@@ -98,10 +99,20 @@ class ModelStore:
         return self._models[key]
 
 
+def method_support(model: LoadedModel) -> dict[str, str | None]:
+    """Each method's reason it cannot explain ``model`` (None where it can)."""
+    return {
+        method_id: unsupported_reason(cls, hooks=model.hooks, family=model.family, attention=model.attention)
+        for method_id, cls in METHODS.items()
+    }
+
+
 def predict(job: JobLike, store: ModelStore, manifest: str | Path, image: Image) -> None:
-    """Emits ``model`` (the manifest) and ``prediction`` (per-frame probabilities of every label)."""
+    """Emits ``model`` (the manifest), ``support`` (which methods apply to the network, see
+    ``method_support``) and ``prediction`` (per-frame probabilities of every label)."""
     model = store.get(manifest)
     job.emit("model", model.manifest)
+    job.emit("support", method_support(model))
     job.check()
     job.emit("prediction", model.predict(image))
 

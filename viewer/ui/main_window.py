@@ -436,6 +436,9 @@ class MainWindow(QMainWindow):
     def _got_model(self, manifest) -> None:
         self.labels = tuple(manifest.labels)
 
+    def _got_support(self, reasons: dict[str, str | None]) -> None:
+        self.model_panel.set_method_support(reasons)
+
     def _got_prediction(self, prediction) -> None:
         self.prediction = prediction.probabilities
         self.labels = tuple(prediction.labels)

@@ -212,7 +212,19 @@ class ModelPanel(QWidget):
             self.methods.item(i).data(Qt.ItemDataRole.UserRole)
             for i in range(self.methods.count())
             if self.methods.item(i).checkState() == Qt.CheckState.Checked
+            and self.methods.item(i).flags() & Qt.ItemFlag.ItemIsEnabled
         ]
+
+    def set_method_support(self, reasons: dict[str, str | None]) -> None:
+        """Grey out the methods the model in use cannot support, the reason as their tooltip."""
+        for i in range(self.methods.count()):
+            item = self.methods.item(i)
+            method_id = item.data(Qt.ItemDataRole.UserRole)
+            reason = reasons.get(method_id)
+            cls = METHODS[method_id]
+            enabled = item.flags() | Qt.ItemFlag.ItemIsEnabled
+            item.setFlags(enabled if reason is None else enabled & ~Qt.ItemFlag.ItemIsEnabled)
+            item.setToolTip(reason or f"{_FAMILY.get(cls.family, cls.family)}; {cls.reference}")
 
     def set_checked_methods(self, methods: list[str]) -> None:
         for i in range(self.methods.count()):
