@@ -198,3 +198,62 @@ def test_manifest_aliases_extend_the_vocabularies():
     matcher = LabelMatcher(DEMO_LABELS, {"consolidation": ("Infiltrate",)})
     assert matcher.match("infiltrate") == ("consolidation",)
     assert fold(" Pleural__Effusion! ") == "pleural effusion"
+
+
+@pytest.fixture(scope="module")
+def ct():
+    from viewer.resources import resource_path
+
+    return load_series(discover([resource_path("samples", "dicom", "ct_0001")]).series[0])
+
+
+def ct_grid(ct, mask: np.ndarray):
+    """``mask`` ``(frames, rows, cols)`` as a SimpleITK image on the series' own grid."""
+    import SimpleITK as sitk
+
+    out = sitk.GetImageFromArray(mask.astype(np.uint8))
+    slice_, row, col = ct.geometry.spacing
+    out.SetSpacing((col, row, slice_))
+    out.SetOrigin(ct.geometry.origin)
+    out.SetDirection(ct.geometry.direction)
+    return out
+
+
+def test_nifti_label_map_lands_on_the_series_in_any_storage_orientation(tmp_path, ct):
+    import SimpleITK as sitk
+
+    truth = np.zeros((ct.n_frames, ct.rows, ct.columns), bool)
+    truth[8:15, 100:180, 300:380] = True
+    labels = ct_grid(ct, truth)
+    sitk.WriteImage(labels, str(tmp_path / "049_subdural.nii.gz"))
+    # The same map stored in RAS order (what most NIfTI tools write) and at half resolution.
+    sitk.WriteImage(sitk.DICOMOrient(labels, "RAS"), str(tmp_path / "ras_subdural.nii"))
+    half = sitk.Resample(
+        labels, [s // 2 for s in labels.GetSize()], sitk.Transform(), sitk.sitkNearestNeighbor,
+        labels.GetOrigin(), [2 * s for s in labels.GetSpacing()], labels.GetDirection(),
+    )  # fmt: skip
+    sitk.WriteImage(half, str(tmp_path / "half_subdural.nii.gz"))
+    matcher = LabelMatcher(("subdural", "epidural"))
+    for name in ("049_subdural.nii.gz", "ras_subdural.nii"):
+        annotation = load_annotation(tmp_path / name)
+        assert annotation.labels_on(ct) == ("subdural",) and annotation.matches(ct)
+        assert np.array_equal(annotation.mask(ct, "subdural", matcher), truth), name
+    coarse = load_annotation(tmp_path / "half_subdural.nii.gz").mask(ct, "subdural", matcher)
+    assert (coarse & truth).sum() / (coarse | truth).sum() > 0.8
+
+
+def test_nifti_with_several_values_and_one_that_lies_elsewhere(tmp_path, ct):
+    import SimpleITK as sitk
+
+    volume = np.zeros((ct.n_frames, ct.rows, ct.columns), np.uint8)
+    volume[5:7, 50:60, 50:60] = 1
+    volume[10:12, 200:210, 200:210] = 2
+    labels = ct_grid(ct, volume)
+    sitk.WriteImage(labels, str(tmp_path / "multi.nii.gz"))
+    annotation = load_annotation(tmp_path / "multi.nii.gz")
+    assert annotation.labels == ("label 1", "label 2")
+    assert annotation.mask(ct, "label 2").sum() == 2 * 10 * 10
+    elsewhere = ct_grid(ct, volume)
+    elsewhere.SetOrigin([v + 10_000 for v in ct.geometry.origin])
+    sitk.WriteImage(elsewhere, str(tmp_path / "elsewhere.nii.gz"))
+    assert not load_annotation(tmp_path / "elsewhere.nii.gz").matches(ct)

@@ -306,7 +306,10 @@ def _annotation_files(paths: list[Path]) -> list[Path]:
     for path in paths:
         if path.is_dir():
             files += sorted(
-                p for p in path.rglob("*") if p.suffix.lower() in (".json", ".dcm", ".csv", ".png")
+                p
+                for p in path.rglob("*")
+                if p.suffix.lower() in (".json", ".dcm", ".csv", ".png", ".nii")
+                or p.name.lower().endswith(".nii.gz")
             )
         else:
             files.append(path)

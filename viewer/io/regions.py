@@ -35,6 +35,9 @@ class Region:
     reader: str = ""  # who drew it: a radiologist's id (VinDr-CXR rad_id), a SEG's creator, ...
     # A mask decoded for the image's size when first drawn (run lengths that carry no size).
     decode: Callable[[int, int], np.ndarray] | None = None
+    # A region in patient space (a NIfTI label map): its mask on an image's voxel grid
+    # ``(frames, rows, cols)``, or None where it does not lie on that image.
+    place: Callable[[Image], np.ndarray | None] | None = None
 
     def raster(self, rows: int, cols: int) -> np.ndarray:
         if self.mask is None and self.decode is not None:
@@ -70,7 +73,7 @@ class Annotation:
         return tuple(dict.fromkeys(r.label for r in self.regions))
 
     def matches(self, image: Image) -> bool:
-        return any(self._frame_of(r, image) is not None for r in self.regions)
+        return any(self._lies_on(r, image) for r in self.regions)
 
     def mask(self, image: Image, label: str | None = None, matcher: LabelMatcher | None = None) -> np.ndarray:
         """Union of the regions of ``label`` (all labels if None) on ``image``: ``(frames, rows,
@@ -81,6 +84,11 @@ class Annotation:
         for region in self.regions:
             if label is not None and not _counts(region.label, label, matcher):
                 continue
+            if region.place is not None:
+                placed = region.place(image)
+                if placed is not None:
+                    out |= placed
+                continue
             index = self._frame_of(region, image)
             if index is not None:
                 out[index] |= region.raster(image.rows, image.columns)
@@ -88,7 +96,7 @@ class Annotation:
 
     def labels_on(self, image: Image) -> tuple[str, ...]:
         """The labels of the regions that lie on ``image``."""
-        return tuple(dict.fromkeys(r.label for r in self.regions if self._frame_of(r, image) is not None))
+        return tuple(dict.fromkeys(r.label for r in self.regions if self._lies_on(r, image)))
 
     def marker_mask(self, image: Image) -> np.ndarray | None:
         if self.marker is None:
@@ -96,6 +104,11 @@ class Annotation:
         out = np.zeros((image.n_frames, image.rows, image.columns), bool)
         out[:] = Region("marker", bbox=self.marker).raster(image.rows, image.columns)
         return out
+
+    def _lies_on(self, region: Region, image: Image) -> bool:
+        if region.place is not None:
+            return region.place(image) is not None
+        return self._frame_of(region, image) is not None
 
     def _frame_of(self, region: Region, image: Image) -> int | None:
         for i, frame in enumerate(image.frames):

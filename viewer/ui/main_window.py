@@ -811,7 +811,10 @@ class MainWindow(QMainWindow):
     # --- annotations ------------------------------------------------------------------------
     def ask_load_annotation(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, "Load annotation", self._last_dir(), "Annotations (*.json *.dcm *.csv *.png);;All files (*)"
+            self,
+            "Load annotation",
+            self._last_dir(),
+            "Annotations (*.json *.dcm *.csv *.png *.nii *.nii.gz);;All files (*)",
         )
         if path:
             self.load_annotation(path)

@@ -31,6 +31,7 @@ _MODULES = (
     "vindr_csv",
     "siim_rle",
     "png_mask",
+    "nifti_labels",
     "dicom_seg",
 )
 
