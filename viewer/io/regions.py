@@ -75,7 +75,14 @@ class Annotation:
     def matches(self, image: Image) -> bool:
         return any(self._lies_on(r, image) for r in self.regions)
 
-    def mask(self, image: Image, label: str | None = None, matcher: LabelMatcher | None = None) -> np.ndarray:
+    def mask(
+        self,
+        image: Image,
+        label: str | None = None,
+        matcher: LabelMatcher | None = None,
+        *,
+        reader: str | None = None,
+    ) -> np.ndarray:
         """Union of the regions of ``label`` (all labels if None) on ``image``: ``(frames, rows,
         cols)`` bool, empty where nothing is annotated. With a ``matcher``, ``label`` is a model's
         label and every region whose own label stands for it counts (``Cardiomegaly``,
@@ -83,6 +90,8 @@ class Annotation:
         out = np.zeros((image.n_frames, image.rows, image.columns), bool)
         for region in self.regions:
             if label is not None and not _counts(region.label, label, matcher):
+                continue
+            if reader is not None and region.reader != reader:
                 continue
             if region.place is not None:
                 placed = region.place(image)
@@ -93,6 +102,14 @@ class Annotation:
             if index is not None:
                 out[index] |= region.raster(image.rows, image.columns)
         return out
+
+    def readers(self, image: Image, label: str, matcher: LabelMatcher | None = None) -> tuple[str, ...]:
+        """Who annotated ``label`` on ``image`` ("" for regions without a reader)."""
+        return tuple(
+            dict.fromkeys(
+                r.reader for r in self.regions if _counts(r.label, label, matcher) and self._lies_on(r, image)
+            )
+        )
 
     def labels_on(self, image: Image) -> tuple[str, ...]:
         """The labels of the regions that lie on ``image``."""
