@@ -178,7 +178,7 @@ def _read_rows(path: Path) -> list[dict]:
     text = path.read_text()
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
-        path.write_text(text)
+        _replace(path, text.encode())
     return [_typed(r) for r in csv.DictReader(io.StringIO(text))]
 
 

@@ -25,6 +25,7 @@ from torch import nn
 
 from viewer.explain.context import ExplainContext
 from viewer.explain.registry import Method, register
+from viewer.inference.feature_grid import attention_blocks
 
 
 def _mha_attention(module: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
@@ -52,18 +53,6 @@ def _timm_attention(module: nn.Module, qkv: torch.Tensor) -> torch.Tensor:
     q, k, _ = qkv.reshape(b, n, 3, module.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
     q, k = module.q_norm(q), module.k_norm(k)
     return torch.softmax((q * module.scale) @ k.transpose(-2, -1), dim=-1)
-
-
-def attention_blocks(network: nn.Module) -> list[nn.Module]:
-    """The self-attention modules rollout can read, in definition order."""
-    return [
-        m
-        for m in network.modules()
-        if isinstance(m, nn.MultiheadAttention)
-        or (
-            isinstance(getattr(m, "qkv", None), nn.Linear) and hasattr(m, "num_heads") and hasattr(m, "scale")
-        )
-    ]
 
 
 def record_attention(network: nn.Module, inputs: torch.Tensor) -> list[torch.Tensor]:

@@ -137,6 +137,19 @@ def _is_attention(kind: str, module: nn.Module) -> bool:
     return isinstance(module, nn.MultiheadAttention) or "Attention" in kind
 
 
+def attention_blocks(network: nn.Module) -> list[nn.Module]:
+    """The self-attention modules whose attention can be recomputed from their own projections
+    (torchvision's ``nn.MultiheadAttention``, timm's ``Attention`` with ``qkv``), in definition order."""
+    return [
+        m
+        for m in network.modules()
+        if isinstance(m, nn.MultiheadAttention)
+        or (
+            isinstance(getattr(m, "qkv", None), nn.Linear) and hasattr(m, "num_heads") and hasattr(m, "scale")
+        )
+    ]
+
+
 def choose_target_layer(network: nn.Module, layers: list[LayerOutput]) -> str:
     """The default target layer among the probed ``layers`` (see the module's docstring)."""
     gridded = [layer for layer in layers if layer.grid is not None]
@@ -178,6 +191,7 @@ __all__ = [
     "NCHW",
     "FeatureGrid",
     "LayerOutput",
+    "attention_blocks",
     "choose_target_layer",
     "find_target_layer",
     "grid_of",

@@ -15,6 +15,7 @@ from viewer.inference.checkpoint import Checkpoint, CheckpointError, load_weight
 from viewer.inference.feature_grid import (
     FeatureGrid,
     LayerOutput,
+    attention_blocks,
     choose_target_layer,
     find_target_layer,
     layer_grid,
@@ -119,14 +120,7 @@ class LoadedModel:
     def attention(self) -> bool:
         """Whether attention methods apply: the target layer holds patch tokens and the network
         has self-attention blocks."""
-        return (
-            self.grid is not None
-            and self.grid.layout == "tokens"
-            and any(
-                isinstance(m, torch.nn.MultiheadAttention) or hasattr(m, "qkv")
-                for m in self.network.modules()
-            )
-        )
+        return self.grid is not None and self.grid.layout == "tokens" and bool(attention_blocks(self.network))
 
     @classmethod
     def from_manifest(cls, path: Path | str, device: str | None = None) -> LoadedModel:
