@@ -147,3 +147,54 @@ def test_resume_after_a_crash_neither_loses_nor_repeats_images(phantoms, tmp_pat
     finally:
         (phantoms / "dicom" / "broken.dcm").unlink()
     assert any("broken.dcm" in r["source"] for r in read(tmp_path / "out2" / "problems.csv"))
+
+
+def test_split_thresholds_tune_on_validation_images_and_report_the_rest(evaluated, phantoms, tmp_path):
+    from viewer.explain.evaluation import THRESHOLDS, summarise, validation_images
+
+    rows = read(evaluated / "per_image.csv")
+    scored = [r for r in rows if r["iou"]]
+    assert all(len(r["iou_by_threshold"].split(";")) == len(THRESHOLDS) for r in scored)
+    out = tmp_path / "split"
+    args = [
+        "evaluate",
+        str(phantoms / "dicom"),
+        "--model",
+        "cxr_resnet18",
+        "--annotation",
+        str(phantoms / "annotations"),
+    ]
+    args += [
+        "--methods",
+        "gradcam",
+        "--bootstrap",
+        "50",
+        "--quiet",
+        "--split-thresholds",
+        "0.4",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    summary = read(out / "summary.csv")
+    per_image = read(out / "per_image.csv")
+    validation = validation_images({r["image"] for r in per_image}, 0.4)
+    assert len(validation) == round(0.4 * len({r["image"] for r in per_image}))
+    for line in summary:
+        group = [
+            r for r in per_image if (r["label"], r["method"]) == (line["label"], line["method"]) and r["iou"]
+        ]
+        tune = [list(map(float, r["iou_by_threshold"].split(";"))) for r in group if r["image"] in validation]
+        test = [
+            list(map(float, r["iou_by_threshold"].split(";"))) for r in group if r["image"] not in validation
+        ]
+        if not tune or not test:
+            assert line["threshold"] == ""
+            continue
+        best = int(np.argmax(np.mean(tune, axis=0)))
+        assert float(line["threshold"]) == THRESHOLDS[best]
+        assert float(line["miou_tuned"]) == pytest.approx(np.mean([c[best] for c in test]), abs=1e-3)
+        assert int(line["n_tuned"]) == len(test)
+    assert any(line["threshold"] for line in summary)  # at least one label was tuned and tested
+    assert summarise([], validation=set()) == []
+    assert main([*args[:-1], str(tmp_path / "bad"), "--split-thresholds", "1.5"]) == 2

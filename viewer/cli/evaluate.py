@@ -37,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--methods", default="gradcam,gradcam++,guided-backprop,guided-gradcam,deconvnet,lime"
     )
+    parser.add_argument(
+        "--split-thresholds",
+        type=float,
+        metavar="VAL_FRACTION",
+        help="tune each label's threshold on this fraction of the images (best mIoU), report the rest at it",
+    )
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the methods and the bootstrap")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
@@ -56,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
     from viewer.io.annotations import AnnotationError, load_annotation
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.split_thresholds is not None and not 0 < args.split_thresholds < 1:
+        print("--split-thresholds takes the validation fraction, between 0 and 1", file=sys.stderr)
+        return 2
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         print(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}", file=sys.stderr)
@@ -156,7 +165,7 @@ def _evaluate_one(model, series, name, annotations, methods, seed, bar, n, total
 
 def _row(image, label, method, probability, annotation_labels, **scores) -> dict:
     row = {"image": image, "label": label, "method": method, "probability": probability[label]}
-    row |= {k: scores.get(k) for k in ("iou", "dice", "hit", "energy", "auprc")}
+    row |= {k: scores.get(k) for k in ("iou", "dice", "hit", "energy", "auprc", "iou_by_threshold")}
     row["annotation_label"] = "|".join(annotation_labels)
     row["false_positive"] = bool(scores.get("false_positive", False))
     return row
@@ -168,6 +177,9 @@ def _typed(row: dict) -> dict:
         value = out.get(key)
         out[key] = None if value in (None, "") else float(value)
     out["false_positive"] = out.get("false_positive") in (True, "1", "True", "true")
+    curve = out.get("iou_by_threshold")
+    if isinstance(curve, str):
+        out["iou_by_threshold"] = [float(v) for v in curve.split(";")] if curve else None
     return out
 
 
@@ -214,6 +226,8 @@ def _cell(value) -> str:
         return "1" if value else "0"
     if isinstance(value, float):
         return f"{value:.4f}"
+    if isinstance(value, list):
+        return ";".join(f"{v:.4f}" for v in value)
     return str(value)
 
 
@@ -226,9 +240,12 @@ def _replace(path: Path, data: bytes) -> None:
 
 
 def _finish(args, model, rows: list[dict], problems: list[tuple[str, str]]) -> int:
-    from viewer.explain.evaluation import SUMMARY, summarise
+    from viewer.explain.evaluation import SUMMARY, summarise, validation_images
 
-    summary = summarise(rows, n=args.bootstrap, seed=args.seed)
+    validation = None
+    if args.split_thresholds is not None:
+        validation = validation_images((r["image"] for r in rows), args.split_thresholds, args.seed)
+    summary = summarise(rows, n=args.bootstrap, seed=args.seed, validation=validation)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=SUMMARY, lineterminator="\n")
     writer.writeheader()

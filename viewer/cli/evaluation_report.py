@@ -46,6 +46,8 @@ def _chart(label: str, rows: list[dict]) -> str:
 
 
 def _fmt(value) -> str:
+    if value is None:
+        return ""
     if isinstance(value, float):
         return "" if math.isnan(value) else f"{value:.3f}"
     return html.escape(str(value))

@@ -30,20 +30,15 @@ from viewer.io.label_vocabulary import LabelMatcher
 from viewer.io.regions import Annotation
 
 PER_IMAGE = (
-    "image",
-    "label",
-    "method",
-    "probability",
-    "iou",
-    "dice",
-    "hit",
-    "energy",
-    "auprc",
-    "annotation_label",
-)
+    "image", "label", "method", "probability", "iou", "dice", "hit", "energy", "auprc",
+    "annotation_label", "false_positive", "iou_by_threshold",
+)  # fmt: skip
+# Thresholds of the min-max scaled map tried when tuning a label's threshold on a validation split.
+THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 SUMMARY = (
     "label", "method", "n", "miou", "miou_low", "miou_high", "hit_rate", "hit_low", "hit_high",
-    "auprc", "false_positive_localizations",
+    "auprc", "false_positive_localizations", "threshold", "n_tuned", "miou_tuned", "miou_tuned_low",
+    "miou_tuned_high",
 )  # fmt: skip
 RADIOLOGISTS = "radiologists"
 
@@ -79,7 +74,7 @@ def truths(image: Image, annotations: Iterable[Annotation], matcher: LabelMatche
     return out
 
 
-def map_scores(saliency: np.ndarray, truth: Truth) -> dict[str, float | None]:
+def map_scores(saliency: np.ndarray, truth: Truth) -> dict:
     scores = localization(saliency, truth.union)
     return {
         "iou": scores.iou_otsu,
@@ -87,7 +82,23 @@ def map_scores(saliency: np.ndarray, truth: Truth) -> dict[str, float | None]:
         "hit": None if scores.pointing_game_strict is None else float(scores.pointing_game_strict),
         "energy": scores.energy_inside,
         "auprc": scores.auprc,
+        "iou_by_threshold": ious_by_threshold(saliency, truth.union),
     }
+
+
+def ious_by_threshold(saliency: np.ndarray, mask: np.ndarray) -> list[float]:
+    """IoU of the min-max scaled map thresholded at each of ``THRESHOLDS`` with ``mask``."""
+    low, high = float(saliency.min()), float(saliency.max())
+    scaled = (saliency - low) / (high - low) if high > low else np.zeros_like(saliency)
+    return [iou(scaled >= t, mask) for t in THRESHOLDS]
+
+
+def validation_images(images: Iterable[str], fraction: float, seed: int = 0) -> set[str]:
+    """A seeded split: about ``fraction`` of ``images`` (by name, so a resumed run splits alike)."""
+    ordered = sorted(set(images))
+    rng = np.random.default_rng(seed)
+    chosen = rng.permutation(len(ordered))[: round(fraction * len(ordered))]
+    return {ordered[i] for i in chosen}
 
 
 def reader_agreement(truth: Truth) -> dict[str, float] | None:
@@ -125,9 +136,13 @@ def bootstrap_mean(values: Sequence[float], *, n: int = 1000, seed: int = 0, lev
     return mean, float(low), float(high)
 
 
-def summarise(rows: list[dict], *, n: int = 1000, seed: int = 0) -> list[dict]:
+def summarise(
+    rows: list[dict], *, n: int = 1000, seed: int = 0, validation: set[str] | None = None
+) -> list[dict]:
     """Per label x method: n, mIoU and hit rate with their intervals, mean AUPRC, and the count of
-    false-positive localizations (rows with ``iou`` None and ``false_positive`` set)."""
+    false-positive localizations (rows with ``iou`` None and ``false_positive`` set). With a set
+    of ``validation`` images, also the threshold of best mean IoU on them, and the mIoU at that
+    threshold (with its interval) on the other images."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         groups.setdefault((row["label"], row["method"]), []).append(row)
@@ -144,18 +159,36 @@ def summarise(rows: list[dict], *, n: int = 1000, seed: int = 0) -> list[dict]:
         row |= {"hit_rate": hit[0], "hit_low": hit[1], "hit_high": hit[2]}
         row["auprc"] = float(np.mean(auprc)) if auprc else float("nan")
         row["false_positive_localizations"] = sum(1 for r in group if r.get("false_positive"))
+        row |= (
+            _tuned(scored, validation, n, seed) if validation is not None and method != RADIOLOGISTS else {}
+        )
         out.append(row)
     return out
+
+
+def _tuned(scored: list[dict], validation: set[str], n: int, seed: int) -> dict:
+    curves = [r for r in scored if r.get("iou_by_threshold")]
+    tune = [r["iou_by_threshold"] for r in curves if r["image"] in validation]
+    test = [r["iou_by_threshold"] for r in curves if r["image"] not in validation]
+    if not tune or not test:
+        return {"threshold": None, "n_tuned": len(test)}
+    best = int(np.argmax(np.mean(tune, axis=0)))
+    mean, low, high = bootstrap_mean([curve[best] for curve in test], n=n, seed=seed)
+    tuned = {"miou_tuned": mean, "miou_tuned_low": low, "miou_tuned_high": high}
+    return {"threshold": THRESHOLDS[best], "n_tuned": len(test)} | tuned
 
 
 __all__ = [
     "PER_IMAGE",
     "RADIOLOGISTS",
     "SUMMARY",
+    "THRESHOLDS",
     "Truth",
     "bootstrap_mean",
+    "ious_by_threshold",
     "map_scores",
     "reader_agreement",
     "summarise",
     "truths",
+    "validation_images",
 ]
