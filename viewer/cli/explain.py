@@ -16,7 +16,6 @@ import argparse
 import csv
 import io
 import json
-import re
 import sys
 import threading
 import time
@@ -95,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
     from viewer.inference.manifest import ManifestError
     from viewer.inference.model import CheckpointError, LoadedModel
     from viewer.io import discover
-    from viewer.io.annotations import AnnotationError, load_annotation
+    from viewer.io.annotations import AnnotationError, annotation_files, load_annotation
     from viewer.io.loader import load_series
+    from viewer.io.naming import series_name, unique_name
 
     method_ids = list(METHODS) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m]
     unknown = [m for m in method_ids if m not in METHODS]
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"--target {label!r} is not a label of {model.manifest.name}: {labels}", file=sys.stderr)
             return 2
     annotations = []
-    for path in _annotation_files(args.annotation):
+    for path in annotation_files(args.annotation):
         try:
             annotations.append(load_annotation(path))
         except AnnotationError as exc:
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     rows, used_ids, cautioned, used_annotations = [], set(), False, set()
     for n, series in enumerate(found.series, start=1):
         image = load_series(series)
-        name = _unique_id(_series_id(series), used_ids)
+        name = unique_name(series_name(series), used_ids)
         out_dir = args.out / name
         out_dir.mkdir(parents=True, exist_ok=False)
         try:
@@ -299,42 +299,6 @@ def _annotation_masks(image, target: str, annotations, matcher) -> tuple:
         mask |= annotation.mask(image, target, matcher)
         marker = annotation.marker_mask(image) if annotation.marker is not None else marker
     return mask, marker
-
-
-def _annotation_files(paths: list[Path]) -> list[Path]:
-    files = []
-    for path in paths:
-        if path.is_dir():
-            files += sorted(
-                p
-                for p in path.rglob("*")
-                if p.suffix.lower() in (".json", ".dcm", ".csv", ".png", ".nii")
-                or p.name.lower().endswith(".nii.gz")
-            )
-        else:
-            files.append(path)
-    # Phantom sets hold each truth twice (JSON and SEG) and PNG masks that the JSON names.
-    stems = {p.stem for p in files if p.suffix.lower() == ".json"}
-    return [
-        p
-        for p in files
-        if not (p.suffix.lower() == ".dcm" and p.stem.removesuffix("_seg") in stems)
-        and not (p.suffix.lower() == ".png" and any(p.stem.startswith(f"{s}_") for s in stems))
-    ]
-
-
-def _series_id(series) -> str:
-    first = Path(series.paths[0].split("!/")[-1])
-    stem = first.parent.name if series.n_frames > 1 and len(series.paths) > 1 else first.stem
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem) or "image"
-
-
-def _unique_id(name: str, used: set[str]) -> str:
-    candidate, k = name, 2
-    while candidate in used:
-        candidate, k = f"{name}_{k}", k + 1
-    used.add(candidate)
-    return candidate
 
 
 def _png(rgb) -> bytes:

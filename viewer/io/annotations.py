@@ -44,4 +44,35 @@ def load_annotation(path: Path | str) -> Annotation:
         raise AnnotationError(path, f"cannot read as {chosen.name} ({type(exc).__name__}: {exc})") from None
 
 
-__all__ = ["Annotation", "AnnotationError", "Region", "load_annotation", "names_of", "stem"]
+def annotation_files(paths: list[Path]) -> list[Path]:
+    """The annotation files in ``paths`` (folders searched), without the copies a phantom set
+    holds twice (its SEG beside its JSON, the PNG masks the JSON names)."""
+    files = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix.lower() in (".json", ".dcm", ".csv", ".png", ".nii")
+                or p.name.lower().endswith(".nii.gz")
+            )
+        else:
+            files.append(path)
+    stems = {p.stem for p in files if p.suffix.lower() == ".json"}
+    return [
+        p
+        for p in files
+        if not (p.suffix.lower() == ".dcm" and p.stem.removesuffix("_seg") in stems)
+        and not (p.suffix.lower() == ".png" and any(p.stem.startswith(f"{s}_") for s in stems))
+    ]
+
+
+__all__ = [
+    "Annotation",
+    "AnnotationError",
+    "Region",
+    "annotation_files",
+    "load_annotation",
+    "names_of",
+    "stem",
+]

@@ -231,6 +231,9 @@ class MainWindow(QMainWindow):
         self._action(model, "Run methods", self.run_methods, "Ctrl+R")
         self._action(model, "Cancel", self.cancel, "Esc")
 
+        tools = bar.addMenu("&Tools")
+        self._action(tools, "Evaluate folder...", self.evaluate_folder)
+
         help_menu = bar.addMenu("&Help")
         self._action(
             help_menu, "Keyboard and mouse...", self.show_shortcuts, QKeySequence.StandardKey.HelpContents
@@ -561,6 +564,17 @@ class MainWindow(QMainWindow):
                 self._card = show_model_card(self, load_manifest(path))
             except ManifestError as exc:
                 self._error(str(exc))
+
+    def evaluate_folder(self) -> None:
+        """A data-set evaluation with the model in use and the ticked methods, in the background."""
+        from viewer.ui.evaluate_dialog import EvaluateDialog
+
+        manifest = self.model_panel.current_manifest()
+        if manifest:
+            self._evaluate = EvaluateDialog(
+                self, self.runner, self.store, manifest, self.model_panel.checked_methods()
+            )
+            self._evaluate.show()
 
     def check_model(self) -> None:
         """The model doctor's report on the model in use, run on the image on screen."""
