@@ -22,6 +22,18 @@ from viewer.io.label_vocabulary import LabelMatcher
 from viewer.io.loader import load_series
 
 
+def evaluate_phantoms(phantoms) -> list[str]:
+    """The command line that evaluates the phantom set with the demo model."""
+    return [
+        "evaluate",
+        str(phantoms / "dicom"),
+        "--model",
+        "cxr_resnet18",
+        "--annotation",
+        str(phantoms / "annotations"),
+    ]
+
+
 def read(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -119,14 +131,7 @@ def test_radiologists_row_is_their_pairwise_agreement(tmp_path):
 
 def test_resume_after_a_crash_neither_loses_nor_repeats_images(phantoms, tmp_path, capsys):
     out = tmp_path / "out"
-    args = [
-        "evaluate",
-        str(phantoms / "dicom"),
-        "--model",
-        "cxr_resnet18",
-        "--annotation",
-        str(phantoms / "annotations"),
-    ]
+    args = evaluate_phantoms(phantoms)
     args += ["--methods", "gradcam", "--bootstrap", "50", "--quiet", "--out", str(out)]
     assert main(args) == 0
     complete = read(out / "per_image.csv")
@@ -156,14 +161,7 @@ def test_split_thresholds_tune_on_validation_images_and_report_the_rest(evaluate
     scored = [r for r in rows if r["iou"]]
     assert all(len(r["iou_by_threshold"].split(";")) == len(THRESHOLDS) for r in scored)
     out = tmp_path / "split"
-    args = [
-        "evaluate",
-        str(phantoms / "dicom"),
-        "--model",
-        "cxr_resnet18",
-        "--annotation",
-        str(phantoms / "annotations"),
-    ]
+    args = evaluate_phantoms(phantoms)
     args += [
         "--methods",
         "gradcam",

@@ -15,23 +15,19 @@ import argparse
 import sys
 from pathlib import Path
 
+from viewer.cli.arguments import add_images_model_methods
+
 HELP = "evaluate saliency methods against annotations over a data set (mIoU, hit rate, 95 % CIs)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "inputs", nargs="+", type=Path, metavar="INPUT", help="files, folders, ZIP or DICOMDIR"
-    )
-    parser.add_argument("--model", required=True, help="a bundled model's name or a manifest.toml")
+    add_images_model_methods(parser)
     parser.add_argument(
         "--annotation",
         action="append",
         type=Path,
         required=True,
         help="annotation file or folder (repeatable)",
-    )
-    parser.add_argument(
-        "--methods", default="gradcam,gradcam++,guided-backprop,guided-gradcam,deconvnet,lime"
     )
     parser.add_argument(
         "--split-thresholds",

@@ -22,6 +22,8 @@ import time
 from functools import partial
 from pathlib import Path
 
+from viewer.cli.arguments import add_images_model_methods
+
 HELP = "compute saliency maps and their metrics for images or series (batch, headless)"
 
 COLUMNS = (
@@ -47,15 +49,7 @@ COLUMNS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "inputs", nargs="+", type=Path, metavar="INPUT", help="files, folders, ZIP or DICOMDIR"
-    )
-    parser.add_argument("--model", required=True, help="a bundled model's name or a manifest.toml")
-    parser.add_argument(
-        "--methods",
-        default="gradcam,gradcam++,guided-backprop,guided-gradcam,deconvnet,lime",
-        help="comma-separated method ids (default: the viewer's default set); 'all' for every method",
-    )
+    add_images_model_methods(parser, all_methods=True)
     parser.add_argument(
         "--target", action="append", help="label to explain (repeatable); default: top prediction"
     )
