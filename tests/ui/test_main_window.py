@@ -71,7 +71,7 @@ def test_a_dropped_chest_film_opens_with_its_window_thumbnail_tags_and_predictio
         window.runner.result, timeout=60_000, check_params_cb=lambda j, k, p: k == "loaded"
     ):
         _drop(window, [CHEST])
-    qtbot.waitUntil(lambda: window.prediction is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: window.session.prediction is not None, timeout=60_000)
     image = window.state.image
     assert (image.rows, image.columns) == (1024, 1024)
     assert window.canvas.base.image is not None
@@ -85,9 +85,9 @@ def test_a_dropped_chest_film_opens_with_its_window_thumbnail_tags_and_predictio
         window.model_panel.predictions.item(r, 0).text()
         for r in range(window.model_panel.predictions.rowCount())
     ]
-    p = window.prediction[0]
-    assert labels[0] == window.state.target == window.labels[int(np.argmax(p))]
-    assert sorted(labels) == sorted(window.labels)
+    p = window.session.prediction.probabilities[0]
+    assert labels[0] == window.state.target == window.session.labels[int(np.argmax(p))]
+    assert sorted(labels) == sorted(window.session.labels)
     # The DICOM tag browser shows this file's header, and its search filters it.
     assert window.tags.source.endswith("cxr_0002.dcm")
     window.tags.filter.setText("PhotometricInterpretation".lower()[:10])
@@ -163,8 +163,8 @@ def test_methods_run_in_the_background_and_appear_as_layers(qtbot, window):
     ticks = [window.layer_panel.list.item(r).checkState() == Qt.CheckState.Checked for r in range(5)]
     assert ticks == [True, False, False, False, False]  # the list shows what the canvas shows
     window.solo.setChecked(False)
-    window._toggle_all_layers()  # H: all off, then all on
-    window._toggle_all_layers()
+    window.session.layers.toggle_all()  # H: all off, then all on
+    window.session.layers.toggle_all()
     for layer in window.state.layers:
         item = window.canvas.overlays[layer.method]
         assert item.isVisible() and item.image.shape == (1024, 1024)
@@ -186,7 +186,7 @@ def test_methods_run_in_the_background_and_appear_as_layers(qtbot, window):
     window.layer_panel.list.item(row).setCheckState(Qt.CheckState.Unchecked)
     assert layer.visible is False and not window.canvas.overlays["gradcam"].isVisible()
     # The cursor readout gives the real value and the active map's value.
-    window._on_cursor((500, 600))
+    window.canvas.cursor_moved.emit((500, 600))
     assert "x 600  y 500" in window.cursor_label.text()
 
 
@@ -194,7 +194,7 @@ def test_a_new_target_cancels_the_stale_job_and_shows_its_own_maps(qtbot, window
     open_and_wait(qtbot, window, [CHEST])
     first = window.state.target
     job = window.run_methods(["lime"])  # long: it is cancelled by the new target
-    other = next(label for label in window.labels if label != first)
+    other = next(label for label in window.session.labels if label != first)
     qtbot.waitUntil(lambda: window.runner.current("explain") is job and window.runner.busy, timeout=10_000)
     with qtbot.waitSignal(window.runner.finished, timeout=60_000, check_params_cb=lambda j, s: j is job):
         window.state.target = other
@@ -212,7 +212,7 @@ def test_a_new_target_cancels_the_stale_job_and_shows_its_own_maps(qtbot, window
 
 def test_annotation_load_draw_and_undo(qtbot, window):
     open_and_wait(qtbot, window, [CHEST])
-    assert window.load_annotation(CHEST_TRUTH)
+    assert window.session.load_annotation(CHEST_TRUTH)
     assert set(window.state.annotation.labels) == {"cardiomegaly", "effusion"}
     assert len(window.canvas.annotation_outlines) == 2
     window.state.annotation_style = "fill"
@@ -221,11 +221,11 @@ def test_annotation_load_draw_and_undo(qtbot, window):
     assert not window.canvas.annotation_outlines
     window.state.show_annotation = True
     # A CT annotation does not match this film: refused with a reason.
-    assert not window.load_annotation(CT_TRUTH)
+    assert not window.session.load_annotation(CT_TRUTH)
     assert "does not refer to this image" in window.errors[-1]
     # Draw a rectangle of the target label, then undo it.
     regions = len(window.state.annotation.regions)
-    window.set_tool("rectangle")
+    window.annotations.set_tool("rectangle")
     vb = window.canvas.vb
     start = window.canvas.mapFromScene(vb.mapViewToScene(QPointF(100, 100)))
     end = window.canvas.mapFromScene(vb.mapViewToScene(QPointF(300, 250)))
@@ -236,7 +236,7 @@ def test_annotation_load_draw_and_undo(qtbot, window):
     ys, xs = np.nonzero(region.mask)
     assert abs(xs.min() - 100) <= 3 and abs(xs.max() - 300) <= 3 and abs(ys.min() - 100) <= 3
     assert window.state.voi == window.state.image.default_window  # drawing did not change the window
-    window.undo.undo()
+    window.annotations.undo.undo()
     assert len(window.state.annotation.regions) == regions
 
 
@@ -246,14 +246,14 @@ def test_exported_screenshots_show_the_map_where_it_is_high_and_hide_identifiers
     layer = window.state.layer("gradcam")
     layer.opacity, layer.colormap = 1.0, "jet"
     values = layer.values(0)
-    native = exports.compose_native(window)
+    native = exports.compose_native(window.export_context())
     high, low = values > 0.9, values < 0.05
-    grey = exports.compose_native(window, layers=[])
+    grey = exports.compose_native(window.export_context(), layers=[])
     # Where the map is high the pixel is coloured (jet's red end); where it is ~0 the image shows.
     coloured = native[high].astype(int)
     assert (coloured[:, 0] - coloured[:, 2]).mean() > 100
     assert np.abs(native[low].astype(int) - grey[low].astype(int)).max() <= 1
-    path = exports.save_native(window, tmp_path / "native.png")
+    path = exports.save_native(window.export_context(), tmp_path / "native.png")
     from PIL import Image
 
     saved = np.asarray(Image.open(path).convert("RGB"))
@@ -261,10 +261,10 @@ def test_exported_screenshots_show_the_map_where_it_is_high_and_hide_identifiers
     assert np.abs(saved[:1024][high].astype(int) - coloured).mean() < 12
     # Hidden layer: no colour anywhere in the image area (JPEG would blur; PNG is exact).
     layer.visible = False
-    hidden = exports.compose_native(window)
+    hidden = exports.compose_native(window.export_context())
     assert np.array_equal(hidden, grey)
     with pytest.raises(FileExistsError):
-        exports.save_native(window, path)
+        exports.save_native(window.export_context(), path)
     # The view export hides the patient's name unless asked.
     layer.visible = True
     assert "Phantom" in window.canvas.corners.labels["top_left"].text()
@@ -277,13 +277,15 @@ def test_exported_screenshots_show_the_map_where_it_is_high_and_hide_identifiers
 
     exports.corner_texts = spy
     try:
-        exports.save_view(window, tmp_path / "view.jpg")
+        exports.save_view(window.export_context(), tmp_path / "view.jpg")
     finally:
         exports.corner_texts = original
     assert "Phantom" not in texts[True]["top_left"]
     assert (tmp_path / "view.jpg").stat().st_size > 10_000
-    assert "Grad-CAM | " in exports.caption(window) and "not for diagnosis" in exports.caption(window)
-    sheet = exports.render_contact_sheet(window)
+    assert "Grad-CAM | " in exports.caption(
+        window.export_context()
+    ) and "not for diagnosis" in exports.caption(window.export_context())
+    sheet = exports.render_contact_sheet(window.export_context())
     assert sheet.width() >= 2 * 512
 
 
@@ -300,10 +302,10 @@ def test_settings_remember_recent_studies_and_user_models(qtbot, window, setting
     text = (mine / "manifest.toml").read_text()
     text = re.sub(r'^name = ".*"$', 'name = "my_chest_model"', text, count=1, flags=re.M)
     (mine / "manifest.toml").write_text(text)
-    assert window.add_model(mine / "manifest.toml")
+    assert window.session.add_model(mine / "manifest.toml")
     assert window.model_panel.models.currentText() == "my_chest_model"
     assert str((mine / "manifest.toml").resolve()) in settings.value("models/user", type=list)
-    qtbot.waitUntil(lambda: window.prediction is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: window.session.prediction is not None, timeout=60_000)
     window.close()
     from viewer.ui.main_window import MainWindow
 
@@ -312,7 +314,7 @@ def test_settings_remember_recent_studies_and_user_models(qtbot, window, setting
     assert "my_chest_model" in [
         again.model_panel.models.itemText(i) for i in range(again.model_panel.models.count())
     ]
-    assert again.recent_menu.actions()[0].text() == str(CHEST)
+    assert again.menus["recent"].actions()[0].text() == str(CHEST)
     again.runner.shutdown()
 
 
@@ -358,9 +360,9 @@ def test_a_zipped_folder_lists_every_series_and_the_browser_opens_them(qtbot, wi
     # Choosing a series while thumbnails are still being made does not stop them.
     qtbot.waitUntil(lambda: sorted(made) == [0, 1, 2], timeout=60_000)
     # A head CT switches to the model made for CT.
-    qtbot.waitUntil(lambda: window.prediction is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: window.session.prediction is not None, timeout=60_000)
     assert window.model_panel.models.currentText() == "ct_resnet18"
-    assert "any" in window.labels
+    assert "any" in window.session.labels
     assert window.tags.source.startswith(str(archive) + "!/")
 
 
@@ -404,13 +406,13 @@ def test_a_phantom_model_on_a_real_film_says_so_and_its_exports_too(qtbot, windo
     open_and_wait(qtbot, window, [testdata("RG1_UNCR.dcm")])  # a real chest CR
     banner = window.model_panel.caution
     assert banner.isVisible() and "trained on synthetic phantoms only" in banner.text()
-    assert "trained on synthetic phantoms only" in exports.caption(window)
+    assert "trained on synthetic phantoms only" in exports.caption(window.export_context())
     with qtbot.waitSignal(window.model_panel.card_requested):
         banner.linkActivated.emit("card")
     assert window._card.isVisible() and "Model card" in window._card.windowTitle()
     window._card.close()
     open_and_wait(qtbot, window, [CHEST])  # the product's own phantom: nothing to warn about
-    assert not banner.isVisible() and "phantoms only" not in exports.caption(window)
+    assert not banner.isVisible() and "phantoms only" not in exports.caption(window.export_context())
 
 
 def test_model_check_dialog_reports_on_the_image_on_screen(qtbot, window, testdata):
@@ -439,3 +441,15 @@ def test_methods_a_cnn_cannot_have_are_greyed_out_with_the_reason(qtbot, window)
     assert items["gradcam"].flags() & Qt.ItemFlag.ItemIsEnabled
     items["attention-rollout"].setCheckState(Qt.CheckState.Checked)
     assert "attention-rollout" not in window.model_panel.checked_methods()
+
+
+def test_opening_draws_the_base_image_once(qtbot, window):
+    """The image event draws the new image; the frame and window events that follow it on open
+    must not draw it again (a paint counter on the base item)."""
+    calls = []
+    original = window.canvas.base.setImage
+    window.canvas.base.setImage = lambda *a, **k: (calls.append(1), original(*a, **k))[1]
+    open_and_wait(qtbot, window, [CT])
+    assert len(calls) == 1
+    window.state.step_frame(1)  # a new slice is drawn
+    assert len(calls) == 2

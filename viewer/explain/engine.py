@@ -22,7 +22,7 @@ from viewer.explain import ablation_cam, attention_rollout, cam, gradients, pert
 from viewer.explain.context import CancelFlag, ExplainContext
 from viewer.explain.registry import Method, get_method, unsupported_reason
 from viewer.explain.saliency_map import SaliencyMap
-from viewer.inference.model import LoadedModel
+from viewer.inference.model import LoadedModel, default_target_index
 from viewer.inference.preprocess import GridTransform
 from viewer.io.image import Image
 
@@ -167,7 +167,7 @@ def _probabilities(inputs: torch.Tensor, ctx: ExplainContext) -> torch.Tensor:
 
 def _resolve_targets(targets: Sequence[str] | None, labels: tuple[str, ...], p: torch.Tensor) -> list[int]:
     if not targets:
-        return [int(p.amax(dim=0).argmax())]  # the top prediction (over all frames of a series)
+        return [default_target_index(p)]
     unknown = [t for t in targets if t not in labels]
     if unknown:
         raise KeyError(f"unknown target label(s) {', '.join(unknown)}; the model has {', '.join(labels)}")

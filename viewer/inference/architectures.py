@@ -11,31 +11,16 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 import torchvision
 from torch import nn
 
+from viewer.inference.built import Built
 from viewer.inference.manifest import ManifestError, ModelManifest
 
 # Extras of the saliency-viewer package, by the library they install.
 EXTRAS = {"timm": "timm", "monai": "monai", "torchxrayvision": "xrv", "onnx2torch": "onnx"}
-
-
-@dataclass
-class Built:
-    """A network made from a manifest, before its weights are loaded."""
-
-    network: nn.Module
-    family: str
-    weights_inside: bool = False  # the weights file is the network itself (TorchScript, ONNX)
-    hooks: bool = True  # module hooks work (not in TorchScript): CAM and guided methods need them
-    activation: str | None = None  # "sigmoid"/"softmax" the file's own network ended with, removed
-    activation_source: str = ""
-    calibrate: Callable[[torch.Tensor], torch.Tensor] | None = None
-    calibration: str = ""
-    notes: list[str] = field(default_factory=list)
 
 
 Builder = Callable[[ModelManifest, str], Built]

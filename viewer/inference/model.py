@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +44,16 @@ class Prediction:
     probabilities: np.ndarray
     transforms: list[GridTransform]
 
-    def top(self, frame_index: int = 0) -> tuple[str, float]:
-        row = self.probabilities[frame_index]
-        best = int(np.argmax(row))
-        return self.labels[best], float(row[best])
+    def default_target(self) -> str:
+        """The label explained when the user chose none (see :func:`default_target_index`)."""
+        return self.labels[default_target_index(self.probabilities)]
+
+
+def default_target_index(probabilities: np.ndarray | torch.Tensor) -> int:
+    """The one target rule of the GUI and the CLI: the label most probable on any frame, so a
+    haemorrhage seen on 3 of 28 slices is the series' target whichever slice is on screen."""
+    p = probabilities.detach().cpu().numpy() if isinstance(probabilities, torch.Tensor) else probabilities
+    return int(np.asarray(p).reshape(-1, np.shape(p)[-1]).max(axis=0).argmax())
 
 
 def output_head(manifest: ModelManifest, built: Built, checkpoint: Checkpoint | None) -> OutputHead:
@@ -63,6 +71,9 @@ def output_head(manifest: ModelManifest, built: Built, checkpoint: Checkpoint | 
         activation = task_head(manifest.task).activation
         return OutputHead(activation, "network.output = probabilities, the task's activation")
     return task_head(manifest.task)
+
+
+_PREPARED_FRAMES = 64  # a head CT series at 224 x 224 x 3: about 40 MB
 
 
 class LoadedModel:
@@ -115,6 +126,12 @@ class LoadedModel:
             except ValueError as exc:
                 raise ManifestError(manifest.path, str(exc)) from None
         self.network.to(self.device)
+        # Pre-processed frames of the images seen last: predicting, explaining and scoring the
+        # same slice resample it once. Keyed by the image object (weakly: a closed image goes).
+        self._prepared: OrderedDict[tuple[int, int], tuple[weakref.ref, torch.Tensor, GridTransform]] = (
+            OrderedDict()
+        )
+        self.preparations = 0  # frames actually pre-processed (tests count them)
 
     @property
     def attention(self) -> bool:
@@ -130,7 +147,19 @@ class LoadedModel:
         return self.head(logits)
 
     def prepare(self, image: Image, frame: int = 0) -> tuple[torch.Tensor, GridTransform]:
-        return prepare_frame(image, frame, self.manifest.input, self.manifest.in_channels)
+        """The network's input for one frame and its grid transform (made once per image and
+        frame; callers must not modify the tensor in place)."""
+        key = (id(image), frame)
+        hit = self._prepared.get(key)
+        if hit is not None and hit[0]() is image:
+            self._prepared.move_to_end(key)
+            return hit[1], hit[2]
+        tensor, transform = prepare_frame(image, frame, self.manifest.input, self.manifest.in_channels)
+        self.preparations += 1
+        self._prepared[key] = (weakref.ref(image), tensor, transform)
+        while len(self._prepared) > _PREPARED_FRAMES:
+            self._prepared.popitem(last=False)
+        return tensor, transform
 
     def predict(self, image: Image, frames: Sequence[int] | None = None, batch_size: int = 16) -> Prediction:
         """Logits and probabilities for the given frames (all frames by default), batched."""

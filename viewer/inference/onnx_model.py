@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import fx, nn
 
-from viewer.inference.architectures import Built
+from viewer.inference.built import Built
 from viewer.inference.manifest import ManifestError, ModelManifest
 
 

@@ -68,9 +68,10 @@ class SaliencyLayer:
         smap = self.maps.get(frame)
         return None if smap is None else smap.frame(frame)
 
-    def add(self, smap: SaliencyMap, indices: np.ndarray | None = None) -> None:
+    def add(self, smap: SaliencyMap, indices: np.ndarray | None = None, announce: bool = True) -> None:
         """Take a newly computed map (it may cover several frames). ``indices`` are its lookup-table
-        indices (``display_indices``) when the worker thread already made them."""
+        indices (``display_indices``) when the worker thread already made them; ``announce=False``
+        leaves the ``maps`` event to the caller (one event after several maps)."""
         for i, index in enumerate(smap.frames):
             self.maps[index] = smap
             if indices is not None:
@@ -78,7 +79,8 @@ class SaliencyLayer:
             else:
                 self._indices.pop(index, None)
         # Emitted by hand: the dict is mutated in place, which no field event sees.
-        self.events.maps.emit(self.maps, self.maps)
+        if announce:
+            self.events.maps.emit(self.maps, self.maps)
 
 
 def display_indices(smap: SaliencyMap, frames: list[int] | None = None) -> np.ndarray:

@@ -6,6 +6,8 @@ import itertools
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import numpy as np
+
 from viewer.explain.saliency_map import SaliencyMap
 
 
@@ -26,9 +28,13 @@ class MapCache:
         self._maps: OrderedDict[MapKey, SaliencyMap] = OrderedDict()
         self._order = itertools.count()
         self._added: dict[int, int] = {}  # id(map) -> when it was first stored
+        # id(map) -> its display indices, made by the worker (the GUI thread must not redo them).
+        self._indices: dict[int, np.ndarray] = {}
 
-    def put(self, image: int, model: str, smap: SaliencyMap) -> None:
+    def put(self, image: int, model: str, smap: SaliencyMap, indices: np.ndarray | None = None) -> None:
         self._added.setdefault(id(smap), next(self._order))
+        if indices is not None:
+            self._indices[id(smap)] = indices
         for frame in smap.frames:
             key = MapKey(image, frame, model, smap.target, smap.method)
             self._maps[key] = smap
@@ -40,6 +46,10 @@ class MapCache:
         if smap is not None:
             self._maps.move_to_end(key)
         return smap
+
+    def indices(self, smap: SaliencyMap) -> np.ndarray | None:
+        """The display indices stored with ``smap`` (``(frames, rows, cols)`` uint8), if any."""
+        return self._indices.get(id(smap))
 
     def find(self, image: int, model: str, target: str) -> list[SaliencyMap]:
         """Every cached map of an image for a model and target (any frame), in computing order."""
@@ -62,7 +72,10 @@ class MapCache:
 
     def _nbytes(self) -> int:
         unique = {id(m): m for m in self._maps.values()}
-        return sum(m.array.nbytes + m.grid.nbytes for m in unique.values())
+        return sum(
+            m.array.nbytes + m.grid.nbytes + getattr(self._indices.get(k), "nbytes", 0)
+            for k, m in unique.items()
+        )
 
     def _evict(self) -> None:
         while self._maps and self._nbytes() > self.max_bytes:
@@ -72,3 +85,4 @@ class MapCache:
     def _forget_unused(self) -> None:
         live = {id(m) for m in self._maps.values()}
         self._added = {k: v for k, v in self._added.items() if k in live}
+        self._indices = {k: v for k, v in self._indices.items() if k in live}

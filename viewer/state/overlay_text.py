@@ -65,3 +65,23 @@ def corner_texts(state: ViewerState, zoom: float, *, hide_phi: bool = False) -> 
         "bottom_left": "\n".join(bottom_left),
         "bottom_right": "\n".join(bottom_right),
     }
+
+
+def cursor_text(state: ViewerState, where: tuple[int, int] | None) -> str:
+    """The status bar's readout under the cursor: position, pixel value with its units, and the
+    selected layer's value there when it is shown."""
+    image = state.image
+    if where is None or image is None:
+        return ""
+    row, col = where
+    value = image.frame(state.frame)[row, col]
+    if image.is_color:
+        text = f"x {col}  y {row}  RGB {tuple(int(v) for v in value)}"
+    else:
+        text = f"x {col}  y {row}  {float(value):.1f} {image.units}".rstrip()
+    layer = state.active()
+    if layer is not None and layer.visible:
+        values = layer.values(state.frame)
+        if values is not None:
+            text += f"  |  {layer.title} {float(values[row, col]):+.3f}"
+    return text

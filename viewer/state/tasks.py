@@ -48,17 +48,20 @@ def open_paths(job: JobLike, paths: Sequence[str | Path]) -> None:
     job.emit("discovered", found)
     if not found.series:
         return
-    load(job, found.series[0], 0)
+    first = load(job, found.series[0], 0)
     for index, series in enumerate(found.series):
         job.check()
         try:
-            job.emit("thumbnail", (index, thumbnail(series)))
+            # The series just opened is not decoded a second time for its picture.
+            picture = thumbnail_of(first) if index == 0 and first is not None else thumbnail(series)
         except LoadError:
             continue  # the browser keeps its text-only entry; the problem shows when it is opened
+        job.emit("thumbnail", (index, picture))
 
 
-def load(job: JobLike, series: SeriesInfo, index: int) -> None:
-    """Decode one series; emits ``loaded`` ``(index, Image)``, or ``failed`` ``(index, reason)``."""
+def load(job: JobLike, series: SeriesInfo, index: int) -> Image | None:
+    """Decode one series; emits ``loaded`` ``(index, Image)``, or ``failed`` ``(index, reason)``;
+    returns the image (None if it failed)."""
     try:
         image = load_series(
             series,
@@ -67,16 +70,21 @@ def load(job: JobLike, series: SeriesInfo, index: int) -> None:
         )
     except LoadError as exc:
         job.emit("failed", (index, str(exc)))
-        return
+        return None
     job.check()
     job.emit("loaded", (index, image))
+    return image
 
 
 def thumbnail(series: SeriesInfo, size: int = THUMBNAIL_SIZE) -> np.ndarray:
     """A small grey (or RGB) uint8 picture of a series' middle image, decoding only that file."""
     if series.records and len(series.records) > 1:
         series = replace(series, records=[series.records[len(series.records) // 2]], is_volume=False)
-    image = load_series(series)
+    return thumbnail_of(load_series(series), size)
+
+
+def thumbnail_of(image: Image, size: int = THUMBNAIL_SIZE) -> np.ndarray:
+    """The picture of an image already decoded (its middle frame, windowed, aspect kept)."""
     grey = to_display(image, image.n_frames // 2)
     picture = PILImage.fromarray(np.rint(np.clip(grey, 0, 1) * 255).astype(np.uint8))
     aspect = image.geometry.pixel_aspect
@@ -108,10 +116,9 @@ def method_support(model: LoadedModel) -> dict[str, str | None]:
 
 
 def predict(job: JobLike, store: ModelStore, manifest: str | Path, image: Image) -> None:
-    """Emits ``model`` (the manifest), ``support`` (which methods apply to the network, see
-    ``method_support``) and ``prediction`` (per-frame probabilities of every label)."""
+    """Emits ``support`` (which methods apply to the network, see ``method_support``) and
+    ``prediction`` (per-frame probabilities of every label)."""
     model = store.get(manifest)
-    job.emit("model", model.manifest)
     job.emit("support", method_support(model))
     job.check()
     job.emit("prediction", model.predict(image))

@@ -157,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _after_image(window, lambda: QTimer.singleShot(0, lambda: _report_first_image(window, app)))
         window.open_paths(paths)
         if annotation:
-            _after_image(window, lambda: window.load_annotation(annotation))
+            _after_image(window, lambda: window.session.load_annotation(annotation))
         if args.target:
             _after_prediction(window, lambda: setattr(window.state, "target", args.target))
     if args.compare:
@@ -207,7 +207,7 @@ def select_model(window: MainWindow, name_or_path: str) -> bool:
         manifest = resolve_model(name_or_path)
     except ManifestError:
         return False
-    return window.add_model(manifest)
+    return window.session.add_model(manifest)
 
 
 def _after_image(window: MainWindow, action) -> None:
@@ -260,7 +260,7 @@ class HeadlessRun(QObject):
         return self.code
 
     def _on_result(self, job, kind, payload) -> None:
-        if kind == "loaded" and self.annotation and not self.window.load_annotation(self.annotation):
+        if kind == "loaded" and self.annotation and not self.window.session.load_annotation(self.annotation):
             self._fail(self.window.errors[-1])
         elif kind == "failed":
             self._fail(payload[1])
@@ -268,11 +268,10 @@ class HeadlessRun(QObject):
             self._fail("no images found in " + ", ".join(self.paths))
         elif kind == "prediction" and not self.ran:
             self.ran = True
+            labels = self.window.session.labels
             if self.args.target:
-                if self.args.target not in self.window.labels:
-                    self._fail(
-                        f"--target {self.args.target!r} is not a label: {', '.join(self.window.labels)}"
-                    )
+                if self.args.target not in labels:
+                    self._fail(f"--target {self.args.target!r} is not a label: {', '.join(labels)}")
                     return
                 self.window.state.target = self.args.target
             QTimer.singleShot(0, self._run)

@@ -244,6 +244,7 @@ class ImageCanvas(pg.GraphicsView):
 
         self.base = pg.ImageItem(axisOrder="row-major")
         self._raw_base = False  # the base shows real-unit pixels leveled by a linear window
+        self._base_shows: tuple = ()  # (image, frame, window, invert) the base item shows
         self.vb.addItem(self.base)
         self.overlays: dict[str, pg.ImageItem] = {}
         self._shown: dict[str, tuple] = {}  # method -> (map, frame) its item holds
@@ -286,24 +287,31 @@ class ImageCanvas(pg.GraphicsView):
         self.fit()
 
     def _on_frame(self, _frame: int) -> None:
-        self._show_base()
+        if self._base_shows != self._base_key():  # on open the image event drew this frame already
+            self._show_base()
         for layer in self.state.layers:
             self._show_layer(layer)
         self.refresh_annotation()
+
+    def _base_key(self) -> tuple:
+        state = self.state
+        return (id(state.image), state.frame, state.voi, state.invert)
 
     def _show_base(self) -> None:
         if self.state.image is None:
             return
         data, levels, lut, self._raw_base = base_display(self.state)
         self.base.setImage(data, autoLevels=False, levels=levels, lut=lut)
+        self._base_shows = self._base_key()
 
     def _show_levels(self, *_args) -> None:
         image, voi = self.state.image, self.state.voi
-        if image is None or image.is_color:
+        if image is None or image.is_color or self._base_shows == self._base_key():
             return
         if self._raw_base and isinstance(voi, Window) and voi.function != "SIGMOID":
             self.base.setLevels(window_levels(voi))  # no new image: just new levels and ramp
             self.base.setLookupTable(grey_lut(self.state))
+            self._base_shows = self._base_key()
         else:
             self._show_base()
 

@@ -26,11 +26,11 @@ from PySide6.QtWidgets import (
 )
 
 from viewer.explain.registry import METHODS
-from viewer.inference.manifest import ManifestError, load_manifest
 from viewer.io.label_vocabulary import LabelMatcher
-from viewer.state import SaliencyLayer, ViewerState, tasks
+from viewer.state import SaliencyLayer, tasks
+from viewer.state.runner import Job
+from viewer.state.session import ViewerSession
 from viewer.ui.canvas import base_display, cosmetic_pen, label_colour, outline_path
-from viewer.ui.worker import Job, JobRunner
 
 COLUMNS = (
     ("Method", None),
@@ -121,13 +121,11 @@ _MIN_TILE = 200  # px: smaller tiles show too little of a film to compare maps
 class ComparisonPanel(QWidget):
     scores_shown = Signal()
 
-    def __init__(self, state: ViewerState, runner: JobRunner, store: tasks.ModelStore, parent=None):
+    def __init__(self, session: ViewerSession, parent=None):
         super().__init__(parent)
-        self.state = state
-        self.runner = runner
-        self.store = store
-        self._manifest = ""
-        self.matcher: LabelMatcher | None = None  # the model's labels, for annotation labels
+        self.session = session
+        self.state = state = session.state
+        self.runner = session.runner
         self.settings = QSettings()
         self.views: dict[str, MiniView] = {}
         self.scores: dict[str, object] = {}
@@ -184,8 +182,6 @@ class ComparisonPanel(QWidget):
         state.events.annotation.connect(lambda *_: self.refresh())
         state.events.image.connect(lambda *_: self._clear())
         state.layers.events.removed.connect(lambda *_: self.refresh())
-        runner.result.connect(self._on_result)
-        runner.finished.connect(self._on_finished)
 
     # --- building the views -----------------------------------------------------------------
     def _clear(self) -> None:
@@ -335,28 +331,28 @@ class ComparisonPanel(QWidget):
             self.status.setText(self._no_annotation_text())
         else:
             self.status.setText("Scoring...")
+        store = self.session.store
         self.runner.submit(
             Job(
                 "scores",
                 lambda job: tasks.score_maps(
-                    job, self.store, manifest, image, frame, maps, mask, marker, steps, sanity
+                    job, store, manifest, image, frame, maps, mask, marker, steps, sanity
                 ),
                 "Scoring the maps",
+                on_event=self._on_result,
+                on_done=self._on_finished,
             )
         )
 
     @property
     def manifest(self) -> str:
-        """The manifest path of the model in use, set by the main window."""
-        return self._manifest
+        """The manifest path of the model in use."""
+        return str(self.session.manifest_path or "")
 
-    @manifest.setter
-    def manifest(self, path: str) -> None:
-        self._manifest = path
-        try:
-            self.matcher = load_manifest(path).label_matcher() if path else None
-        except ManifestError:
-            self.matcher = None  # the main window reports the manifest's problem
+    @property
+    def matcher(self) -> LabelMatcher | None:
+        """The model's labels, for annotation labels."""
+        return self.session.matcher
 
     def _no_annotation_text(self) -> str:
         text = f"No annotation of '{self.state.target}' on this image: maps are compared with each other"
@@ -367,9 +363,7 @@ class ComparisonPanel(QWidget):
                 text += f" (the annotation's {', '.join(unmatched)} match none of the model's labels)"
         return text
 
-    def _on_result(self, job: Job, kind: str, payload) -> None:
-        if job.lane != "scores":
-            return
+    def _on_result(self, kind: str, payload) -> None:
         if kind == "score":
             self.show_scores(payload)
         elif kind == "agreement":
@@ -380,8 +374,8 @@ class ComparisonPanel(QWidget):
                 self.agreement_by_method[name] = float(np.mean(others)) if others else None
             self._fill_table()
 
-    def _on_finished(self, job: Job, status: str) -> None:
-        if job.lane == "scores" and status == "done":
+    def _on_finished(self, status: str) -> None:
+        if status == "done":
             mask, _ = self.masks()
             text = (
                 f"Scored against the annotation of '{self.state.target}'"
@@ -396,7 +390,7 @@ class ComparisonPanel(QWidget):
                 )
             self.status.setText(text)
             self.scores_shown.emit()
-        elif job.lane == "scores" and status.startswith("failed"):
+        elif status.startswith("failed"):
             self.status.setText(f"Scoring failed: {status.removeprefix('failed: ')}")
 
     def show_scores(self, scores) -> None:

@@ -9,67 +9,84 @@ model, and "AI-generated, not for diagnosis". Patient identifiers are hidden unl
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QGuiApplication, QImage, QPainter
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QGuiApplication, QImage, QPainter, QTransform
 
 from viewer.explain.registry import METHODS
 from viewer.io.atomic import write_bytes_new
-from viewer.io.overlay import blend, outline_segments
+from viewer.io.overlay import blend
 from viewer.io.voi import to_display
-from viewer.state import SaliencyLayer
+from viewer.state import SaliencyLayer, ViewerState
 from viewer.state.overlay_text import corner_texts
-from viewer.ui.canvas import cosmetic_pen, label_colour
-
-if TYPE_CHECKING:
-    from viewer.ui.main_window import MainWindow
+from viewer.state.session import ViewerSession
+from viewer.ui.canvas import ImageCanvas, cosmetic_pen, label_colour, outline_path
 
 DISCLAIMER = "AI-generated, not for diagnosis"
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
 
-def caption(window: MainWindow, method: str | None = None) -> str:
+@dataclass(frozen=True)
+class ExportContext:
+    """What an export reads: the session (image, layers, target, prediction, caution), the view
+    for screenshots, and whether patient identifiers are hidden."""
+
+    session: ViewerSession
+    canvas: ImageCanvas | None = None
+    hide_phi: bool = True
+
+    @property
+    def state(self) -> ViewerState:
+        return self.session.state
+
+    def probability(self) -> float | None:
+        return self.session.probability()
+
+    @property
+    def caution(self) -> str | None:
+        return self.session.caution
+
+
+def caption(ctx: ExportContext, method: str | None = None) -> str:
     """``Grad-CAM | effusion p=0.931 | cxr_resnet18 | AI-generated, not for diagnosis``."""
-    state = window.state
+    state = ctx.state
     layer = state.layer(method) if method else state.active()
     parts = []
     if layer is not None:
         parts.append(layer.title)
     if state.target:
-        probability = window.probability()
+        probability = ctx.probability()
         parts.append(f"{state.target} p={probability:.3f}" if probability is not None else state.target)
     if state.model:
         parts.append(state.model)
-    if caution := window.caution():
+    if caution := ctx.caution:
         parts.append(caution.split(": ", 1)[1])  # the model is named just before
     parts.append(DISCLAIMER)
     return " | ".join(parts)
 
 
-def hide_phi(window: MainWindow) -> bool:
-    return not window.show_phi.isChecked()
-
-
 # --- rendering ------------------------------------------------------------------------------
-def render_view(window: MainWindow) -> QImage:
+def render_view(ctx: ExportContext) -> QImage:
     """The canvas as on screen (zoom, pan, visible layers, colour bar, annotation), with the corner
     text re-rendered without identifiers when they are hidden, and a caption band below."""
-    canvas = window.canvas
-    canvas.corners.set_texts(corner_texts(window.state, canvas.zoom(), hide_phi=hide_phi(window)))
+    canvas = ctx.canvas
+    if canvas is None:
+        raise ValueError("no view to take a screenshot of")
+    canvas.corners.set_texts(corner_texts(ctx.state, canvas.zoom(), hide_phi=ctx.hide_phi))
     try:
         shot = canvas.grab().toImage()
     finally:
-        canvas.corners.set_texts(corner_texts(window.state, canvas.zoom()))
-    return with_caption(shot, caption(window))
+        canvas.corners.set_texts(corner_texts(ctx.state, canvas.zoom()))
+    return with_caption(shot, caption(ctx))
 
 
-def compose_native(window: MainWindow, layers: list[SaliencyLayer] | None = None) -> np.ndarray:
+def compose_native(ctx: ExportContext, layers: list[SaliencyLayer] | None = None) -> np.ndarray:
     """RGB uint8 at the image's native pixel grid: windowed image, the given layers (default: the
     visible ones) with their own colour map, threshold and opacity, in drawing order."""
-    state = window.state
+    state = ctx.state
     image = state.image
     if image is None:
         raise ValueError("no image is open")
@@ -111,22 +128,23 @@ def from_qimage(image: QImage) -> np.ndarray:
     )
 
 
-def draw_annotation(image: QImage, window: MainWindow, scale: float = 1.0) -> None:
-    """Burn the annotation outlines of the current frame into ``image`` (native grid x ``scale``)."""
-    state = window.state
+def draw_annotation(image: QImage, ctx: ExportContext, scale: float = 1.0) -> None:
+    """Burn the annotation outlines of the current frame into ``image`` (native grid x ``scale``),
+    the same outlines the canvas draws."""
+    state = ctx.state
     annotation = state.annotation
     if annotation is None or not state.show_annotation or state.image is None:
         return
     painter = QPainter(image)
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setTransform(QTransform.fromScale(scale, scale))
     labels = annotation.labels
     for label in labels:
         mask = annotation.mask(state.image, label)[state.frame]
         if not mask.any():
             continue
         painter.setPen(cosmetic_pen(label_colour(labels, label), max(1.5, image.width() / 600)))
-        for x0, y0, x1, y1 in outline_segments(mask) * scale:
-            painter.drawLine(QPointF(x0, y0), QPointF(x1, y1))
+        painter.drawPath(outline_path(mask))
     painter.end()
 
 
@@ -171,29 +189,29 @@ def with_caption(image: QImage, text: str) -> QImage:
 
 
 def render_native(
-    window: MainWindow, layers: list[SaliencyLayer] | None = None, method: str | None = None
+    ctx: ExportContext, layers: list[SaliencyLayer] | None = None, method: str | None = None
 ) -> QImage:
     """The image at native resolution with layers, annotation, corner text and caption burned in."""
-    state = window.state
+    state = ctx.state
     image = state.image
-    shot = to_qimage(compose_native(window, layers))
-    draw_annotation(shot, window)
+    shot = to_qimage(compose_native(ctx, layers))
+    draw_annotation(shot, ctx)
     aspect = image.geometry.pixel_aspect
     if abs(aspect - 1.0) > 1e-3:  # square pixels on screen: stretch rows by their spacing
         height = round(image.rows * aspect)
         shot = shot.scaled(image.columns, height, mode=Qt.TransformationMode.SmoothTransformation)
-    draw_corners(shot, corner_texts(state, 1.0, hide_phi=hide_phi(window)))
-    return with_caption(shot, caption(window, method))
+    draw_corners(shot, corner_texts(state, 1.0, hide_phi=ctx.hide_phi))
+    return with_caption(shot, caption(ctx, method))
 
 
-def render_contact_sheet(window: MainWindow, tile: int = 512) -> QImage:
+def render_contact_sheet(ctx: ExportContext, tile: int = 512) -> QImage:
     """The image with its annotation, then every computed layer of this frame, side by side."""
-    state = window.state
+    state = ctx.state
     layers = [layer for layer in state.layers if layer.values(state.frame) is not None]
     if not layers:
         raise ValueError("no saliency maps computed for this image yet")
-    tiles = [("Image", render_tile(window, [], tile))]
-    tiles += [(layer.title, render_tile(window, [layer], tile, layer.method)) for layer in layers]
+    tiles = [("Image", render_tile(ctx, [], tile))]
+    tiles += [(layer.title, render_tile(ctx, [layer], tile, layer.method)) for layer in layers]
     columns = math.ceil(math.sqrt(len(tiles)))
     rows = math.ceil(len(tiles) / columns)
     width, height = tiles[0][1].width(), max(t.height() for _, t in tiles)
@@ -208,17 +226,17 @@ def render_contact_sheet(window: MainWindow, tile: int = 512) -> QImage:
 
 
 def render_tile(
-    window: MainWindow, layers: list[SaliencyLayer], size: int, method: str | None = None
+    ctx: ExportContext, layers: list[SaliencyLayer], size: int, method: str | None = None
 ) -> QImage:
-    state = window.state
+    state = ctx.state
     image = state.image
-    picture = to_qimage(compose_native(window, layers))
+    picture = to_qimage(compose_native(ctx, layers))
     height = round(size * image.rows * image.geometry.pixel_aspect / image.columns)
     picture = picture.scaled(size, height, mode=Qt.TransformationMode.SmoothTransformation)
-    draw_annotation(picture, window, scale=size / image.columns)
+    draw_annotation(picture, ctx, scale=size / image.columns)
     title = METHODS[method].title if method in METHODS else "Image"
     if method:
-        probability = window.probability()
+        probability = ctx.probability()
         title += f"  ({state.target} p={probability:.3f})" if probability is not None else ""
     return with_caption(picture, title)
 
@@ -241,36 +259,36 @@ def save_image(image: QImage, path: Path) -> Path:
     return write_bytes_new(path, encode(image, Path(path).suffix))
 
 
-def save_view(window: MainWindow, path: Path) -> Path:
-    return save_image(render_view(window), path)
+def save_view(ctx: ExportContext, path: Path) -> Path:
+    return save_image(render_view(ctx), path)
 
 
-def save_native(window: MainWindow, path: Path) -> Path:
-    _require_image(window)
-    return save_image(render_native(window), path)
+def save_native(ctx: ExportContext, path: Path) -> Path:
+    _require_image(ctx)
+    return save_image(render_native(ctx), path)
 
 
-def save_contact_sheet(window: MainWindow, path: Path) -> Path:
-    _require_image(window)
-    return save_image(render_contact_sheet(window), path)
+def save_contact_sheet(ctx: ExportContext, path: Path) -> Path:
+    _require_image(ctx)
+    return save_image(render_contact_sheet(ctx), path)
 
 
-def copy_view(window: MainWindow) -> None:
-    QGuiApplication.clipboard().setImage(render_view(window))
+def copy_view(ctx: ExportContext) -> None:
+    QGuiApplication.clipboard().setImage(render_view(ctx))
 
 
-def save_dicom(window: MainWindow, kind: str, path: Path) -> Path:
+def save_dicom(ctx: ExportContext, kind: str, path: Path) -> Path:
     """``pm``: the active layer's map, as a Parametric Map over a CT slice or a fractional
     Segmentation over a radiograph (:func:`viewer.io.dicom_export.write_saliency_map`); ``sc``:
     the native render (layers and annotation burned in) as a Secondary Capture. Both reference
     the source study."""
     from viewer.io import dicom_export
 
-    state = window.state
-    image = _require_image(window)
+    state = ctx.state
+    image = _require_image(ctx)
     if image.kind != "dicom":
         raise ValueError("DICOM export needs a DICOM source image (this one is a PNG/JPEG)")
-    anonymize = hide_phi(window)
+    anonymize = ctx.hide_phi
     if kind == "pm":
         layer = state.active()
         values = layer.values(state.frame) if layer is not None else None
@@ -288,20 +306,20 @@ def save_dicom(window: MainWindow, kind: str, path: Path) -> Path:
             anonymize=anonymize,
         )
         return path
-    rgb = from_qimage(render_native(window))
+    rgb = from_qimage(render_native(ctx))
     return dicom_export.write_secondary_capture(
         image,
         rgb,
         frame=state.frame,
         out=path,
-        description=caption(window),
+        description=caption(ctx),
         anonymize=anonymize,
         # The corner text shows the patient's name and ID only when identifiers are shown.
         burned_in_annotation=not anonymize,
     )
 
 
-def _require_image(window: MainWindow):
-    if window.state.image is None:
+def _require_image(ctx: ExportContext):
+    if ctx.state.image is None:
         raise ValueError("no image is open")
-    return window.state.image
+    return ctx.state.image

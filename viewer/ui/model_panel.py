@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -22,8 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from viewer.explain.registry import DEFAULT_METHODS, METHODS
-from viewer.state import ViewerState
+from viewer.explain.registry import METHODS
+from viewer.state.session import ViewerSession
 
 _FAMILY = {
     "cam": "class activation map",
@@ -34,17 +32,18 @@ _FAMILY = {
 
 
 class ModelPanel(QWidget):
-    """Emits requests; the main window turns them into background jobs."""
+    """A view of the session's model, prediction, target and methods. Choosing a model or a label
+    changes the session; Run, Cancel and Add are requests the main window carries out."""
 
-    model_chosen = Signal(str)  # manifest path
     add_model_requested = Signal()
     run_requested = Signal()
     cancel_requested = Signal()
     card_requested = Signal()  # the caution banner's "Model card" link
 
-    def __init__(self, state: ViewerState, parent: QWidget | None = None):
+    def __init__(self, session: ViewerSession, parent: QWidget | None = None):
         super().__init__(parent)
-        self.state = state
+        self.session = session
+        self.state = state = session.state
         self.models = QComboBox()
         self.models.setObjectName("model_combo")
         self.models.setToolTip("Bundled demo models and the models you added (Model > Add model...)")
@@ -71,7 +70,7 @@ class ModelPanel(QWidget):
             item = QListWidgetItem(cls.title)
             item.setData(Qt.ItemDataRole.UserRole, method_id)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            checked = method_id in DEFAULT_METHODS
+            checked = method_id in session.methods
             item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
             item.setToolTip(f"{_FAMILY.get(cls.family, cls.family)}; {cls.reference}")
             self.methods.addItem(item)
@@ -83,6 +82,7 @@ class ModelPanel(QWidget):
         self.cancel_button.setToolTip("Stop the running computation (Esc)")
         self.cancel_button.setEnabled(False)
         self.run_on_open = QCheckBox("Run on open")
+        self.run_on_open.setChecked(session.run_on_open)
         self.run_on_open.setToolTip("Compute the ticked methods whenever an image, slice or target changes")
         self.progress = QProgressBar()
         self.progress.setObjectName("method_progress")
@@ -126,34 +126,60 @@ class ModelPanel(QWidget):
         self.run_button.clicked.connect(self.run_requested)
         self.cancel_button.clicked.connect(self.cancel_requested)
         self.predictions.itemSelectionChanged.connect(self._on_selection)
+        self.methods.itemChanged.connect(lambda _item: self._store_methods())
+        self.run_on_open.toggled.connect(lambda on: setattr(session, "run_on_open", on))
         state.events.target.connect(self._show_target)
+        state.events.frame.connect(lambda *_: self._show_prediction())
+        session.models_changed.connect(self._list_models)
+        session.model_changed.connect(self._show_model)
+        session.predicted.connect(lambda *_: self._show_prediction())
+        session.caution_changed.connect(self.show_caution)
+        session.support_changed.connect(self.set_method_support)
+        session.explaining.connect(self.set_running)
+        session.explain_progress.connect(self.show_progress)
+        session.method_status.connect(lambda text: self.status.setText(text))
+        self._list_models()
 
     # --- models -------------------------------------------------------------------------
-    def set_models(self, models: dict[str, Path], current: str = "") -> None:
+    def _list_models(self) -> None:
         self.models.blockSignals(True)
         self.models.clear()
-        for name, path in models.items():
+        for name, path in self.session.catalog.models.items():
             self.models.addItem(name, str(path))
             self.models.setItemData(self.models.count() - 1, str(path), Qt.ItemDataRole.ToolTipRole)
-        index = self.models.findText(current) if current else 0
-        self.models.setCurrentIndex(max(index, 0))
+        self.models.blockSignals(False)
+        self._show_model(self.state.model)
+
+    def _show_model(self, name: str) -> None:
+        self.models.blockSignals(True)
+        self.models.setCurrentIndex(max(self.models.findText(name), 0))
         self.models.blockSignals(False)
 
     def current_manifest(self) -> str:
-        return self.models.currentData() or ""
+        return str(self.session.manifest_path or "")
 
     def select_model(self, name: str) -> bool:
+        """Choose the model ``name`` as the user would (the session predicts with it)."""
         index = self.models.findText(name)
         if index < 0:
             return False
+        if index == self.models.currentIndex():
+            return self.state.model == name or self.session.choose_model(name)
         self.models.setCurrentIndex(index)
         return True
 
     def _on_model_index(self, index: int) -> None:
         if index >= 0:
-            self.model_chosen.emit(self.models.itemData(index))
+            self.session.choose_model(self.models.itemText(index))
 
     # --- predictions and target -----------------------------------------------------------------
+    def _show_prediction(self) -> None:
+        prediction = self.session.prediction
+        if prediction is None:
+            self.clear_predictions()
+        else:
+            self.show_predictions(prediction.labels, prediction.probabilities[self.state.frame])
+
     def show_predictions(self, labels: tuple[str, ...], probabilities: np.ndarray) -> None:
         """One row per label, most probable first, with a bar."""
         order = np.argsort(-probabilities, kind="stable")
@@ -227,10 +253,17 @@ class ModelPanel(QWidget):
             item.setToolTip(reason or f"{_FAMILY.get(cls.family, cls.family)}; {cls.reference}")
 
     def set_checked_methods(self, methods: list[str]) -> None:
+        self.methods.blockSignals(True)
         for i in range(self.methods.count()):
             item = self.methods.item(i)
             wanted = item.data(Qt.ItemDataRole.UserRole) in methods
             item.setCheckState(Qt.CheckState.Checked if wanted else Qt.CheckState.Unchecked)
+        self.methods.blockSignals(False)
+        self._store_methods()
+
+    def _store_methods(self) -> None:
+        """The session's ticked methods are those ticked here that the model supports."""
+        self.session.methods = self.checked_methods()
 
     def set_running(self, running: bool) -> None:
         self.cancel_button.setEnabled(running)

@@ -11,76 +11,29 @@ from __future__ import annotations
 
 import itertools
 import sys
-import threading
-import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
-from viewer.explain.context import Cancelled
-from viewer.explain.engine import UnsupportedMethod
+from viewer.state.runner import Job
+from viewer.state.runner import execute as run_job
+
+__all__ = ["Job", "JobRunner", "Worker"]
 
 _SWITCH_INTERVAL_S = 0.001
-
-
-@dataclass(eq=False)
-class Job:
-    """A unit of background work: ``run(job)`` executes in the worker thread and reports through
-    ``job.emit(kind, payload)`` and ``job.progress(step, fraction)``; ``job.check()`` raises
-    :class:`Cancelled` once the job is superseded."""
-
-    lane: str
-    run: Callable[[Job], Any]
-    description: str = ""
-    id: int = 0
-    cancel: threading.Event = field(default_factory=threading.Event)
-    _worker: Worker | None = None
-
-    @property
-    def cancelled(self) -> bool:
-        return self.cancel.is_set()
-
-    def check(self) -> None:
-        if self.cancel.is_set():
-            raise Cancelled(self.description)
-
-    def emit(self, kind: str, payload: object = None) -> None:
-        if self._worker is not None and not self.cancel.is_set():
-            self._worker.result.emit(self.id, kind, payload)
-
-    def progress(self, step: str, fraction: float) -> None:
-        if self._worker is not None and not self.cancel.is_set():
-            self._worker.progressed.emit(self.id, step, float(fraction))
 
 
 class Worker(QObject):
     """Runs jobs one at a time in its own thread."""
 
-    started = Signal(int, str)  # job id, description
     result = Signal(int, str, object)  # job id, kind, payload
     progressed = Signal(int, str, float)  # job id, step, fraction
     finished = Signal(int, str)  # job id, "done" | "cancelled" | "failed: <reason>"
 
     @Slot(object)
     def execute(self, job: Job) -> None:
-        if job.cancelled:  # superseded while queued: skip it without starting
-            self.finished.emit(job.id, "cancelled")
-            return
-        job._worker = self
-        self.started.emit(job.id, job.description)
-        try:
-            job.run(job)
-        except Cancelled:
-            self.finished.emit(job.id, "cancelled")
-        except UnsupportedMethod as exc:  # the user's choice, not a bug: the message says what works
-            self.finished.emit(job.id, f"failed: {exc}")
-        except Exception as exc:  # reported to the user, the worker goes on
-            traceback.print_exc()
-            self.finished.emit(job.id, f"failed: {exc}")
-        else:
-            self.finished.emit(job.id, "cancelled" if job.cancelled else "done")
+        job._emit = self.result.emit
+        job._progress = self.progressed.emit
+        self.finished.emit(job.id, run_job(job))
 
 
 class JobRunner(QObject):
@@ -91,7 +44,6 @@ class JobRunner(QObject):
     result = Signal(object, str, object)  # job, kind, payload
     progressed = Signal(object, str, float)
     finished = Signal(object, str)
-    busy_changed = Signal(bool)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -120,10 +72,7 @@ class JobRunner(QObject):
         job.id = next(self._ids)
         self._jobs[job.id] = job
         self._current[job.lane] = job
-        was_busy = len(self._jobs) > 1
         self._submit.emit(job)
-        if not was_busy:
-            self.busy_changed.emit(True)
         return job
 
     def cancel(self, lane: str | None = None) -> None:
@@ -148,12 +97,16 @@ class JobRunner(QObject):
     def _on_result(self, job_id: int, kind: str, payload: object) -> None:
         job = self._live(job_id)
         if job is not None:
+            if job.on_event is not None:
+                job.on_event(kind, payload)
             self.result.emit(job, kind, payload)
 
     @Slot(int, str, float)
     def _on_progress(self, job_id: int, step: str, fraction: float) -> None:
         job = self._live(job_id)
         if job is not None:
+            if job.on_progress is not None:
+                job.on_progress(step, fraction)
             self.progressed.emit(job, step, fraction)
 
     @Slot(int, str)
@@ -163,9 +116,10 @@ class JobRunner(QObject):
             return
         if self._current.get(job.lane) is job:
             del self._current[job.lane]
-        self.finished.emit(job, "cancelled" if job.cancelled and status == "done" else status)
-        if not self._jobs:
-            self.busy_changed.emit(False)
+        status = "cancelled" if job.cancelled and status == "done" else status
+        if job.on_done is not None:
+            job.on_done(status)
+        self.finished.emit(job, status)
 
     def shutdown(self, timeout_ms: int = 10000) -> None:
         """Cancel everything and stop the thread (called when the window closes)."""

@@ -1,0 +1,164 @@
+"""The viewer session without Qt: opened on the bundled samples with the inline runner, as the
+GUI drives it (napari's ViewerModel tests are the pattern)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from viewer.explain.engine import explain
+from viewer.resources import resources_root
+from viewer.state import tasks
+from viewer.state.runner import InlineRunner
+from viewer.state.session import ViewerSession
+
+SAMPLES = resources_root() / "samples"
+CHEST = SAMPLES / "dicom" / "cxr_0002.dcm"
+CT = SAMPLES / "dicom" / "ct_0001"
+CHEST_TRUTH = SAMPLES / "annotations" / "cxr_0002.json"
+CT_TRUTH = SAMPLES / "annotations" / "ct_0001.json"
+
+
+@pytest.fixture(scope="module")
+def store():
+    return tasks.ModelStore()  # models load once for the module's sessions
+
+
+@pytest.fixture
+def session(store):
+    session = ViewerSession(InlineRunner(), store=store)
+    session.choose_model("cxr_resnet18")
+    return session
+
+
+def _lanes(session, lane: str) -> list[str]:
+    return [status for name, status in session.runner.history if name == lane]
+
+
+def test_opening_a_film_shows_it_predicts_once_and_targets_the_top_label(session):
+    opened = []
+    session.opened.connect(lambda index, image: opened.append((index, image)))
+    session.open_paths([CHEST])
+    image = session.state.image
+    assert opened == [(0, image)] and (image.rows, image.columns) == (1024, 1024)
+    assert _lanes(session, "open") == ["done"] and _lanes(session, "predict") == ["done"]
+    prediction = session.prediction
+    assert prediction.probabilities.shape == (1, len(prediction.labels))
+    assert session.state.target == prediction.labels[int(np.argmax(prediction.probabilities[0]))]
+    assert session.probability() == pytest.approx(float(prediction.probabilities[0].max()))
+    assert not session.errors
+
+
+def test_a_ct_for_a_chest_model_switches_model_without_predicting_on_the_old_image(session):
+    session.open_paths([CHEST])
+    session.runner.history.clear()
+    predicted_on = []
+    original = tasks.predict
+    tasks.predict = lambda job, store, manifest, image: (
+        predicted_on.append(image),
+        original(job, store, manifest, image),
+    )
+    try:
+        session.open_paths([CT])
+    finally:
+        tasks.predict = original
+    assert session.state.model == "ct_resnet18"
+    # One prediction, of the CT: choosing the CT model did not predict on the film first.
+    assert predicted_on == [session.state.image] and session.state.image.n_frames == 28
+
+
+def test_the_gui_explains_the_same_default_target_as_the_cli_on_a_series(session, store):
+    """One target rule: the label most probable on any slice, not on the slice on screen."""
+    session.open_paths([CT])
+    image = session.state.image
+    model = store.get(session.manifest_path)
+    cli = explain(model, image, [], frames=None)
+    assert session.state.target == cli.targets[0]
+    assert session.state.frame == image.n_frames // 2
+
+
+def test_predicting_and_explaining_a_frame_preprocess_it_once(session, store):
+    session.open_paths([CHEST])
+    model = store.get(session.manifest_path)
+    before = model.preparations
+    session.run_methods(["gradcam", "guided-backprop"])
+    assert [layer.method for layer in session.state.layers] == ["gradcam", "guided-backprop"]
+    assert model.preparations == before  # the prediction's input served the explanation
+
+
+def test_opening_decodes_the_first_series_once(session, monkeypatch):
+    decoded = []
+    original = tasks.load_series
+    monkeypatch.setattr(
+        tasks, "load_series", lambda series, **kw: (decoded.append(series), original(series, **kw))[1]
+    )
+    thumbnails = []
+    session.thumbnail.connect(lambda index, picture: thumbnails.append((index, picture.shape)))
+    session.open_paths([CHEST])
+    assert len(decoded) == 1 and thumbnails == [(0, (96, 96))]
+
+
+def test_maps_are_cached_and_layers_follow_the_target(session):
+    session.open_paths([CHEST])
+    first = session.state.target
+    shown = []
+    session.maps_shown.connect(lambda: shown.append(session.state.target))
+    job = session.run_methods(["gradcam", "gradcam++"])
+    assert job is not None and _lanes(session, "explain") == ["done"] and shown == [first]
+    assert session.state.active_layer == "gradcam++"
+    assert session.run_methods(["gradcam", "gradcam++"]) is None  # cached: nothing computed
+    assert _lanes(session, "explain") == ["done"] and shown == [first, first]
+    indices = session.state.layer("gradcam").display_index(0)
+    other = next(label for label in session.labels if label != first)
+    session.state.target = other  # a new target: its maps are not computed yet
+    assert len(session.state.layers) == 0
+    session.state.target = first  # back: the cached maps return, with the worker's display indices
+    assert [layer.method for layer in session.state.layers] == ["gradcam", "gradcam++"]
+    assert np.shares_memory(session.state.layer("gradcam").display_index(0), indices)  # not remade
+
+
+def test_solo_shows_the_selected_layer_alone_and_cycling_wraps(session):
+    session.open_paths([CHEST])
+    session.run_methods(["gradcam", "gradcam++", "guided-backprop"])
+    visible = lambda: [layer.method for layer in session.state.layers if layer.visible]  # noqa: E731
+    assert visible() == ["guided-backprop"]
+    session.layers.cycle(1)
+    assert session.state.active_layer == "gradcam" and visible() == ["gradcam"]
+    session.layers.cycle(-1)
+    assert session.state.active_layer == "guided-backprop"
+    session.layers.set_solo(False)
+    session.layers.toggle_all()  # one shown: all off
+    assert visible() == []
+    session.layers.toggle_all()  # none shown: all on
+    assert visible() == ["gradcam", "gradcam++", "guided-backprop"]
+
+
+def test_run_on_open_waits_for_the_prediction_and_runs_once(session):
+    session.run_on_open = True
+    session.methods = ["gradcam"]
+    session.open_paths([CHEST])
+    assert _lanes(session, "explain") == ["done"]
+    assert [layer.method for layer in session.state.layers] == ["gradcam"]
+
+
+def test_an_annotation_of_another_image_is_refused_with_the_reason(session):
+    session.open_paths([CHEST])
+    assert not session.load_annotation(CT_TRUTH)
+    assert "does not refer to this image" in session.errors[-1]
+    assert session.load_annotation(CHEST_TRUTH)
+    assert session.state.annotation is not None and session.state.show_annotation
+
+
+def test_a_bad_path_is_reported_and_nothing_is_opened(session, tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    session.open_paths([tmp_path])
+    assert session.state.image is None and session.errors[-1].startswith("No images found")
+
+
+def test_a_drawn_region_gets_the_target_label_and_an_annotation_to_hold_it(session):
+    session.open_paths([CHEST])
+    mask = np.zeros((1024, 1024), bool)
+    mask[100:200, 100:200] = True
+    region = session.drawn_region(mask)
+    assert region.label == session.state.target and region.file == "cxr_0002"
+    assert session.state.annotation is not None and session.drawn_region(np.zeros_like(mask)) is None

@@ -1,0 +1,421 @@
+"""The viewer session: what the user opened, the model in use and what it said, the target, the
+maps and the annotation. No Qt.
+
+The session is the application's logic; the Qt window is a view of it (napari's ``ViewerModel``
+and its ``QtViewer``). It owns the :class:`ViewerState` that views draw, schedules background work
+through a :class:`~viewer.state.runner.Runner` and announces what happened through psygnal signals.
+The GUI drives it with the Qt ``JobRunner``; tests drive it with the ``InlineRunner``, no Qt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from psygnal import Signal
+
+from viewer.explain.registry import DEFAULT_METHODS, METHODS
+from viewer.inference.manifest import ManifestError, ModelManifest
+from viewer.inference.model import Prediction
+from viewer.io.annotations import Annotation, AnnotationError, Region, load_annotation
+from viewer.io.discovery import Discovery
+from viewer.io.errors import Problem
+from viewer.io.image import Image
+from viewer.io.label_vocabulary import LabelMatcher
+from viewer.io.sources import FileRef
+from viewer.state import tasks
+from viewer.state.map_cache import MapCache
+from viewer.state.model_choice import ModelCatalog
+from viewer.state.runner import Job, Runner
+from viewer.state.session_layers import LayerBook
+from viewer.state.viewer_state import ViewerState
+
+
+def method_titles(methods: Sequence[str]) -> list[str]:
+    return [METHODS[m].title if m in METHODS else m for m in methods]
+
+
+class ViewerSession:
+    """One user's session. Signals (psygnal) tell views what changed; all are emitted on the
+    thread that owns the session (the GUI thread)."""
+
+    discovered = Signal(object)  # Discovery: the series found under the opened paths
+    thumbnail = Signal(int, object)  # series index, uint8 picture
+    opened = Signal(int, object)  # series index, Image: now on screen
+    model_changed = Signal(str)  # the name of the model in use
+    models_changed = Signal()  # a model was added to the catalog
+    predicted = Signal(object)  # Prediction of the image on screen, or None while there is none
+    support_changed = Signal(dict)  # method id -> why it cannot explain the model (None: it can)
+    caution_changed = Signal(object)  # the model's caution about the image on screen, or None
+    progress = Signal(str, str, float)  # lane ("open", "load"), step, fraction
+    explain_progress = Signal(int, int, str, float)  # maps done, maps asked, method, its fraction
+    explaining = Signal(bool)  # an explanation started (True) or ended
+    method_status = Signal(str)  # one line about the last explanation
+    maps_shown = Signal()  # an explanation finished and its layers are in the state
+    message = Signal(str, int)  # a status line, shown for so many ms
+    error = Signal(str)  # something went wrong, said so a user can act on it
+    problems_found = Signal(list)  # Problems (files, annotations) to list
+    problems_cleared = Signal()
+
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        store: tasks.ModelStore | None = None,
+        catalog: ModelCatalog | None = None,
+        cache: MapCache | None = None,
+    ) -> None:
+        self.runner = runner
+        self.state = ViewerState()
+        self.store = store or tasks.ModelStore()
+        self.catalog = catalog or ModelCatalog()
+        self.cache = cache or MapCache()
+        self.layers = LayerBook(self.state, self.cache)
+        self.discovery: Discovery | None = None
+        self.series_index = -1
+        self.prediction: Prediction | None = None
+        self.support: dict[str, str | None] = {}
+        self.caution: str | None = None
+        self.errors: list[str] = []  # everything that went wrong, for headless runs and tests
+        # Preferences the user sets in the panels (saved by the GUI between runs).
+        self.methods: list[str] = list(DEFAULT_METHODS)  # ticked in the method list
+        self.run_on_open = False  # compute the ticked methods on each new image, slice or target
+        self.seed = 0
+        self._explain: Job | None = None
+        self._explaining: list[str] = []  # the methods the running explanation computes
+        self._done: list[str] = []  # ... and those of them finished
+        self._pending_run: list[str] | None = None
+        self.state.model = next(iter(self.catalog.models), "")
+        events = self.state.events
+        events.target.connect(self._on_target)
+        events.frame.connect(self._on_frame)
+
+    # --- what is open -------------------------------------------------------------------------
+    @property
+    def image(self) -> Image | None:
+        return self.state.image
+
+    def open_paths(self, paths: Sequence[str | Path]) -> Job:
+        """Find the series under ``paths`` and open the first; the rest get thumbnails."""
+        paths = [str(p) for p in paths]
+        self.problems_cleared.emit()
+        self.message.emit(f"Opening {', '.join(Path(p).name for p in paths)}...", 0)
+        self.runner.cancel("explain")
+        self.runner.cancel("load")
+        return self.runner.submit(
+            Job(
+                "open",
+                lambda job: tasks.open_paths(job, paths),
+                "Opening",
+                on_event=self._on_event,
+                on_progress=lambda step, f: self._on_load_progress("open", step, f),
+                on_done=lambda status: self._on_opened(status),
+            )
+        )
+
+    def open_series(self, index: int) -> Job | None:
+        if (
+            self.discovery is None
+            or not 0 <= index < len(self.discovery.series)
+            or index == self.series_index
+        ):
+            return None
+        series = self.discovery.series[index]
+        self.runner.cancel("explain")
+        # Its own lane: choosing a series must not cancel the thumbnails still being made.
+        return self.runner.submit(
+            Job(
+                "load",
+                lambda job: tasks.load(job, series, index),
+                "Loading",
+                on_event=self._on_event,
+                on_progress=lambda step, f: self._on_load_progress("load", step, f),
+                on_done=lambda status: self._report_failure("Loading", status),
+            )
+        )
+
+    def _on_event(self, kind: str, payload) -> None:
+        getattr(self, f"_got_{kind}")(payload)
+
+    def _on_load_progress(self, lane: str, step: str, fraction: float) -> None:
+        self.progress.emit(lane, step, fraction)
+
+    def _on_opened(self, status: str) -> None:
+        self._report_failure("Opening", status)
+        if status == "done" and self.discovery is not None and not self.runner.busy:
+            self.message.emit(f"Opened {len(self.discovery.series)} series", 5000)
+
+    def _got_discovered(self, found: Discovery) -> None:
+        self.discovery = found
+        self.series_index = -1
+        self.discovered.emit(found)
+        if found.problems:
+            self.problems_found.emit(list(found.problems))
+        if not found.series:
+            skipped = f"; {len(found.problems)} file(s) skipped" if found.problems else ""
+            self.report_error(f"No images found{skipped}")
+
+    def _got_thumbnail(self, payload: tuple[int, object]) -> None:
+        self.thumbnail.emit(*payload)
+
+    def _got_failed(self, payload: tuple[int, str]) -> None:
+        self.report_error(f"Cannot open: {payload[1]}")
+
+    def _got_loaded(self, payload: tuple[int, Image]) -> None:
+        index, image = payload
+        # A new image cancels stale work: a map of the old one must never land on it.
+        self.runner.cancel("explain")
+        self.runner.cancel("scores")
+        self.runner.cancel("predict")
+        self.series_index = index
+        self._set_prediction(None)
+        if (better := self.catalog.for_modality(image.modality, self.state.model)) is not None:
+            self._use_model(better)  # no prediction yet: the image it is for is not open
+            self.message.emit(f"Model {better} chosen for {image.modality} images", 8000)
+        self.state.open(image)
+        self._update_caution()
+        if image.left_out:
+            self.problems_found.emit(list(image.left_out))
+        frames = f", {image.n_frames} images" if image.n_frames > 1 else ""
+        kind = image.identity.modality or image.kind
+        self.message.emit(f"Opened {kind} {image.rows} x {image.columns}{frames}", 5000)
+        self.opened.emit(index, image)
+        self._predict()
+
+    # --- the model ------------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path | None:
+        return self.catalog.path(self.state.model)
+
+    def manifest(self) -> ModelManifest | None:
+        path = self.manifest_path
+        try:
+            return self.catalog.manifest(path) if path is not None else None
+        except (ManifestError, OSError):
+            return None
+
+    @property
+    def matcher(self) -> LabelMatcher | None:
+        """Matches annotation labels to the model's (public vocabularies and its aliases)."""
+        manifest = self.manifest()
+        return manifest.label_matcher() if manifest is not None else None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.prediction.labels) if self.prediction is not None else ()
+
+    def choose_model(self, name: str) -> bool:
+        """Use the model ``name`` (a catalog entry) and predict the image on screen with it."""
+        if self.catalog.path(name) is None:
+            self.report_error(f"No model named {name!r}; known: {', '.join(self.catalog.models)}")
+            return False
+        self.runner.cancel("explain")
+        self._use_model(name)
+        self._predict()
+        return True
+
+    def add_model(self, manifest_path: str | Path) -> bool:
+        """Add a user model by its manifest and use it."""
+        try:
+            name = self.catalog.add(manifest_path)
+        except (ManifestError, OSError) as exc:
+            self.report_error(f"Cannot add the model: {exc}")
+            return False
+        self.models_changed.emit()
+        return self.choose_model(name)
+
+    def _use_model(self, name: str) -> None:
+        self.state.layers.clear()
+        self._set_prediction(None)
+        self.state.model = name
+        self.model_changed.emit(name)
+
+    def _predict(self) -> None:
+        image, manifest = self.state.image, self.manifest_path
+        if image is None or manifest is None:
+            return
+        store = self.store
+        self.runner.submit(
+            Job(
+                "predict",
+                lambda job: tasks.predict(job, store, manifest, image),
+                "Prediction",
+                on_event=self._on_event,
+                on_done=lambda status: self._report_failure("Prediction", status),
+            )
+        )
+
+    def _got_support(self, reasons: dict[str, str | None]) -> None:
+        self.support = reasons
+        self.support_changed.emit(reasons)
+
+    def _got_prediction(self, prediction: Prediction) -> None:
+        self._set_prediction(prediction)
+        self._update_caution()
+        if self.state.target not in prediction.labels:
+            self.state.target = prediction.default_target()
+        if self._pending_run is not None:
+            methods, self._pending_run = self._pending_run, None
+            self.run_methods(methods or None)
+
+    def _set_prediction(self, prediction: Prediction | None) -> None:
+        self.prediction = prediction
+        self.predicted.emit(prediction)
+
+    def probability(self, label: str | None = None) -> float | None:
+        """The model's probability of ``label`` (default: the target) on the slice on screen."""
+        label = label or self.state.target
+        if self.prediction is None or label not in self.prediction.labels:
+            return None
+        return float(self.prediction.probabilities[self.state.frame, self.prediction.labels.index(label)])
+
+    def _update_caution(self) -> None:
+        """On a new image and on each prediction (a new model): synthetic-only models on real
+        images say so, in the panel and in every export."""
+        manifest = self.manifest()
+        self.caution = manifest.caution(self.state.image) if manifest and self.state.image else None
+        self.caution_changed.emit(self.caution)
+
+    # --- explanations ---------------------------------------------------------------------------
+    def run_methods(self, methods: Sequence[str] | None = None) -> Job | None:
+        """Compute the maps of ``methods`` (default: the ticked ones) not yet in the cache, for the
+        target on the slice on screen. Before the prediction has come, the run waits for it."""
+        image, target, manifest = self.state.image, self.state.target, self.manifest_path
+        if image is None or manifest is None:
+            self.message.emit("Open an image and choose a model first", 5000)
+            return None
+        if not target:
+            self._pending_run = list(methods or [])
+            self.message.emit("Waiting for the model's prediction...", 5000)
+            return None
+        methods = list(methods or self.methods)
+        frame, model = self.state.frame, self.state.model
+        missing = self.cache.missing(id(image), frame, model, target, methods)
+        self.layers.rebuild()
+        if not missing:
+            self.maps_shown.emit()
+            return None
+        current = self._explain
+        if (
+            current is not None
+            and not current.cancelled
+            and current.request == (id(image), frame, model, target, tuple(missing))
+        ):
+            return current  # the same request is already running: latest wins, it is the latest
+        self._explaining, self._done = missing, []
+        store, seed = self.store, self.seed
+        job = Job(
+            "explain",
+            lambda job: tasks.explain_frame(job, store, manifest, image, frame, target, missing, seed),
+            "Explanation",
+            on_event=self._on_event,
+            on_progress=lambda step, f: self._on_explain_progress(step, f),
+            on_done=lambda status: self._on_explained(job, status),
+        )
+        job.request = (id(image), frame, model, target, tuple(missing))
+        self._explain = job
+        self.explaining.emit(True)
+        self.method_status.emit(f"Computing {len(missing)} methods...")
+        return self.runner.submit(job)
+
+    def cancel(self) -> None:
+        self._pending_run = None
+        self.runner.cancel("explain")
+        self.runner.cancel("scores")
+        self.explaining.emit(False)
+        self.method_status.emit("Cancelled")
+
+    def _got_map(self, payload) -> None:
+        smap, indices = payload
+        image = self.state.image
+        if image is None or smap.target != self.state.target:
+            return
+        self.cache.put(id(image), self.state.model, smap, indices)
+        self._done.append(smap.method)
+        self.layers.add(smap, indices)
+
+    def _on_explain_progress(self, step: str, fraction: float) -> None:
+        self.explain_progress.emit(len(self._done), len(self._explaining), step, fraction)
+
+    def _on_explained(self, job: Job, status: str) -> None:
+        if job is not self._explain:
+            return  # superseded: the newer run reports for itself
+        self._explain = None
+        self.explaining.emit(False)
+        self._report_failure("Explanation", status)
+        if status == "done":
+            seconds = sum(m.seconds for layer in self.state.layers for m in layer.maps.values())
+            self.method_status.emit(f"{len(self._done)} maps in {seconds:.1f} s")
+            self.message.emit(f"Computed {', '.join(method_titles(self._done))}", 5000)
+            self.maps_shown.emit()
+        elif status == "cancelled":
+            self.method_status.emit("Cancelled")
+
+    def _on_target(self, target: str) -> None:
+        self.runner.cancel("explain")
+        self.layers.rebuild()
+        if self.run_on_open and target:
+            self.run_methods()
+
+    def _on_frame(self, _frame: int) -> None:
+        self.layers.rebuild()
+        image = self.state.image
+        if self.run_on_open and self.state.target and image is not None and image.n_frames > 1:
+            self.run_methods()
+
+    # --- the annotation -------------------------------------------------------------------------
+    def load_annotation(self, path: str | Path) -> bool:
+        """Show the annotation file at ``path`` over the image on screen, if it refers to it; an
+        annotation whose labels match none of the model's is shown and reported."""
+        image = self.state.image
+        name = Path(path).name
+        try:
+            annotation = load_annotation(path)
+        except AnnotationError as exc:
+            self.report_error(str(exc))
+            return False
+        if image is not None and not annotation.matches(image):
+            self.report_error(
+                f"{name} does not refer to this image (no SOP Instance UID or file name in common)"
+            )
+            return False
+        self.state.annotation = annotation
+        self.state.show_annotation = True
+        self.message.emit(f"Annotation {name}: {', '.join(annotation.labels)}", 5000)
+        matcher = self.matcher
+        if image is not None and matcher is not None:
+            unmatched = matcher.unmatched(annotation.labels_on(image))
+            if unmatched:
+                reason = (
+                    f"labels {', '.join(unmatched)} match none of the model's labels "
+                    f"({', '.join(matcher.labels)}); add them to the manifest's [label_aliases] "
+                    "if they mean one"
+                )
+                self.report_error(f"{name}: {reason}")
+                self.problems_found.emit([Problem(str(path), reason)])
+        return True
+
+    def drawn_region(self, mask) -> Region | None:
+        """A region of the target label on the slice on screen, for a shape the user drew (None
+        for an empty one); an annotation to hold it is made if there is none."""
+        image = self.state.image
+        if image is None or not mask.any():
+            return None
+        info = image.frames[self.state.frame]
+        if self.state.annotation is None:
+            self.state.annotation = Annotation(source="drawn in the viewer")
+        return Region(
+            self.state.target or "finding",
+            mask=mask,
+            sop_instance_uid=info.sop_instance_uid,
+            file=Path(FileRef.parse(info.source).name).stem,
+        )
+
+    # --- reporting ------------------------------------------------------------------------------
+    def _report_failure(self, what: str, status: str) -> None:
+        if status.startswith("failed"):
+            self.report_error(f"{what} failed: {status.removeprefix('failed: ')}")
+
+    def report_error(self, message: str) -> None:
+        self.errors.append(message)
+        self.error.emit(message)

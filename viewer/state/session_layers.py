@@ -1,0 +1,87 @@
+"""Which saliency layers the state holds: the cached maps of the image, model and target on screen,
+each method drawn with the style the user gave it (kept across targets and images)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from viewer.explain.saliency_map import SaliencyMap
+from viewer.state.layers import SaliencyLayer, default_display
+from viewer.state.map_cache import MapCache
+from viewer.state.viewer_state import ViewerState
+
+_STYLE = ("visible", "opacity", "colormap", "low", "high")
+
+
+class LayerBook:
+    """Keeps ``state.layers`` in step with the map cache; layer-wide commands (solo, cycle)."""
+
+    def __init__(self, state: ViewerState, cache: MapCache) -> None:
+        self.state = state
+        self.cache = cache
+        self.styles: dict[str, dict] = {}  # method -> display settings, kept across targets
+        self.solo = True  # choosing a layer shows it alone
+        state.events.active_layer.connect(lambda *_: self._apply_solo())
+
+    def rebuild(self) -> None:
+        """Show the cached maps of this image, model and target (any slice)."""
+        state, image = self.state, self.state.image
+        wanted = self.cache.find(id(image), state.model, state.target) if image and state.target else []
+        keep = {m.method for m in wanted}
+        for layer in [layer for layer in state.layers if layer.method not in keep]:
+            state.layers.remove(layer)
+        for layer in state.layers:
+            layer.maps.clear()
+        for smap in wanted:
+            layer = state.layer(smap.method)
+            if layer is None:
+                self.add(smap, self.cache.indices(smap))
+            else:
+                layer.add(smap, self.cache.indices(smap), announce=False)
+        for layer in state.layers:
+            layer.events.maps.emit(layer.maps, layer.maps)
+
+    def add(self, smap: SaliencyMap, indices: np.ndarray | None = None) -> None:
+        """Put a newly computed map on its method's layer (made, on top and selected, if new)."""
+        state = self.state
+        layer = state.layer(smap.method)
+        if layer is not None:
+            layer.add(smap, indices)
+            return
+        style = self.styles.setdefault(smap.method, default_display(smap))
+        layer = SaliencyLayer(smap.method, smap.convention, **style)
+        for name in _STYLE:
+            getattr(layer.events, name).connect(
+                lambda value, *_, n=name, m=smap.method: self.styles[m].__setitem__(n, value)
+            )
+        layer.add(smap, indices)
+        state.layers.append(layer)
+        # The newest map is what the user waits for: show it on top, selected.
+        state.active_layer = smap.method
+
+    def set_solo(self, solo: bool) -> None:
+        """With "only the selected layer" on, choosing a layer shows it and hides the others, so
+        switching methods is one click (or Ctrl+Up/Down) and never a recompute."""
+        self.solo = solo
+        self._apply_solo()
+
+    def _apply_solo(self) -> None:
+        if self.solo and self.state.active() is not None:
+            for layer in self.state.layers:
+                layer.visible = layer.method == self.state.active_layer
+
+    def toggle_active(self) -> None:
+        layer = self.state.active()
+        if layer is not None:
+            layer.visible = not layer.visible
+
+    def toggle_all(self) -> None:
+        show = not any(layer.visible for layer in self.state.layers)
+        for layer in self.state.layers:
+            layer.visible = show
+
+    def cycle(self, step: int) -> None:
+        methods = [layer.method for layer in self.state.layers]
+        if methods:
+            index = methods.index(self.state.active_layer) if self.state.active_layer in methods else -step
+            self.state.active_layer = methods[(index + step) % len(methods)]
