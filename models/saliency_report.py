@@ -23,8 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from viewer.explain import explain, get_method
+from viewer.explain import METHODS, explain, get_method
 from viewer.explain.localization import energy_inside, localization, pointing_game
+from viewer.explain.registry import cnn_methods
 from viewer.inference.catalog import resolve_model
 from viewer.inference.model import LoadedModel
 from viewer.io import discover
@@ -32,19 +33,10 @@ from viewer.io.annotations import load_annotation
 from viewer.io.loader import load_series
 from viewer.phantoms.studies import write_chest_set
 
-FAST = (
-    "gradcam,gradcam++,xgradcam,layercam,hirescam,eigencam,gradient,guided-backprop,deconvnet,guided-gradcam"
-)
-# Perturbation and sampling methods with the settings used for the report (documented in README).
-SLOW = {
-    "integrated-gradients": {},
-    "smoothgrad": {"samples": 25},
-    "occlusion": {},
-    "rise": {"masks": 1000},
-    "lime": {"samples": 500},
-    "scorecam": {},
-    "ablation-cam": {},
-}
+# Every CAM and gradient method of a CNN (one shared pass), then the sampled ones with the settings
+# each class declares for the report (documented in README).
+FAST = ",".join(m for m in cnn_methods() if METHODS[m].cost == "shared")
+SLOW = {m: METHODS[m].report for m in cnn_methods() if METHODS[m].cost == "sampled"}
 
 
 def main() -> int:

@@ -24,7 +24,7 @@ from tests.explain.peers import (
     snapshot,
 )
 from viewer.explain import METHODS, Cancelled, ExplainContext, explain, get_method
-from viewer.explain.registry import cnn_methods
+from viewer.explain.registry import cnn_methods, methods_costing
 from viewer.explain.relu_rules import routed_relus
 from viewer.inference.catalog import bundled_models
 from viewer.inference.model import LoadedModel
@@ -32,20 +32,11 @@ from viewer.io import discover
 from viewer.io.loader import load_series
 from viewer.resources import resource_path
 
-# Small settings for the expensive methods, so every method runs in a unit test.
-QUICK = {
-    "scorecam": {},
-    "lime": {"samples": 40, "superpixels": 20},
-    "rise": {"masks": 40},
-    "occlusion": {"window": 32, "stride": 32},
-    "smoothgrad": {"samples": 3},
-    "integrated-gradients": {"steps": 4},
-}
-SHARED = [m for m, cls in METHODS.items() if cls.cost == "shared"]  # served by the one recorded pass
+SHARED = methods_costing("shared")  # served by the one recorded pass
 
 
 def quick(method_id: str):
-    return get_method(method_id, **QUICK.get(method_id, {}))
+    return get_method(method_id, **METHODS[method_id].quick)  # small settings: every method runs
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.ui.conftest import CHEST, open_and_wait
 from tests.ui.heartbeat import Heartbeat
-from viewer.explain.registry import DEFAULT_METHODS
+from viewer.explain import DEFAULT_METHODS
 
 
 def test_no_event_loop_stall_above_100_ms_while_all_default_methods_run(qtbot, window):

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from viewer.cli.arguments import add_images_model_methods
+from viewer.cli.arguments import add_images_model_methods, chosen_methods
 
 HELP = "evaluate saliency methods against annotations over a data set (mIoU, hit rate, 95 % CIs)"
 
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from viewer.inference.model import LoadedModel
     from viewer.state.evaluation_run import EvaluationRequest, run_evaluation
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = chosen_methods(args.methods)
     if args.split_thresholds is not None and not 0 < args.split_thresholds < 1:
         print("--split-thresholds takes the validation fraction, between 0 and 1", file=sys.stderr)
         return 2

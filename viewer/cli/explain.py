@@ -22,7 +22,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from viewer.cli.arguments import add_images_model_methods
+from viewer.cli.arguments import add_images_model_methods, chosen_methods
 
 HELP = "compute saliency maps and their metrics for images or series (batch, headless)"
 
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from viewer.io.loader import load_series
     from viewer.io.naming import series_name, unique_name
 
-    method_ids = list(METHODS) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m]
+    method_ids = chosen_methods(args.methods)
     unknown = [m for m in method_ids if m not in METHODS]
     if unknown:
         print(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}", file=sys.stderr)
@@ -252,10 +252,10 @@ def _write_dicom(
 ) -> None:
     """<key>.dcm (the values, in the object that fits the source) and <key>_sc.dcm (the PNG). A
     source that cannot take them (a PNG film) is named on stderr; the run goes on."""
-    from viewer.explain import METHODS
+    from viewer.explain.registry import title_of
     from viewer.io.dicom_export import write_saliency_map, write_secondary_capture
 
-    title = METHODS[smap.method].title
+    title = title_of(smap.method)
     try:
         write_saliency_map(
             image,

@@ -3,10 +3,23 @@
 No Qt here: the GUI and the CLI both drive this package.
 """
 
+# The method modules, in the order their methods are listed (importing one registers its classes).
+from viewer.explain import cam  # isort: split
+
+from viewer.explain import ablation_cam  # isort: split
+
+from viewer.explain import gradients  # isort: split
+
+from viewer.explain import perturbation  # isort: split
+
+from viewer.explain import attention_rollout  # isort: split
+
 from viewer.explain.context import Cancelled, ExplainContext
 from viewer.explain.engine import Explanation, explain
-from viewer.explain.registry import DEFAULT_METHODS, METHODS, Method, get_method
+from viewer.explain.registry import METHODS, Method, default_methods, get_method
 from viewer.explain.saliency_map import SaliencyMap
+
+DEFAULT_METHODS = default_methods()
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -16,6 +29,11 @@ __all__ = [
     "Explanation",
     "Method",
     "SaliencyMap",
+    "ablation_cam",
+    "attention_rollout",
+    "cam",
     "explain",
     "get_method",
+    "gradients",
+    "perturbation",
 ]

@@ -11,6 +11,7 @@ class does not copy (the paper zeroes).
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import ClassVar
 
 import torch
 
@@ -22,6 +23,7 @@ from viewer.explain.registry import Method, register
 @register
 class AblationCAM(Method):
     id = "ablation-cam"
+    report: ClassVar[dict] = {}
     cost = "sampled"
     title = "Ablation-CAM"
     family = "cam"

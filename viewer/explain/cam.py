@@ -8,6 +8,8 @@ follows the papers, so maps can be compared one to one.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
@@ -40,6 +42,7 @@ def weighted_sum(weights: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
 @register
 class GradCAM(_GradientCAM):
     id = "gradcam"
+    default = True
     title = "Grad-CAM"
     reference = "Selvaraju et al., ICCV 2017"
 
@@ -50,6 +53,7 @@ class GradCAM(_GradientCAM):
 @register
 class GradCAMPlusPlus(_GradientCAM):
     id = "gradcam++"
+    default = True
     title = "Grad-CAM++"
     reference = "Chattopadhay et al., WACV 2018 (eq. 19, exp(y) factor dropped)"
 
@@ -94,6 +98,7 @@ class HiResCAM(_GradientCAM):
 @register
 class EigenCAM(Method):
     id = "eigencam"
+    caveat = "class-agnostic: the same map for every label"
     title = "Eigen-CAM"
     family = "cam"
     convention = "unit"
@@ -132,6 +137,7 @@ class ScoreCAM(Method):
     its weight is then exactly 0 and it is skipped."""
 
     id = "scorecam"
+    report: ClassVar[dict] = {}
     cost = "sampled"
     title = "Score-CAM"
     family = "cam"
@@ -175,6 +181,3 @@ class ScoreCAM(Method):
         # The paper's increase of confidence is exactly 0 for dead channels.
         weights = torch.softmax(weights, dim=-1) if peer else weights - blank.T[:, :, None]
         return torch.einsum("tbk,bkuv->tbuv", weights.to(a.dtype), a)
-
-
-CAM_METHODS = (GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM, EigenCAM, ScoreCAM)

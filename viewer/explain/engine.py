@@ -17,22 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# Importing the method modules registers them.
-from viewer.explain import ablation_cam, attention_rollout, cam, gradients, perturbation  # noqa: F401
 from viewer.explain.context import CancelFlag, ExplainContext
 from viewer.explain.registry import Method, get_method, unsupported_reason
 from viewer.explain.saliency_map import SaliencyMap
 from viewer.inference.model import LoadedModel, default_target_index
 from viewer.inference.preprocess import GridTransform
 from viewer.io.image import Image
-
-NOTES = {
-    "guided-backprop": "not class-specific: shows input structure whatever the label, and barely "
-    "changes when the network is randomised (Adebayo et al. 2018)",
-    "deconvnet": "not class-specific: shows input structure whatever the label",
-    "guided-gradcam": "class-specific only through its Grad-CAM factor",
-    "eigencam": "class-agnostic: the same map for every label",
-}
 
 
 class UnsupportedMethod(ValueError):
@@ -216,7 +206,7 @@ def _finish(
                 seconds=seconds / len(targets),
                 class_sensitive=method.class_sensitive,
                 params=dict(method.params),
-                notes=[NOTES[method.id]] if method.id in NOTES else [],
+                notes=[method.caveat] if method.caveat else [],
             )
         )
     return out

@@ -10,6 +10,8 @@ change of the logit).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -47,6 +49,11 @@ class Gradient(_RuleGradient):
 @register
 class GuidedBackprop(_RuleGradient):
     id = "guided-backprop"
+    default = True
+    caveat = (
+        "not class-specific: shows input structure whatever the label, and barely "
+        "changes when the network is randomised (Adebayo et al. 2018)"
+    )
     title = "Guided Backprop"
     reference = "Springenberg et al., ICLR-W 2015"
     needs_relu_rules = True
@@ -59,6 +66,8 @@ class GuidedBackprop(_RuleGradient):
 @register
 class DeconvNet(_RuleGradient):
     id = "deconvnet"
+    default = True
+    caveat = "not class-specific: shows input structure whatever the label"
     title = "DeconvNet"
     reference = "Zeiler & Fergus, ECCV 2014 (backward ReLU on the returning signal only)"
     needs_relu_rules = True
@@ -72,6 +81,8 @@ class GuidedGradCAM(Method):
     largest magnitude over channels. Class-sensitive only through its Grad-CAM factor."""
 
     id = "guided-gradcam"
+    default = True
+    caveat = "class-specific only through its Grad-CAM factor"
     title = "Guided Grad-CAM"
     family = "gradient"
     needs_layer = True
@@ -139,6 +150,8 @@ def _batched_input_grads(ctx: ExplainContext, points: torch.Tensor, targets: lis
 @register
 class IntegratedGradients(Method):
     id = "integrated-gradients"
+    quick: ClassVar[dict] = {"steps": 4}
+    report: ClassVar[dict] = {}
     cost = "sampled"
     title = "Integrated Gradients"
     family = "gradient"
@@ -170,6 +183,8 @@ class SmoothGrad(Method):
     ``noise`` is sigma as a fraction of the input's value range (the paper suggests 10-20 %)."""
 
     id = "smoothgrad"
+    quick: ClassVar[dict] = {"samples": 3}
+    report: ClassVar[dict] = {"samples": 25}
     cost = "sampled"
     title = "SmoothGrad"
     family = "gradient"
@@ -191,6 +206,3 @@ class SmoothGrad(Method):
                 grads = _batched_input_grads(ctx, x + noise, targets)
             maps.append(channel_max_abs(grads.mean(dim=1)))
         return torch.stack(maps, dim=1)
-
-
-GRADIENT_METHODS = (Gradient, GuidedBackprop, DeconvNet, GuidedGradCAM, IntegratedGradients, SmoothGrad)

@@ -10,6 +10,7 @@ unless a method says otherwise.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 import SimpleITK as sitk
@@ -54,6 +55,8 @@ class Occlusion(_Perturbation):
     each pixel; negative effects (the patch raised the score) are clipped for display."""
 
     id = "occlusion"
+    quick: ClassVar[dict] = {"window": 32, "stride": 32}
+    report: ClassVar[dict] = {}
     title = "Occlusion"
     reference = "Zeiler & Fergus, ECCV 2014 (as Captum's Occlusion)"
 
@@ -92,6 +95,8 @@ class RISE(_Perturbation):
     The map is offset to start at 0 (every pixel gets the mean score otherwise)."""
 
     id = "rise"
+    quick: ClassVar[dict] = {"masks": 40}
+    report: ClassVar[dict] = {"masks": 1000}
     title = "RISE"
     reference = "Petsiuk et al., BMVC 2018 (eclique/RISE masks)"
 
@@ -180,6 +185,9 @@ class LIME(_Perturbation):
     superpixels and seed, the coefficients equal ``lime_image``'s."""
 
     id = "lime"
+    default = True
+    quick: ClassVar[dict] = {"samples": 40, "superpixels": 20}
+    report: ClassVar[dict] = {"samples": 500}
     title = "LIME"
     reference = "Ribeiro et al., KDD 2016 (lime_image)"
 
@@ -216,6 +224,3 @@ class LIME(_Perturbation):
         scores = ctx.scores(make_batch, n)[:, targets].double().cpu().numpy()
         weights = lime_kernel_weights(samples, self.params["kernel_width"])
         return weighted_ridge(samples.astype(np.float64), scores, weights)
-
-
-PERTURBATION_METHODS = (Occlusion, RISE, LIME)

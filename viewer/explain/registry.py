@@ -1,4 +1,10 @@
-"""Saliency methods by canonical id: one class per method, registered on definition."""
+"""Saliency methods by canonical id: one class per method, registered on definition.
+
+Everything the rest of the program knows about a method is on its class: title, family,
+convention, cost, caveat, whether it is in the default set, the small parameters unit tests run it
+with and those the saliency report uses. Lists of methods (the default set, the shared-pass ones,
+the report's) are derived from the classes, never written out again.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +17,6 @@ if TYPE_CHECKING:
     from viewer.explain.saliency_map import Convention
 
 METHODS: dict[str, type[Method]] = {}
-
-# What a user sees selected before choosing: the set researchers compare first.
-DEFAULT_METHODS = ("gradcam", "gradcam++", "guided-backprop", "guided-gradcam", "deconvnet", "lime")
 
 
 class Method:
@@ -40,6 +43,14 @@ class Method:
     # "shared": served by the one recorded pass every CAM and gradient map shares; "sampled":
     # forwards of its own (per channel, per sample or per perturbation).
     cost: ClassVar[str] = "shared"
+    # What a reader must know before trusting the map; every map of the method carries it.
+    caveat: ClassVar[str] = ""
+    # Ticked before the user chooses: the set researchers compare first.
+    default: ClassVar[bool] = False
+    # Parameters small enough for a unit test to run the method on every model.
+    quick: ClassVar[dict] = {}
+    # Parameters of the saliency report (models/saliency_report.py), for sampled methods.
+    report: ClassVar[dict] = {}
 
     def __init__(self, **params):
         unknown = set(params) - set(self.defaults())
@@ -85,6 +96,22 @@ def unsupported_reason(
         f"{method.title} needs {what}, which a {family or 'compiled'} network does not expose to Python "
         f"(no module hooks); methods that work on it: {usable}"
     )
+
+
+def title_of(method_id: str) -> str:
+    """A method's title for people (``"Grad-CAM++"``); an unknown id stands for itself."""
+    cls = METHODS.get(method_id)
+    return cls.title if cls is not None else method_id
+
+
+def default_methods() -> tuple[str, ...]:
+    """Ids of the methods ticked before the user chooses, in the registry's order."""
+    return tuple(m for m, cls in METHODS.items() if cls.default)
+
+
+def methods_costing(cost: str) -> list[str]:
+    """Ids of the methods of one cost class: ``"shared"`` or ``"sampled"``."""
+    return [m for m, cls in METHODS.items() if cls.cost == cost]
 
 
 def cnn_methods() -> list[str]:

@@ -8,7 +8,7 @@ import numpy as np
 from psygnal import evented
 from psygnal.containers import EventedList
 
-from viewer.explain.registry import METHODS
+from viewer.explain.registry import title_of
 from viewer.explain.saliency_map import SaliencyMap
 from viewer.io.overlay import overlay_lut, to_index
 
@@ -41,8 +41,7 @@ class SaliencyLayer:
 
     @property
     def title(self) -> str:
-        cls = METHODS.get(self.method)
-        return cls.title if cls is not None else self.method
+        return title_of(self.method)
 
     @property
     def signed(self) -> bool:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from psygnal import Signal
 
-from viewer.explain.registry import DEFAULT_METHODS, METHODS
+from viewer.explain import DEFAULT_METHODS
+from viewer.explain.registry import title_of
 from viewer.inference.manifest import ManifestError, ModelManifest
 from viewer.inference.model import Prediction
 from viewer.io.annotations import Annotation, AnnotationError, Region, load_annotation
@@ -32,7 +33,7 @@ from viewer.state.viewer_state import ViewerState
 
 
 def method_titles(methods: Sequence[str]) -> list[str]:
-    return [METHODS[m].title if m in METHODS else m for m in methods]
+    return [title_of(m) for m in methods]
 
 
 class ViewerSession:

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from viewer.explain.registry import METHODS
+from viewer.explain.registry import title_of
 from viewer.io.label_vocabulary import LabelMatcher
 from viewer.state import SaliencyLayer, tasks
 from viewer.state.runner import Job
@@ -203,7 +203,7 @@ class ComparisonPanel(QWidget):
         self._clear()
         first = None
         for name in names:
-            title = "Image and annotation" if name == "__image__" else METHODS[name].title
+            title = "Image and annotation" if name == "__image__" else title_of(name)
             view = MiniView(title)
             view.setObjectName(f"mini_{name}")
             if first is None:
@@ -425,7 +425,7 @@ class ComparisonPanel(QWidget):
         for row, (method, scores) in enumerate(self.scores.items()):
             for column, (_name, key) in enumerate(COLUMNS):
                 if key is None:
-                    value = METHODS[method].title
+                    value = title_of(method)
                 elif key == "agreement":
                     value = self.agreement_by_method.get(method)
                 else:

@@ -16,7 +16,7 @@ import numpy as np
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QGuiApplication, QImage, QPainter, QTransform
 
-from viewer.explain.registry import METHODS
+from viewer.explain.registry import title_of
 from viewer.io.atomic import write_bytes_new
 from viewer.io.overlay import blend
 from viewer.io.voi import to_display
@@ -234,7 +234,7 @@ def render_tile(
     height = round(size * image.rows * image.geometry.pixel_aspect / image.columns)
     picture = picture.scaled(size, height, mode=Qt.TransformationMode.SmoothTransformation)
     draw_annotation(picture, ctx, scale=size / image.columns)
-    title = METHODS[method].title if method in METHODS else "Image"
+    title = title_of(method) if method else "Image"
     if method:
         probability = ctx.probability()
         title += f"  ({state.target} p={probability:.3f})" if probability is not None else ""

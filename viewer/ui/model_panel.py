@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from viewer.explain.registry import METHODS
+from viewer.explain.registry import METHODS, title_of
 from viewer.state.session import ViewerSession
 
 _FAMILY = {
@@ -274,5 +274,5 @@ class ModelPanel(QWidget):
         """``done`` of ``total`` methods finished; ``step`` is at ``fraction``."""
         overall = (done + fraction) / max(total, 1)
         self.progress.setValue(round(overall * 1000))
-        title = METHODS[step].title if step in METHODS else step
+        title = title_of(step)
         self.status.setText(f"{title}: {fraction:.0%}  ({done}/{total} methods done)")

@@ -20,7 +20,7 @@ import numpy as np
 from PySide6.QtCore import QEventLoop, QSettings, QTimer, qInstallMessageHandler
 from PySide6.QtWidgets import QApplication
 
-from viewer.explain.registry import DEFAULT_METHODS
+from viewer.explain import DEFAULT_METHODS
 from viewer.inference.catalog import bundled_models
 from viewer.inference.manifest import load_manifest
 from viewer.io import discover
