@@ -12,7 +12,7 @@ from viewer.explain.registry import default_methods, methods_costing, register, 
 
 
 def test_the_default_set_is_the_classes_that_say_so():
-    assert DEFAULT_METHODS == default_methods()
+    assert default_methods() == DEFAULT_METHODS
     assert set(DEFAULT_METHODS) == {
         "gradcam",
         "gradcam++",

@@ -23,7 +23,9 @@ def test_maps_are_scored_against_the_annotation_like_the_metrics_module(qtbot, w
     _show_compare(qtbot, window)
     panel = window.comparison
     assert list(panel.views) == ["__image__", *methods]
-    assert len(panel.views["gradcam"].outlines) == 2  # both annotated findings outlined on every view
+    assert (
+        len(panel.views["gradcam"].annotation.outlines) == 2
+    )  # both annotated findings outlined on every view
     rows = panel.table_rows()
     assert len(rows) == 3
     # The numbers are those of viewer.explain.comparison on the same map and mask.

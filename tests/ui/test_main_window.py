@@ -214,11 +214,11 @@ def test_annotation_load_draw_and_undo(qtbot, window):
     open_and_wait(qtbot, window, [CHEST])
     assert window.session.load_annotation(CHEST_TRUTH)
     assert set(window.state.annotation.labels) == {"cardiomegaly", "effusion"}
-    assert len(window.canvas.annotation_outlines) == 2
+    assert len(window.canvas.annotation.outlines) == 2
     window.state.annotation_style = "fill"
-    assert window.canvas.annotation_fill.image is not None
+    assert window.canvas.annotation.fill.image is not None
     window.state.show_annotation = False
-    assert not window.canvas.annotation_outlines
+    assert not window.canvas.annotation.outlines
     window.state.show_annotation = True
     # A CT annotation does not match this film: refused with a reason.
     assert not window.session.load_annotation(CT_TRUTH)

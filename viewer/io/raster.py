@@ -47,6 +47,32 @@ class RasterRecord:
     frames: int
     mode: str
 
+    # What a series asks of each of its files (``viewer.io.series.SeriesRecord``): a raster file
+    # has no pixel spacing, no window and no header notes.
+    @property
+    def photometric(self) -> str:
+        return "RGB" if self.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr") else "MONOCHROME2"
+
+    @property
+    def syntax_name(self) -> str:
+        return self.format
+
+    @property
+    def spacing(self) -> tuple[float, float]:
+        return (1.0, 1.0)
+
+    @property
+    def spacing_source(self) -> str:
+        return "none"
+
+    @property
+    def windows(self) -> tuple:
+        return ()
+
+    @property
+    def warnings(self) -> list[str]:
+        return []
+
 
 def read_raster_header(ref: FileRef, fmt: str) -> RasterRecord:
     try:

@@ -14,19 +14,18 @@ from functools import cache
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QPainterPath, QPen
+from PySide6.QtGui import QPainterPath
 from PySide6.QtWidgets import QGraphicsPathItem, QLabel
 
 from viewer.io.image import Window
-from viewer.io.overlay import COLORMAPS, colormap, outline_segments
+from viewer.io.overlay import COLORMAPS, colormap
 from viewer.io.voi import to_display
 from viewer.state import SaliencyLayer, ViewerState
+from viewer.ui.layer_items import AnnotationItem, SaliencyLayerItem, cosmetic_pen
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 
 GREY = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
-# Colours of annotation labels, in the order labels appear (distinct from the saliency maps).
-LABEL_COLOURS = ("#00e5ff", "#76ff03", "#ff4081", "#ffd740", "#e040fb", "#ffffff")
 
 
 @dataclass
@@ -124,21 +123,6 @@ def shape_path(tool: str, points: list[tuple[float, float]]) -> QPainterPath:
     return path
 
 
-def outline_path(mask: np.ndarray) -> QPainterPath:
-    path = QPainterPath()
-    for x0, y0, x1, y1 in outline_segments(mask):
-        path.moveTo(float(x0), float(y0))
-        path.lineTo(float(x1), float(y1))
-    return path
-
-
-def cosmetic_pen(colour: str, width: float = 1.5, style=Qt.PenStyle.SolidLine) -> QPen:
-    """A pen whose width is in screen pixels, so outlines stay visible at every zoom."""
-    pen = QPen(QColor(colour), width, style)
-    pen.setCosmetic(True)
-    return pen
-
-
 def window_levels(window: Window) -> tuple[float, float]:
     """The image item's levels for a linear window (DICOM PS3.3 C.11.2.1.2): LINEAR maps
     c - 0.5 -+ (w - 1) / 2, LINEAR_EXACT c -+ w / 2."""
@@ -170,10 +154,6 @@ def pg_colormap(name: str) -> pg.ColorMap:
     """pyqtgraph's ColorMap of one of our colour maps (built once: it converts 256 colours)."""
     table = colormap(name)
     return pg.ColorMap(np.linspace(0.0, 1.0, len(table)), table, name=name)
-
-
-def label_colour(labels: tuple[str, ...], label: str) -> str:
-    return LABEL_COLOURS[labels.index(label) % len(LABEL_COLOURS)] if label in labels else "#ffffff"
 
 
 class CornerLabels:
@@ -246,12 +226,9 @@ class ImageCanvas(pg.GraphicsView):
         self._raw_base = False  # the base shows real-unit pixels leveled by a linear window
         self._base_shows: tuple = ()  # (image, frame, window, invert) the base item shows
         self.vb.addItem(self.base)
-        self.overlays: dict[str, pg.ImageItem] = {}
-        self._shown: dict[str, tuple] = {}  # method -> (map, frame) its item holds
-        self.annotation_fill = pg.ImageItem(axisOrder="row-major")
-        self.annotation_fill.setZValue(50)
-        self.vb.addItem(self.annotation_fill)
-        self.annotation_outlines: list[QGraphicsPathItem] = []
+        self.overlays: dict[str, SaliencyLayerItem] = {}  # method -> its layer's item
+        self.annotation = AnnotationItem(state)
+        self.vb.addItem(self.annotation)
         self.preview = QGraphicsPathItem()
         self.preview.setPen(cosmetic_pen("#ffeb3b", 1.5, Qt.PenStyle.DashLine))
         self.preview.setZValue(100)
@@ -289,8 +266,8 @@ class ImageCanvas(pg.GraphicsView):
     def _on_frame(self, _frame: int) -> None:
         if self._base_shows != self._base_key():  # on open the image event drew this frame already
             self._show_base()
-        for layer in self.state.layers:
-            self._show_layer(layer)
+        for item in self.overlays.values():
+            item.refresh()
         self.refresh_annotation()
 
     def _base_key(self) -> tuple:
@@ -351,18 +328,10 @@ class ImageCanvas(pg.GraphicsView):
 
     # --- saliency layers ----------------------------------------------------------------------
     def _on_layer_inserted(self, _index: int, layer: SaliencyLayer) -> None:
-        item = pg.ImageItem(axisOrder="row-major")
-        item.setZValue(10 + len(self.overlays))
+        item = SaliencyLayerItem(layer, self.state, z=10 + len(self.overlays))
+        item.restyled.connect(lambda: layer.method == self.state.active_layer and self._show_colorbar())
         self.vb.addItem(item)
         self.overlays[layer.method] = item
-        layer.events.maps.connect(lambda *_: self._show_layer(layer))
-        layer.events.visible.connect(lambda *_: self._show_layer(layer))
-        layer.events.opacity.connect(lambda value: item.setOpacity(value))
-        layer.events.colormap.connect(lambda *_: self._restyle(layer))
-        layer.events.low.connect(lambda *_: self._restyle(layer))
-        layer.events.high.connect(lambda *_: self._restyle(layer))
-        item.setOpacity(layer.opacity)
-        self._show_layer(layer)
         self._show_colorbar()
 
     def _on_layer_removed(self, _index: int, layer: SaliencyLayer) -> None:
@@ -371,33 +340,9 @@ class ImageCanvas(pg.GraphicsView):
 
     def _remove_overlay(self, method: str) -> None:
         item = self.overlays.pop(method, None)
-        self._shown.pop(method, None)
         if item is not None:
+            item.detach()
             self.vb.removeItem(item)
-
-    def _show_layer(self, layer: SaliencyLayer) -> None:
-        item = self.overlays.get(layer.method)
-        if item is None:
-            return
-        smap = layer.map_for(self.state.frame)
-        if smap is None or not layer.visible:
-            item.setVisible(False)
-            return
-        shown = self._shown.get(layer.method)
-        # A visibility toggle alone costs no re-render: the item keeps its image.
-        if shown is None or shown[0] is not smap or shown[1] != self.state.frame:
-            item.setImage(
-                layer.display_index(self.state.frame), autoLevels=False, levels=(0, 255), lut=layer.lut()
-            )
-            self._shown[layer.method] = (smap, self.state.frame)
-        item.setVisible(True)
-
-    def _restyle(self, layer: SaliencyLayer) -> None:
-        item = self.overlays.get(layer.method)
-        if item is not None and item.image is not None:
-            item.setLookupTable(layer.lut())
-        if layer.method == self.state.active_layer:
-            self._show_colorbar()
 
     def _show_colorbar(self, *_args) -> None:
         layer = self.state.active()
@@ -412,31 +357,7 @@ class ImageCanvas(pg.GraphicsView):
 
     # --- annotation -------------------------------------------------------------------------
     def refresh_annotation(self, *_args) -> None:
-        for path_item in self.annotation_outlines:
-            self.vb.removeItem(path_item)
-        self.annotation_outlines = []
-        self.annotation_fill.clear()
-        state, annotation = self.state, self.state.annotation
-        if state.image is None or annotation is None or not state.show_annotation:
-            return
-        labels = annotation.labels
-        rgba = None
-        for label in labels:
-            mask = annotation.mask(state.image, label)[state.frame]
-            if not mask.any():
-                continue
-            colour = label_colour(labels, label)
-            if state.annotation_style == "fill":
-                if rgba is None:
-                    rgba = np.zeros((*mask.shape, 4), np.uint8)
-                rgba[mask] = (*QColor(colour).getRgb()[:3], 110)
-            item = QGraphicsPathItem(outline_path(mask))
-            item.setPen(cosmetic_pen(colour, 1.6))
-            item.setZValue(60)
-            self.vb.addItem(item)
-            self.annotation_outlines.append(item)
-        if rgba is not None:
-            self.annotation_fill.setImage(rgba, autoLevels=False, levels=(0, 255))
+        self.annotation.refresh()
 
     def _on_shape_progress(self, points) -> None:
         self.preview.setPath(shape_path(self.vb.tool, points))

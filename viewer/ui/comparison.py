@@ -30,7 +30,8 @@ from viewer.io.label_vocabulary import LabelMatcher
 from viewer.state import SaliencyLayer, tasks
 from viewer.state.runner import Job
 from viewer.state.session import ViewerSession
-from viewer.ui.canvas import base_display, cosmetic_pen, label_colour, outline_path
+from viewer.ui.canvas import base_display
+from viewer.ui.layer_items import AnnotationItem
 
 COLUMNS = (
     ("Method", None),
@@ -88,7 +89,7 @@ class _SortItem(QTableWidgetItem):
 class MiniView(QWidget):
     """One small linked view: the image, optionally one map, and the annotation outline."""
 
-    def __init__(self, title: str, parent: QWidget | None = None):
+    def __init__(self, title: str, state, parent: QWidget | None = None):
         super().__init__(parent)
         self.view = pg.GraphicsView(background="#000000")
         self.vb = pg.ViewBox(invertY=True, lockAspect=True, enableMenu=False)
@@ -99,7 +100,8 @@ class MiniView(QWidget):
         self.overlay.setZValue(10)
         self.vb.addItem(self.base)
         self.vb.addItem(self.overlay)
-        self.outlines: list = []
+        self.annotation = AnnotationItem(state, width=1.4, fill=False, z=20)
+        self.vb.addItem(self.annotation)
         self.title = QLabel(title)
         self.title.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.title.setStyleSheet("font-weight: bold;")
@@ -180,6 +182,7 @@ class ComparisonPanel(QWidget):
         state.events.voi.connect(lambda *_: self._show_images())
         state.events.invert.connect(lambda *_: self._show_images())
         state.events.annotation.connect(lambda *_: self.refresh())
+        state.events.show_annotation.connect(lambda *_: self._show_annotation())
         state.events.image.connect(lambda *_: self._clear())
         state.layers.events.removed.connect(lambda *_: self.refresh())
 
@@ -204,7 +207,7 @@ class ComparisonPanel(QWidget):
         first = None
         for name in names:
             title = "Image and annotation" if name == "__image__" else title_of(name)
-            view = MiniView(title)
+            view = MiniView(title, self.state)
             view.setObjectName(f"mini_{name}")
             if first is None:
                 first = view.vb
@@ -235,25 +238,8 @@ class ComparisonPanel(QWidget):
             view.overlay.setOpacity(max(layer.opacity, 0.6))
 
     def _show_annotation(self) -> None:
-        image, annotation = self.state.image, self.state.annotation
         for view in self.views.values():
-            for item in view.outlines:
-                view.vb.removeItem(item)
-            view.outlines = []
-        if image is None or annotation is None:
-            return
-        labels = annotation.labels
-        for label in labels:
-            mask = annotation.mask(image, label)[self.state.frame]
-            if not mask.any():
-                continue
-            path = outline_path(mask)
-            for view in self.views.values():
-                item = pg.QtWidgets.QGraphicsPathItem(path)
-                item.setPen(cosmetic_pen(label_colour(labels, label), 1.4))
-                item.setZValue(20)
-                view.vb.addItem(item)
-                view.outlines.append(item)
+            view.annotation.refresh()
 
     # --- scores -------------------------------------------------------------------------------
     def refresh(self, force: bool = False) -> None:

@@ -23,7 +23,8 @@ from viewer.io.voi import to_display
 from viewer.state import SaliencyLayer, ViewerState
 from viewer.state.overlay_text import corner_texts
 from viewer.state.session import ViewerSession
-from viewer.ui.canvas import ImageCanvas, cosmetic_pen, label_colour, outline_path
+from viewer.ui.canvas import ImageCanvas
+from viewer.ui.layer_items import annotation_outlines, cosmetic_pen, outline_path
 
 DISCLAIMER = "AI-generated, not for diagnosis"
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
@@ -131,19 +132,14 @@ def from_qimage(image: QImage) -> np.ndarray:
 def draw_annotation(image: QImage, ctx: ExportContext, scale: float = 1.0) -> None:
     """Burn the annotation outlines of the current frame into ``image`` (native grid x ``scale``),
     the same outlines the canvas draws."""
-    state = ctx.state
-    annotation = state.annotation
-    if annotation is None or not state.show_annotation or state.image is None:
+    drawn = annotation_outlines(ctx.state)
+    if not drawn:
         return
     painter = QPainter(image)
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
     painter.setTransform(QTransform.fromScale(scale, scale))
-    labels = annotation.labels
-    for label in labels:
-        mask = annotation.mask(state.image, label)[state.frame]
-        if not mask.any():
-            continue
-        painter.setPen(cosmetic_pen(label_colour(labels, label), max(1.5, image.width() / 600)))
+    for colour, mask in drawn:
+        painter.setPen(cosmetic_pen(colour, max(1.5, image.width() / 600)))
         painter.drawPath(outline_path(mask))
     painter.end()
 

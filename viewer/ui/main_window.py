@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from viewer.io.formats import file_patterns
 from viewer.state.model_choice import ModelCatalog
 from viewer.state.overlay_text import corner_texts, cursor_text
 from viewer.state.session import ViewerSession
@@ -39,8 +40,6 @@ from viewer.ui.shortcuts import ShortcutsDialog
 from viewer.ui.study_browser import StudyBrowser
 from viewer.ui.tag_browser import TagBrowser
 from viewer.ui.worker import JobRunner
-
-IMAGE_FILTER = "Images (*.dcm *.DCM *.zip *.png *.jpg *.jpeg *.tif *.tiff DICOMDIR *);;All files (*)"
 
 
 class MainWindow(QMainWindow):
@@ -232,7 +231,7 @@ class MainWindow(QMainWindow):
         return self.session.open_paths(paths)
 
     def ask_open_files(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Open images", self.last_folder(), IMAGE_FILTER)
+        files, _ = QFileDialog.getOpenFileNames(self, "Open images", self.last_folder(), file_patterns())
         if files:
             self.open_paths(files)
 
