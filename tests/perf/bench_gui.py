@@ -7,12 +7,18 @@ thread, runs the methods (default: the viewer's default set, LIME included) thro
 background worker and reports the event loop's stalls (how late a tick came: max, 99th
 percentile, median). In the same run it times ``viewer.explain.explain`` on the same image and
 model without any GUI, so the ratio says what showing maps progressively costs.
+
+With ``--against REF`` it also measures open-to-first-image, open-to-first-map and the heartbeat
+while a folder of PNG films streams its thumbnails (``tests/perf/gui_timings.py``), for this
+checkout and for a git worktree of REF, in the same run, and prints the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +53,7 @@ def gui_run(app, methods: list[str]) -> tuple[dict, float]:
     window.show()
     window.model_panel.select_model("cxr_resnet18")
     window.open_paths([str(STUDY)])
-    wait_until(lambda: window.prediction is not None, 120, "the prediction")
+    wait_until(lambda: window.session.prediction is not None, 120, "the prediction")
     done = []
     window.maps_shown.connect(lambda: done.append(time.perf_counter()))
     app.processEvents()
@@ -72,13 +78,39 @@ def engine_run(methods: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def timings(root: Path, films: int) -> dict:
+    """gui_timings.py on the package under ``root``, in a fresh interpreter."""
+    driver = Path(__file__).with_name("gui_timings.py")
+    command = [sys.executable, str(driver), "--root", str(root), "--films", str(films)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=1800).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def compare(ref: str, films: int) -> None:
+    """This checkout against a worktree of ``ref``: same machine, same run."""
+    worktree = Path(tempfile.mkdtemp()) / "before"
+    subprocess.run(["git", "worktree", "add", "--detach", str(worktree), ref], cwd=ROOT, check=True)
+    try:
+        before, after = timings(worktree, films), timings(ROOT, films)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, check=True)
+    print(f"{films} PNG films, then the chest study with Grad-CAM; {ref} vs this checkout:")
+    for key in before:
+        ratio = after[key] / before[key] if before[key] else float("nan")
+        print(f"  {key:22s} {before[key]:10.3f} -> {after[key]:10.3f}  ({ratio:.2f}x)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS))
+    parser.add_argument("--against", metavar="REF", help="also time opening against this git commit")
+    parser.add_argument("--films", type=int, default=200, help="PNG films in the --against folder")
     args = parser.parse_args()
+    if args.against:
+        compare(args.against, args.films)
     methods = args.methods.split(",")
     app = QApplication.instance() or QApplication([])
     tasks.warm_up()

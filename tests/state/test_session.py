@@ -93,7 +93,7 @@ def test_opening_decodes_the_first_series_once(session, monkeypatch):
         tasks, "load_series", lambda series, **kw: (decoded.append(series), original(series, **kw))[1]
     )
     thumbnails = []
-    session.thumbnail.connect(lambda index, picture: thumbnails.append((index, picture.shape)))
+    session.thumbnails.connect(lambda batch: thumbnails.extend((i, p.shape) for i, p in batch))
     session.open_paths([CHEST])
     assert len(decoded) == 1 and thumbnails == [(0, (96, 96))]
 
@@ -162,3 +162,15 @@ def test_a_drawn_region_gets_the_target_label_and_an_annotation_to_hold_it(sessi
     region = session.drawn_region(mask)
     assert region.label == session.state.target and region.file == "cxr_0002"
     assert session.state.annotation is not None and session.drawn_region(np.zeros_like(mask)) is None
+
+
+def test_thumbnails_of_a_folder_arrive_in_batches_the_first_at_once(session, tmp_path):
+    from PIL import Image as PILImage
+
+    for i in range(40):
+        PILImage.fromarray(np.full((64, 64), i * 5, np.uint8)).save(tmp_path / f"film_{i:02d}.png")
+    batches = []
+    session.thumbnails.connect(lambda batch: batches.append([index for index, _ in batch]))
+    session.open_paths([tmp_path])
+    assert batches[0] == [0]  # the film on screen gets its picture before the others are made
+    assert 1 < len(batches) < 40 and sorted(i for b in batches for i in b) == list(range(40))

@@ -233,7 +233,7 @@ def _write_map(out_dir: Path, image, smap, best: int, *, several_targets: bool):
     returns the files' stem and the PNG's pixels."""
     import numpy as np
 
-    from viewer.io.overlay import blend
+    from viewer.io.overlay import blend, colormap_for
     from viewer.io.voi import to_display
 
     key = f"{smap.method}_{smap.target}" if several_targets else smap.method
@@ -242,7 +242,7 @@ def _write_map(out_dir: Path, image, smap, best: int, *, several_targets: bool):
     _write_new(out_dir / f"{key}.npy", buffer.getvalue())
     signed = smap.convention == "signed"
     grey = to_display(image, smap.frames[best])
-    rgb = blend(grey, smap.array[best], cmap="diverging" if signed else "jet", signed=signed, low=0.05)
+    rgb = blend(grey, smap.array[best], cmap=colormap_for(smap.convention), signed=signed, low=0.05)
     _write_new(out_dir / f"{key}.png", _png(rgb))
     return key, rgb
 

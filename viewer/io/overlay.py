@@ -50,6 +50,15 @@ def to_index(saliency: np.ndarray, *, signed: bool = False) -> np.ndarray:
     return np.clip(np.rint(values * 255), 0, 255).astype(np.uint8)
 
 
+# Signed gradient maps read on a diverging map: colour says the sign, opacity the magnitude.
+_CONVENTION_COLORMAP = {"unit": "jet", "absolute": "jet", "signed": "diverging"}
+
+
+def colormap_for(convention: str) -> str:
+    """The colour map a map of this convention is shown with unless the user chose another."""
+    return _CONVENTION_COLORMAP[convention]
+
+
 def blend(
     grey: np.ndarray,
     saliency: np.ndarray,

@@ -10,10 +10,7 @@ from psygnal.containers import EventedList
 
 from viewer.explain.registry import title_of
 from viewer.explain.saliency_map import SaliencyMap
-from viewer.io.overlay import overlay_lut, to_index
-
-# Signed gradient maps read on a diverging map: colour says the sign, opacity the magnitude.
-DEFAULT_COLORMAP = {"unit": "jet", "absolute": "jet", "signed": "diverging"}
+from viewer.io.overlay import colormap_for, overlay_lut, to_index
 
 
 @evented
@@ -37,7 +34,7 @@ class SaliencyLayer:
     _indices: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self.colormap = self.colormap or DEFAULT_COLORMAP[self.convention]
+        self.colormap = self.colormap or colormap_for(self.convention)
 
     @property
     def title(self) -> str:

@@ -41,7 +41,7 @@ class ViewerSession:
     thread that owns the session (the GUI thread)."""
 
     discovered = Signal(object)  # Discovery: the series found under the opened paths
-    thumbnail = Signal(int, object)  # series index, uint8 picture
+    thumbnails = Signal(list)  # [(series index, uint8 picture)], a batch at a time
     opened = Signal(int, object)  # series index, Image: now on screen
     model_changed = Signal(str)  # the name of the model in use
     models_changed = Signal()  # a model was added to the catalog
@@ -156,8 +156,8 @@ class ViewerSession:
             skipped = f"; {len(found.problems)} file(s) skipped" if found.problems else ""
             self.report_error(f"No images found{skipped}")
 
-    def _got_thumbnail(self, payload: tuple[int, object]) -> None:
-        self.thumbnail.emit(*payload)
+    def _got_thumbnails(self, batch: list) -> None:
+        self.thumbnails.emit(batch)
 
     def _got_failed(self, payload: tuple[int, str]) -> None:
         self.report_error(f"Cannot open: {payload[1]}")

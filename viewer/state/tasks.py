@@ -8,6 +8,7 @@ reports through ``emit(kind, payload)`` and ``progress(step, fraction)``, and ``
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +29,8 @@ from viewer.io.voi import to_display
 from viewer.state.layers import display_indices
 
 THUMBNAIL_SIZE = 96
+_THUMBNAIL_BATCH = 32
+_THUMBNAIL_INTERVAL_S = 0.25
 
 
 class JobLike(Protocol):
@@ -42,13 +45,16 @@ class JobLike(Protocol):
 
 def open_paths(job: JobLike, paths: Sequence[str | Path]) -> None:
     """Discover the series under ``paths``; emits ``discovered`` (a Discovery), then ``loaded``
-    ``(0, Image)`` for the first series, then a ``thumbnail`` ``(index, uint8 array)`` per series."""
+    ``(0, Image)`` for the first series, then ``thumbnails``: lists of ``(index, uint8 array)``,
+    batched so the GUI thread inserts many per turn of its event loop (the first one at once)."""
     found = discover(paths, progress=lambda f: job.progress("Scanning", f), cancelled=job.cancel.is_set)
     job.check()
     job.emit("discovered", found)
     if not found.series:
         return
     first = load(job, found.series[0], 0)
+    batch: list[tuple[int, np.ndarray]] = []
+    sent = -float("inf")
     for index, series in enumerate(found.series):
         job.check()
         try:
@@ -56,7 +62,12 @@ def open_paths(job: JobLike, paths: Sequence[str | Path]) -> None:
             picture = thumbnail_of(first) if index == 0 and first is not None else thumbnail(series)
         except LoadError:
             continue  # the browser keeps its text-only entry; the problem shows when it is opened
-        job.emit("thumbnail", (index, picture))
+        batch.append((index, picture))
+        if len(batch) >= _THUMBNAIL_BATCH or time.monotonic() - sent > _THUMBNAIL_INTERVAL_S:
+            job.emit("thumbnails", batch)
+            batch, sent = [], time.monotonic()
+    if batch:
+        job.emit("thumbnails", batch)
 
 
 def load(job: JobLike, series: SeriesInfo, index: int) -> Image | None:

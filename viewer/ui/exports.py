@@ -25,6 +25,7 @@ from viewer.state.overlay_text import corner_texts
 from viewer.state.session import ViewerSession
 from viewer.ui.canvas import ImageCanvas
 from viewer.ui.layer_items import annotation_outlines, cosmetic_pen, outline_path
+from viewer.ui.pictures import from_qimage, to_qimage
 
 DISCLAIMER = "AI-generated, not for diagnosis"
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
@@ -112,21 +113,6 @@ def compose_native(ctx: ExportContext, layers: list[SaliencyLayer] | None = None
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[..., None], 3, axis=2)
     return np.rint(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
-
-
-def to_qimage(rgb: np.ndarray) -> QImage:
-    rgb = np.ascontiguousarray(rgb)
-    return QImage(rgb.data, rgb.shape[1], rgb.shape[0], rgb.strides[0], QImage.Format.Format_RGB888).copy()
-
-
-def from_qimage(image: QImage) -> np.ndarray:
-    image = image.convertToFormat(QImage.Format.Format_RGB888)
-    buffer = np.frombuffer(image.constBits(), np.uint8, image.sizeInBytes())
-    return (
-        buffer.reshape(image.height(), image.bytesPerLine())[:, : image.width() * 3]
-        .reshape(image.height(), image.width(), 3)
-        .copy()
-    )
 
 
 def draw_annotation(image: QImage, ctx: ExportContext, scale: float = 1.0) -> None:

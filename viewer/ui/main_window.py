@@ -126,7 +126,7 @@ class MainWindow(QMainWindow):
         session, events = self.session, self.state.events
         self.runner.finished.connect(lambda *_: self.busy.setVisible(self.runner.busy))
         session.discovered.connect(self._on_discovered)
-        session.thumbnail.connect(lambda index, picture: self.browser.set_thumbnail(index, picture))
+        session.thumbnails.connect(lambda batch: self.browser.set_thumbnails(batch))
         session.opened.connect(lambda index, _image: self.browser.mark_current(index))
         session.progress.connect(self._on_progress)
         session.explain_progress.connect(self._on_explain_progress)

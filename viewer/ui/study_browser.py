@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget
 
 from viewer.io.discovery import SeriesInfo
 from viewer.state.tasks import THUMBNAIL_SIZE
+from viewer.ui.pictures import to_qimage
 
 
 def describe(series: SeriesInfo) -> str:
@@ -23,23 +24,6 @@ def describe(series: SeriesInfo) -> str:
     if study:
         lines.append(study)
     return "\n".join(lines)
-
-
-def to_pixmap(picture: np.ndarray) -> QPixmap:
-    picture = np.ascontiguousarray(picture)
-    if picture.ndim == 2:
-        qimage = QImage(
-            picture.data,
-            picture.shape[1],
-            picture.shape[0],
-            picture.strides[0],
-            QImage.Format.Format_Grayscale8,
-        )
-    else:
-        qimage = QImage(
-            picture.data, picture.shape[1], picture.shape[0], picture.strides[0], QImage.Format.Format_RGB888
-        )
-    return QPixmap.fromImage(qimage.copy())  # copy: the QImage borrows the numpy buffer
 
 
 class StudyBrowser(QListWidget):
@@ -71,9 +55,18 @@ class StudyBrowser(QListWidget):
             item.setToolTip(f"{patient}\n{info.paths[0]}" if patient else info.paths[0])
             self.addItem(item)
 
+    def set_thumbnails(self, batch: list[tuple[int, np.ndarray]]) -> None:
+        """A batch of pictures, painted once."""
+        self.setUpdatesEnabled(False)
+        try:
+            for index, picture in batch:
+                self.set_thumbnail(index, picture)
+        finally:
+            self.setUpdatesEnabled(True)
+
     def set_thumbnail(self, index: int, picture: np.ndarray) -> None:
         if 0 <= index < self.count():
-            self.item(index).setIcon(QIcon(to_pixmap(picture)))
+            self.item(index).setIcon(QIcon(QPixmap.fromImage(to_qimage(picture))))
 
     def mark_current(self, index: int) -> None:
         self.blockSignals(True)
