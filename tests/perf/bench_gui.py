@@ -86,16 +86,21 @@ def timings(root: Path, films: int) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def compare(ref: str, films: int) -> None:
-    """This checkout against a worktree of ``ref``: same machine, same run."""
+def compare(ref: str, films: int, repeats: int) -> None:
+    """This checkout against a worktree of ``ref``: same machine, same run, alternating, each
+    figure the median of ``repeats``."""
     worktree = Path(tempfile.mkdtemp()) / "before"
     subprocess.run(["git", "worktree", "add", "--detach", str(worktree), ref], cwd=ROOT, check=True)
     try:
-        before, after = timings(worktree, films), timings(ROOT, films)
+        runs = [(timings(worktree, films), timings(ROOT, films)) for _ in range(repeats)]
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT, check=True)
-    print(f"{films} PNG films, then the chest study with Grad-CAM; {ref} vs this checkout:")
-    for key in before:
+    before = {k: float(np.median([b[k] for b, _ in runs])) for k in runs[0][0]}
+    after = {k: float(np.median([a[k] for _, a in runs])) for k in runs[0][1]}
+    print(
+        f"{films} PNG films, then the chest study with Grad-CAM; {ref} vs this checkout, median of {repeats}:"
+    )
+    for key in (k for k in before if k in after):
         ratio = after[key] / before[key] if before[key] else float("nan")
         print(f"  {key:22s} {before[key]:10.3f} -> {after[key]:10.3f}  ({ratio:.2f}x)")
 
@@ -108,9 +113,10 @@ def main() -> int:
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS))
     parser.add_argument("--against", metavar="REF", help="also time opening against this git commit")
     parser.add_argument("--films", type=int, default=200, help="PNG films in the --against folder")
+    parser.add_argument("--repeats", type=int, default=3, help="--against runs of each side")
     args = parser.parse_args()
     if args.against:
-        compare(args.against, args.films)
+        compare(args.against, args.films, args.repeats)
     methods = args.methods.split(",")
     app = QApplication.instance() or QApplication([])
     tasks.warm_up()

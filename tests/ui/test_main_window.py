@@ -391,7 +391,7 @@ def test_clipboard_and_the_shortcuts_dialog(qtbot, window):
     from viewer.ui.shortcuts import ShortcutsDialog
 
     open_and_wait(qtbot, window, [CHEST])
-    window.copy_view()
+    window.exporter.copy_view()
     copied = QGuiApplication.clipboard().image()
     assert copied.width() == window.canvas.width() and copied.height() > window.canvas.height()
     dialog = ShortcutsDialog(window)
@@ -453,3 +453,15 @@ def test_opening_draws_the_base_image_once(qtbot, window):
     assert len(calls) == 1
     window.state.step_frame(1)  # a new slice is drawn
     assert len(calls) == 2
+
+
+def test_scrolling_a_series_reads_no_header_while_the_tag_browser_is_hidden(qtbot, window):
+    open_and_wait(qtbot, window, [CT])
+    assert not window.docks["tags"].isVisible()
+    reads = window.tags.reads
+    for _ in range(5):
+        window.state.step_frame(1)
+    assert window.tags.reads == reads  # hidden: nothing read from disk
+    assert window.tags.source == window.state.image.frames[window.state.frame].source
+    window.focus_tags()  # shown: the slice on screen's header, read once
+    assert window.tags.reads == reads + 1 and "Instance Number" in window.tags.visible_rows()

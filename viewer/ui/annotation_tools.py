@@ -42,9 +42,8 @@ class AnnotationTools:
         undo.setShortcut(QKeySequence.StandardKey.Undo)
         redo = self.undo.createRedoAction(self.window, "Redo")
         redo.setShortcut(QKeySequence.StandardKey.Redo)
-        first = edit.actions()[0] if edit.actions() else None
+        first = edit.actions()[0] if edit.actions() else None  # the separator above Preferences
         edit.insertActions(first, [undo, redo])
-        edit.insertSeparator(first)
         self.window.addActions([undo, redo])
         self.tools = drawing_tools(self.window, edit, lambda tool, on: self.set_tool(tool if on else ""))
 

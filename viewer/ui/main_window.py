@@ -2,7 +2,8 @@
 
 The session holds the application's logic; the widgets here are views of it. Menus come from the
 action table (``ui/actions.py``), remembered values from ``ui/settings.py``, drawing and the
-annotation dialogs from ``ui/annotation_tools.py`` and exports from ``ui/exports.py``.
+annotation dialogs from ``ui/annotation_tools.py`` and the export dialogs from
+``ui/export_dialogs.py`` (rendering in ``ui/exports.py``).
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from viewer.io.formats import file_patterns
 from viewer.state.model_choice import ModelCatalog
 from viewer.state.overlay_text import corner_texts, cursor_text
 from viewer.state.session import ViewerSession
-from viewer.ui import exports
 from viewer.ui import settings as saved
 from viewer.ui.actions import build_menus, build_window_menu
 from viewer.ui.annotation_tools import AnnotationTools
 from viewer.ui.canvas import ImageCanvas
 from viewer.ui.comparison import ComparisonPanel
+from viewer.ui.export_dialogs import ExportDialogs
+from viewer.ui.exports import ExportContext
 from viewer.ui.layer_panel import LayerPanel
 from viewer.ui.model_panel import ModelPanel
 from viewer.ui.preferences import PreferencesDialog, load_bindings
@@ -98,6 +100,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.busy)
 
         self.annotations = AnnotationTools(self, self.session, self.canvas.vb, self.last_folder, self.say)
+        self.exporter = ExportDialogs(self, self.export_context, self.last_folder, self.say)
         self.actions_by_id, self.menus = build_menus(self, self.session)
         self.annotations.install(self.menus["edit"])
         for dock in self.docks.values():
@@ -356,38 +359,8 @@ class MainWindow(QMainWindow):
         self.tags.filter.setFocus()
 
     # --- exports ----------------------------------------------------------------------------
-    def export_context(self) -> exports.ExportContext:
-        return exports.ExportContext(self.session, self.canvas, hide_phi=not self.show_phi.isChecked())
-
-    def ask_export(self, kind: str) -> None:
-        stem = {"view": "view", "native": "image", "sheet": "contact_sheet"}[kind]
-        save = {"view": exports.save_view, "native": exports.save_native, "sheet": exports.save_contact_sheet}
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Export", str(Path(self.last_folder()) / f"{stem}.png"), "PNG (*.png);;JPEG (*.jpg *.jpeg)"
-        )
-        if path:
-            self._report_export(lambda: save[kind](self.export_context(), Path(path)))
-
-    def ask_export_dicom(self, kind: str) -> None:
-        name = "saliency_pm.dcm" if kind == "pm" else "saliency_sc.dcm"
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Export DICOM", str(Path(self.last_folder()) / name), "DICOM (*.dcm)"
-        )
-        if path:
-            self._report_export(lambda: exports.save_dicom(self.export_context(), kind, Path(path)))
-
-    def copy_view(self) -> None:
-        exports.copy_view(self.export_context())
-        self.say("View copied to the clipboard", 3000)
-
-    def _report_export(self, write) -> None:
-        try:
-            path = write()
-        except (OSError, ValueError) as exc:
-            self.session.report_error(f"Export failed: {exc}")
-            QMessageBox.warning(self, "Export failed", str(exc))
-            return
-        self.say(f"Wrote {path}", 8000)
+    def export_context(self) -> ExportContext:
+        return ExportContext(self.session, self.canvas, hide_phi=not self.show_phi.isChecked())
 
     # --- help -------------------------------------------------------------------------------
     def show_preferences(self) -> None:

@@ -30,14 +30,29 @@ class TagBrowser(QWidget):
         layout.addWidget(self.tree)
         self.filter.textChanged.connect(self.apply_filter)
         self.source = ""
+        self._shown = ""  # the file whose header the tree holds
+        self.reads = 0  # headers read from disk (tests count them)
 
     def show_source(self, source: str) -> None:
-        if source == self.source:
-            return
+        """Show the header of ``source`` (a file or ZIP member), read when the browser is seen:
+        scrolling a CT with the browser hidden reads no header at all."""
         self.source = source
+        if self.isVisible():
+            self._load()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._load()
+
+    def _load(self) -> None:
+        source = self.source
+        if source == self._shown:
+            return
+        self._shown = source
         self.tree.clear()
         if not source:
             return
+        self.reads += 1
         try:
             dataset = read_dataset(source, force=True)
         except Exception as exc:  # a raster image or an unreadable file: say so in the tree
@@ -48,7 +63,8 @@ class TagBrowser(QWidget):
         self._add(self.tree.invisibleRootItem(), dataset)
         self.tree.resizeColumnToContents(0)
         self.tree.resizeColumnToContents(1)
-        self.apply_filter(self.filter.text())
+        if self.filter.text():
+            self.apply_filter(self.filter.text())
 
     def _add(self, parent: QTreeWidgetItem, dataset: Dataset) -> None:
         for element in dataset:
@@ -65,6 +81,7 @@ class TagBrowser(QWidget):
                 QTreeWidgetItem(parent, [tag, element.name, str(element.VR), value])
 
     def apply_filter(self, text: str) -> None:
+        self._load()
         needle = text.strip().lower()
 
         def visit(item: QTreeWidgetItem) -> bool:
@@ -82,5 +99,6 @@ class TagBrowser(QWidget):
 
     def visible_rows(self) -> list[str]:
         """Names of the top-level elements left by the filter (for tests and status text)."""
+        self._load()
         root = self.tree.invisibleRootItem()
         return [root.child(i).text(1) for i in range(root.childCount()) if not root.child(i).isHidden()]
