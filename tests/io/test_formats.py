@@ -101,3 +101,23 @@ def test_every_bundled_reader_declares_the_protocol(kind):
     reader = formats.reader(kind)
     for name in ("kind", "title", "patterns", "sniff", "read", "group", "load"):
         assert hasattr(reader, name)
+
+
+def test_discovery_inflates_no_zip_member_whole(tmp_path, monkeypatch):
+    """Headers are streamed from the archive: only decoding reads a member's bytes."""
+    import zipfile
+
+    from viewer.resources import resources_root
+
+    dicom = resources_root() / "samples" / "dicom"
+    archive = tmp_path / "studies.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in sorted(dicom.rglob("*.dcm"))[:6]:
+            z.write(path, path.relative_to(dicom))
+    reads = []
+    original = FileRef.read_bytes
+    monkeypatch.setattr(FileRef, "read_bytes", lambda self: (reads.append(self.member), original(self))[1])
+    found = discover([archive])
+    assert found.series and not found.problems and reads == []
+    image = load_series(found.series[0])
+    assert image.n_frames == 6 and not image.left_out

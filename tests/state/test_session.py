@@ -174,3 +174,13 @@ def test_thumbnails_of_a_folder_arrive_in_batches_the_first_at_once(session, tmp
     session.open_paths([tmp_path])
     assert batches[0] == [0]  # the film on screen gets its picture before the others are made
     assert 1 < len(batches) < 40 and sorted(i for b in batches for i in b) == list(range(40))
+
+
+def test_the_first_image_is_predicted_before_the_thumbnails_are_made(session, tmp_path):
+    from PIL import Image as PILImage
+
+    for i in range(5):
+        PILImage.fromarray(np.full((64, 64), i * 40, np.uint8)).save(tmp_path / f"film_{i}.png")
+    session.runner.history.clear()
+    session.open_paths([tmp_path])
+    assert [lane for lane, _ in session.runner.history] == ["open", "predict", "thumbnails"]

@@ -105,14 +105,14 @@ def looks_like_dicom(head: bytes) -> bool:
 def read_dataset(source: str, *, force: bool = False) -> Dataset:
     """The header (no pixel data) of a frame's source, ``FrameInfo.source``: a path on disk or
     ``archive.zip!/member``. Derived objects reference it; the tag browser shows it."""
-    with FileRef.parse(source).open() as f:
+    with FileRef.parse(source).stream() as f:
         return pydicom.dcmread(f, stop_before_pixels=True, force=force)
 
 
 def read_header(ref: FileRef) -> HeaderRecord:
     """Read one file's header (no pixel data). Raises :class:`LoadError` with a readable reason."""
     try:
-        with ref.open() as fp, warnings.catch_warnings():
+        with ref.stream() as fp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(fp, stop_before_pixels=True, defer_size=_DEFER_SIZE, force=True)
             stop_position = fp.tell()

@@ -76,7 +76,7 @@ class RasterRecord:
 
 def read_raster_header(ref: FileRef, fmt: str) -> RasterRecord:
     try:
-        with ref.open() as fp, PILImage.open(fp) as img:
+        with ref.stream() as fp, PILImage.open(fp) as img:
             frames = getattr(img, "n_frames", 1)
             return RasterRecord(ref, fmt, img.height, img.width, frames, img.mode)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:

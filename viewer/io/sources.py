@@ -57,12 +57,59 @@ class FileRef:
             return open(self.path, "rb")
         return io.BytesIO(self.read_bytes())
 
+    def stream(self) -> BinaryIO:
+        """A seekable stream that reads (decompresses) a ZIP member only as far as it is read:
+        for headers, so discovery never inflates a whole member (pixels are read once, by
+        ``open``). The caller closes it; closing it closes the archive."""
+        if self.member is None:
+            return open(self.path, "rb")
+        archive = zipfile.ZipFile(self.path)
+        try:
+            return _MemberStream(archive, archive.open(self.member))
+        except BaseException:
+            archive.close()
+            raise
+
     def head(self, n: int) -> bytes:
         if self.member is None:
             with open(self.path, "rb") as f:
                 return f.read(n)
         with zipfile.ZipFile(self.path) as archive, archive.open(self.member) as f:
             return f.read(n)
+
+
+class _MemberStream(io.RawIOBase):
+    """A ZIP member's stream that keeps its archive open until it is closed itself."""
+
+    def __init__(self, archive: zipfile.ZipFile, member: BinaryIO) -> None:
+        super().__init__()
+        self._archive, self._member = archive, member
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._member.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._member.read(size)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._member.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._member.tell()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._member.close()
+            self._archive.close()
+        super().close()
 
 
 @dataclass

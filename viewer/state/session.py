@@ -86,6 +86,7 @@ class ViewerSession:
         self._explaining: list[str] = []  # the methods the running explanation computes
         self._done: list[str] = []  # ... and those of them finished
         self._pending_run: list[str] | None = None
+        self._matcher: tuple[Path | None, LabelMatcher | None] = (None, None)
         self.state.model = next(iter(self.catalog.models), "")
         events = self.state.events
         events.target.connect(self._on_target)
@@ -103,6 +104,7 @@ class ViewerSession:
         self.message.emit(f"Opening {', '.join(Path(p).name for p in paths)}...", 0)
         self.runner.cancel("explain")
         self.runner.cancel("load")
+        self.runner.cancel("thumbnails")
         return self.runner.submit(
             Job(
                 "open",
@@ -143,8 +145,22 @@ class ViewerSession:
 
     def _on_opened(self, status: str) -> None:
         self._report_failure("Opening", status)
-        if status == "done" and self.discovery is not None and not self.runner.busy:
-            self.message.emit(f"Opened {len(self.discovery.series)} series", 5000)
+        found = self.discovery
+        if status != "done" or found is None or not found.series:
+            return
+        image = self.state.image
+        opened = {self.series_index: image} if image is not None and self.series_index >= 0 else {}
+        series = list(found.series)
+        # Queued after the first image's prediction, which "loaded" has already asked for.
+        self.runner.submit(
+            Job(
+                "thumbnails",
+                lambda job: tasks.thumbnails(job, series, opened),
+                "Thumbnails",
+                on_event=self._on_event,
+                on_done=lambda s: s == "done" and self.message.emit(f"Opened {len(series)} series", 5000),
+            )
+        )
 
     def _got_discovered(self, found: Discovery) -> None:
         self.discovery = found
@@ -198,8 +214,11 @@ class ViewerSession:
     @property
     def matcher(self) -> LabelMatcher | None:
         """Matches annotation labels to the model's (public vocabularies and its aliases)."""
-        manifest = self.manifest()
-        return manifest.label_matcher() if manifest is not None else None
+        path = self.manifest_path
+        if self._matcher[0] != path:
+            manifest = self.manifest()
+            self._matcher = (path, manifest.label_matcher() if manifest is not None else None)
+        return self._matcher[1]
 
     @property
     def labels(self) -> tuple[str, ...]:

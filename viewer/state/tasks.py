@@ -45,21 +45,25 @@ class JobLike(Protocol):
 
 def open_paths(job: JobLike, paths: Sequence[str | Path]) -> None:
     """Discover the series under ``paths``; emits ``discovered`` (a Discovery), then ``loaded``
-    ``(0, Image)`` for the first series, then ``thumbnails``: lists of ``(index, uint8 array)``,
-    batched so the GUI thread inserts many per turn of its event loop (the first one at once)."""
+    ``(0, Image)`` for the first series. Thumbnails are a job of their own (``thumbnails``), queued
+    after the first image's prediction: on a folder of 600 films the model answers at once."""
     found = discover(paths, progress=lambda f: job.progress("Scanning", f), cancelled=job.cancel.is_set)
     job.check()
     job.emit("discovered", found)
-    if not found.series:
-        return
-    first = load(job, found.series[0], 0)
+    if found.series:
+        load(job, found.series[0], 0)
+
+
+def thumbnails(job: JobLike, series: Sequence[SeriesInfo], opened: dict[int, Image]) -> None:
+    """Emits ``thumbnails``: lists of ``(index, uint8 array)``, batched so the GUI thread inserts
+    many per turn of its event loop (the first at once). Series already ``opened`` (index ->
+    image) are not decoded again for their picture."""
     batch: list[tuple[int, np.ndarray]] = []
     sent = -float("inf")
-    for index, series in enumerate(found.series):
+    for index, info in enumerate(series):
         job.check()
         try:
-            # The series just opened is not decoded a second time for its picture.
-            picture = thumbnail_of(first) if index == 0 and first is not None else thumbnail(series)
+            picture = thumbnail_of(opened[index]) if index in opened else thumbnail(info)
         except LoadError:
             continue  # the browser keeps its text-only entry; the problem shows when it is opened
         batch.append((index, picture))
