@@ -465,3 +465,21 @@ def test_scrolling_a_series_reads_no_header_while_the_tag_browser_is_hidden(qtbo
     assert window.tags.source == window.state.image.frames[window.state.frame].source
     window.focus_tags()  # shown: the slice on screen's header, read once
     assert window.tags.reads == reads + 1 and "Instance Number" in window.tags.visible_rows()
+
+
+def test_every_menu_command_is_one_row_of_the_action_table(qtbot, window):
+    from viewer.ui.actions import ACTIONS, CONDITIONS, resolve
+
+    ids = [spec.id for spec in ACTIONS]
+    assert len(ids) == len(set(ids)) and all(i.isidentifier() for i in ids)
+    for spec in ACTIONS:
+        assert not spec.handler or callable(resolve(window, spec.handler)), spec.id
+        assert not spec.enabled or spec.enabled in CONDITIONS, spec.id
+        assert window.actions_by_id[spec.id].text() == spec.text
+    # Enabled when they can act: exports need an image, the contact sheet needs maps.
+    assert not window.actions_by_id["export_native"].isEnabled()
+    open_and_wait(qtbot, window, [CHEST])
+    assert window.actions_by_id["export_native"].isEnabled()
+    assert not window.actions_by_id["export_sheet"].isEnabled()
+    run_and_wait(qtbot, window, ["gradcam"])
+    assert window.actions_by_id["export_sheet"].isEnabled()

@@ -98,7 +98,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         enabled="maps",
     ),
     A(
-        "exporter.copy_view",
+        "copy_view",
         "file",
         "Copy view to clipboard",
         "exporter.copy_view",
