@@ -80,6 +80,32 @@ def execute(job: Job) -> str:
     return "cancelled" if job.cancelled else "done"
 
 
+class Lanes:
+    """Which job is current in each lane: the bookkeeping every runner shares. Making a job
+    current cancels the previous one of its lane ("latest request wins")."""
+
+    def __init__(self) -> None:
+        self._current: dict[str, Job] = {}
+
+    def make_current(self, job: Job) -> None:
+        self.cancel(job.lane)
+        self._current[job.lane] = job
+
+    def cancel(self, lane: str | None = None) -> None:
+        """Cancel the current job of ``lane`` (every lane if None); it stops at its next check."""
+        for name, job in list(self._current.items()):
+            if lane is None or name == lane:
+                job.cancel.set()
+                del self._current[name]
+
+    def current(self, lane: str) -> Job | None:
+        return self._current.get(lane)
+
+    def finished(self, job: Job) -> None:
+        if self._current.get(job.lane) is job:
+            del self._current[job.lane]
+
+
 class Runner(Protocol):
     """What the session needs from whoever runs its background work."""
 
@@ -103,29 +129,25 @@ class InlineRunner:
 
     def __init__(self) -> None:
         self._queue: deque[Job] = deque()
-        self._current: dict[str, Job] = {}
+        self.lanes = Lanes()
         self._ids = 0
         self._draining = False
         self.history: list[tuple[str, str]] = []  # (lane, status) of every job run, for tests
 
     def submit(self, job: Job) -> Job:
-        self.cancel(job.lane)
+        self.lanes.make_current(job)
         self._ids += 1
         job.id = self._ids
-        self._current[job.lane] = job
         self._queue.append(job)
         if not self._draining:
             self._drain()
         return job
 
     def cancel(self, lane: str | None = None) -> None:
-        for name, job in list(self._current.items()):
-            if lane is None or name == lane:
-                job.cancel.set()
-                del self._current[name]
+        self.lanes.cancel(lane)
 
     def current(self, lane: str) -> Job | None:
-        return self._current.get(lane)
+        return self.lanes.current(lane)
 
     @property
     def busy(self) -> bool:
@@ -140,8 +162,7 @@ class InlineRunner:
                 job._progress = lambda _id, step, f, j=job: j.on_progress and j.on_progress(step, f)
                 status = execute(job)
                 self._queue.popleft()
-                if self._current.get(job.lane) is job:
-                    del self._current[job.lane]
+                self.lanes.finished(job)
                 self.history.append((job.lane, status))
                 if job.on_done is not None:
                     job.on_done(status)

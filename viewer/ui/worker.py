@@ -14,7 +14,7 @@ import sys
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
-from viewer.state.runner import Job
+from viewer.state.runner import Job, Lanes
 from viewer.state.runner import execute as run_job
 
 __all__ = ["Job", "JobRunner", "Worker"]
@@ -49,7 +49,7 @@ class JobRunner(QObject):
         super().__init__(parent)
         self._ids = itertools.count(1)
         self._jobs: dict[int, Job] = {}
-        self._current: dict[str, Job] = {}
+        self.lanes = Lanes()
         self._thread = QThread()
         self._thread.setObjectName("saliency-worker")
         self._worker = Worker()
@@ -68,22 +68,18 @@ class JobRunner(QObject):
 
     def submit(self, job: Job) -> Job:
         """Queue ``job``, cancelling the previous job of its lane."""
-        self.cancel(job.lane)
+        self.lanes.make_current(job)
         job.id = next(self._ids)
         self._jobs[job.id] = job
-        self._current[job.lane] = job
         self._submit.emit(job)
         return job
 
     def cancel(self, lane: str | None = None) -> None:
         """Cancel the current job of ``lane`` (every lane if None); it stops at its next check."""
-        for name, job in list(self._current.items()):
-            if lane is None or name == lane:
-                job.cancel.set()
-                del self._current[name]
+        self.lanes.cancel(lane)
 
     def current(self, lane: str) -> Job | None:
-        return self._current.get(lane)
+        return self.lanes.current(lane)
 
     @property
     def busy(self) -> bool:
@@ -114,8 +110,7 @@ class JobRunner(QObject):
         job = self._jobs.pop(job_id, None)
         if job is None:
             return
-        if self._current.get(job.lane) is job:
-            del self._current[job.lane]
+        self.lanes.finished(job)
         status = "cancelled" if job.cancelled and status == "done" else status
         if job.on_done is not None:
             job.on_done(status)
