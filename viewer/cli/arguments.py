@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -20,13 +21,31 @@ def add_images_model_methods(parser: argparse.ArgumentParser, *, all_methods: bo
     )
 
 
-def chosen_methods(text: str | None) -> list[str]:
+def chosen_methods(text: str | None) -> list[str] | None:
     """The method ids of ``--methods``: the viewer's default set when not given, every method for
-    ``all``, else the comma-separated list (unknown ids are the caller's to report)."""
+    ``all``, else the comma-separated list; None, with the reason on stderr, if one is unknown."""
     from viewer.explain import DEFAULT_METHODS, METHODS
 
     if text is None:
         return list(DEFAULT_METHODS)
-    if text == "all":
-        return list(METHODS)
-    return [m.strip() for m in text.split(",") if m.strip()]
+    methods = list(METHODS) if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        print(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}", file=sys.stderr)
+        return None
+    return methods
+
+
+def load_model(name_or_path: str):
+    """The ``LoadedModel`` of ``--model`` (a bundled name or a manifest); None, with the reason on
+    stderr, if it cannot be loaded."""
+    from viewer.inference.catalog import resolve_model
+    from viewer.inference.checkpoint import CheckpointError
+    from viewer.inference.manifest import ManifestError
+    from viewer.inference.model import LoadedModel
+
+    try:
+        return LoadedModel.from_manifest(resolve_model(name_or_path))
+    except (ManifestError, CheckpointError) as exc:
+        print(f"cannot load the model: {exc}", file=sys.stderr)
+        return None

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from viewer.cli.arguments import add_images_model_methods, chosen_methods
+from viewer.cli.arguments import add_images_model_methods, chosen_methods, load_model
 
 HELP = "evaluate saliency methods against annotations over a data set (mIoU, hit rate, 95 % CIs)"
 
@@ -44,20 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from viewer.cli.explain import _Progress
-    from viewer.explain import METHODS
-    from viewer.inference.catalog import resolve_model
-    from viewer.inference.checkpoint import CheckpointError
-    from viewer.inference.manifest import ManifestError
-    from viewer.inference.model import LoadedModel
     from viewer.state.evaluation_run import EvaluationRequest, run_evaluation
 
-    methods = chosen_methods(args.methods)
     if args.split_thresholds is not None and not 0 < args.split_thresholds < 1:
         print("--split-thresholds takes the validation fraction, between 0 and 1", file=sys.stderr)
         return 2
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        print(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}", file=sys.stderr)
+    methods = chosen_methods(args.methods)
+    if methods is None:
         return 2
     if (args.out / "per_image.csv").exists() and not args.resume:
         print(
@@ -65,10 +58,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    try:
-        model = LoadedModel.from_manifest(resolve_model(args.model))
-    except (ManifestError, CheckpointError) as exc:
-        print(f"cannot load the model: {exc}", file=sys.stderr)
+    model = load_model(args.model)
+    if model is None:
         return 2
     request = EvaluationRequest(
         list(args.inputs), list(args.annotation), methods, args.out, args.bootstrap, args.seed,

@@ -22,7 +22,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-from viewer.cli.arguments import add_images_model_methods, chosen_methods
+from viewer.cli.arguments import add_images_model_methods, chosen_methods, load_model
 
 HELP = "compute saliency maps and their metrics for images or series (batch, headless)"
 
@@ -84,18 +84,13 @@ def run(args: argparse.Namespace) -> int:
     from viewer.explain import METHODS, Cancelled, explain, get_method
     from viewer.explain.comparison import score_map
     from viewer.explain.registry import unsupported_reason
-    from viewer.inference.catalog import resolve_model
-    from viewer.inference.manifest import ManifestError
-    from viewer.inference.model import CheckpointError, LoadedModel
     from viewer.io import discover
     from viewer.io.annotations import AnnotationError, annotation_files, load_annotation
     from viewer.io.loader import load_series
     from viewer.io.naming import series_name, unique_name
 
     method_ids = chosen_methods(args.methods)
-    unknown = [m for m in method_ids if m not in METHODS]
-    if unknown:
-        print(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}", file=sys.stderr)
+    if method_ids is None:
         return 2
     if args.anonymize and not args.dicom:
         print("--anonymize applies to --dicom results; add --dicom", file=sys.stderr)
@@ -103,10 +98,8 @@ def run(args: argparse.Namespace) -> int:
     if (args.out / "metrics.csv").exists():
         print(f"{args.out / 'metrics.csv'} exists; choose a new output folder", file=sys.stderr)
         return 2
-    try:
-        model = LoadedModel.from_manifest(resolve_model(args.model))
-    except (ManifestError, CheckpointError) as exc:
-        print(f"cannot load the model: {exc}", file=sys.stderr)
+    model = load_model(args.model)
+    if model is None:
         return 2
 
     def reason_against(method_id: str) -> str | None:
