@@ -32,10 +32,6 @@ from viewer.state.session_layers import LayerBook
 from viewer.state.viewer_state import ViewerState
 
 
-def method_titles(methods: Sequence[str]) -> list[str]:
-    return [title_of(m) for m in methods]
-
-
 class ViewerSession:
     """One user's session. Signals (psygnal) tell views what changed; all are emitted on the
     thread that owns the session (the GUI thread)."""
@@ -75,7 +71,6 @@ class ViewerSession:
         self.discovery: Discovery | None = None
         self.series_index = -1
         self.prediction: Prediction | None = None
-        self.support: dict[str, str | None] = {}
         self.caution: str | None = None
         self.errors: list[str] = []  # everything that went wrong, for headless runs and tests
         # Preferences the user sets in the panels (saved by the GUI between runs).
@@ -93,10 +88,6 @@ class ViewerSession:
         events.frame.connect(self._on_frame)
 
     # --- what is open -------------------------------------------------------------------------
-    @property
-    def image(self) -> Image | None:
-        return self.state.image
-
     def open_paths(self, paths: Sequence[str | Path]) -> Job:
         """Find the series under ``paths`` and open the first; the rest get thumbnails."""
         paths = [str(p) for p in paths]
@@ -111,7 +102,7 @@ class ViewerSession:
                 lambda job: tasks.open_paths(job, paths),
                 "Opening",
                 on_event=self._on_event,
-                on_progress=lambda step, f: self._on_load_progress("open", step, f),
+                on_progress=lambda step, f: self.progress.emit("open", step, f),
                 on_done=lambda status: self._on_opened(status),
             )
         )
@@ -132,16 +123,13 @@ class ViewerSession:
                 lambda job: tasks.load(job, series, index),
                 "Loading",
                 on_event=self._on_event,
-                on_progress=lambda step, f: self._on_load_progress("load", step, f),
+                on_progress=lambda step, f: self.progress.emit("load", step, f),
                 on_done=lambda status: self._report_failure("Loading", status),
             )
         )
 
     def _on_event(self, kind: str, payload) -> None:
         getattr(self, f"_got_{kind}")(payload)
-
-    def _on_load_progress(self, lane: str, step: str, fraction: float) -> None:
-        self.progress.emit(lane, step, fraction)
 
     def _on_opened(self, status: str) -> None:
         self._report_failure("Opening", status)
@@ -266,7 +254,6 @@ class ViewerSession:
         )
 
     def _got_support(self, reasons: dict[str, str | None]) -> None:
-        self.support = reasons
         self.support_changed.emit(reasons)
 
     def _got_prediction(self, prediction: Prediction) -> None:
@@ -366,7 +353,7 @@ class ViewerSession:
         if status == "done":
             seconds = sum(m.seconds for layer in self.state.layers for m in layer.maps.values())
             self.method_status.emit(f"{len(self._done)} maps in {seconds:.1f} s")
-            self.message.emit(f"Computed {', '.join(method_titles(self._done))}", 5000)
+            self.message.emit(f"Computed {', '.join(map(title_of, self._done))}", 5000)
             self.maps_shown.emit()
         elif status == "cancelled":
             self.method_status.emit("Cancelled")

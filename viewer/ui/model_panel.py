@@ -155,9 +155,6 @@ class ModelPanel(QWidget):
         self.models.setCurrentIndex(max(self.models.findText(name), 0))
         self.models.blockSignals(False)
 
-    def current_manifest(self) -> str:
-        return str(self.session.manifest_path or "")
-
     def select_model(self, name: str) -> bool:
         """Choose the model ``name`` as the user would (the session predicts with it)."""
         index = self.models.findText(name)
