@@ -240,3 +240,19 @@ def test_annotation_labels_are_matched_to_the_models_and_named_when_not(tmp_path
     with (out / "metrics.csv").open() as f:
         (row,) = list(csv.DictReader(f))
     assert row["annotation_label"] == "Cardiomegaly" and row["pointing_game"] != ""
+
+
+def test_a_study_that_cannot_be_read_is_named_and_the_run_goes_on(tmp_path, capsys):
+    films = tmp_path / "films"
+    films.mkdir()
+    data = resource_path("samples", "dicom", "cxr_0001.dcm").read_bytes()
+    (films / "a_cut_short.dcm").write_bytes(data[: len(data) // 3])  # header intact, pixels cut off
+    (films / "b_whole.dcm").write_bytes(data)
+    out = tmp_path / "out"
+    args = ["explain", str(films), "--model", "cxr_resnet18", "--methods", "gradcam", "--steps", "0"]
+    assert main([*args, "--quiet", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("a_cut_short.dcm") == 1 and "Traceback" not in err  # named once
+    with open(out / "metrics.csv", newline="") as f:
+        assert [row["image"] for row in csv.DictReader(f)] == ["b_whole"]
+    assert sorted(p.name for p in out.iterdir()) == ["b_whole", "metrics.csv"]

@@ -9,6 +9,7 @@ import pytest
 from viewer.explain.engine import explain
 from viewer.resources import resources_root
 from viewer.state import tasks
+from viewer.state.model_choice import ModelCatalog
 from viewer.state.runner import InlineRunner
 from viewer.state.session import ViewerSession
 
@@ -184,3 +185,40 @@ def test_the_first_image_is_predicted_before_the_thumbnails_are_made(session, tm
     session.runner.history.clear()
     session.open_paths([tmp_path])
     assert [lane for lane, _ in session.runner.history] == ["open", "predict", "thumbnails"]
+
+
+def test_a_batch_session_explains_every_slice_as_the_engine_does_and_keeps_its_model(store):
+    """What ``saliency-viewer explain`` drives: the user's model on a CT (no switch to the CT
+    model), no thumbnails, every slice on one scale, the same maps as the engine alone."""
+    model = store.get(ModelCatalog().path("cxr_resnet18"))
+    session = ViewerSession.batch(model, seed=3)
+    explained = []
+    session.series_explained.connect(lambda image, result: explained.append((image, result)))
+    session.open_paths([CT])
+    image = session.state.image
+    assert session.state.model == "cxr_resnet18" and image.n_frames == 28
+    assert "thumbnails" not in [lane for lane, _ in session.runner.history]
+    session.explain_series(["gradcam", "guided-backprop"])
+    ((shown, result),) = explained
+    alone = explain(model, image, ["gradcam", "guided-backprop"], targets=result.targets, seed=3)
+    assert shown is image and result.frames == tuple(range(28))
+    assert result.targets == (session.state.target,)
+    for ours, theirs in zip(result.maps, alone.maps, strict=True):
+        assert np.array_equal(ours.array, theirs.array)
+    np.testing.assert_allclose(result.probabilities, session.prediction.probabilities, atol=1e-5)
+    assert not session.errors
+
+
+def test_a_batch_session_says_which_study_failed_and_opens_the_next(store, tmp_path):
+    model = store.get(ModelCatalog().path("cxr_resnet18"))
+    session = ViewerSession.batch(model)
+    broken = tmp_path / "a_broken.dcm"
+    data = CHEST.read_bytes()
+    broken.write_bytes(data[: len(data) // 3])  # a header, pixel data cut off
+    (tmp_path / "b.dcm").write_bytes(data)
+    session.open_paths([tmp_path])
+    assert len(session.discovery.series) == 2
+    session.open_series(1)
+    assert session.errors and "a_broken.dcm" in session.errors[0]
+    assert session.series_index == 1 and session.state.image.frames[0].source.endswith("b.dcm")
+    assert session.prediction is not None

@@ -4,7 +4,7 @@ Writes, per image (per series for CT), into OUT/<id>/: <method>.npy (float32 on 
 grid: rows x cols, or slices x rows x cols), <method>.png (the map over the windowed image; for a
 series, the slice where the target is most probable), predictions.json; and OUT/metrics.csv with
 one row per image and method. Localization columns are filled where an annotation matches the
-image (--annotation: phantom JSON, DICOM SEG, box CSV or PNG masks, or a folder of them).
+image (--annotation: any annotation format the viewer reads, or a folder of them).
 
 With --dicom, also per map and DICOM source: <method>.dcm, the values in the source's study (a
 Parametric Map over a CT series, a fractional Segmentation over a radiograph), and
@@ -19,7 +19,6 @@ import json
 import sys
 import threading
 import time
-from functools import partial
 from pathlib import Path
 
 from viewer.cli.arguments import add_images_model_methods, chosen_methods, load_model
@@ -79,15 +78,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
 
-    from viewer.explain import METHODS, Cancelled, explain, get_method
-    from viewer.explain.comparison import score_map
+    from viewer.explain import METHODS
     from viewer.explain.registry import unsupported_reason
-    from viewer.io import discover
     from viewer.io.annotations import AnnotationError, annotation_files, load_annotation
-    from viewer.io.loader import load_series
     from viewer.io.naming import series_name, unique_name
+    from viewer.state.session import ViewerSession
 
     method_ids = chosen_methods(args.methods)
     if method_ids is None:
@@ -129,70 +125,43 @@ def run(args: argparse.Namespace) -> int:
         except AnnotationError as exc:
             print(f"skipped annotation {exc}", file=sys.stderr)
 
-    matcher = model.manifest.label_matcher()
-    found = discover(args.inputs)
-    for problem in found.problems:
-        print(f"skipped {problem.source}: {problem.reason}", file=sys.stderr)
-    if not found.series:
-        print("no images found", file=sys.stderr)
-        return 1
+    session = ViewerSession.batch(model, seed=args.seed)
+    session.problems_found.connect(
+        lambda problems: [print(f"skipped {p.source}: {p.reason}", file=sys.stderr) for p in problems]
+    )
+    session.error.connect(lambda message: print(message, file=sys.stderr))
     bar = _Progress(enabled=not args.quiet and sys.stderr.isatty())
-    rows, used_ids, cautioned, used_annotations = [], set(), False, set()
-    for n, series in enumerate(found.series, start=1):
-        image = load_series(series)
-        name = unique_name(series_name(series), used_ids)
-        out_dir = args.out / name
-        out_dir.mkdir(parents=True, exist_ok=False)
-        try:
-            result = explain(
-                model,
-                image,
-                [get_method(m) for m in method_ids],
-                targets=args.target,
-                seed=args.seed,
-                on_progress=partial(bar.show_step, f"[{n}/{len(found.series)}] {name}"),
-            )
-        except Cancelled:
-            return 130
-        bar.done()
-        caution = model.manifest.caution(image)
-        if caution and not cautioned:
-            print(f"caution: {caution}", file=sys.stderr)  # once per run; each predictions.json has it
-            cautioned = True
-        predictions = _write_predictions(out_dir, model, result, caution)
-        matching = [a for a in annotations if a.matches(image)]
-        used_annotations.update(id(a) for a in matching)
-        for annotation in matching:
-            if unmatched := matcher.unmatched(annotation.labels_on(image)):
-                print(
-                    f"{name}: {Path(annotation.source).name} labels {', '.join(unmatched)} match none of "
-                    f"the model's labels ({', '.join(model.manifest.labels)}); add them to the "
-                    "manifest's [label_aliases] if they mean one",
-                    file=sys.stderr,
-                )
-        for smap in result.maps:
-            best = int(np.argmax(result.probabilities[:, smap.target_index]))  # key slice of a series
-            key, rgb = _write_map(out_dir, image, smap, best, several_targets=len(result.targets) > 1)
-            if args.dicom:
-                _write_dicom(out_dir, key, image, smap, rgb, best, model.manifest.name, args.anonymize)
-            mask, marker = _annotation_masks(image, smap.target, matching, matcher)
-            # Localization over every frame the map covers; deletion/insertion and sanity on the key slice.
-            scores = score_map(
-                model,
-                image,
-                smap,
-                result.frames[best],
-                mask=mask,
-                marker=marker,
-                steps=args.steps,
-                sanity=args.sanity,
-                seed=args.seed,
-            )
-            used = [n for a in matching for n in matcher.matched(a.labels_on(image), smap.target)]
-            row = {"image": name, "probability": f"{predictions[smap.target]:.4f}"} | scores.as_row()
-            rows.append(row | {"annotation_label": "|".join(dict.fromkeys(used))})
-        top = max(predictions, key=predictions.get)
-        print(f"{name}: {top} {predictions[top]:.3f}; {len(result.maps)} maps in {out_dir}")
+    head = [""]
+    session.progress.connect(lambda lane, step, f: lane == "explain" and bar.show_step(head[0], step, f))
+    explained: dict = {}
+    session.series_explained.connect(lambda image, result: explained.update({id(image): result}))
+    try:
+        session.open_paths(args.inputs)  # finds the series, opens and predicts the first
+        found = session.discovery
+        if found is None or not found.series:
+            return 1  # the session said why
+        rows, used_ids, cautioned, used_annotations = [], set(), False, set()
+        for index, series in enumerate(found.series):
+            if index:  # open_paths opened (or tried) the first
+                session.open_series(index)
+            image = session.state.image
+            if image is None or session.series_index != index or not session.state.target:
+                continue  # it could not be opened or predicted: the session said why on stderr
+            name = unique_name(series_name(series), used_ids)
+            head[0] = f"[{index + 1}/{len(found.series)}] {name}"
+            session.explain_series(method_ids, args.target)
+            bar.done()
+            if (result := explained.pop(id(image), None)) is None:
+                continue  # the explanation failed: said on stderr
+            out_dir = args.out / name
+            out_dir.mkdir(parents=True, exist_ok=False)
+            if session.caution and not cautioned:  # once per run; each predictions.json has it
+                print(f"caution: {session.caution}", file=sys.stderr)
+                cautioned = True
+            rows += _write_study(args, model, session, image, result, out_dir, annotations, used_annotations)
+    except KeyboardInterrupt:
+        print("interrupted; no metrics.csv written", file=sys.stderr)
+        return 130
     for annotation in annotations:
         if id(annotation) not in used_annotations:
             print(f"annotation {annotation.source} matches none of the images", file=sys.stderr)
@@ -203,6 +172,53 @@ def run(args: argparse.Namespace) -> int:
     _write_new(args.out / "metrics.csv", text.getvalue().encode())
     print(f"wrote {len(rows)} rows to {args.out / 'metrics.csv'}")
     return 0
+
+
+def _write_study(
+    args, model, session, image, result, out_dir: Path, annotations, used: set[int]
+) -> list[dict]:
+    """One study's files (predictions.json, each map's .npy, .png and DICOM); its metrics rows."""
+    import numpy as np
+
+    from viewer.explain.comparison import score_map
+
+    name, matcher = out_dir.name, session.matcher
+    predictions = _write_predictions(out_dir, model, result, session.caution)
+    matching = [a for a in annotations if a.matches(image)]
+    used.update(id(a) for a in matching)
+    for annotation in matching:
+        if unmatched := matcher.unmatched(annotation.labels_on(image)):
+            print(
+                f"{name}: {Path(annotation.source).name} labels {', '.join(unmatched)} match none of "
+                f"the model's labels ({', '.join(model.manifest.labels)}); add them to the "
+                "manifest's [label_aliases] if they mean one",
+                file=sys.stderr,
+            )
+    rows = []
+    for smap in result.maps:
+        best = int(np.argmax(result.probabilities[:, smap.target_index]))  # key slice of a series
+        key, rgb = _write_map(out_dir, image, smap, best, several_targets=len(result.targets) > 1)
+        if args.dicom:
+            _write_dicom(out_dir, key, image, smap, rgb, best, model.manifest.name, args.anonymize)
+        mask, marker = _annotation_masks(image, smap.target, matching, matcher)
+        # Localization over every frame the map covers; deletion/insertion and sanity on the key slice.
+        scores = score_map(
+            model,
+            image,
+            smap,
+            result.frames[best],
+            mask=mask,
+            marker=marker,
+            steps=args.steps,
+            sanity=args.sanity,
+            seed=args.seed,
+        )
+        labels = [n for a in matching for n in matcher.matched(a.labels_on(image), smap.target)]
+        row = {"image": name, "probability": f"{predictions[smap.target]:.4f}"} | scores.as_row()
+        rows.append(row | {"annotation_label": "|".join(dict.fromkeys(labels))})
+    top = max(predictions, key=predictions.get)
+    print(f"{name}: {top} {predictions[top]:.3f}; {len(result.maps)} maps in {out_dir}")
+    return rows
 
 
 def _write_predictions(out_dir: Path, model, result, caution: str | None) -> dict[str, float]:

@@ -44,6 +44,14 @@ class ModelCatalog:
         self.user[manifest.name] = resolved
         return manifest.name
 
+    def name_of(self, path: str | Path) -> str:
+        """The catalog's name of the manifest at ``path``, added as a user model if it is new."""
+        resolved = Path(path).resolve()
+        for name, known in self.models.items():
+            if Path(known).resolve() == resolved:
+                return name
+        return self.add(resolved)
+
     def for_modality(self, modality: str, current: str) -> str | None:
         """A model made for ``modality`` when ``current`` is not (a head CT model on a chest film
         would still answer, but nonsense); None when ``current`` fits or nothing does better."""

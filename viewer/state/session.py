@@ -9,7 +9,7 @@ The GUI drives it with the Qt ``JobRunner``; tests drive it with the ``InlineRun
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from psygnal import Signal
@@ -17,7 +17,7 @@ from psygnal import Signal
 from viewer.explain import DEFAULT_METHODS
 from viewer.explain.registry import title_of
 from viewer.inference.manifest import ManifestError, ModelManifest
-from viewer.inference.model import Prediction
+from viewer.inference.model import LoadedModel, Prediction
 from viewer.io.annotations import Annotation, AnnotationError, Region, load_annotation
 from viewer.io.discovery import Discovery
 from viewer.io.errors import Problem
@@ -27,7 +27,7 @@ from viewer.io.sources import FileRef
 from viewer.state import tasks
 from viewer.state.map_cache import MapCache
 from viewer.state.model_choice import ModelCatalog
-from viewer.state.runner import Job, Runner
+from viewer.state.runner import InlineRunner, Job, Runner
 from viewer.state.session_layers import LayerBook
 from viewer.state.viewer_state import ViewerState
 
@@ -49,6 +49,7 @@ class ViewerSession:
     explaining = Signal(bool)  # an explanation started (True) or ended
     method_status = Signal(str)  # one line about the last explanation
     maps_shown = Signal()  # an explanation finished and its layers are in the state
+    series_explained = Signal(object, object)  # Image, Explanation over all its frames
     message = Signal(str, int)  # a status line, shown for so many ms
     error = Signal(str)  # something went wrong, said so a user can act on it
     problems_found = Signal(list)  # Problems (files, annotations) to list
@@ -77,15 +78,29 @@ class ViewerSession:
         self.methods: list[str] = list(DEFAULT_METHODS)  # ticked in the method list
         self.run_on_open = False  # compute the ticked methods on each new image, slice or target
         self.seed = 0
+        # What opening does besides showing the image; a batch run (the CLI) turns both off.
+        self.make_thumbnails = True  # pictures of every series found, for the browser
+        self.model_for_modality = True  # switch to a model made for the opened image's modality
         self._explain: Job | None = None
         self._explaining: list[str] = []  # the methods the running explanation computes
         self._done: list[str] = []  # ... and those of them finished
-        self._pending_run: list[str] | None = None
+        self._pending: Callable[[], object] | None = None  # a run waiting for the prediction
         self._matcher: tuple[Path | None, LabelMatcher | None] = (None, None)
         self.state.model = next(iter(self.catalog.models), "")
         events = self.state.events
         events.target.connect(self._on_target)
         events.frame.connect(self._on_frame)
+
+    @classmethod
+    def batch(cls, model: LoadedModel, *, seed: int = 0) -> ViewerSession:
+        """A session for a batch run (the CLI): work done inline, ``model`` (already loaded, on its
+        own device) used throughout, no thumbnails."""
+        session = cls(InlineRunner())
+        session.store.put(model)
+        session.make_thumbnails = session.model_for_modality = False
+        session.seed = seed
+        session._use_model(session.catalog.name_of(model.manifest.path))
+        return session
 
     # --- what is open -------------------------------------------------------------------------
     def open_paths(self, paths: Sequence[str | Path]) -> Job:
@@ -134,7 +149,7 @@ class ViewerSession:
     def _on_opened(self, status: str) -> None:
         self._report_failure("Opening", status)
         found = self.discovery
-        if status != "done" or found is None or not found.series:
+        if status != "done" or found is None or not found.series or not self.make_thumbnails:
             return
         image = self.state.image
         opened = {self.series_index: image} if image is not None and self.series_index >= 0 else {}
@@ -174,7 +189,10 @@ class ViewerSession:
         self.runner.cancel("predict")
         self.series_index = index
         self._set_prediction(None)
-        if (better := self.catalog.for_modality(image.modality, self.state.model)) is not None:
+        better = (
+            self.catalog.for_modality(image.modality, self.state.model) if self.model_for_modality else None
+        )
+        if better is not None:
             self._use_model(better)  # no prediction yet: the image it is for is not open
             self.message.emit(f"Model {better} chosen for {image.modality} images", 8000)
         self.state.open(image)
@@ -261,9 +279,9 @@ class ViewerSession:
         self._update_caution()
         if self.state.target not in prediction.labels:
             self.state.target = prediction.default_target()
-        if self._pending_run is not None:
-            methods, self._pending_run = self._pending_run, None
-            self.run_methods(methods or None)
+        if self._pending is not None:
+            run, self._pending = self._pending, None
+            run()
 
     def _set_prediction(self, prediction: Prediction | None) -> None:
         self.prediction = prediction
@@ -292,7 +310,7 @@ class ViewerSession:
             self.message.emit("Open an image and choose a model first", 5000)
             return None
         if not target:
-            self._pending_run = list(methods or [])
+            self._pending = lambda: self.run_methods(methods)
             self.message.emit("Waiting for the model's prediction...", 5000)
             return None
         methods = list(methods or self.methods)
@@ -325,8 +343,39 @@ class ViewerSession:
         self.method_status.emit(f"Computing {len(missing)} methods...")
         return self.runner.submit(job)
 
+    def explain_series(
+        self, methods: Sequence[str] | None = None, targets: Sequence[str] | None = None
+    ) -> Job | None:
+        """Maps of ``methods`` (default: the ticked ones) over every frame of the image on screen,
+        each on one scale across the series, for ``targets`` (default: the target); announced by
+        ``series_explained``. What ``saliency-viewer explain`` writes for each study."""
+        image, manifest = self.state.image, self.manifest_path
+        if image is None or manifest is None:
+            self.message.emit("Open an image and choose a model first", 5000)
+            return None
+        if not (targets or self.state.target):
+            self._pending = lambda: self.explain_series(methods, targets)
+            return None
+        methods, targets = list(methods or self.methods), list(targets or [self.state.target])
+        store, seed = self.store, self.seed
+        return self.runner.submit(
+            Job(
+                "explain",
+                lambda job: tasks.explain_series(job, store, manifest, image, methods, targets, seed),
+                "Explanation",
+                on_event=self._on_event,
+                on_progress=lambda step, f: self.progress.emit("explain", step, f),
+                on_done=lambda status: self._report_failure("Explanation", status),
+            )
+        )
+
+    def _got_series(self, payload) -> None:
+        image, result = payload
+        if image is self.state.image:
+            self.series_explained.emit(image, result)
+
     def cancel(self) -> None:
-        self._pending_run = None
+        self._pending = None
         self.runner.cancel("explain")
         self.runner.cancel("scores")
         self.explaining.emit(False)

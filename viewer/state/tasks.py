@@ -7,6 +7,7 @@ reports through ``emit(kind, payload)`` and ``progress(step, fraction)``, and ``
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Sequence
@@ -115,6 +116,10 @@ class ModelStore:
     def __init__(self) -> None:
         self._models: dict[str, LoadedModel] = {}
 
+    def put(self, model: LoadedModel) -> None:
+        """Keep a model loaded elsewhere (the CLI's, on its own device) under its manifest."""
+        self._models[str(Path(model.manifest.path).resolve())] = model
+
     def get(self, manifest: str | Path) -> LoadedModel:
         key = str(Path(manifest).resolve())
         if key not in self._models:
@@ -165,11 +170,41 @@ def explain_frame(
     )
 
 
+def explain_series(
+    job: JobLike,
+    store: ModelStore,
+    manifest: str | Path,
+    image: Image,
+    methods: Sequence[str],
+    targets: Sequence[str],
+    seed: int = 0,
+) -> None:
+    """Maps of ``methods`` for ``targets`` over every frame, one scale per map; emits ``series``
+    ``(image, Explanation)`` once all are done."""
+    result = explain(
+        store.get(manifest),
+        image,
+        list(methods),
+        targets=list(targets),
+        seed=seed,
+        on_progress=job.progress,
+        cancel=job.cancel,
+    )
+    job.emit("series", (image, result))
+
+
 def warm_up() -> None:
-    """Touch torch's kernels once on the GUI thread at start-up: the first use in a thread stalls
-    the interpreter for a moment, which must not happen while the window is live."""
+    """Ready the process for a live window, on the GUI thread at start-up, before the window shows.
+
+    Torch's kernels are touched once: their first use in a thread stalls the interpreter for a
+    moment. And what start-up has built so far (torch, Qt, pyqtgraph: about 430,000 objects) is
+    moved out of the cyclic garbage collector's reach: its first full collection otherwise walks
+    them all at once, holding the GIL for about 0.4 s on whichever thread triggers it (measured:
+    the worker building its first network froze the window for 376 ms).
+    """
     with torch.inference_mode():
         torch.nn.functional.conv2d(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 3, 3)).sum().item()
+    gc.freeze()  # no collection first: it would cost the same 0.4 s, for little start-up garbage
 
 
 def score_maps(
