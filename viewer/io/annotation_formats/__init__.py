@@ -32,7 +32,8 @@ _MODULES = (
     "siim_rle",
     "png_mask",
     "nifti_labels",
-    "dicom_seg",
+    "rtstruct",
+    "dicom_seg",  # last: it takes any other DICOM file, and says why it cannot use it
 )
 
 
@@ -50,7 +51,20 @@ def csv_header(head: bytes) -> list[str]:
     return [c.strip() for c in first[0].split(",")] if first else []
 
 
+def dicom_modality(path: Path, head: bytes) -> str | None:
+    """The Modality of a DICOM file (None if it does not look like one), from its header only."""
+    if not ((len(head) >= 132 and head[128:132] == b"DICM") or path.suffix.lower() in (".dcm", ".dicom")):
+        return None
+    import pydicom
+
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"])
+    except (OSError, ValueError, pydicom.errors.InvalidDicomError):
+        return None
+    return str(header.get("Modality", ""))
+
+
 for _module in _MODULES:
     importlib.import_module(f"{__name__}.{_module}")
 
-__all__ = ["FORMATS", "AnnotationFormat", "csv_header", "register"]
+__all__ = ["FORMATS", "AnnotationFormat", "csv_header", "dicom_modality", "register"]
