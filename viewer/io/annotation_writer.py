@@ -29,6 +29,7 @@ from viewer.io.dicom_header import read_dataset
 from viewer.io.dicom_writer import make_uid, write_atomic
 from viewer.io.image import Image
 from viewer.io.shapes import bbox_of
+from viewer.io.sources import FileRef
 
 # The format :func:`viewer.io.annotations.load_annotation` reads (the phantom tool writes it too).
 GROUND_TRUTH_FORMAT = "saliency-viewer-ground-truth/1"
@@ -83,7 +84,7 @@ def _file_label(label: str) -> str:
 
 def _relative_source(source: str, root: Path) -> str:
     """A frame's file, relative to the annotation set's folder when it lies below it."""
-    path = source.split("!/")[0]
+    path = FileRef.parse(source).path
     try:
         relative = os.path.relpath(path, root)
     except ValueError:  # another drive (Windows)

@@ -29,3 +29,19 @@ def write_new(path: Path | str, write: Callable[[BinaryIO], None]) -> Path:
 
 def write_bytes_new(path: Path | str, data: bytes) -> Path:
     return write_new(path, lambda f: f.write(data))
+
+
+def replace_bytes(path: Path | str, data: bytes) -> Path:
+    """Write ``path`` whole or not at all, replacing an earlier version: only for the program's own
+    outputs (a report, a summary, a picture rewritten by a resumed run), never a user's file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path

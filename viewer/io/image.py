@@ -157,7 +157,9 @@ class Image:
     units: str = ""
     transfer_syntax: str = ""
     bits_stored: int | None = None
-    kind: Literal["dicom", "raster"] = "dicom"
+    # The reader that decoded it (``viewer.io.formats``: "dicom", "raster", ...); DICOM exports
+    # need a DICOM source.
+    kind: str = "dicom"
     warnings: tuple[str, ...] = field(default=())
     # Files of the series that could not be decoded and are not in ``pixels``.
     left_out: tuple[Problem, ...] = field(default=())

@@ -6,12 +6,13 @@ import re
 from pathlib import Path
 
 from viewer.io.discovery import SeriesInfo
+from viewer.io.sources import FileRef
 
 
 def series_name(series: SeriesInfo) -> str:
     """A file-system-safe name for a series' results: its file's stem, or its folder's for a
     series of several files."""
-    first = Path(series.paths[0].split("!/")[-1])
+    first = Path(FileRef.inner(series.paths[0]))
     stem = first.parent.name if series.n_frames > 1 and len(series.paths) > 1 else first.stem
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem) or "image"
 

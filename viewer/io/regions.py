@@ -12,6 +12,7 @@ import numpy as np
 
 from viewer.io.image import Image
 from viewer.io.label_vocabulary import LabelMatcher
+from viewer.io.sources import FileRef
 
 
 class AnnotationError(ValueError):
@@ -147,7 +148,7 @@ _IMAGE_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 def stem(source: str) -> str:
     """A file's name without an image extension (DICOM names often contain dots: UIDs)."""
-    name = PurePosixPath(source.replace("\\", "/").split("!/")[-1]).name
+    name = PurePosixPath(FileRef.inner(source).replace("\\", "/")).name
     for suffix in _IMAGE_SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
@@ -157,7 +158,7 @@ def stem(source: str) -> str:
 def names_of(source: str) -> tuple[str, ...]:
     """The names an annotation file may use for the image at ``source``: its stem, and its last
     two to four path parts joined by ``_`` (CheXpert ids: ``patient64541_study1_view1_frontal``)."""
-    parts = PurePosixPath(source.replace("\\", "/").split("!/")[-1]).parts
+    parts = PurePosixPath(FileRef.inner(source).replace("\\", "/")).parts
     if not parts:
         return ()
     last = stem(parts[-1])

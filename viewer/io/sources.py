@@ -41,6 +41,13 @@ class FileRef:
             return cls(path, member)
         return cls(text)
 
+    @staticmethod
+    def inner(text: str) -> str:
+        """The path a reader names the file by: the member's inside an archive, else ``text``
+        (read from the text alone, without opening anything: for matching names in bulk)."""
+        _, sep, member = text.partition("!/")
+        return member if sep and member else text
+
     @property
     def name(self) -> str:
         return Path(self.member or self.path).name

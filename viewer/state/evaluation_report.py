@@ -1,5 +1,6 @@
 """The self-contained HTML report of ``saliency-viewer evaluate``: per label, bar charts of mIoU and
-hit rate with their 95 % intervals and the radiologists' line, a table, and the definitions.
+hit rate with their 95 % intervals and the radiologists' line, each method's best and worst
+images (map and annotation outline), a table, and the definitions.
 Charts are drawn with matplotlib (extra ``report``) and inlined as PNG."""
 
 from __future__ import annotations
@@ -53,14 +54,38 @@ def _fmt(value) -> str:
     return html.escape(str(value))
 
 
-def render_report(model_name: str, summary: list[dict], rows: list[dict]) -> str:
+def _pictures(gallery, label: str, methods: list[str]) -> str:
+    """Per method, its best and worst images with their IoU: the map over the image, the
+    annotation outlined."""
+    lines = []
+    for method in methods:
+        best, worst = gallery.chosen(label, method)
+        cells = []
+        for title, entries in (("best", best), ("worst", worst)):
+            for iou, image in entries:
+                path = gallery.path(label, method, image)
+                if not path.is_file():
+                    continue  # a run killed between an image's rows and its picture
+                data = base64.b64encode(path.read_bytes()).decode()
+                caption = f"{title}: {html.escape(image)}, IoU {iou:.2f}"
+                cells.append(
+                    f"<figure><img alt='{caption}' src='data:image/png;base64,{data}'>"
+                    f"<figcaption>{caption}</figcaption></figure>"
+                )
+        if cells:
+            lines.append(f"<h3>{html.escape(method)}</h3><div class='gallery'>{''.join(cells)}</div>")
+    return "\n".join(lines)
+
+
+def render_report(model_name: str, summary: list[dict], rows: list[dict], gallery=None) -> str:
     labels = list(dict.fromkeys(r["label"] for r in summary))
     images = len({r["image"] for r in rows})
     parts = [
         "<!doctype html><meta charset='utf-8'><title>Saliency evaluation</title>",
         "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
         "table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
-        "td:first-child,td:nth-child(2),th{text-align:left}</style>",
+        "td:first-child,td:nth-child(2),th{text-align:left}"
+        ".gallery{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;font-size:12px}</style>",
         f"<h1>Saliency evaluation: {html.escape(model_name)}</h1>",
         f"<p>{images} images; means with 95 % percentile bootstrap intervals over images.</p>",
     ]
@@ -70,6 +95,9 @@ def render_report(model_name: str, summary: list[dict], rows: list[dict]) -> str
             name = html.escape(label)
             chart = _chart(label, group)
             parts.append(f"<h2>{name}</h2><img alt='{name}' src='data:image/png;base64,{chart}'>")
+            if gallery is not None:
+                methods = [r["method"] for r in group if r["method"] != RADIOLOGISTS and r["n"]]
+                parts.append(_pictures(gallery, label, methods))
     columns = list(summary[0]) if summary else []
     parts.append("<h2>Table</h2><table><tr>" + "".join(f"<th>{c}</th>" for c in columns) + "</tr>")
     for row in summary:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from viewer.explain import explain, get_method
@@ -28,8 +28,10 @@ from viewer.explain.evaluation import (
 from viewer.inference.model import LoadedModel
 from viewer.io import discover
 from viewer.io.annotations import AnnotationError, annotation_files, load_annotation
+from viewer.io.atomic import replace_bytes
 from viewer.io.loader import load_series
 from viewer.io.naming import series_name, unique_name
+from viewer.state.evaluation_gallery import Gallery, picture
 
 
 @dataclass
@@ -82,6 +84,10 @@ def run_evaluation(
     found = discover(request.inputs)
     outcome.problems += [(p.path, p.reason) for p in found.problems]
     used: set[str] = set()
+    gallery = Gallery(request.out / "thumbnails")
+    for row in rows:
+        if _ranked(row):
+            gallery.note(row["label"], row["method"], row["image"], row["iou"])
     with RowAppender(per_image, PER_IMAGE) as append:
         for n, series in enumerate(found.series, start=1):
             name = unique_name(series_name(series), used)
@@ -92,7 +98,7 @@ def run_evaluation(
             if on_image is not None:
                 on_image(n, len(found.series), name)
             try:
-                new = evaluate_one(
+                new, pictures = evaluate_one(
                     model, series, name, annotations, request.methods, request.seed, on_progress, cancel
                 )
             except Cancelled:
@@ -103,17 +109,26 @@ def run_evaluation(
                 )
                 continue
             append(new)
+            for label, method, iou, draw in pictures:  # after the rows: a picture never outlives them
+                gallery.offer(label, method, name, iou, draw)
             rows += [typed(r) for r in new]
+    gallery.prune()
     outcome.images = len({r["image"] for r in rows})
-    write_outputs(model.manifest.name, request, rows, outcome)
+    write_outputs(model.manifest.name, request, rows, outcome, gallery)
     return outcome
+
+
+def _ranked(row: dict) -> bool:
+    """Whether a row ranks its image for the report's best and worst pictures."""
+    return row["method"] != RADIOLOGISTS and not row["false_positive"] and row["iou"] is not None
 
 
 def evaluate_one(
     model, series, name, annotations, methods, seed, on_progress=None, cancel=None
-) -> list[dict]:
+) -> tuple[list[dict], list[tuple]]:
     """The rows of one image: every annotated label x method, the radiologists' agreement, and
-    the false-positive localizations."""
+    the false-positive localizations; and per scored map ``(label, method, IoU, draw)``, where
+    ``draw()`` makes its picture for the report."""
     image = load_series(series)
     matcher = model.manifest.label_matcher()
     found = truths(image, [a for a in annotations if a.matches(image)], matcher)
@@ -122,6 +137,7 @@ def evaluate_one(
         label: float(prediction.probabilities[:, i].max()) for i, label in enumerate(prediction.labels)
     }
     rows: list[dict] = []
+    pictures: list[tuple] = []
     if found:
         result = explain(
             model,
@@ -136,6 +152,9 @@ def evaluate_one(
             truth = found[smap.target]
             scores = map_scores(smap.array, truth)
             rows.append(_row(name, smap.target, smap.method, probability, truth.annotation_labels, **scores))
+            if scores["iou"] is not None:
+                draw = partial(picture, image, smap.array, truth.union, smap.convention)
+                pictures.append((smap.target, smap.method, scores["iou"], draw))
     for label, truth in found.items():
         agreement = reader_agreement(truth)
         if agreement is not None:
@@ -153,7 +172,7 @@ def evaluate_one(
     for label in model.manifest.labels:
         if label not in found and probability[label] >= 0.5:  # predicted, not annotated
             rows += [_row(name, label, m, probability, (), false_positive=True) for m in methods]
-    return rows
+    return rows, pictures
 
 
 def _row(image, label, method, probability, annotation_labels, **scores) -> dict:
@@ -183,7 +202,7 @@ def read_rows(path: Path) -> list[dict]:
     text = path.read_text()
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
-        replace_file(path, text.encode())
+        replace_bytes(path, text.encode())
     return [typed(r) for r in csv.DictReader(io.StringIO(text))]
 
 
@@ -224,16 +243,12 @@ def cell(value) -> str:
     return str(value)
 
 
-def replace_file(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all (our own outputs, replaced on a resumed run)."""
-    fd, tmp = tempfile.mkstemp(prefix=".partial-", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def write_outputs(
-    model_name: str, request: EvaluationRequest, rows: list[dict], outcome: EvaluationOutcome
+    model_name: str,
+    request: EvaluationRequest,
+    rows: list[dict],
+    outcome: EvaluationOutcome,
+    gallery: Gallery | None = None,
 ) -> None:
     validation = None
     if request.split_thresholds is not None:
@@ -243,17 +258,17 @@ def write_outputs(
     writer = csv.DictWriter(text, fieldnames=SUMMARY, lineterminator="\n")
     writer.writeheader()
     writer.writerows([{k: cell(v) for k, v in row.items()} for row in outcome.summary])
-    replace_file(request.out / "summary.csv", text.getvalue().encode())
+    replace_bytes(request.out / "summary.csv", text.getvalue().encode())
     listed = io.StringIO()
     csv.writer(listed, lineterminator="\n").writerows([("source", "reason"), *outcome.problems])
-    replace_file(request.out / "problems.csv", listed.getvalue().encode())
+    replace_bytes(request.out / "problems.csv", listed.getvalue().encode())
     try:
         from viewer.state.evaluation_report import render_report
     except ImportError as exc:
         outcome.report_problem = str(exc)
     else:
         outcome.report = request.out / "report.html"
-        replace_file(outcome.report, render_report(model_name, outcome.summary, rows).encode())
+        replace_bytes(outcome.report, render_report(model_name, outcome.summary, rows, gallery).encode())
 
 
 __all__ = ["EvaluationOutcome", "EvaluationRequest", "run_evaluation"]

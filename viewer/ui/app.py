@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--methods", help="comma-separated method ids to run (e.g. gradcam,lime); 'all'")
     parser.add_argument("--target", help="label to explain (default: the top prediction)")
     parser.add_argument(
-        "--annotation", type=Path, help="annotation to load (JSON, DICOM SEG, CSV or PNG mask)"
+        "--annotation",
+        type=Path,
+        help="annotation to load (JSON, DICOM SEG or RTSTRUCT, CSV, NIfTI or PNG mask)",
     )
     parser.add_argument("--layer", help="method whose layer is selected (default: the last computed)")
     parser.add_argument("--compare", action="store_true", help="show the comparison panel")
