@@ -40,10 +40,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--resume", action="store_true", help="skip the images already in OUT/per_image.csv")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers", type=int, metavar="N", help="run the studies on a local Dask cluster of N processes"
+    )
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the studies on a running Dask scheduler (tcp://host:8786); inputs, annotations and "
+        "the model must be at the same paths on its workers",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from viewer.cli.explain import _Progress
+    from viewer.state.cluster_spec import ClusterSpec
     from viewer.state.evaluation_run import EvaluationRequest, run_evaluation
 
     if args.split_thresholds is not None and not 0 < args.split_thresholds < 1:
@@ -58,12 +69,16 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.workers is not None and args.workers < 1:
+        print("--workers must be at least 1", file=sys.stderr)
+        return 2
     model = load_model(args.model)
     if model is None:
         return 2
     request = EvaluationRequest(
         list(args.inputs), list(args.annotation), methods, args.out, args.bootstrap, args.seed,
         args.resume, args.split_thresholds,
+        ClusterSpec(args.scheduler, args.workers) if args.workers or args.scheduler else None,
     )  # fmt: skip
     bar = _Progress(enabled=not args.quiet and sys.stderr.isatty())
     where = {"head": ""}
@@ -71,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     def on_image(n: int, total: int, name: str) -> None:
         bar.done()
         where["head"] = f"[{n}/{total}] {name}"
+        bar.show(where["head"], (n - 1) / total)  # on a cluster, the only progress there is
 
     try:
         outcome = run_evaluation(
@@ -78,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
             request,
             on_image=on_image,
             on_progress=lambda step, f: bar.show_step(where["head"], step, f),
+            on_cluster=lambda link, n: print(f"{n} Dask workers; dashboard {link}", file=sys.stderr),
         )
-    except ValueError as exc:
+    except (ValueError, RuntimeError, OSError) as exc:  # includes a scheduler that cannot be reached
         print(str(exc), file=sys.stderr)
         return 2
     bar.done()

@@ -10,28 +10,24 @@ import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
-from viewer.explain import explain, get_method
 from viewer.explain.context import CancelFlag, Cancelled
 from viewer.explain.evaluation import (
     PER_IMAGE,
     RADIOLOGISTS,
     SUMMARY,
-    map_scores,
-    reader_agreement,
     summarise,
-    truths,
     validation_images,
 )
 from viewer.inference.model import LoadedModel
 from viewer.io import discover
 from viewer.io.annotations import AnnotationError, annotation_files, load_annotation
 from viewer.io.atomic import replace_bytes
-from viewer.io.loader import load_series
 from viewer.io.naming import series_name, unique_name
-from viewer.state.evaluation_gallery import Gallery, picture
+from viewer.state.cluster_spec import ClusterSpec
+from viewer.state.evaluation_gallery import Gallery
+from viewer.state.evaluation_study import evaluate_one, failure
 
 
 @dataclass
@@ -44,6 +40,7 @@ class EvaluationRequest:
     seed: int = 0
     resume: bool = False
     split_thresholds: float | None = None
+    cluster: ClusterSpec | None = None  # run the studies on Dask (viewer.state.cluster)
 
 
 @dataclass
@@ -62,8 +59,10 @@ def run_evaluation(
     on_image: Callable[[int, int, str], None] | None = None,
     on_progress: Callable[[str, float], None] | None = None,
     cancel: CancelFlag | None = None,
+    on_cluster: Callable[[str, int], None] | None = None,
 ) -> EvaluationOutcome:
-    """Evaluate every image of ``request.inputs``; raises ``ValueError`` naming what is missing
+    """Evaluate every image of ``request.inputs`` (in this process, or on ``request.cluster``:
+    ``on_cluster(dashboard_link, workers)`` once connected); raises ``ValueError`` naming what is missing
     (no readable annotation, results there without ``resume``), ``Cancelled`` when cancelled
     (the images done so far stay in ``per_image.csv``)."""
     per_image = request.out / "per_image.csv"
@@ -78,7 +77,6 @@ def run_evaluation(
             outcome.problems.append((str(path), exc.reason))
     if not annotations:
         raise ValueError("no readable annotation files")
-    request.out.mkdir(parents=True, exist_ok=True)
     rows = read_rows(per_image) if request.resume else []
     done = {row["image"] for row in rows}
     found = discover(request.inputs)
@@ -88,99 +86,69 @@ def run_evaluation(
     for row in rows:
         if _ranked(row):
             gallery.note(row["label"], row["method"], row["image"], row["iou"])
+    names = [unique_name(series_name(series), used) for series in found.series]
+    pending = [
+        (n, series, name)
+        for n, (series, name) in enumerate(zip(found.series, names, strict=True), 1)
+        if name not in done
+    ]
+    if request.cluster is None:
+        results = _in_process(model, pending, len(names), annotations, request, on_image, on_progress, cancel)
+    else:
+        from viewer.state.cluster import evaluate_on_cluster
+
+        results = evaluate_on_cluster(
+            request.cluster,
+            str(model.manifest.path),
+            [(series, name) for _, series, name in pending],
+            [a.source for a in annotations],
+            request.methods,
+            request.seed,
+            on_started=on_cluster,
+        )
+    request.out.mkdir(parents=True, exist_ok=True)  # after connecting: a refused run leaves nothing
     with RowAppender(per_image, PER_IMAGE) as append:
-        for n, series in enumerate(found.series, start=1):
-            name = unique_name(series_name(series), used)
-            if name in done:
-                continue
-            if cancel is not None and cancel.is_set():
-                raise Cancelled
-            if on_image is not None:
-                on_image(n, len(found.series), name)
-            try:
-                new, pictures = evaluate_one(
-                    model, series, name, annotations, request.methods, request.seed, on_progress, cancel
-                )
-            except Cancelled:
-                raise
-            except Exception as exc:  # one bad image never stops the run; it is listed with why
-                outcome.problems.append(
-                    (name, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-                )
+        for finished, (name, new, pictures, reason) in enumerate(results, start=1):
+            if reason is not None:  # one bad image never stops the run; it is listed with why
+                outcome.problems.append((name, reason))
                 continue
             append(new)
             for label, method, iou, draw in pictures:  # after the rows: a picture never outlives them
-                gallery.offer(label, method, name, iou, draw)
+                gallery.offer(label, method, name, iou, draw if callable(draw) else (lambda png=draw: png))
             rows += [typed(r) for r in new]
+            if request.cluster is not None and on_image is not None:
+                on_image(len(done) + finished, len(names), name)
     gallery.prune()
+    # Intervals resample the images in discovery order, however the studies finished (a cluster).
+    order = {name: i for i, name in enumerate(names)}
+    rows.sort(key=lambda row: order.get(row["image"], len(order)))
     outcome.images = len({r["image"] for r in rows})
     write_outputs(model.manifest.name, request, rows, outcome, gallery)
     return outcome
 
 
+def _in_process(model, pending, total, annotations, request, on_image, on_progress, cancel):
+    """The studies evaluated here one by one: ``(name, rows, pictures, failure reason)``."""
+    for n, series, name in pending:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled
+        if on_image is not None:
+            on_image(n, total, name)
+        try:
+            new, pictures = evaluate_one(
+                model, series, name, annotations, request.methods, request.seed, on_progress, cancel
+            )
+        except Cancelled:
+            raise
+        except Exception as exc:
+            yield name, None, None, failure(exc)
+        else:
+            yield name, new, pictures, None
+
+
 def _ranked(row: dict) -> bool:
     """Whether a row ranks its image for the report's best and worst pictures."""
     return row["method"] != RADIOLOGISTS and not row["false_positive"] and row["iou"] is not None
-
-
-def evaluate_one(
-    model, series, name, annotations, methods, seed, on_progress=None, cancel=None
-) -> tuple[list[dict], list[tuple]]:
-    """The rows of one image: every annotated label x method, the radiologists' agreement, and
-    the false-positive localizations; and per scored map ``(label, method, IoU, draw)``, where
-    ``draw()`` makes its picture for the report."""
-    image = load_series(series)
-    matcher = model.manifest.label_matcher()
-    found = truths(image, [a for a in annotations if a.matches(image)], matcher)
-    prediction = model.predict(image)
-    probability = {
-        label: float(prediction.probabilities[:, i].max()) for i, label in enumerate(prediction.labels)
-    }
-    rows: list[dict] = []
-    pictures: list[tuple] = []
-    if found:
-        result = explain(
-            model,
-            image,
-            [get_method(m) for m in methods],
-            targets=list(found),
-            seed=seed,
-            on_progress=on_progress,
-            cancel=cancel,
-        )
-        for smap in result.maps:
-            truth = found[smap.target]
-            scores = map_scores(smap.array, truth)
-            rows.append(_row(name, smap.target, smap.method, probability, truth.annotation_labels, **scores))
-            if scores["iou"] is not None:
-                draw = partial(picture, image, smap.array, truth.union, smap.convention)
-                pictures.append((smap.target, smap.method, scores["iou"], draw))
-    for label, truth in found.items():
-        agreement = reader_agreement(truth)
-        if agreement is not None:
-            rows.append(
-                _row(
-                    name,
-                    label,
-                    RADIOLOGISTS,
-                    probability,
-                    truth.annotation_labels,
-                    iou=agreement["iou"],
-                    hit=agreement["hit"],
-                )
-            )
-    for label in model.manifest.labels:
-        if label not in found and probability[label] >= 0.5:  # predicted, not annotated
-            rows += [_row(name, label, m, probability, (), false_positive=True) for m in methods]
-    return rows, pictures
-
-
-def _row(image, label, method, probability, annotation_labels, **scores) -> dict:
-    row = {"image": image, "label": label, "method": method, "probability": probability[label]}
-    row |= {k: scores.get(k) for k in ("iou", "dice", "hit", "energy", "auprc", "iou_by_threshold")}
-    row["annotation_label"] = "|".join(annotation_labels)
-    row["false_positive"] = bool(scores.get("false_positive", False))
-    return row
 
 
 def typed(row: dict) -> dict:
