@@ -55,7 +55,7 @@ def _worker_model(manifest_path: str, expected: str) -> LoadedModel:
                 f"{manifest_path} on this worker is another model (weights hash {found[:12]}, the "
                 f"client's {expected[:12]}); refusing to mix models"
             )
-        _models[manifest_path] = LoadedModel.from_manifest(manifest_path, device=os.environ.get("SV_DEVICE"))
+        _models[manifest_path] = LoadedModel.from_manifest(manifest_path)  # its GPU, if it has one
     return _models[manifest_path]
 
 
