@@ -78,7 +78,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     from viewer.explain import METHODS
     from viewer.explain.registry import unsupported_reason
     from viewer.io.annotations import AnnotationError, annotation_files, load_annotation
@@ -187,13 +186,8 @@ def _write_study(
     matching = [a for a in annotations if a.matches(image)]
     used.update(id(a) for a in matching)
     for annotation in matching:
-        if unmatched := matcher.unmatched(annotation.labels_on(image)):
-            print(
-                f"{name}: {Path(annotation.source).name} labels {', '.join(unmatched)} match none of "
-                f"the model's labels ({', '.join(model.manifest.labels)}); add them to the "
-                "manifest's [label_aliases] if they mean one",
-                file=sys.stderr,
-            )
+        if reason := matcher.unmatched_reason(annotation.labels_on(image)):
+            print(f"{name}: {Path(annotation.source).name} {reason}", file=sys.stderr)
     rows = []
     for smap in result.maps:
         best = int(np.argmax(result.probabilities[:, smap.target_index]))  # key slice of a series
@@ -242,16 +236,13 @@ def _write_map(out_dir: Path, image, smap, best: int, *, several_targets: bool):
     returns the files' stem and the PNG's pixels."""
     import numpy as np
 
-    from viewer.io.overlay import blend, colormap_for
-    from viewer.io.voi import to_display
+    from viewer.io.overlay import map_over_frame
 
     key = f"{smap.method}_{smap.target}" if several_targets else smap.method
     buffer = io.BytesIO()
     np.save(buffer, smap.array if image.n_frames > 1 else smap.array[0])
     _write_new(out_dir / f"{key}.npy", buffer.getvalue())
-    signed = smap.convention == "signed"
-    grey = to_display(image, smap.frames[best])
-    rgb = blend(grey, smap.array[best], cmap=colormap_for(smap.convention), signed=signed, low=0.05)
+    rgb = map_over_frame(image, smap.frames[best], smap.array[best], smap.convention)
     _write_new(out_dir / f"{key}.png", _png(rgb))
     return key, rgb
 

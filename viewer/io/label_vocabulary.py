@@ -73,5 +73,16 @@ class LabelMatcher:
         """Annotation labels that stand for none of the model's labels."""
         return tuple(a for a in annotation_labels if not self.match(a) and fold(a) != "no finding")
 
+    def unmatched_reason(self, annotation_labels: Iterable[str]) -> str | None:
+        """What to tell the user about annotation labels that stand for none of the model's
+        labels (None when all of them count)."""
+        unmatched = self.unmatched(annotation_labels)
+        if not unmatched:
+            return None
+        return (
+            f"labels {', '.join(unmatched)} match none of the model's labels ({', '.join(self.labels)}); "
+            "add them to the manifest's [label_aliases] if they mean one"
+        )
+
 
 __all__ = ["LabelMatcher", "fold", "vocabulary"]

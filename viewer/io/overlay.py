@@ -12,6 +12,8 @@ from functools import cache
 
 import numpy as np
 
+from viewer.io.image import Image
+from viewer.io.voi import to_display
 from viewer.resources import resource_path
 
 COLORMAPS = ("jet", "inferno", "viridis", "hot", "diverging")
@@ -79,6 +81,19 @@ def blend(
     if base.ndim == 2:
         base = base[..., None]
     return np.rint(base * (1 - alpha) + rgba[..., :3] * alpha).astype(np.uint8)
+
+
+def map_over_frame(image: Image, frame: int, saliency: np.ndarray, convention: str) -> np.ndarray:
+    """RGB uint8: one frame of ``image``, windowed as stored, with its map (``saliency``, rows x
+    cols) over it in the convention's colour map, transparent below 5 %: the picture the batch
+    outputs show (``explain``'s PNGs, the evaluation report's best and worst images)."""
+    return blend(
+        to_display(image, frame),
+        saliency,
+        cmap=colormap_for(convention),
+        signed=convention == "signed",
+        low=0.05,
+    )
 
 
 def outline_segments(mask: np.ndarray) -> np.ndarray:

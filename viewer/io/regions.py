@@ -4,6 +4,7 @@ frames of an opened image by SOP Instance UID or file name. Readers of the file 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -51,6 +52,25 @@ class Region:
         x0, y0, x1, y1 = (max(0, round(v)) for v in _corners(self.bbox))
         out[y0:y1, x0:x1] = True
         return out
+
+
+class Placement:
+    """A region in patient space (a NIfTI label map, RT Structure Set contours), placed on an
+    image's voxel grid once per image: ``placement(image)`` is its mask ``(frames, rows, cols)``,
+    or None where it does not lie on that image. Subclasses implement ``_place``."""
+
+    def __init__(self) -> None:
+        # Keyed by the image object itself, weakly: a closed image's mask goes with it, and a new
+        # image never inherits an old one's mask through a reused id().
+        self._placed: weakref.WeakKeyDictionary[Image, np.ndarray | None] = weakref.WeakKeyDictionary()
+
+    def __call__(self, image: Image) -> np.ndarray | None:
+        if image not in self._placed:
+            self._placed[image] = self._place(image)
+        return self._placed[image]
+
+    def _place(self, image: Image) -> np.ndarray | None:
+        raise NotImplementedError
 
 
 def _corners(bbox: tuple[float, float, float, float]) -> tuple[float, float, float, float]:

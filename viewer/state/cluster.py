@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
+from functools import partial
 from itertools import islice
 from pathlib import Path
 
@@ -62,11 +63,11 @@ def _worker_model(manifest_path: str, expected: str) -> LoadedModel:
 def evaluate_study(
     manifest_path: str,
     expected: str,
-    series: SeriesInfo,
-    name: str,
     annotation_paths: tuple[str, ...],
     methods: Sequence[str],
     seed: int,
+    series: SeriesInfo,
+    name: str,
 ) -> tuple[list[dict], list[tuple[str, str, float, bytes]]]:
     """On a worker: one study's rows, and the pictures of its scored maps as PNG bytes."""
     model = _worker_model(manifest_path, expected)
@@ -120,24 +121,22 @@ def evaluate_on_cluster(
     workers = max(1, len(client.scheduler_info()["workers"]))
     if on_started is not None:
         on_started(client.dashboard_link, workers)
-    args = (manifest_path, expected, tuple(str(p) for p in annotation_paths), list(methods), seed)
-    return _stream(client, workers, pending, args)
+    common = (manifest_path, expected, tuple(str(p) for p in annotation_paths), list(methods), seed)
+    return _stream(client, workers, pending, common)
 
 
-def _stream(client, workers: int, pending, args) -> Iterator:
+def _stream(client, workers: int, pending, common: tuple) -> Iterator:
+    """``common``: the arguments of ``evaluate_study`` every study shares, before its own."""
     from distributed import as_completed
 
-    manifest_path, expected, paths, methods, seed = args
     try:
         queue = iter(pending)
         names = {}
 
         def submit(item) -> object:
             series, name = item
-            future = client.submit(
-                evaluate_study, manifest_path, expected, series, name, paths, methods, seed,
-                key=f"evaluate-{name}-{expected[:8]}", retries=1, pure=False,
-            )  # fmt: skip
+            key = f"evaluate-{name}-{common[1][:8]}"
+            future = client.submit(evaluate_study, *common, series, name, key=key, retries=1, pure=False)
             names[future.key] = name
             return future
 
@@ -148,8 +147,13 @@ def _stream(client, workers: int, pending, args) -> Iterator:
                 rows, pictures = future.result()
             except Exception as exc:  # the study's own failure, after its retry
                 yield name, None, None, failure(exc)
-            else:
-                yield name, rows, pictures, None
+            else:  # pictures as the in-process run gives them: drawn when asked for
+                yield (
+                    name,
+                    rows,
+                    [(label, method, iou, partial(bytes, png)) for label, method, iou, png in pictures],
+                    None,
+                )
             future.release()
             for item in queue:  # keep the window full: one new study per finished one
                 running.add(submit(item))

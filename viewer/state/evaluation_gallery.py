@@ -20,8 +20,7 @@ from PIL import Image as PILImage
 
 from viewer.io.atomic import replace_bytes
 from viewer.io.image import Image
-from viewer.io.overlay import blend, colormap_for
-from viewer.io.voi import to_display
+from viewer.io.overlay import map_over_frame
 
 THUMBNAIL_SIZE = 200
 OUTLINE_RGB = (40, 255, 90)
@@ -85,10 +84,7 @@ def picture(image: Image, saliency: np.ndarray, truth: np.ndarray, convention: s
     """A PNG of the frame where the annotation is largest: the map blended over the windowed image,
     the annotation's outline on top, the long side ``THUMBNAIL_SIZE`` pixels (aspect kept)."""
     frame = int(np.argmax(truth.reshape(len(truth), -1).sum(axis=1)))
-    signed = convention == "signed"
-    rgb = blend(
-        to_display(image, frame), saliency[frame], cmap=colormap_for(convention), signed=signed, low=0.05
-    )
+    rgb = map_over_frame(image, frame, saliency[frame], convention)
     height, width = image.rows * image.geometry.pixel_aspect, image.columns
     scale = THUMBNAIL_SIZE / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))

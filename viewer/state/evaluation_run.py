@@ -114,7 +114,7 @@ def run_evaluation(
                 continue
             append(new)
             for label, method, iou, draw in pictures:  # after the rows: a picture never outlives them
-                gallery.offer(label, method, name, iou, draw if callable(draw) else (lambda png=draw: png))
+                gallery.offer(label, method, name, iou, draw)
             rows += [typed(r) for r in new]
             if request.cluster is not None and on_image is not None:
                 on_image(len(done) + finished, len(names), name)

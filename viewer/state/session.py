@@ -439,16 +439,11 @@ class ViewerSession:
         self.state.show_annotation = True
         self.message.emit(f"Annotation {name}: {', '.join(annotation.labels)}", 5000)
         matcher = self.matcher
-        if image is not None and matcher is not None:
-            unmatched = matcher.unmatched(annotation.labels_on(image))
-            if unmatched:
-                reason = (
-                    f"labels {', '.join(unmatched)} match none of the model's labels "
-                    f"({', '.join(matcher.labels)}); add them to the manifest's [label_aliases] "
-                    "if they mean one"
-                )
-                self.report_error(f"{name}: {reason}")
-                self.problems_found.emit([Problem(str(path), reason)])
+        known = image is not None and matcher is not None
+        reason = matcher.unmatched_reason(annotation.labels_on(image)) if known else None
+        if reason:
+            self.report_error(f"{name}: {reason}")
+            self.problems_found.emit([Problem(str(path), reason)])
         return True
 
     def drawn_region(self, mask) -> Region | None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from viewer.io.dicom_header import looks_like_dicom
 from viewer.io.regions import Annotation
 
 
@@ -51,9 +52,14 @@ def csv_header(head: bytes) -> list[str]:
     return [c.strip() for c in first[0].split(",")] if first else []
 
 
+def is_dicom(path: Path, head: bytes) -> bool:
+    """Whether a file looks like DICOM: by its first bytes, or named so."""
+    return looks_like_dicom(head) or path.suffix.lower() in (".dcm", ".dicom")
+
+
 def dicom_modality(path: Path, head: bytes) -> str | None:
     """The Modality of a DICOM file (None if it does not look like one), from its header only."""
-    if not ((len(head) >= 132 and head[128:132] == b"DICM") or path.suffix.lower() in (".dcm", ".dicom")):
+    if not is_dicom(path, head):
         return None
     import pydicom
 
@@ -67,4 +73,4 @@ def dicom_modality(path: Path, head: bytes) -> str | None:
 for _module in _MODULES:
     importlib.import_module(f"{__name__}.{_module}")
 
-__all__ = ["FORMATS", "AnnotationFormat", "csv_header", "dicom_modality", "register"]
+__all__ = ["FORMATS", "AnnotationFormat", "csv_header", "dicom_modality", "is_dicom", "register"]

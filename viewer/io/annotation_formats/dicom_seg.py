@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from viewer.io.annotation_formats import register
+from viewer.io.annotation_formats import is_dicom, register
 from viewer.io.regions import Annotation, AnnotationError, Region
 
 
-def _sniff(path: Path, head: bytes) -> bool:
-    return (len(head) >= 132 and head[128:132] == b"DICM") or path.suffix.lower() in (".dcm", ".dicom")
-
-
-@register("DICOM Segmentation", _sniff)
+@register("DICOM Segmentation", is_dicom)
 def read(path: Path) -> Annotation:
     import highdicom as hd
     import pydicom

@@ -15,7 +15,7 @@ import numpy as np
 
 from viewer.io.annotation_formats import register
 from viewer.io.image import Image
-from viewer.io.regions import Annotation, Region
+from viewer.io.regions import Annotation, Placement, Region
 
 _SUFFIXES = (".nii.gz", ".nii")
 
@@ -29,18 +29,12 @@ def _base(path: Path) -> str:
     return next(name[: -len(s)] for s in _SUFFIXES if name.lower().endswith(s))
 
 
-class _Placement:
-    """One value of a label map, placed on images' voxel grids (cached per image)."""
+class _Placement(Placement):
+    """One value of a label map, placed on images' voxel grids."""
 
     def __init__(self, labels, value: int):
+        super().__init__()
         self.labels, self.value = labels, value
-        self._cache: dict[int, np.ndarray | None] = {}
-
-    def __call__(self, image: Image) -> np.ndarray | None:
-        key = id(image)
-        if key not in self._cache:
-            self._cache[key] = self._place(image)
-        return self._cache[key]
 
     def _place(self, image: Image) -> np.ndarray | None:
         import SimpleITK as sitk

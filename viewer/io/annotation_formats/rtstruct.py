@@ -21,7 +21,7 @@ from PIL import ImageDraw
 
 from viewer.io.annotation_formats import dicom_modality, register
 from viewer.io.image import Image
-from viewer.io.regions import Annotation, AnnotationError, Region
+from viewer.io.regions import Annotation, AnnotationError, Placement, Region
 
 
 def _sniff(path: Path, head: bytes) -> bool:
@@ -33,17 +33,12 @@ class _Contour:
         self.points, self.sop_instance_uid = points, sop_instance_uid  # (n, 3) mm; "" if unnamed
 
 
-class _Placement:
-    """One ROI's contours, filled on an opened series' slices (cached per image)."""
+class _Placement(Placement):
+    """One ROI's contours, filled on an opened series' slices."""
 
     def __init__(self, contours: list[_Contour], series_uid: str):
+        super().__init__()
         self.contours, self.series_uid = contours, series_uid
-        self._cache: dict[int, np.ndarray | None] = {}
-
-    def __call__(self, image: Image) -> np.ndarray | None:
-        if id(image) not in self._cache:
-            self._cache[id(image)] = self._place(image)
-        return self._cache[id(image)]
 
     def _place(self, image: Image) -> np.ndarray | None:
         positions = [frame.position for frame in image.frames]
