@@ -11,8 +11,8 @@ import pytest
 from PIL import Image as PILImage
 
 from viewer.cli import main
-from viewer.cli.explain import COLUMNS
 from viewer.resources import resource_path
+from viewer.state.explain_study import COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -255,4 +255,35 @@ def test_a_study_that_cannot_be_read_is_named_and_the_run_goes_on(tmp_path, caps
     assert err.count("a_cut_short.dcm") == 1 and "Traceback" not in err  # named once
     with open(out / "metrics.csv", newline="") as f:
         assert [row["image"] for row in csv.DictReader(f)] == ["b_whole"]
-    assert sorted(p.name for p in out.iterdir()) == ["b_whole", "metrics.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["b_whole", "metrics.csv", "problems.csv"]
+    with open(out / "problems.csv", newline="") as f:
+        (problem,) = list(csv.DictReader(f))
+    assert problem["source"] == "a_cut_short" and "a_cut_short.dcm" in problem["reason"]
+
+
+def test_resume_redoes_only_what_a_killed_run_left_unfinished(tmp_path, capsys):
+    films = tmp_path / "films"
+    films.mkdir()
+    for name in ("cxr_0001", "cxr_0002"):
+        shutil.copy(resource_path("samples", "dicom", f"{name}.dcm"), films / f"{name}.dcm")
+    out = tmp_path / "out"
+    args = ["explain", str(films), "--model", "cxr_resnet18", "--methods", "gradcam", "--steps", "2"]
+    assert main([*args, "--quiet", "--out", str(out)]) == 0
+    whole = (out / "metrics.csv").read_text()
+    first = (out / "cxr_0001" / "gradcam.npy").read_bytes()
+    # As a run killed while committing the second study leaves it: its folder moved in, its rows
+    # half-written, another study's files still in staging.
+    lines = whole.splitlines(keepends=True)
+    (out / "metrics.csv").write_text("".join(lines[:2]) + lines[2][:10])
+    (out / ".partial" / "cxr_0002-dead").mkdir(parents=True)
+    assert main([*args, "--quiet", "--out", str(out)]) == 2  # results there: --resume, or a new folder
+    assert "--resume" in capsys.readouterr().err
+    assert main([*args, "--quiet", "--resume", "--out", str(out)]) == 0
+    assert "1 studies were done already" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["cxr_0001", "cxr_0002", "metrics.csv"]
+    assert (out / "cxr_0001" / "gradcam.npy").read_bytes() == first  # not redone
+
+    def cells(text):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(text.splitlines())]
+
+    assert cells((out / "metrics.csv").read_text()) == cells(whole)

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from viewer.cli.explain import COLUMNS
 from viewer.explain import Cancelled, ExplainContext, explain, get_method
 from viewer.explain.comparison import MIN_SUBSTRATE_DROP, MapScores, agreement, score_map
 from viewer.explain.faithfulness import causal_curves
@@ -21,6 +20,7 @@ from viewer.inference.model import LoadedModel
 from viewer.io import discover, load_series
 from viewer.io.annotations import load_annotation
 from viewer.resources import resource_path
+from viewer.state.explain_study import COLUMNS
 
 
 class Flag:

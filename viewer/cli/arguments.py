@@ -36,16 +36,54 @@ def chosen_methods(text: str | None) -> list[str] | None:
     return methods
 
 
-def load_model(name_or_path: str):
-    """The ``LoadedModel`` of ``--model`` (a bundled name or a manifest); None, with the reason on
-    stderr, if it cannot be loaded."""
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """--workers / --scheduler (where the studies run) and --device (what the model runs on)."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=_positive,
+        metavar="N",
+        help="run the studies on a local Dask cluster of N processes",
+    )
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the studies on a running Dask scheduler (tcp://host:8786); inputs, annotations and "
+        "the model must be at the same paths on its workers",
+    )
+    parser.add_argument(
+        "--device",
+        help="torch device of the model, here and on every worker (cpu, cuda, cuda:1; default: a GPU "
+        "if there is one, on a cluster each worker's own)",
+    )
+
+
+def cluster_spec(args: argparse.Namespace):
+    """The ``ClusterSpec`` of --workers / --scheduler / --device; None to run in this process."""
+    from viewer.state.cluster_spec import ClusterSpec
+
+    if not (args.workers or args.scheduler):
+        return None
+    return ClusterSpec(args.scheduler, args.workers, args.device)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def load_model(name_or_path: str, device: str | None = None):
+    """The ``LoadedModel`` of ``--model`` (a bundled name or a manifest) on ``device``; None, with
+    the reason on stderr, if it cannot be loaded."""
     from viewer.inference.catalog import resolve_model
     from viewer.inference.checkpoint import CheckpointError
     from viewer.inference.manifest import ManifestError
     from viewer.inference.model import LoadedModel
 
     try:
-        return LoadedModel.from_manifest(resolve_model(name_or_path))
-    except (ManifestError, CheckpointError) as exc:
+        return LoadedModel.from_manifest(resolve_model(name_or_path), device)
+    except (ManifestError, CheckpointError, RuntimeError) as exc:  # RuntimeError: no such device
         print(f"cannot load the model: {exc}", file=sys.stderr)
         return None

@@ -15,7 +15,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from viewer.cli.arguments import add_images_model_methods, chosen_methods, load_model
+from viewer.cli.arguments import (
+    add_cluster_arguments,
+    add_images_model_methods,
+    chosen_methods,
+    cluster_spec,
+    load_model,
+)
 
 HELP = "evaluate saliency methods against annotations over a data set (mIoU, hit rate, 95 % CIs)"
 
@@ -40,21 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--resume", action="store_true", help="skip the images already in OUT/per_image.csv")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--workers", type=int, metavar="N", help="run the studies on a local Dask cluster of N processes"
-    )
-    where.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="run the studies on a running Dask scheduler (tcp://host:8786); inputs, annotations and "
-        "the model must be at the same paths on its workers",
-    )
+    add_cluster_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from viewer.cli.explain import _Progress
-    from viewer.state.cluster_spec import ClusterSpec
+    from viewer.cli.progress import Progress
     from viewer.state.evaluation_run import EvaluationRequest, run_evaluation
 
     if args.split_thresholds is not None and not 0 < args.split_thresholds < 1:
@@ -69,18 +65,15 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.workers is not None and args.workers < 1:
-        print("--workers must be at least 1", file=sys.stderr)
-        return 2
-    model = load_model(args.model)
+    model = load_model(args.model, args.device)
     if model is None:
         return 2
     request = EvaluationRequest(
         list(args.inputs), list(args.annotation), methods, args.out, args.bootstrap, args.seed,
         args.resume, args.split_thresholds,
-        ClusterSpec(args.scheduler, args.workers) if args.workers or args.scheduler else None,
+        cluster_spec(args),
     )  # fmt: skip
-    bar = _Progress(enabled=not args.quiet and sys.stderr.isatty())
+    bar = Progress(enabled=not args.quiet and sys.stderr.isatty())
     where = {"head": ""}
 
     def on_image(n: int, total: int, name: str) -> None:

@@ -8,43 +8,28 @@ image (--annotation: any annotation format the viewer reads, or a folder of them
 
 With --dicom, also per map and DICOM source: <method>.dcm, the values in the source's study (a
 Parametric Map over a CT series, a fractional Segmentation over a radiograph), and
-<method>_sc.dcm, the PNG as a Secondary Capture; --anonymize writes them de-identified."""
+<method>_sc.dcm, the PNG as a Secondary Capture; --anonymize writes them de-identified.
+
+Each study's rows are appended to metrics.csv as it is committed, so --resume goes on with a run
+that was stopped; studies that could not be done are listed in OUT/problems.csv. --workers N or
+--scheduler ADDRESS run the studies on Dask (``viewer.state.explain_run``)."""
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import sys
-import threading
-import time
 from pathlib import Path
 
-from viewer.cli.arguments import add_images_model_methods, chosen_methods, load_model
+from viewer.cli.arguments import (
+    add_cluster_arguments,
+    add_images_model_methods,
+    chosen_methods,
+    cluster_spec,
+    load_model,
+)
+from viewer.cli.progress import Progress
 
 HELP = "compute saliency maps and their metrics for images or series (batch, headless)"
-
-COLUMNS = (
-    "image",
-    "method",
-    "target",
-    "seconds",
-    "pointing_game",
-    "iou_otsu",
-    "energy_in_mask",
-    "deletion_auc",
-    "insertion_auc",
-    "probability",
-    "substrate_drop",
-    "dice_otsu",
-    "iou_top",
-    "auprc",
-    "pointing_game_marker",
-    "sanity_spearman",
-    "sanity_verdict",
-    "annotation_label",
-)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,15 +59,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --dicom: hide patient identifiers and the original UIDs in the DICOM results",
     )
+    parser.add_argument(
+        "--resume", action="store_true", help="go on with OUT: skip the studies already in OUT/metrics.csv"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_cluster_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from viewer.explain import METHODS
     from viewer.explain.registry import unsupported_reason
-    from viewer.io.annotations import AnnotationError, annotation_files, load_annotation
-    from viewer.io.naming import series_name, unique_name
-    from viewer.state.session import ViewerSession
+    from viewer.state.explain_run import ExplainRequest, run_explain
+    from viewer.state.explain_study import ExplainOptions
 
     method_ids = chosen_methods(args.methods)
     if method_ids is None:
@@ -90,10 +78,13 @@ def run(args: argparse.Namespace) -> int:
     if args.anonymize and not args.dicom:
         print("--anonymize applies to --dicom results; add --dicom", file=sys.stderr)
         return 2
-    if (args.out / "metrics.csv").exists():
-        print(f"{args.out / 'metrics.csv'} exists; choose a new output folder", file=sys.stderr)
+    if (args.out / "metrics.csv").exists() and not args.resume:
+        print(
+            f"{args.out / 'metrics.csv'} exists; add --resume, or choose a new output folder", file=sys.stderr
+        )
         return 2
-    model = load_model(args.model)
+    cluster = cluster_spec(args)
+    model = load_model(args.model, args.device)
     if model is None:
         return 2
 
@@ -117,219 +108,59 @@ def run(args: argparse.Namespace) -> int:
             labels = ", ".join(model.manifest.labels)
             print(f"--target {label!r} is not a label of {model.manifest.name}: {labels}", file=sys.stderr)
             return 2
-    annotations = []
-    for path in annotation_files(args.annotation):
-        try:
-            annotations.append(load_annotation(path))
-        except AnnotationError as exc:
-            print(f"skipped annotation {exc}", file=sys.stderr)
-
-    session = ViewerSession.batch(model, seed=args.seed)
-    session.problems_found.connect(
-        lambda problems: [print(f"skipped {p.source}: {p.reason}", file=sys.stderr) for p in problems]
+    options = ExplainOptions(
+        tuple(method_ids),
+        tuple(args.target or ()),
+        args.seed,
+        args.steps,
+        args.sanity,
+        args.dicom,
+        args.anonymize,
     )
-    session.error.connect(lambda message: print(message, file=sys.stderr))
-    bar = _Progress(enabled=not args.quiet and sys.stderr.isatty())
-    head = [""]
-    session.progress.connect(lambda lane, step, f: lane == "explain" and bar.show_step(head[0], step, f))
-    explained: dict = {}
-    session.series_explained.connect(lambda image, result: explained.update({id(image): result}))
+    request = ExplainRequest(
+        list(args.inputs), list(args.annotation), options, args.out, args.resume, cluster
+    )
+    bar = Progress(enabled=not args.quiet and sys.stderr.isatty())
+    head, cautioned = [""], []
+
+    def on_study(study, done: int, failed: int, pending: int) -> None:
+        bar.done()
+        for note in study.notes:
+            print(note, file=sys.stderr)
+        if study.caution and not cautioned:  # once per run; each predictions.json has it
+            print(f"caution: {study.caution}", file=sys.stderr)
+            cautioned.append(study.caution)
+        print(f"{study.line} in {args.out / study.name}")
+        if cluster is not None:  # there, the only progress there is
+            bar.count(done, failed, pending)
+
     try:
-        session.open_paths(args.inputs)  # finds the series, opens and predicts the first
-        found = session.discovery
-        if found is None or not found.series:
-            return 1  # the session said why
-        rows, used_ids, cautioned, used_annotations = [], set(), False, set()
-        for index, series in enumerate(found.series):
-            if index:  # open_paths opened (or tried) the first
-                session.open_series(index)
-            image = session.state.image
-            if image is None or session.series_index != index or not session.state.target:
-                continue  # it could not be opened or predicted: the session said why on stderr
-            name = unique_name(series_name(series), used_ids)
-            head[0] = f"[{index + 1}/{len(found.series)}] {name}"
-            session.explain_series(method_ids, args.target)
-            bar.done()
-            if (result := explained.pop(id(image), None)) is None:
-                continue  # the explanation failed: said on stderr
-            out_dir = args.out / name
-            out_dir.mkdir(parents=True, exist_ok=False)
-            if session.caution and not cautioned:  # once per run; each predictions.json has it
-                print(f"caution: {session.caution}", file=sys.stderr)
-                cautioned = True
-            rows += _write_study(args, model, session, image, result, out_dir, annotations, used_annotations)
-    except KeyboardInterrupt:
-        print("interrupted; no metrics.csv written", file=sys.stderr)
-        return 130
-    for annotation in annotations:
-        if id(annotation) not in used_annotations:
-            print(f"annotation {annotation.source} matches none of the images", file=sys.stderr)
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=COLUMNS, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    _write_new(args.out / "metrics.csv", text.getvalue().encode())
-    print(f"wrote {len(rows)} rows to {args.out / 'metrics.csv'}")
-    return 0
-
-
-def _write_study(
-    args, model, session, image, result, out_dir: Path, annotations, used: set[int]
-) -> list[dict]:
-    """One study's files (predictions.json, each map's .npy, .png and DICOM); its metrics rows."""
-    import numpy as np
-
-    from viewer.explain.comparison import score_map
-
-    name, matcher = out_dir.name, session.matcher
-    predictions = _write_predictions(out_dir, model, result, session.caution)
-    matching = [a for a in annotations if a.matches(image)]
-    used.update(id(a) for a in matching)
-    for annotation in matching:
-        if reason := matcher.unmatched_reason(annotation.labels_on(image)):
-            print(f"{name}: {Path(annotation.source).name} {reason}", file=sys.stderr)
-    rows = []
-    for smap in result.maps:
-        best = int(np.argmax(result.probabilities[:, smap.target_index]))  # key slice of a series
-        key, rgb = _write_map(out_dir, image, smap, best, several_targets=len(result.targets) > 1)
-        if args.dicom:
-            _write_dicom(out_dir, key, image, smap, rgb, best, model.manifest.name, args.anonymize)
-        mask, marker = _annotation_masks(image, smap.target, matching, matcher)
-        # Localization over every frame the map covers; deletion/insertion and sanity on the key slice.
-        scores = score_map(
+        outcome = run_explain(
             model,
-            image,
-            smap,
-            result.frames[best],
-            mask=mask,
-            marker=marker,
-            steps=args.steps,
-            sanity=args.sanity,
-            seed=args.seed,
+            request,
+            on_problem=lambda source, reason: (
+                bar.done(),
+                print(f"skipped {source}: {reason}", file=sys.stderr),
+            ),
+            on_begin=lambda n, count, name: head.__setitem__(0, f"[{n}/{count}] {name}"),
+            on_study=on_study,
+            on_progress=lambda step, f: bar.show_step(head[0], step, f),
+            on_cluster=lambda link, n: print(f"{n} Dask workers; dashboard {link}", file=sys.stderr),
         )
-        labels = [n for a in matching for n in matcher.matched(a.labels_on(image), smap.target)]
-        row = {"image": name, "probability": f"{predictions[smap.target]:.4f}"} | scores.as_row()
-        rows.append(row | {"annotation_label": "|".join(dict.fromkeys(labels))})
-    top = max(predictions, key=predictions.get)
-    print(f"{name}: {top} {predictions[top]:.3f}; {len(result.maps)} maps in {out_dir}")
-    return rows
-
-
-def _write_predictions(out_dir: Path, model, result, caution: str | None) -> dict[str, float]:
-    """predictions.json: each label's probability (a series: its largest over slices, and per
-    slice), and the model's caution about this image, if it has one."""
-    probabilities = result.probabilities
-    predictions = {label: float(probabilities[:, i].max()) for i, label in enumerate(result.labels)}
-    record = {"model": model.manifest.name, "frames": len(result.frames), "probability": predictions}
-    if caution:
-        record["caution"] = caution
-    if len(result.frames) > 1:
-        record["per_frame"] = {
-            label: [round(float(p), 6) for p in probabilities[:, i]] for i, label in enumerate(result.labels)
-        }
-    _write_new(out_dir / "predictions.json", json.dumps(record, indent=1).encode())
-    return predictions
-
-
-def _write_map(out_dir: Path, image, smap, best: int, *, several_targets: bool):
-    """<method>.npy on the native grid, and <method>.png over the windowed image (key slice);
-    returns the files' stem and the PNG's pixels."""
-    import numpy as np
-
-    from viewer.io.overlay import map_over_frame
-
-    key = f"{smap.method}_{smap.target}" if several_targets else smap.method
-    buffer = io.BytesIO()
-    np.save(buffer, smap.array if image.n_frames > 1 else smap.array[0])
-    _write_new(out_dir / f"{key}.npy", buffer.getvalue())
-    rgb = map_over_frame(image, smap.frames[best], smap.array[best], smap.convention)
-    _write_new(out_dir / f"{key}.png", _png(rgb))
-    return key, rgb
-
-
-def _write_dicom(
-    out_dir: Path, key: str, image, smap, rgb, best: int, model_name: str, anonymize: bool
-) -> None:
-    """<key>.dcm (the values, in the object that fits the source) and <key>_sc.dcm (the PNG). A
-    source that cannot take them (a PNG film) is named on stderr; the run goes on."""
-    from viewer.explain.registry import title_of
-    from viewer.io.dicom_export import write_saliency_map, write_secondary_capture
-
-    title = title_of(smap.method)
-    try:
-        write_saliency_map(
-            image,
-            smap.array,
-            frames=smap.frames,
-            out=out_dir / f"{key}.dcm",
-            method=title,
-            target=smap.target,
-            model_name=model_name,
-            convention=smap.convention,
-            anonymize=anonymize,
-        )
-        write_secondary_capture(
-            image,
-            rgb,
-            frame=smap.frames[best],
-            out=out_dir / f"{key}_sc.dcm",
-            description=f"{title}: {smap.target} ({model_name})",
-            anonymize=anonymize,
-            burned_in_annotation=False,  # the overlay only, no text
-        )
-    except ValueError as exc:
-        print(f"{out_dir.name}: no DICOM results for {title}: {exc}", file=sys.stderr)
-
-
-def _annotation_masks(image, target: str, annotations, matcher) -> tuple:
-    """The union of the matching annotations' masks of model label ``target`` over all frames (any
-    annotation label standing for it), and the burned-in marker of the last annotation that knows
-    one (None if none does)."""
-    import numpy as np
-
-    mask = np.zeros((image.n_frames, image.rows, image.columns), bool)
-    marker = None
-    for annotation in annotations:
-        mask |= annotation.mask(image, target, matcher)
-        marker = annotation.marker_mask(image) if annotation.marker is not None else marker
-    return mask, marker
-
-
-def _png(rgb) -> bytes:
-    from PIL import Image as PILImage
-
-    buffer = io.BytesIO()
-    PILImage.fromarray(rgb).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    from viewer.io.atomic import write_bytes_new
-
-    write_bytes_new(path, data)
-
-
-class _Progress:
-    """A one-line progress bar on the terminal (stderr), redrawn at most ten times a second."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.last = 0.0
-        self.lock = threading.Lock()
-
-    def show(self, text: str, fraction: float) -> None:
-        now = time.monotonic()
-        if not self.enabled or (now - self.last < 0.1 and fraction < 1):
-            return
-        self.last = now
-        filled = int(fraction * 30)
-        with self.lock:
-            sys.stderr.write(f"\r{text[:50]:<50} [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%}")
-            sys.stderr.flush()
-
-    def show_step(self, head: str, step: str, fraction: float) -> None:
-        self.show(f"{head} {step}", fraction)
-
-    def done(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r" + " " * 90 + "\r")
+    except (ValueError, RuntimeError, OSError) as exc:  # includes a scheduler that cannot be reached
+        print(str(exc), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        bar.done()
+        print(f"interrupted; the studies done are in {args.out}: add --resume to go on", file=sys.stderr)
+        return 130
+    bar.done()
+    if not outcome.found:
+        print("No images found", file=sys.stderr)
+        return 1
+    for source in outcome.unmatched:
+        print(f"annotation {source} matches none of the images", file=sys.stderr)
+    if outcome.done_before:
+        print(f"{outcome.done_before} studies were done already", file=sys.stderr)
+    print(f"wrote {outcome.rows} rows to {args.out / 'metrics.csv'}")
+    return 0

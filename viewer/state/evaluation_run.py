@@ -5,11 +5,9 @@ the report written whole."""
 
 from __future__ import annotations
 
-import csv
-import io
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from viewer.explain.context import CancelFlag, Cancelled
@@ -27,7 +25,9 @@ from viewer.io.atomic import replace_bytes
 from viewer.io.naming import series_name, unique_name
 from viewer.state.cluster_spec import ClusterSpec
 from viewer.state.evaluation_gallery import Gallery
-from viewer.state.evaluation_study import evaluate_one, failure
+from viewer.state.evaluation_study import evaluate_one, evaluate_task
+from viewer.state.row_files import RowAppender, problems_text, read_raw_rows, rows_text
+from viewer.state.study_failure import failure
 
 
 @dataclass
@@ -95,16 +95,18 @@ def run_evaluation(
     if request.cluster is None:
         results = _in_process(model, pending, len(names), annotations, request, on_image, on_progress, cancel)
     else:
-        from viewer.state.cluster import evaluate_on_cluster
+        from viewer.state.cluster import run_on_cluster
 
-        results = evaluate_on_cluster(
-            request.cluster,
-            str(model.manifest.path),
-            [(series, name) for _, series, name in pending],
-            [a.source for a in annotations],
-            request.methods,
-            request.seed,
-            on_started=on_cluster,
+        common = (tuple(str(a.source) for a in annotations), list(request.methods), request.seed)
+        results = _from_cluster(
+            run_on_cluster(
+                request.cluster,
+                str(model.manifest.path),
+                evaluate_task,
+                common,
+                [(name, (series, name)) for _, series, name in pending],
+                on_started=on_cluster,
+            )
         )
     request.out.mkdir(parents=True, exist_ok=True)  # after connecting: a refused run leaves nothing
     with RowAppender(per_image, PER_IMAGE) as append:
@@ -146,6 +148,16 @@ def _in_process(model, pending, total, annotations, request, on_image, on_progre
             yield name, new, pictures, None
 
 
+def _from_cluster(results):
+    """A cluster's results as the in-process ones: pictures drawn when asked for."""
+    for name, value, reason in results:
+        if reason is not None:
+            yield name, None, None, reason
+        else:
+            rows, pictures = value
+            yield name, rows, [(label, m, iou, partial(bytes, png)) for label, m, iou, png in pictures], None
+
+
 def _ranked(row: dict) -> bool:
     """Whether a row ranks its image for the report's best and worst pictures."""
     return row["method"] != RADIOLOGISTS and not row["false_positive"] and row["iou"] is not None
@@ -164,51 +176,8 @@ def typed(row: dict) -> dict:
 
 
 def read_rows(path: Path) -> list[dict]:
-    """The rows of a per_image.csv an earlier run wrote; a last line cut off by a crash is dropped."""
-    if not path.exists():
-        return []
-    text = path.read_text()
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-        replace_bytes(path, text.encode())
-    return [typed(r) for r in csv.DictReader(io.StringIO(text))]
-
-
-class RowAppender:
-    """Appends whole rows to a CSV and syncs them to disk after each image."""
-
-    def __init__(self, path: Path, columns: tuple[str, ...]):
-        self.path, self.columns = path, columns
-
-    def __enter__(self):
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        self.file = self.path.open("a", newline="")
-        self.writer = csv.DictWriter(
-            self.file, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n"
-        )
-        if new:
-            self.writer.writeheader()
-        return self.append
-
-    def append(self, rows: list[dict]) -> None:
-        self.writer.writerows([{k: cell(v) for k, v in row.items()} for row in rows])
-        self.file.flush()
-        os.fsync(self.file.fileno())
-
-    def __exit__(self, *exc) -> None:
-        self.file.close()
-
-
-def cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    if isinstance(value, list):
-        return ";".join(f"{v:.4f}" for v in value)
-    return str(value)
+    """The rows of a per_image.csv an earlier run wrote (a last line cut off by a crash dropped)."""
+    return [typed(r) for r in read_raw_rows(path)]
 
 
 def write_outputs(
@@ -222,14 +191,8 @@ def write_outputs(
     if request.split_thresholds is not None:
         validation = validation_images((r["image"] for r in rows), request.split_thresholds, request.seed)
     outcome.summary = summarise(rows, n=request.bootstrap, seed=request.seed, validation=validation)
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=SUMMARY, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows([{k: cell(v) for k, v in row.items()} for row in outcome.summary])
-    replace_bytes(request.out / "summary.csv", text.getvalue().encode())
-    listed = io.StringIO()
-    csv.writer(listed, lineterminator="\n").writerows([("source", "reason"), *outcome.problems])
-    replace_bytes(request.out / "problems.csv", listed.getvalue().encode())
+    replace_bytes(request.out / "summary.csv", rows_text(outcome.summary, SUMMARY))
+    replace_bytes(request.out / "problems.csv", problems_text(outcome.problems))
     try:
         from viewer.state.evaluation_report import render_report
     except ImportError as exc:

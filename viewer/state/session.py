@@ -122,6 +122,12 @@ class ViewerSession:
             )
         )
 
+    def open_found(self, found: Discovery, index: int = 0) -> Job | None:
+        """Take series found elsewhere (a batch run's discovery, one study on a cluster worker)
+        and open the ``index``-th, as if ``open_paths`` had found them."""
+        self._got_discovered(found)
+        return self.open_series(index)
+
     def open_series(self, index: int) -> Job | None:
         if (
             self.discovery is None

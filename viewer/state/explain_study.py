@@ -1,0 +1,216 @@
+"""One study of ``saliency-viewer explain``: opened, predicted and explained by a batch session,
+its files written into a folder of their own and its ``metrics.csv`` rows returned. The unit of
+work, run in this process or on a cluster worker (``viewer.state.explain_run``)."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from viewer.explain.comparison import score_map
+from viewer.explain.registry import title_of
+from viewer.io.atomic import write_bytes_new
+from viewer.io.dicom_export import write_saliency_map, write_secondary_capture
+from viewer.io.overlay import map_over_frame
+from viewer.io.series import Discovery, SeriesInfo
+from viewer.state.study_failure import StudyFailed
+
+COLUMNS = (
+    "image",
+    "method",
+    "target",
+    "seconds",
+    "pointing_game",
+    "iou_otsu",
+    "energy_in_mask",
+    "deletion_auc",
+    "insertion_auc",
+    "probability",
+    "substrate_drop",
+    "dice_otsu",
+    "iou_top",
+    "auprc",
+    "pointing_game_marker",
+    "sanity_spearman",
+    "sanity_verdict",
+    "annotation_label",
+)
+
+
+@dataclass(frozen=True)
+class ExplainOptions:
+    """What ``explain`` computes for every study."""
+
+    methods: tuple[str, ...]
+    targets: tuple[str, ...] = ()  # empty: the top prediction
+    seed: int = 0
+    steps: int = 50  # deletion/insertion steps; 0 skips them
+    sanity: bool = False
+    dicom: bool = False
+    anonymize: bool = False
+
+
+@dataclass
+class ExplainedStudy:
+    """What one study gave: its rows and what to tell the user about it."""
+
+    name: str
+    rows: list[dict]
+    line: str  # "<name>: <top label> <probability>; <n> maps"
+    notes: list[str] = field(default_factory=list)  # per-study warnings, in order
+    caution: str | None = None  # the model's caution about this image
+    matched: list[str] = field(default_factory=list)  # sources of the annotations on it
+
+
+def explain_study(session, series: SeriesInfo, name: str, annotations, options: ExplainOptions, folder: Path):
+    """Explain ``series`` with ``session`` (``ViewerSession.batch``) and write its files into
+    ``folder``; returns an ``ExplainedStudy``, or raises ``StudyFailed`` with the session's reason."""
+    notes: list[str] = []
+    start = len(session.errors)
+
+    def left_out(problems) -> None:
+        notes.extend(f"skipped {p.source}: {p.reason}" for p in problems)
+
+    explained: list = []
+    on_explained = session.series_explained.connect(lambda image, result: explained.append(result))
+    session.problems_found.connect(left_out)
+    try:
+        session.open_found(Discovery([series], []))
+        image = session.state.image
+        if image is not None and session.series_index == 0 and session.state.target:
+            session.explain_series(list(options.methods), list(options.targets) or None)
+        failed = "; ".join(session.errors[start:])
+    finally:
+        session.series_explained.disconnect(on_explained)
+        session.problems_found.disconnect(left_out)
+        del session.errors[start:]  # said here, once; a batch session runs for 10^5 studies
+    if not explained:
+        raise StudyFailed(failed or f"{name}: nothing to explain")
+    return _write_study(session, image, explained[0], name, annotations, options, folder, notes)
+
+
+def _write_study(session, image, result, name, annotations, options, folder: Path, notes) -> ExplainedStudy:
+    """The study's files (predictions.json, each map's .npy, .png and DICOM) and metrics rows."""
+    model, matcher = session.store.get(session.manifest_path), session.matcher
+    predictions = _write_predictions(folder, model.manifest.name, result, session.caution)
+    matching = [a for a in annotations if a.matches(image)]
+    for annotation in matching:
+        if reason := matcher.unmatched_reason(annotation.labels_on(image)):
+            notes.append(f"{name}: {Path(annotation.source).name} {reason}")
+    rows = []
+    for smap in result.maps:
+        best = int(np.argmax(result.probabilities[:, smap.target_index]))  # key slice of a series
+        key, rgb = _write_map(folder, image, smap, best, several_targets=len(result.targets) > 1)
+        if options.dicom and (
+            why := _write_dicom(folder, key, image, smap, rgb, best, model.manifest.name, options.anonymize)
+        ):
+            notes.append(f"{name}: no DICOM results for {title_of(smap.method)}: {why}")
+        mask, marker = _annotation_masks(image, smap.target, matching, matcher)
+        # Localization over every frame the map covers; deletion/insertion and sanity on the key slice.
+        scores = score_map(
+            model,
+            image,
+            smap,
+            result.frames[best],
+            mask=mask,
+            marker=marker,
+            steps=options.steps,
+            sanity=options.sanity,
+            seed=options.seed,
+        )
+        labels = [n for a in matching for n in matcher.matched(a.labels_on(image), smap.target)]
+        row = {"image": name, "probability": f"{predictions[smap.target]:.4f}"} | scores.as_row()
+        rows.append(row | {"annotation_label": "|".join(dict.fromkeys(labels))})
+    top = max(predictions, key=predictions.get)
+    return ExplainedStudy(
+        name,
+        rows,
+        f"{name}: {top} {predictions[top]:.3f}; {len(result.maps)} maps",
+        notes,
+        session.caution,
+        [str(a.source) for a in matching],
+    )
+
+
+def _write_predictions(folder: Path, model_name: str, result, caution: str | None) -> dict[str, float]:
+    """predictions.json: each label's probability (a series: its largest over slices, and per
+    slice), and the model's caution about this image, if it has one."""
+    probabilities = result.probabilities
+    predictions = {label: float(probabilities[:, i].max()) for i, label in enumerate(result.labels)}
+    record = {"model": model_name, "frames": len(result.frames), "probability": predictions}
+    if caution:
+        record["caution"] = caution
+    if len(result.frames) > 1:
+        record["per_frame"] = {
+            label: [round(float(p), 6) for p in probabilities[:, i]] for i, label in enumerate(result.labels)
+        }
+    write_bytes_new(folder / "predictions.json", json.dumps(record, indent=1).encode())
+    return predictions
+
+
+def _write_map(folder: Path, image, smap, best: int, *, several_targets: bool):
+    """<method>.npy on the native grid, and <method>.png over the windowed image (key slice);
+    returns the files' stem and the PNG's pixels."""
+    key = f"{smap.method}_{smap.target}" if several_targets else smap.method
+    buffer = io.BytesIO()
+    np.save(buffer, smap.array if image.n_frames > 1 else smap.array[0])
+    write_bytes_new(folder / f"{key}.npy", buffer.getvalue())
+    rgb = map_over_frame(image, smap.frames[best], smap.array[best], smap.convention)
+    write_bytes_new(folder / f"{key}.png", _png(rgb))
+    return key, rgb
+
+
+def _write_dicom(
+    folder: Path, key: str, image, smap, rgb, best: int, model_name: str, anonymize: bool
+) -> str | None:
+    """<key>.dcm (the values, in the object that fits the source) and <key>_sc.dcm (the PNG); for
+    a source that cannot take them (a PNG film), why not."""
+    title = title_of(smap.method)
+    try:
+        write_saliency_map(
+            image,
+            smap.array,
+            frames=smap.frames,
+            out=folder / f"{key}.dcm",
+            method=title,
+            target=smap.target,
+            model_name=model_name,
+            convention=smap.convention,
+            anonymize=anonymize,
+        )
+        write_secondary_capture(
+            image,
+            rgb,
+            frame=smap.frames[best],
+            out=folder / f"{key}_sc.dcm",
+            description=f"{title}: {smap.target} ({model_name})",
+            anonymize=anonymize,
+            burned_in_annotation=False,  # the overlay only, no text
+        )
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _annotation_masks(image, target: str, annotations, matcher) -> tuple:
+    """The union of the matching annotations' masks of model label ``target`` over all frames (any
+    annotation label standing for it), and the burned-in marker of the last annotation that knows
+    one (None if none does)."""
+    mask = np.zeros((image.n_frames, image.rows, image.columns), bool)
+    marker = None
+    for annotation in annotations:
+        mask |= annotation.mask(image, target, matcher)
+        marker = annotation.marker_mask(image) if annotation.marker is not None else marker
+    return mask, marker
+
+
+def _png(rgb) -> bytes:
+    from PIL import Image as PILImage
+
+    buffer = io.BytesIO()
+    PILImage.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
