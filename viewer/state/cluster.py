@@ -61,6 +61,19 @@ def _worker_model(manifest_path: str, expected: str, device: str | None) -> Load
     return _models[manifest_path, device]
 
 
+_annotations: dict[tuple[str, ...], list] = {}
+
+
+def worker_annotations(paths: tuple[str, ...]) -> list:
+    """On a worker: the run's annotation files, read once (a new run's set replaces the last)."""
+    from viewer.io.annotations import load_annotation
+
+    if paths not in _annotations:
+        _annotations.clear()
+        _annotations[paths] = [load_annotation(p) for p in paths]
+    return _annotations[paths]
+
+
 def _attempt(task: Callable, manifest_path: str, expected: str, device, common: tuple, args: tuple):
     """On a worker: ``(True, task(model, *common, *args))``, or ``(False, (reason, worker))`` so
     that the client can try the study again elsewhere."""

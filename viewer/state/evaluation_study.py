@@ -7,19 +7,14 @@ from functools import partial
 
 from viewer.explain import explain, get_method
 from viewer.explain.evaluation import RADIOLOGISTS, map_scores, reader_agreement, truths
-from viewer.io.annotations import load_annotation
 from viewer.io.loader import load_series
+from viewer.state.cluster import worker_annotations
 from viewer.state.evaluation_gallery import picture
-
-_annotations: dict[tuple[str, ...], list] = {}  # a worker's annotations, read once per run
 
 
 def evaluate_task(model, annotation_paths: tuple[str, ...], methods, seed: int, series, name: str):
     """On a cluster worker: one study's rows, and the pictures of its scored maps as PNG bytes."""
-    if annotation_paths not in _annotations:
-        _annotations.clear()
-        _annotations[annotation_paths] = [load_annotation(p) for p in annotation_paths]
-    rows, pictures = evaluate_one(model, series, name, _annotations[annotation_paths], methods, seed)
+    rows, pictures = evaluate_one(model, series, name, worker_annotations(annotation_paths), methods, seed)
     return rows, [(label, method, iou, draw()) for label, method, iou, draw in pictures]
 
 

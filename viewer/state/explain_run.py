@@ -27,6 +27,7 @@ from viewer.io import discover
 from viewer.io.annotations import AnnotationError, annotation_files, load_annotation
 from viewer.io.atomic import replace_bytes
 from viewer.io.naming import series_name, unique_name
+from viewer.state.cluster import worker_annotations
 from viewer.state.cluster_spec import ClusterSpec
 from viewer.state.explain_study import COLUMNS, ExplainedStudy, ExplainOptions, explain_study
 from viewer.state.row_files import RowAppender, problems_text, read_raw_rows, rows_text, sort_rows
@@ -199,7 +200,6 @@ def _in_process(model, pending, annotations, request: ExplainRequest, on_begin, 
 
 
 _sessions: dict[tuple[int, int], ViewerSession] = {}
-_annotations: dict[tuple[str, ...], list] = {}
 
 
 def explain_task(model, out: str, token: str, annotation_paths, options: ExplainOptions, series, name: str):
@@ -209,9 +209,6 @@ def explain_task(model, out: str, token: str, annotation_paths, options: Explain
     if key not in _sessions:
         _sessions.clear()
         _sessions[key] = ViewerSession.batch(model, seed=options.seed)
-    if annotation_paths not in _annotations:
-        _annotations.clear()
-        _annotations[annotation_paths] = [load_annotation(p) for p in annotation_paths]
     staging = Path(out) / STAGING
     try:
         shared = (staging / _TOKEN).read_text() == token
@@ -219,7 +216,9 @@ def explain_task(model, out: str, token: str, annotation_paths, options: Explain
         shared = False
     folder = _new_folder(staging, name) if shared else Path(tempfile.mkdtemp(prefix=f"{name}-"))
     try:
-        study = explain_study(_sessions[key], series, name, _annotations[annotation_paths], options, folder)
+        study = explain_study(
+            _sessions[key], series, name, worker_annotations(annotation_paths), options, folder
+        )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
