@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     def on_image(n: int, total: int, name: str) -> None:
         bar.done()
         where["head"] = f"[{n}/{total}] {name}"
-        bar.show(where["head"], (n - 1) / total)  # on a cluster, the only progress there is
+        bar.show(where["head"], (n - 1) / total)
 
     try:
         outcome = run_evaluation(
@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             on_image=on_image,
             on_progress=lambda step, f: bar.show_step(where["head"], step, f),
             on_cluster=lambda link, n: print(f"{n} Dask workers; dashboard {link}", file=sys.stderr),
+            on_count=bar.count,
         )
     except (ValueError, RuntimeError, OSError) as exc:  # includes a scheduler that cannot be reached
         print(str(exc), file=sys.stderr)

@@ -19,6 +19,7 @@ Definitions (stated in the report too):
 from __future__ import annotations
 
 import itertools
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -130,52 +131,106 @@ def bootstrap_mean(values: Sequence[float], *, n: int = 1000, seed: int = 0, lev
     if data.size < 2 or n <= 0:
         return mean, float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, size=(n, data.size))].mean(axis=1)
+    # Resamples drawn in blocks of about 1 M indices, so 10^5 images cost megabytes, not gigabytes;
+    # the generator's stream is the same as one draw of all of them.
+    block = max(1, _BLOCK // data.size)
+    means = np.concatenate(
+        [
+            data[rng.integers(0, data.size, size=(min(block, n - k), data.size))].mean(axis=1)
+            for k in range(0, n, block)
+        ]
+    )
     alpha = (1 - level) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
     return mean, float(low), float(high)
 
 
+_BLOCK = 1 << 20
+
+
+class _Group:
+    """One label x method's scores, kept as flat arrays (not rows): 10^5 images x a dozen methods
+    fit in tens of megabytes."""
+
+    def __init__(self, curves: bool):
+        self.iou, self.hit, self.auprc = array("d"), array("d"), array("d")
+        self.order = array("q")  # the image's place, so values resample in image order
+        self.validation = array("b")
+        self.curves = array("f") if curves else None
+        self.false_positives = 0
+
+    def add(self, row: dict, place: int, validation: set[str] | None) -> None:
+        if row.get("false_positive"):
+            self.false_positives += 1
+        if row.get("iou") is None:
+            return
+        self.iou.append(row["iou"])
+        self.hit.append(_nan(row.get("hit")))
+        self.auprc.append(_nan(row.get("auprc")))
+        self.order.append(place)
+        if self.curves is not None:
+            curve = row.get("iou_by_threshold")
+            self.validation.append(2 if not curve else int(row["image"] in validation))
+            self.curves.extend(curve or [0.0] * len(THRESHOLDS))
+
+    def summary(self, n: int, seed: int, tune: bool) -> dict:
+        by_place = np.argsort(np.frombuffer(self.order, np.int64), kind="stable")
+        iou, hit = np.asarray(self.iou)[by_place], np.asarray(self.hit)[by_place]
+        hit = hit[~np.isnan(hit)]
+        auprc = np.asarray(self.auprc)
+        auprc = auprc[~np.isnan(auprc)]
+        miou, hits = bootstrap_mean(iou, n=n, seed=seed), bootstrap_mean(hit, n=n, seed=seed)
+        row = {"n": len(iou), "miou": miou[0], "miou_low": miou[1], "miou_high": miou[2]}
+        row |= {"hit_rate": hits[0], "hit_low": hits[1], "hit_high": hits[2]}
+        row["auprc"] = float(auprc.mean()) if auprc.size else float("nan")
+        row["false_positive_localizations"] = self.false_positives
+        return row | (self._tuned(by_place, n, seed) if tune and self.curves is not None else {})
+
+    def _tuned(self, by_place: np.ndarray, n: int, seed: int) -> dict:
+        curves = np.asarray(self.curves, np.float64).reshape(-1, len(THRESHOLDS))[by_place]
+        split = np.asarray(self.validation)[by_place]
+        tune, test = curves[split == 1], curves[split == 0]
+        if not len(tune) or not len(test):
+            return {"threshold": None, "n_tuned": len(test)}
+        best = int(np.argmax(tune.mean(axis=0)))
+        mean, low, high = bootstrap_mean(test[:, best], n=n, seed=seed)
+        tuned = {"miou_tuned": mean, "miou_tuned_low": low, "miou_tuned_high": high}
+        return {"threshold": THRESHOLDS[best], "n_tuned": len(test)} | tuned
+
+
+def _nan(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
 def summarise(
-    rows: list[dict], *, n: int = 1000, seed: int = 0, validation: set[str] | None = None
+    rows: Iterable[dict],
+    *,
+    n: int = 1000,
+    seed: int = 0,
+    validation: set[str] | None = None,
+    order: dict[str, int] | None = None,
 ) -> list[dict]:
     """Per label x method: n, mIoU and hit rate with their intervals, mean AUPRC, and the count of
     false-positive localizations (rows with ``iou`` None and ``false_positive`` set). With a set
     of ``validation`` images, also the threshold of best mean IoU on them, and the mIoU at that
-    threshold (with its interval) on the other images."""
-    groups: dict[tuple[str, str], list[dict]] = {}
+    threshold (with its interval) on the other images. ``rows`` are read once (a file's rows can
+    stream through); intervals resample images in ``order`` (default: as they come)."""
+    groups: dict[tuple[str, str], _Group] = {}
+    places = dict(order or {})
     for row in rows:
-        groups.setdefault((row["label"], row["method"]), []).append(row)
+        key = (row["label"], row["method"])
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _Group(curves=validation is not None and key[1] != RADIOLOGISTS)
+        place = places.setdefault(row["image"], len(places))
+        group.add(row, place, validation)
     out = []
     for (label, method), group in sorted(
         groups.items(), key=lambda kv: (kv[0][0], kv[0][1] == RADIOLOGISTS, kv[0][1])
     ):
-        scored = [r for r in group if r.get("iou") is not None]
-        miou = bootstrap_mean([r["iou"] for r in scored], n=n, seed=seed)
-        hit = bootstrap_mean([r["hit"] for r in scored], n=n, seed=seed)
-        auprc = [r["auprc"] for r in scored if r.get("auprc") is not None]
-        row = {"label": label, "method": method, "n": len(scored)}
-        row |= {"miou": miou[0], "miou_low": miou[1], "miou_high": miou[2]}
-        row |= {"hit_rate": hit[0], "hit_low": hit[1], "hit_high": hit[2]}
-        row["auprc"] = float(np.mean(auprc)) if auprc else float("nan")
-        row["false_positive_localizations"] = sum(1 for r in group if r.get("false_positive"))
-        row |= (
-            _tuned(scored, validation, n, seed) if validation is not None and method != RADIOLOGISTS else {}
-        )
-        out.append(row)
+        tune = validation is not None and method != RADIOLOGISTS
+        out.append({"label": label, "method": method} | group.summary(n, seed, tune))
     return out
-
-
-def _tuned(scored: list[dict], validation: set[str], n: int, seed: int) -> dict:
-    curves = [r for r in scored if r.get("iou_by_threshold")]
-    tune = [r["iou_by_threshold"] for r in curves if r["image"] in validation]
-    test = [r["iou_by_threshold"] for r in curves if r["image"] not in validation]
-    if not tune or not test:
-        return {"threshold": None, "n_tuned": len(test)}
-    best = int(np.argmax(np.mean(tune, axis=0)))
-    mean, low, high = bootstrap_mean([curve[best] for curve in test], n=n, seed=seed)
-    tuned = {"miou_tuned": mean, "miou_tuned_low": low, "miou_tuned_high": high}
-    return {"threshold": THRESHOLDS[best], "n_tuned": len(test)} | tuned
 
 
 __all__ = [

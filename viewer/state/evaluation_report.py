@@ -77,9 +77,8 @@ def _pictures(gallery, label: str, methods: list[str]) -> str:
     return "\n".join(lines)
 
 
-def render_report(model_name: str, summary: list[dict], rows: list[dict], gallery=None) -> str:
+def render_report(model_name: str, summary: list[dict], images: int, gallery=None) -> str:
     labels = list(dict.fromkeys(r["label"] for r in summary))
-    images = len({r["image"] for r in rows})
     parts = [
         "<!doctype html><meta charset='utf-8'><title>Saliency evaluation</title>",
         "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}"

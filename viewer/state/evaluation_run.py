@@ -5,7 +5,8 @@ the report written whole."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -26,7 +27,7 @@ from viewer.io.naming import series_name, unique_name
 from viewer.state.cluster_spec import ClusterSpec
 from viewer.state.evaluation_gallery import Gallery
 from viewer.state.evaluation_study import evaluate_one, evaluate_task
-from viewer.state.row_files import RowAppender, problems_text, read_raw_rows, rows_text
+from viewer.state.row_files import RowAppender, problems_text, read_raw_rows, rows_text, sort_rows
 from viewer.state.study_failure import failure
 
 
@@ -60,10 +61,13 @@ def run_evaluation(
     on_progress: Callable[[str, float], None] | None = None,
     cancel: CancelFlag | None = None,
     on_cluster: Callable[[str, int], None] | None = None,
+    on_count: Callable[[int, int, int], None] | None = None,
 ) -> EvaluationOutcome:
     """Evaluate every image of ``request.inputs`` (in this process, or on ``request.cluster``:
-    ``on_cluster(dashboard_link, workers)`` once connected); raises ``ValueError`` naming what is missing
-    (no readable annotation, results there without ``resume``), ``Cancelled`` when cancelled
+    ``on_cluster(dashboard_link, workers)`` once connected, then ``on_count(done, failed, of)`` as
+    each study comes back, where there is no finer progress to show); raises ``ValueError``
+    naming what is missing (no readable annotation, results there without ``resume``),
+    ``Cancelled`` when cancelled
     (the images done so far stay in ``per_image.csv``)."""
     per_image = request.out / "per_image.csv"
     if per_image.exists() and not request.resume:
@@ -77,15 +81,17 @@ def run_evaluation(
             outcome.problems.append((str(path), exc.reason))
     if not annotations:
         raise ValueError("no readable annotation files")
-    rows = read_rows(per_image) if request.resume else []
-    done = {row["image"] for row in rows}
+    # Only image names and the gallery's few best and worst are kept over the run, never the rows:
+    # 10^5 images x labels x methods would not fit; the summary streams them from the file.
+    done: set[str] = set()
+    gallery = Gallery(request.out / "thumbnails")
+    for row in read_rows(per_image) if request.resume else ():
+        done.add(row["image"])
+        if _ranked(row):
+            gallery.note(row["label"], row["method"], row["image"], row["iou"])
     found = discover(request.inputs)
     outcome.problems += [(p.path, p.reason) for p in found.problems]
     used: set[str] = set()
-    gallery = Gallery(request.out / "thumbnails")
-    for row in rows:
-        if _ranked(row):
-            gallery.note(row["label"], row["method"], row["image"], row["iou"])
     names = [unique_name(series_name(series), used) for series in found.series]
     pending = [
         (n, series, name)
@@ -109,23 +115,29 @@ def run_evaluation(
             )
         )
     request.out.mkdir(parents=True, exist_ok=True)  # after connecting: a refused run leaves nothing
-    with RowAppender(per_image, PER_IMAGE) as append:
-        for finished, (name, new, pictures, reason) in enumerate(results, start=1):
+    evaluated = failed = 0
+    with RowAppender(per_image, PER_IMAGE) as append, closing(results):  # closed: a cluster's client too
+        for name, new, pictures, reason in results:
+            if cancel is not None and cancel.is_set():  # on a cluster: the tasks in flight are dropped
+                raise Cancelled
             if reason is not None:  # one bad image never stops the run; it is listed with why
                 outcome.problems.append((name, reason))
-                continue
-            append(new)
-            for label, method, iou, draw in pictures:  # after the rows: a picture never outlives them
-                gallery.offer(label, method, name, iou, draw)
-            rows += [typed(r) for r in new]
-            if request.cluster is not None and on_image is not None:
-                on_image(len(done) + finished, len(names), name)
+                failed += 1
+            else:
+                append(new)
+                for label, method, iou, draw in pictures:  # after the rows: a picture never outlives them
+                    gallery.offer(label, method, name, iou, draw)
+                evaluated += 1
+                if new:  # an image with no row (nothing annotated or predicted) is in no summary
+                    done.add(name)
+            if request.cluster is not None and on_count is not None:
+                on_count(evaluated, failed, len(pending))
     gallery.prune()
     # Intervals resample the images in discovery order, however the studies finished (a cluster).
     order = {name: i for i, name in enumerate(names)}
-    rows.sort(key=lambda row: order.get(row["image"], len(order)))
-    outcome.images = len({r["image"] for r in rows})
-    write_outputs(model.manifest.name, request, rows, outcome, gallery)
+    sort_rows(per_image, "image", order)
+    outcome.images = len(done)
+    write_outputs(model.manifest.name, request, per_image, done, outcome, gallery)
     return outcome
 
 
@@ -175,21 +187,25 @@ def typed(row: dict) -> dict:
     return out
 
 
-def read_rows(path: Path) -> list[dict]:
-    """The rows of a per_image.csv an earlier run wrote (a last line cut off by a crash dropped)."""
-    return [typed(r) for r in read_raw_rows(path)]
+def read_rows(path: Path) -> Iterator[dict]:
+    """The rows of a per_image.csv an earlier run wrote, one by one (a last line cut off by a crash
+    dropped)."""
+    return map(typed, read_raw_rows(path))
 
 
 def write_outputs(
     model_name: str,
     request: EvaluationRequest,
-    rows: list[dict],
+    per_image: Path,
+    images: set[str],
     outcome: EvaluationOutcome,
     gallery: Gallery | None = None,
 ) -> None:
+    """``summary.csv`` (from the rows of ``per_image``, read once), ``problems.csv``, the report."""
     validation = None
     if request.split_thresholds is not None:
-        validation = validation_images((r["image"] for r in rows), request.split_thresholds, request.seed)
+        validation = validation_images(images, request.split_thresholds, request.seed)
+    rows = read_rows(per_image)
     outcome.summary = summarise(rows, n=request.bootstrap, seed=request.seed, validation=validation)
     replace_bytes(request.out / "summary.csv", rows_text(outcome.summary, SUMMARY))
     replace_bytes(request.out / "problems.csv", problems_text(outcome.problems))
@@ -199,7 +215,9 @@ def write_outputs(
         outcome.report_problem = str(exc)
     else:
         outcome.report = request.out / "report.html"
-        replace_bytes(outcome.report, render_report(model_name, outcome.summary, rows, gallery).encode())
+        replace_bytes(
+            outcome.report, render_report(model_name, outcome.summary, len(images), gallery).encode()
+        )
 
 
 __all__ = ["EvaluationOutcome", "EvaluationRequest", "run_evaluation"]

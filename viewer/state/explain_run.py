@@ -30,7 +30,7 @@ from viewer.io.naming import series_name, unique_name
 from viewer.state.cluster import worker_annotations
 from viewer.state.cluster_spec import ClusterSpec
 from viewer.state.explain_study import COLUMNS, ExplainedStudy, ExplainOptions, explain_study
-from viewer.state.row_files import RowAppender, problems_text, read_raw_rows, rows_text, sort_rows
+from viewer.state.row_files import RowAppender, keep_rows, problems_text, read_raw_rows, sort_rows
 from viewer.state.session import ViewerSession
 from viewer.state.study_failure import failure
 
@@ -95,11 +95,11 @@ def run_explain(
     used: set[str] = set()
     names = [unique_name(series_name(series), used) for series in found.series]
     outcome.found = len(names)
-    earlier = read_raw_rows(metrics) if request.resume else []
-    done = {row["image"] for row in earlier if (out / row["image"]).is_dir()}
-    if len(kept := [row for row in earlier if row["image"] in done]) < len(earlier):
-        replace_bytes(metrics, rows_text(kept, COLUMNS))  # rows of a study whose folder is gone: redone
-    del earlier, kept  # only the names are kept over the run: 10^5 studies' rows would not fit
+    # Only the names are kept over the run, never the rows: 10^5 studies' rows would not fit.
+    earlier = {row["image"] for row in read_raw_rows(metrics)} if request.resume else set()
+    done = {name for name in earlier if (out / name).is_dir()}
+    if done != earlier:
+        keep_rows(metrics, "image", done)  # rows of a study whose folder is gone: redone
     pending = [(series, name) for series, name in zip(found.series, names, strict=True) if name not in done]
     outcome.done_before = len(names) - len(pending)
     if not pending and not done:

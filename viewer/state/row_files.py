@@ -7,22 +7,51 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 
-from viewer.io.atomic import replace_bytes
+from viewer.io.atomic import replace
 
 
-def read_raw_rows(path: Path) -> list[dict[str, str]]:
-    """The rows an earlier run wrote, as text; a last line cut off by a crash is dropped (and cut
-    from the file, so appending goes on after the last whole row)."""
+def read_raw_rows(path: Path) -> Iterator[dict[str, str]]:
+    """The rows an earlier run wrote, as text, read one by one (a file of 10^6 rows is never held
+    whole); a last line cut off by a crash is first cut from the file, so appending goes on after
+    the last whole row."""
     if not path.exists():
-        return []
-    text = path.read_text()
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-        replace_bytes(path, text.encode())
-    return list(csv.DictReader(io.StringIO(text)))
+        return iter(())
+    mend_tail(path)
+    return _dict_rows(path)
+
+
+def _dict_rows(path: Path) -> Iterator[dict[str, str]]:
+    with path.open(newline="") as f:
+        yield from csv.DictReader(f)
+
+
+def mend_tail(path: Path) -> None:
+    """Cut a last line that a crash left without its newline."""
+    with path.open("rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        at = size
+        while at > 0:  # back to the last newline, a block at a time
+            start = max(0, at - 65536)
+            f.seek(start)
+            chunk = f.read(at - start)
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                f.truncate(start + cut + 1)
+                break
+            at = start
+        else:
+            f.truncate(0)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def rows_text(rows: list[dict], columns: tuple[str, ...]) -> bytes:
@@ -36,17 +65,62 @@ def rows_text(rows: list[dict], columns: tuple[str, ...]) -> bytes:
 
 def sort_rows(path: Path, column: str, order: dict[str, int]) -> int:
     """Put the rows of ``path`` in the order of their ``column``'s value in ``order`` (rewriting
-    the file only if they are not in it already); returns how many rows there are."""
-    with path.open(newline="") as f:
-        header, *rows = list(csv.reader(f))
-    at = header.index(column)
-    keys = [order.get(row[at], len(order)) for row in rows]
-    if any(a > b for a, b in pairwise(keys)):
-        rows = [row for _, row in sorted(zip(keys, rows, strict=True), key=lambda pair: pair[0])]
-        text = io.StringIO()
-        csv.writer(text, lineterminator="\n").writerows([header, *rows])
-        replace_bytes(path, text.getvalue().encode())
-    return len(rows)
+    the file, atomically, only if they are not in it already); returns how many rows there are.
+    Rows of one value are contiguous (a study's rows are appended together), so only the byte
+    range of each value's block is kept, and the file is copied block by block."""
+    blocks: list[tuple[int, int, int]] = []  # (place, start, end) per run of one value
+    rows = 0
+    with path.open("rb") as f:
+        header_end = len(f.readline())
+        at = header_end
+        for line, value in _raw_rows(f, column):
+            place = order.get(value, len(order))
+            if blocks and blocks[-1][0] == place and blocks[-1][2] == at:
+                blocks[-1] = (place, blocks[-1][1], at + len(line))
+            else:
+                blocks.append((place, at, at + len(line)))
+            at += len(line)
+            rows += 1
+        if all(a[0] <= b[0] for a, b in pairwise(blocks)):
+            return rows
+
+        def copy(out) -> None:
+            f.seek(0)
+            out.write(f.read(header_end))
+            for _, start, end in sorted(blocks, key=lambda block: block[0]):
+                f.seek(start)
+                out.write(f.read(end - start))
+
+        replace(path, copy)
+    return rows
+
+
+def keep_rows(path: Path, column: str, keep: set[str]) -> None:
+    """Drop, atomically, the rows of ``path`` whose ``column`` is not in ``keep``."""
+    with path.open("rb") as f:
+        if all(value in keep for _, value in _raw_rows(f, column)):
+            return
+
+        def copy(out) -> None:
+            f.seek(0)
+            out.write(f.readline())
+            out.writelines(line for line, value in _raw_rows(f, column) if value in keep)
+
+        replace(path, copy)
+
+
+def _raw_rows(f, column: str):
+    """Each row's raw bytes (a quoted cell may span lines) and its ``column``'s value."""
+    f.seek(0)
+    at = next(csv.reader([f.readline().decode()])).index(column)
+    pending = b""
+    for line in f:
+        pending += line
+        if pending.count(b'"') % 2:  # a newline inside quotes: the row goes on
+            continue
+        fields = next(csv.reader([pending.decode()]), [])
+        yield pending, fields[at] if len(fields) > at else ""
+        pending = b""
 
 
 def problems_text(problems: list[tuple[str, str]]) -> bytes:

@@ -1,15 +1,20 @@
 """**Tools > Evaluate folder...**: ``saliency-viewer evaluate`` from the GUI. The run goes on the
 worker thread (the window stays responsive, Cancel stops it after the current batch and keeps the
-images done), shows its progress, lists the summary, and opens the report when done."""
+images done), here or on Dask (local worker processes, or a running scheduler: ``--workers`` and
+``--scheduler`` of the command line), shows its progress, lists the summary, and opens the report
+when done."""
 
 from __future__ import annotations
 
+import html
+import importlib.util
 from pathlib import Path
 
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDialog,
     QDoubleSpinBox,
     QFileDialog,
@@ -27,10 +32,14 @@ from PySide6.QtWidgets import (
 )
 
 from viewer.state import tasks
+from viewer.state.cluster_spec import ClusterSpec
 from viewer.state.evaluation_run import EvaluationOutcome, EvaluationRequest, run_evaluation
 from viewer.ui.worker import Job, JobRunner
 
 _SHOWN = ("label", "method", "n", "miou", "miou_low", "miou_high", "hit_rate", "hit_low", "hit_high")
+
+
+_WHERE = ("This computer", "Dask: local worker processes", "Dask: a running scheduler")
 
 
 class EvaluateDialog(QDialog):
@@ -50,6 +59,16 @@ class EvaluateDialog(QDialog):
             minimum=0.0, maximum=0.9, singleStep=0.1, value=0.0, specialValueText="off"
         )
         self.resume = QCheckBox("Resume an interrupted run in this folder")
+        self.where = QComboBox()
+        self.where.addItems(_WHERE)
+        self.workers = QSpinBox(minimum=1, maximum=512, value=2, suffix=" workers")
+        self.scheduler = QLineEdit(placeholderText="tcp://host:8786")
+        if importlib.util.find_spec("distributed") is None:
+            for row in (1, 2):  # said, not hidden: the user learns the option exists and its extra
+                self.where.model().item(row).setEnabled(False)
+            self.where.setToolTip("Dask is not installed: pip install 'saliency-viewer[distributed]'")
+        self.where.currentIndexChanged.connect(self._show_where)
+        self._show_where()
         form = QFormLayout()
         form.addRow("Images", self._with_browse(self.images, folder=True))
         form.addRow("Annotations", self._with_browse(self.annotations, folder=False))
@@ -58,9 +77,15 @@ class EvaluateDialog(QDialog):
         form.addRow("Bootstrap resamples", self.bootstrap)
         form.addRow("Tune thresholds on", self.split)
         form.addRow("", self.resume)
+        where = QHBoxLayout()
+        for widget in (self.where, self.workers, self.scheduler):
+            where.addWidget(widget)
+        form.addRow("Run on", where)
         self.progress = QProgressBar()
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.dashboard = QLabel("")
+        self.dashboard.setOpenExternalLinks(True)
         self.table = QTableWidget(0, len(_SHOWN))
         self.table.setHorizontalHeaderLabels(_SHOWN)
         self.run_button, self.cancel_button = QPushButton("Run"), QPushButton("Cancel")
@@ -76,6 +101,7 @@ class EvaluateDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        layout.addWidget(self.dashboard)
         layout.addWidget(self.table)
         layout.addLayout(buttons)
         runner.result.connect(self._on_result)
@@ -102,6 +128,18 @@ class EvaluateDialog(QDialog):
         button.clicked.connect(browse)
         return row
 
+    def _show_where(self) -> None:
+        self.workers.setVisible(self.where.currentIndex() == 1)
+        self.scheduler.setVisible(self.where.currentIndex() == 2)
+
+    def cluster(self) -> ClusterSpec | None:
+        """Where the studies run: None here, else a local Dask cluster or a running scheduler."""
+        if self.where.currentIndex() == 1:
+            return ClusterSpec(workers=self.workers.value())
+        if self.where.currentIndex() == 2:
+            return ClusterSpec(scheduler=self.scheduler.text().strip())
+        return None
+
     def request(self) -> EvaluationRequest:
         split = self.split.value()
         return EvaluationRequest(
@@ -112,11 +150,15 @@ class EvaluateDialog(QDialog):
             self.bootstrap.value(),
             resume=self.resume.isChecked(),
             split_thresholds=split if split > 0 else None,
+            cluster=self.cluster(),
         )
 
     def start(self) -> Job | None:
         if not (self.images.text() and self.annotations.text() and self.out.text() and self.methods):
             self.status.setText("Choose the images, the annotations, a results folder, and tick some methods")
+            return None
+        if self.where.currentIndex() == 2 and not self.scheduler.text().strip():
+            self.status.setText("Type the Dask scheduler's address (tcp://host:8786)")
             return None
         request, manifest, store = self.request(), self.manifest, self.store
 
@@ -129,8 +171,10 @@ class EvaluateDialog(QDialog):
                     on_image=lambda n, total, name: job.emit("evaluation-image", (n, total, name)),
                     on_progress=job.progress,
                     cancel=job.cancel,
+                    on_cluster=lambda link, n: job.emit("evaluation-cluster", (link, n)),
+                    on_count=lambda done, failed, of: job.emit("evaluation-count", (done, failed, of)),
                 )
-            except ValueError as exc:  # the user's input (no annotations, results already there)
+            except (ValueError, OSError, RuntimeError) as exc:  # the user's input, or the cluster's
                 job.emit("evaluation-refused", str(exc))
                 return
             job.emit("evaluation", outcome)
@@ -138,6 +182,7 @@ class EvaluateDialog(QDialog):
         self.outcome = None
         self.report_button.setEnabled(False)
         self.status.setText("Starting...")
+        self.dashboard.setText("")
         self.job = self.runner.submit(Job("evaluate", run, description="Evaluation"))
         return self.job
 
@@ -148,6 +193,14 @@ class EvaluateDialog(QDialog):
             n, total, name = payload
             self.status.setText(f"Image {n} of {total}: {name}")
             self.progress.setValue(int(100 * (n - 1) / max(1, total)))
+        elif kind == "evaluation-cluster":
+            link, workers = payload
+            self.status.setText(f"Connected: {workers} Dask worker(s)")
+            self.dashboard.setText(f"Dask dashboard: <a href='{html.escape(link)}'>{html.escape(link)}</a>")
+        elif kind == "evaluation-count":
+            done, failed, of = payload
+            self.status.setText(f"{done} of {of} images done, {failed} failed (on the cluster)")
+            self.progress.setValue(int(100 * (done + failed) / max(1, of)))
         elif kind == "evaluation":
             self._show(payload)
         elif kind == "evaluation-refused":
