@@ -33,9 +33,9 @@ from viewer.io.annotations import load_annotation
 from viewer.io.loader import load_series
 from viewer.phantoms.studies import write_chest_set
 
-# Every CAM and gradient method of a CNN (one shared pass), then the sampled ones with the settings
-# each class declares for the report (documented in README).
-FAST = ",".join(m for m in cnn_methods() if METHODS[m].cost == "shared")
+# Every CAM, gradient and relevance method of a CNN (one pass each at most), then the sampled
+# ones with the settings each class declares for the report (documented in README).
+FAST = ",".join(m for m in cnn_methods() if METHODS[m].cost in ("shared", "own-pass"))
 SLOW = {m: METHODS[m].report for m in cnn_methods() if METHODS[m].cost == "sampled"}
 
 

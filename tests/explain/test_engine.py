@@ -264,7 +264,9 @@ def test_maps_are_float32_on_the_native_grid_with_their_convention(chest):
         assert smap.array.dtype == np.float32
         assert smap.grid.shape == (1, *model.manifest.input.size)
         low, high = float(smap.array.min()), float(smap.array.max())
-        if smap.convention == "signed":
+        if smap.method == "lrp-alphabeta":  # beta 0: only positive contributions, one sign
+            assert 0 <= low < high <= 1.0
+        elif smap.convention == "signed":
             assert -1.0 <= low < 0 < high <= 1.0, smap.method
         else:
             assert low >= 0.0 and 0.5 < high <= 1.0, smap.method

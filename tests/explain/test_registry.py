@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from viewer.explain import DEFAULT_METHODS, METHODS, Method
-from viewer.explain.registry import default_methods, methods_costing, register, title_of
+from viewer.explain.registry import COSTS, default_methods, methods_costing, register, title_of
 
 
 def test_the_default_set_is_the_classes_that_say_so():
@@ -21,7 +21,7 @@ def test_the_default_set_is_the_classes_that_say_so():
         "deconvnet",
         "lime",
     }
-    assert set(methods_costing("shared")) | set(methods_costing("sampled")) == set(METHODS)
+    assert set().union(*(methods_costing(cost) for cost in COSTS)) == set(METHODS)
 
 
 def test_the_sampled_methods_declare_small_and_report_settings_that_they_accept():

@@ -10,6 +10,14 @@ from viewer.explain import ablation_cam  # isort: split
 
 from viewer.explain import gradients  # isort: split
 
+from viewer.explain import deeplift  # isort: split
+
+from viewer.explain import gradient_shap  # isort: split
+
+from viewer.explain import fullgrad  # isort: split
+
+from viewer.explain import lrp  # isort: split
+
 from viewer.explain import perturbation  # isort: split
 
 from viewer.explain import attention_rollout  # isort: split
@@ -32,8 +40,12 @@ __all__ = [
     "ablation_cam",
     "attention_rollout",
     "cam",
+    "deeplift",
     "explain",
+    "fullgrad",
     "get_method",
+    "gradient_shap",
     "gradients",
+    "lrp",
     "perturbation",
 ]

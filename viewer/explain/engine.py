@@ -144,7 +144,7 @@ def _model_notes(model: LoadedModel, method: Method) -> list[str]:
     """What a map of this model says beyond the method itself: which output a gradient explains,
     how a transformer's tokens were read as a grid."""
     notes = []
-    if method.family in ("cam", "gradient") and (note := model.head.map_note()):
+    if method.family in ("cam", "gradient", "relevance") and (note := model.head.map_note()):
         notes.append(note)
     if method.needs_layer and model.grid is not None and model.grid.layout != "nchw":
         notes.append(f"target layer {model.target_layer}: {model.grid.describe()}")
@@ -206,7 +206,7 @@ def _finish(
                 seconds=seconds / len(targets),
                 class_sensitive=method.class_sensitive,
                 params=dict(method.params),
-                notes=[method.caveat] if method.caveat else [],
+                notes=([method.caveat] if method.caveat else []) + method.map_notes(target),
             )
         )
     return out

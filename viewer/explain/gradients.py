@@ -133,7 +133,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(out, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
-def _batched_input_grads(ctx: ExplainContext, points: torch.Tensor, targets: list[int]) -> torch.Tensor:
+def input_grads_at(ctx: ExplainContext, points: torch.Tensor, targets: list[int]) -> torch.Tensor:
     """dy_t/dx at each of ``points`` ``(N, C, H, W)`` for every target: ``(T, N, C, H, W)``."""
     with torch.inference_mode(False):
         out = torch.empty((len(targets), *points.shape), dtype=torch.float32)
@@ -171,7 +171,7 @@ class IntegratedGradients(Method):
             base = baseline_input(x[None], self.params["baseline"])[0]
             points = base + alphas.view(-1, 1, 1, 1) * (x - base)
             with ctx.part(b, len(ctx.inputs)):
-                grads = _batched_input_grads(ctx, points, targets)
+                grads = input_grads_at(ctx, points, targets)
             integral = torch.einsum("n,tnchw->tchw", weights, grads)
             maps.append(((x - base) * integral).sum(dim=-3))  # (T, H, W)
         return torch.stack(maps, dim=1)
@@ -203,6 +203,6 @@ class SmoothGrad(Method):
             sigma = self.params["noise"] * float(x.max() - x.min())
             noise = torch.randn((n, *x.shape), generator=g).to(x.device, x.dtype) * sigma
             with ctx.part(b, len(ctx.inputs)):
-                grads = _batched_input_grads(ctx, x + noise, targets)
+                grads = input_grads_at(ctx, x + noise, targets)
             maps.append(channel_max_abs(grads.mean(dim=1)))
         return torch.stack(maps, dim=1)

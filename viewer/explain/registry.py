@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from viewer.explain.saliency_map import Convention
 
 METHODS: dict[str, type[Method]] = {}
+COSTS = ("shared", "own-pass", "sampled")
 
 
 class Method:
@@ -29,7 +30,7 @@ class Method:
 
     id: ClassVar[str]
     title: ClassVar[str]
-    family: ClassVar[str]  # "cam", "gradient", "perturbation" or "attention"
+    family: ClassVar[str]  # "cam", "gradient", "relevance", "perturbation" or "attention"
     convention: ClassVar[Convention]
     reference: ClassVar[str]
     class_sensitive: ClassVar[bool] = True
@@ -40,8 +41,13 @@ class Method:
     needs_layer: ClassVar[bool] = False
     # Reads the self-attention of a vision transformer's blocks (a CNN has none).
     needs_attention: ClassVar[bool] = False
-    # "shared": served by the one recorded pass every CAM and gradient map shares; "sampled":
-    # forwards of its own (per channel, per sample or per perturbation).
+    # Reroutes every layer's backward through Python (which a TorchScript network never calls).
+    reroutes_layers: ClassVar[bool] = False
+    # Its rules are for convolutional networks (a vision transformer's attention has none).
+    cnn_only: ClassVar[bool] = False
+    # One of COSTS. "shared": served by the one recorded pass every CAM and gradient map shares;
+    # "own-pass": one forward of its own (per batch of frames) and one backward per label;
+    # "sampled": many forwards of its own (per channel, per sample or per perturbation).
     cost: ClassVar[str] = "shared"
     # What a reader must know before trusting the map; every map of the method carries it.
     caveat: ClassVar[str] = ""
@@ -65,6 +71,11 @@ class Method:
     def compute(self, ctx: ExplainContext, targets: list[int]) -> torch.Tensor:
         raise NotImplementedError
 
+    def map_notes(self, target: int) -> list[str]:
+        """What the maps of ``target`` computed since the last call should say about themselves
+        (read once, after the last batch of frames)."""
+        return []
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params.items())})"
 
@@ -72,6 +83,8 @@ class Method:
 def register(cls: type[Method]) -> type[Method]:
     if cls.id in METHODS:
         raise ValueError(f"method id {cls.id!r} registered twice")
+    if cls.cost not in COSTS:
+        raise ValueError(f"method {cls.id!r}: cost {cls.cost!r} is not one of {', '.join(COSTS)}")
     METHODS[cls.id] = cls
     return cls
 
@@ -86,12 +99,24 @@ def unsupported_reason(
         return (
             f"{method.title} reads a vision transformer's self-attention; this network has none it can read"
         )
+    if method.cnn_only and attention:
+        return (
+            f"{method.title}'s rules are for convolutional networks; on this vision transformer use "
+            "transformer-attribution or attention-rollout"
+        )
     if hooks:
         return None
-    what = "a target layer" if method.needs_layer else "rerouted ReLUs" if method.needs_relu_rules else None
+    what = (
+        "a target layer" if method.needs_layer
+        else "rerouted ReLUs" if method.needs_relu_rules
+        else "every layer rerouted" if method.reroutes_layers
+        else None
+    )  # fmt: skip
     if what is None:
         return None
-    usable = ", ".join(m.id for m in METHODS.values() if not (m.needs_layer or m.needs_relu_rules))
+    usable = ", ".join(
+        m.id for m in METHODS.values() if not (m.needs_layer or m.needs_relu_rules or m.reroutes_layers)
+    )
     return (
         f"{method.title} needs {what}, which a {family or 'compiled'} network does not expose to Python "
         f"(no module hooks); methods that work on it: {usable}"
@@ -110,7 +135,7 @@ def default_methods() -> tuple[str, ...]:
 
 
 def methods_costing(cost: str) -> list[str]:
-    """Ids of the methods of one cost class: ``"shared"`` or ``"sampled"``."""
+    """Ids of the methods of one cost class (one of ``COSTS``)."""
     return [m for m, cls in METHODS.items() if cls.cost == cost]
 
 

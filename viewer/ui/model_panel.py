@@ -26,6 +26,7 @@ from viewer.state.session import ViewerSession
 _FAMILY = {
     "cam": "class activation map",
     "gradient": "gradient",
+    "relevance": "relevance propagation (convolutional networks)",
     "perturbation": "perturbation",
     "attention": "attention (vision transformers only)",
 }
