@@ -65,3 +65,11 @@ def test_the_paper_variant_rescales_each_term_over_all_its_channels():
     torch.testing.assert_close(ours(net, x), expected)
     with pytest.raises(ValueError, match="variant"):
         get_method("fullgrad", variant="smooth")
+
+
+def test_fullgrad_is_refused_on_transformers_with_the_reason():
+    from viewer.explain.registry import METHODS, unsupported_reason
+
+    reason = unsupported_reason(METHODS["fullgrad"], hooks=True, attention=True)
+    assert "convolutional networks" in reason
+    assert unsupported_reason(METHODS["fullgrad"], hooks=True, attention=False) is None

@@ -22,6 +22,8 @@ from viewer.explain import perturbation  # isort: split
 
 from viewer.explain import attention_rollout  # isort: split
 
+from viewer.explain import attention_gradients  # isort: split
+
 from viewer.explain.context import Cancelled, ExplainContext
 from viewer.explain.engine import Explanation, explain
 from viewer.explain.registry import METHODS, Method, default_methods, get_method
@@ -38,6 +40,7 @@ __all__ = [
     "Method",
     "SaliencyMap",
     "ablation_cam",
+    "attention_gradients",
     "attention_rollout",
     "cam",
     "deeplift",

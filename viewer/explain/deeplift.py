@@ -112,13 +112,13 @@ def _wants_indices(args, kwargs) -> bool:
 
 
 def _pool_args(args, kwargs) -> tuple:
+    """``(kernel_size, stride, padding, dilation, ceil_mode)`` of a ``max_pool2d`` call."""
     names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
-    defaults = {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False}
-    values = dict(zip(names, args[1:6], strict=False)) | {k: v for k, v in kwargs.items() if k in names}
-    values = defaults | values
-    return tuple(
-        values[n] if values[n] is not None or n != "stride" else values["kernel_size"] for n in names
-    )
+    values = {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False}
+    values |= dict(zip(names, args[1:6], strict=False)) | {k: v for k, v in kwargs.items() if k in names}
+    if not values["stride"]:  # None or [] (nn.MaxPool2d's default): the kernel's size
+        values["stride"] = values["kernel_size"]
+    return tuple(values[n] for n in names)
 
 
 def deeplift(

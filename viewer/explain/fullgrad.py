@@ -81,6 +81,7 @@ class FullGrad(Method):
     cost = "own-pass"
     convention = "unit"
     reroutes_layers = True
+    cnn_only = True  # a transformer's only convolution is its patch embedding: input x gradient
     reference = "Srinivas & Fleuret, NeurIPS 2019 (the authors' post-processing)"
 
     @classmethod

@@ -31,6 +31,10 @@ class _LRP(Method):
     cnn_only = True
     caveat = "rules for convolutional networks (on a transformer use transformer-attribution)"
 
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._shown: dict[int, tuple[float, float]] = {}  # per target: relevance and logit summed
+
     def composite(self) -> Composite:
         raise NotImplementedError
 
@@ -54,10 +58,6 @@ class _LRP(Method):
         return [
             f"relevance shown: {100 * shown / logit:.0f} % of the logit ({logit:.3g}); biases keep the rest"
         ]
-
-    @property
-    def _shown(self) -> dict[int, tuple[float, float]]:
-        return self.__dict__.setdefault("_relevance_totals", {})
 
 
 @register
