@@ -287,3 +287,35 @@ def test_resume_redoes_only_what_a_killed_run_left_unfinished(tmp_path, capsys):
         return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(text.splitlines())]
 
     assert cells((out / "metrics.csv").read_text()) == cells(whole)
+
+
+def test_faithfulness_curves_are_opt_in_with_steps_adapted_to_the_input(tmp_path):
+    from viewer.explain import explain
+    from viewer.explain.comparison import score_map
+    from viewer.explain.faithfulness import adaptive_steps
+    from viewer.inference.catalog import bundled_models
+    from viewer.inference.model import LoadedModel
+    from viewer.io import discover
+    from viewer.io.loader import load_series
+
+    assert (adaptive_steps(224, 224), adaptive_steps(64, 64), adaptive_steps(1024, 1024)) == (49, 10, 50)
+    film = resource_path("samples", "dicom", "cxr_0001.dcm")
+    args = ["explain", str(film), "--model", "cxr_resnet18", "--methods", "gradcam", "--quiet"]
+
+    def row(*extra):
+        out = tmp_path / "-".join(extra or ("plain",))
+        assert main([*args, *extra, "--out", str(out)]) == 0
+        with open(out / "metrics.csv", newline="") as f:
+            (only,) = list(csv.DictReader(f))
+        return only
+
+    plain = row()
+    assert plain["deletion_auc"] == plain["insertion_auc"] == ""  # no extra forwards unless asked
+    asked = row("--faithfulness")
+    model = LoadedModel.from_manifest(bundled_models()["cxr_resnet18"])
+    image = load_series(discover([film]).series[0])
+    smap = explain(model, image, ["gradcam"]).maps[0]
+    expected = score_map(model, image, smap, 0, steps=adaptive_steps(*model.manifest.input.size))
+    assert float(asked["deletion_auc"]) == pytest.approx(expected.deletion_auc, abs=1e-4)
+    assert float(asked["insertion_auc"]) == pytest.approx(expected.insertion_auc, abs=1e-4)
+    assert row("--steps", "3")["deletion_auc"] != asked["deletion_auc"]  # --steps N still sets them

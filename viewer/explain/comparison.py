@@ -92,7 +92,7 @@ def score_map(
     *,
     mask: np.ndarray | None = None,
     marker: np.ndarray | None = None,
-    steps: int = 50,
+    steps: int | None = 50,
     sanity: bool = False,
     seed: int = 0,
     cancel: CancelFlag | None = None,
@@ -104,9 +104,10 @@ def score_map(
     ``mask`` (the target's annotation) and ``marker`` are bool ``(rows, cols)`` masks of that frame;
     either may instead cover every frame of the map, shaped as ``smap.array``, to score the whole
     volume (the CLI's one row per series). Localization runs only where the mask has pixels;
-    deletion/insertion (``steps`` > 0) and the sanity check (``seed`` for its re-initialisation)
-    always use the one frame. A set ``cancel`` flag raises ``Cancelled`` between and within the
-    stages; ``on_progress(stage, fraction)`` reports "deletion/insertion" and "sanity".
+    deletion/insertion (``steps`` > 0, or None for steps adapted to the input size) and the
+    sanity check (``seed`` for its re-initialisation) always use the one frame. A set ``cancel``
+    flag raises ``Cancelled`` between and within the stages; ``on_progress(stage, fraction)``
+    reports "deletion/insertion" and "sanity".
     """
     if frame not in smap.frames:
         raise ValueError(f"the {smap.method} map covers frames {smap.frames}, not frame {frame}")
@@ -123,13 +124,14 @@ def score_map(
             scores.pointing_game = loc.pointing_game
             scores.iou_otsu, scores.dice_otsu, scores.iou_top = loc.iou_otsu, loc.dice_otsu, loc.iou_top
             scores.energy_inside, scores.auprc = loc.energy_inside, loc.auprc
-    if steps <= 0 and not sanity:
+    curves = steps is None or steps > 0
+    if not curves and not sanity:
         return scores
 
     # Gradients are needed for the sanity check even if the caller holds inference mode (as explain).
     with torch.inference_mode(False):
         inputs = model.prepare(image, frame)[0][None].to(model.device)
-        if steps > 0:
+        if curves:
             _check(cancel)
             with ExplainContext.for_model(
                 model,

@@ -29,6 +29,12 @@ class CausalCurve:
     auc: float
 
 
+def adaptive_steps(height: int, width: int) -> int:
+    """Deletion/insertion steps for a model input of ``height x width``: each step changes at
+    least 1,024 pixels (a 32 x 32 patch), between 10 and 50 steps (RISE's 224 px: 49)."""
+    return int(min(50, max(10, -(-height * width // 1024))))
+
+
 def blurred(x: torch.Tensor) -> torch.Tensor:
     """RISE's blur (sigma 5 px at 224 px), scaled to the input's width. ``x`` is ``(C, H, W)``."""
     return gaussian_blur(x[None], sigma=5.0 * x.shape[-1] / 224)[0]
@@ -40,13 +46,15 @@ def causal_curves(
     target: int,
     *,
     frame: int = 0,
-    steps: int = 50,
+    steps: int | None = 50,
     substrate: str = "blur",
 ) -> tuple[CausalCurve, CausalCurve]:
     """Deletion and insertion curves of one map ``(H, W)`` on the model-input grid for input
-    ``ctx.inputs[frame]``, each with ``steps + 1`` points evaluated in batches."""
+    ``ctx.inputs[frame]``, each with ``steps + 1`` points evaluated in batches (``steps`` None:
+    ``adaptive_steps`` of the input)."""
     x = ctx.inputs[frame].detach()
     h, w = x.shape[-2:]
+    steps = adaptive_steps(h, w) if steps is None else steps
     values = torch.as_tensor(np.asarray(saliency, np.float32)).reshape(-1)
     if values.numel() != h * w:
         raise ValueError(f"map of {values.numel()} values for a {h}x{w} input")

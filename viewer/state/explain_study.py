@@ -48,7 +48,7 @@ class ExplainOptions:
     methods: tuple[str, ...]
     targets: tuple[str, ...] = ()  # empty: the top prediction
     seed: int = 0
-    steps: int = 50  # deletion/insertion steps; 0 skips them
+    steps: int | None = 0  # deletion/insertion steps: 0 skips them (the default), None adapts them
     sanity: bool = False
     dicom: bool = False
     anonymize: bool = False
