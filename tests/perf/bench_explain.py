@@ -150,6 +150,27 @@ def bench_scorecam(net, layer, layer_module, x, target, task) -> None:
     row("Score-CAM over every channel (scorecam-exact) vs pytorch-grad-cam", exact, peer, "")
 
 
+def peer_occlusion(net, x, target, window: int, stride: int):
+    from captum.attr import Occlusion
+
+    def run():
+        Occlusion(net).attribute(
+            x, sliding_window_shapes=(x.shape[1], window, window), strides=(x.shape[1], stride, stride),
+            baselines=0.0, target=target,
+        )  # fmt: skip
+
+    return run
+
+
+def bench_occlusion(net, layer, x, target, task, window: int = 32, stride: int = 16) -> None:
+    """Occlusion batched over window positions against Captum's (one position per forward, its
+    default), the same windows and baseline; the maps agree to 1e-4 (tests/explain/test_oracles.py)."""
+    params = {"occlusion": {"window": window, "stride": stride}}
+    ours_s = best_of(ours(net, layer, x, ["occlusion"], target, task, **params), 1)
+    peer_s = best_of(peer_occlusion(net, x, target, window, stride), 1)
+    row(f"occlusion ({window} px window, stride {stride}) vs Captum Occlusion", ours_s, peer_s, "")
+
+
 def bench_network(label, net, layer, x, target, task, repeat, scorecam: bool, lime_samples: int) -> None:
     layer_module = net.get_submodule(layer)
     print(f"\n### {label}\n")
@@ -199,6 +220,7 @@ def main() -> int:
     parser.add_argument("--lime-samples", type=int, default=1000)
     parser.add_argument("--only", help="comma-separated subset: densenet121,resnet50,demo")
     parser.add_argument("--scorecam-only", action="store_true", help="only the Score-CAM rows")
+    parser.add_argument("--occlusion-only", action="store_true", help="only the occlusion row")
     args = parser.parse_args()
     repeat = 2 if args.quick else args.repeat
     only = set(args.only.split(",")) if args.only else {"densenet121", "resnet50", "demo"}
@@ -212,9 +234,12 @@ def main() -> int:
         with torch.no_grad():
             target = int(net(x).argmax())
         scorecam = not (args.quick and arch == "densenet121")
-        if args.scorecam_only:
+        if args.scorecam_only or args.occlusion_only:
             print(f"\n### {arch}, 224 x 224\n")
-            bench_scorecam(net, layer, net.get_submodule(layer), x, target, "multiclass")
+            if args.scorecam_only:
+                bench_scorecam(net, layer, net.get_submodule(layer), x, target, "multiclass")
+            if args.occlusion_only:
+                bench_occlusion(net, layer, x, target, "multiclass")
             continue
         bench_network(
             f"{arch}, 224 x 224", net, layer, x, target, "multiclass", repeat, scorecam, args.lime_samples
@@ -224,10 +249,13 @@ def main() -> int:
             model = LoadedModel.from_manifest(manifest, device="cpu")
             size = model.manifest.input.size
             xm = torch.randn(1, model.manifest.in_channels, *size)
-            if args.scorecam_only:
+            if args.scorecam_only or args.occlusion_only:
                 print(f"\n### bundled {name}\n")
                 layer = model.network.get_submodule(model.target_layer)
-                bench_scorecam(model.network, model.target_layer, layer, xm, 0, model.manifest.task)
+                if args.scorecam_only:
+                    bench_scorecam(model.network, model.target_layer, layer, xm, 0, model.manifest.task)
+                if args.occlusion_only:
+                    bench_occlusion(model.network, model.target_layer, xm, 0, model.manifest.task)
                 continue
             bench_network(
                 f"bundled {name}, {size[0]} x {size[1]}",
