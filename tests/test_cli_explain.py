@@ -63,6 +63,31 @@ def test_writes_maps_predictions_and_metrics_for_every_study(run_on_samples):
     assert len(json.loads((out / "ct_0001" / "predictions.json").read_text())["per_frame"]["nodule"]) == 28
 
 
+def test_a_series_map_is_also_nifti_on_the_series_own_voxel_grid(run_on_samples):
+    """Read back with SimpleITK, the map's grid is the one SimpleITK itself reads from the CT's
+    DICOM files (size, spacing, origin, direction), and its voxels are the .npy's."""
+    import SimpleITK as sitk
+
+    _, out = run_on_samples
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(resource_path("samples", "dicom", "ct_0001"))))
+    ct = reader.Execute()
+    for method in ("gradcam", "guided-backprop", "deconvnet"):
+        nifti = sitk.ReadImage(str(out / "ct_0001" / f"{method}.nii.gz"))
+        assert nifti.GetSize() == ct.GetSize() == (512, 512, 28)
+        np.testing.assert_allclose(nifti.GetSpacing(), ct.GetSpacing(), rtol=1e-5)
+        np.testing.assert_allclose(nifti.GetOrigin(), ct.GetOrigin(), atol=1e-3)
+        np.testing.assert_allclose(nifti.GetDirection(), ct.GetDirection(), atol=1e-6)
+        corner = (511, 0, 27)
+        np.testing.assert_allclose(
+            nifti.TransformIndexToPhysicalPoint(corner), ct.TransformIndexToPhysicalPoint(corner), atol=1e-3
+        )
+        np.testing.assert_array_equal(
+            sitk.GetArrayFromImage(nifti), np.load(out / "ct_0001" / f"{method}.npy")
+        )
+    assert not list((out / "cxr_0001").glob("*.nii.gz"))  # a radiograph has no voxel grid
+
+
 def test_metrics_csv_has_one_row_per_image_and_method(run_on_samples):
     _, out = run_on_samples
     with (out / "metrics.csv").open() as f:

@@ -2,7 +2,8 @@
 
 Writes, per image (per series for CT), into OUT/<id>/: <method>.npy (float32 on the native pixel
 grid: rows x cols, or slices x rows x cols), <method>.png (the map over the windowed image; for a
-series, the slice where the target is most probable), predictions.json; and OUT/metrics.csv with
+series, the slice where the target is most probable), for a series <method>.nii.gz (the map on the
+series' voxel grid: size, spacing, origin, direction), predictions.json; and OUT/metrics.csv with
 one row per image and method. Localization columns are filled where an annotation matches the
 image (--annotation: any annotation format the viewer reads, or a folder of them).
 

@@ -15,6 +15,7 @@ from viewer.explain.comparison import score_map
 from viewer.explain.registry import title_of
 from viewer.io.atomic import write_bytes_new
 from viewer.io.dicom_export import write_saliency_map, write_secondary_capture
+from viewer.io.nifti_map import can_write_nifti, write_map_nifti
 from viewer.io.overlay import map_over_frame
 from viewer.io.series import Discovery, SeriesInfo
 from viewer.state.study_failure import StudyFailed
@@ -153,12 +154,14 @@ def _write_predictions(folder: Path, model_name: str, result, caution: str | Non
 
 
 def _write_map(folder: Path, image, smap, best: int, *, several_targets: bool):
-    """<method>.npy on the native grid, and <method>.png over the windowed image (key slice);
-    returns the files' stem and the PNG's pixels."""
+    """<method>.npy on the native grid (and, for a series, <method>.nii.gz on its voxel grid), and
+    <method>.png over the windowed image (key slice); returns the files' stem and the PNG's pixels."""
     key = f"{smap.method}_{smap.target}" if several_targets else smap.method
     buffer = io.BytesIO()
     np.save(buffer, smap.array if image.n_frames > 1 else smap.array[0])
     write_bytes_new(folder / f"{key}.npy", buffer.getvalue())
+    if can_write_nifti(image):  # a series: the map over it in 3D Slicer or ITK-SNAP
+        write_map_nifti(image, smap.array, smap.frames, folder / f"{key}.nii.gz")
     rgb = map_over_frame(image, smap.frames[best], smap.array[best], smap.convention)
     write_bytes_new(folder / f"{key}.png", _png(rgb))
     return key, rgb
