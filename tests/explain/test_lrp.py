@@ -154,16 +154,22 @@ def test_lrp_methods_run_on_each_architecture_and_leave_it_untouched(arch):
     assert same_snapshot(before, snapshot(net))
 
 
-def test_one_forward_serves_every_label():
+def test_one_rerouted_forward_serves_every_label():
+    """The rerouted forward, and one plain forward that checks it computes the network's own
+    logits, whatever the number of labels."""
     net = random_network("resnet18")
-    calls = []
-    handle = net.register_forward_hook(lambda *_: calls.append(1))
-    try:
-        with ExplainContext(net, None, random_input(size=64), task="multiclass", batch_size=8) as ctx:
-            get_method("lrp").compute(ctx, [0, 1, 2, 3])
-    finally:
-        handle.remove()
-    assert len(calls) == 1
+
+    def forwards(targets):
+        calls = []
+        handle = net.register_forward_hook(lambda *_: calls.append(1))
+        try:
+            with ExplainContext(net, None, random_input(size=64), task="multiclass", batch_size=8) as ctx:
+                get_method("lrp").compute(ctx, targets)
+        finally:
+            handle.remove()
+        return len(calls)
+
+    assert forwards([0, 1, 2, 3]) == forwards([2]) == 2
 
 
 def test_lrp_is_refused_on_transformers_and_compiled_networks_with_the_reason():
@@ -184,3 +190,20 @@ def test_vgg_of_torchvision_without_batch_norm_needs_no_merging():
     )
     plain, _, _ = relevance(net, x, [1], unmerged)
     assert torch.equal(merged, plain)
+
+
+def test_a_forward_that_relies_on_a_discarded_in_place_result_is_refused_by_name():
+    class InPlace(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.fc = nn.Linear(4, 5)
+
+        def forward(self, x):
+            y = self.conv(x)
+            y.add_(1.0 + y)  # the statement's own result is dropped: only the mutation counts
+            return self.fc(y.mean(dim=(2, 3)))
+
+    net = InPlace().eval()
+    with pytest.raises(RuntimeError, match="LRP: this network's forward changes tensors in place"):
+        relevance(net, random_input(size=32), [1], get_method("lrp").composite())

@@ -19,6 +19,7 @@ from torch.overrides import TorchFunctionMode
 
 from viewer.explain.context import ExplainContext
 from viewer.explain.gradients import baseline_input
+from viewer.explain.lrp_rules import check_same_forward
 from viewer.explain.registry import Method, register
 from viewer.explain.traced_calls import OUT_OF_PLACE, without_inplace
 
@@ -129,6 +130,7 @@ def deeplift(
         both = torch.cat([x, base]).detach().requires_grad_(True)
         with _RouteRescale():
             logits = network(both)
+        check_same_forward(network, torch.cat([x, base]), logits, "DeepLIFT")
         out = []
         for i, target in enumerate(targets):
             (grad,) = torch.autograd.grad(logits[:, target].sum(), both, retain_graph=i + 1 < len(targets))

@@ -300,6 +300,7 @@ def relevance(
         x = inputs.detach().clone().requires_grad_(True)
         with mode:
             logits = network(x)
+        check_same_forward(network, inputs, logits, "LRP")
         out = []
         for i, target in enumerate(targets):
             start = torch.zeros_like(logits)
@@ -309,4 +310,28 @@ def relevance(
     return torch.stack(out), logits.detach(), mode.layers.calls
 
 
-__all__ = ["STABILIZER", "Composite", "LayerRule", "layer_relevance", "relevance", "stabilize"]
+def check_same_forward(
+    network: torch.nn.Module, inputs: torch.Tensor, rerouted: torch.Tensor, what: str
+) -> None:
+    """Raise if the rerouted forward's logits are not the network's own: a statement that changes
+    a tensor in place and discards the result (``x.add_(y)``) is computed out of place here, and
+    the map would explain another function."""
+    with torch.inference_mode():
+        plain = network(inputs)
+    scale = float(plain.abs().max()) or 1.0
+    if not torch.allclose(rerouted.detach(), plain, rtol=1e-3, atol=1e-4 * scale):
+        raise RuntimeError(
+            f"{what}: this network's forward changes tensors in place in a way the rules cannot "
+            "follow (its outputs differ when rerouted); use a gradient or perturbation method"
+        )
+
+
+__all__ = [
+    "STABILIZER",
+    "Composite",
+    "LayerRule",
+    "check_same_forward",
+    "layer_relevance",
+    "relevance",
+    "stabilize",
+]
