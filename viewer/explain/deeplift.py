@@ -21,7 +21,7 @@ from viewer.explain.context import ExplainContext
 from viewer.explain.gradients import baseline_input
 from viewer.explain.lrp_rules import check_same_forward
 from viewer.explain.registry import Method, register
-from viewer.explain.traced_calls import OUT_OF_PLACE, without_inplace
+from viewer.explain.traced_calls import OUT_OF_PLACE, vjp, without_inplace
 
 EPS = 1e-10  # Captum's: below this input change the true gradient is used
 
@@ -55,11 +55,8 @@ class _Rescale(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, y = ctx.saved_tensors
-        with torch.enable_grad():
-            leaf = x.detach().requires_grad_(True)
-            (true,) = torch.autograd.grad(ctx.fn(leaf), leaf, grad_outputs=grad)
         delta_in = _halves(x)
-        return torch.where(delta_in.abs() < EPS, true, grad * _halves(y) / delta_in), None
+        return torch.where(delta_in.abs() < EPS, vjp(ctx.fn, x, grad), grad * _halves(y) / delta_in), None
 
 
 class _MaxPool(torch.autograd.Function):
@@ -87,9 +84,7 @@ class _MaxPool(torch.autograd.Function):
         spread = spread.view_as(x)
         a, b = spread.chunk(2)
         spread = torch.cat([a + b, a + b])
-        with torch.enable_grad():
-            leaf = x.detach().requires_grad_(True)
-            (true,) = torch.autograd.grad(F.max_pool2d(leaf, *ctx.args), leaf, grad_outputs=grad)
+        true = vjp(lambda t: F.max_pool2d(t, *ctx.args), x, grad)
         delta_in = _halves(x)
         return torch.where(delta_in.abs() < EPS, true, spread / delta_in), None
 

@@ -102,18 +102,13 @@ class FullGrad(Method):
         return torch.cat(maps, dim=1)
 
     def _combine(self, terms: list[torch.Tensor], size) -> torch.Tensor:
-        if self.params["variant"] == "paper":
-            total = 0
-            for t in terms:
-                scaled = _rescale(t.abs(), (1, 2, 3), 1e-6)
-                if scaled.shape[-2:] != size:
-                    scaled = F.interpolate(scaled, size=size, mode="bilinear", align_corners=True)
-                total = total + scaled.sum(dim=1)
-            return total
+        paper = self.params["variant"] == "paper"
+        # The paper rescales a term over all its channels at once, pytorch-grad-cam each channel.
+        dims, eps = ((1, 2, 3), 1e-6) if paper else ((2, 3), 1e-7)
         total = 0
         for t in terms:
-            scaled = _rescale(t.abs(), (2, 3), 1e-7)
+            scaled = _rescale(t.abs(), dims, eps)
             if scaled.shape[-2:] != size:
-                scaled = F.interpolate(scaled, size=size, mode="bilinear", align_corners=False)
+                scaled = F.interpolate(scaled, size=size, mode="bilinear", align_corners=paper)
             total = total + scaled.sum(dim=1)
-        return _rescale(total, (1, 2), 1e-7)
+        return total if paper else _rescale(total, (1, 2), 1e-7)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from viewer.explain.traced_calls import OUT_OF_PLACE, batch_norm_affine, without_inplace
+from viewer.explain.traced_calls import OUT_OF_PLACE, batch_norm_affine, vjp, without_inplace
 
 STABILIZER = 1e-6
 
@@ -64,10 +64,7 @@ class Composite:
 
 def _vjp(op: Callable, x: torch.Tensor, weight: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """(d op(x, weight) / dx)^T s: the transposed layer applied to ``s``."""
-    with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(op(x, weight, None), x, grad_outputs=s)
-    return grad
+    return vjp(lambda t: op(t, weight, None), x, s)
 
 
 def layer_relevance(
@@ -132,18 +129,15 @@ class _Norm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, fn):
-        ctx.save_for_backward(x)
+        z = fn(x)
+        ctx.save_for_backward(x, z)
         ctx.fn = fn
-        return fn(x)
+        return z
 
     @staticmethod
     def backward(ctx, relevance):
-        (x,) = ctx.saved_tensors
-        with torch.enable_grad():
-            leaf = x.detach().requires_grad_(True)
-            z = ctx.fn(leaf)
-            (grad,) = torch.autograd.grad(z, leaf, grad_outputs=relevance / stabilize(z.detach(), STABILIZER))
-        return x * grad, None
+        x, z = ctx.saved_tensors
+        return x * vjp(ctx.fn, x, relevance / stabilize(z, STABILIZER)), None
 
 
 class _Sum(torch.autograd.Function):
@@ -196,6 +190,7 @@ _MUL = {
     torch.Tensor.mul_,
 }
 _DIV = {torch.div, torch.Tensor.div, torch.Tensor.__truediv__, torch.Tensor.__itruediv__, torch.Tensor.div_}
+_SCALE = _MUL | _DIV  # built once: the mode sees every call of the forward
 _NORM = {F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
          F.adaptive_avg_pool3d, torch.mean, torch.Tensor.mean}  # fmt: skip
 
@@ -234,7 +229,7 @@ class _RouteRelevance(TorchFunctionMode):
         other = args[1] if len(args) > 1 else None
         if func in _ADD and isinstance(other, torch.Tensor) and not kwargs:
             return _Sum.apply(x, other)
-        if func in _MUL | _DIV:
+        if func in _SCALE:
             plain = OUT_OF_PLACE.get(func, func)
             if isinstance(other, torch.Tensor) and other.requires_grad and x.requires_grad and func in _MUL:
                 signal, gate = (x, other) if x.numel() >= other.numel() else (other, x)

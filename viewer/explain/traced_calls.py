@@ -31,3 +31,12 @@ def batch_norm_affine(args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Te
     scale = (torch.ones_like(var) if gamma is None else gamma) / torch.sqrt(var + bound.get("eps", 1e-5))
     shift = (torch.zeros_like(mean) if beta is None else beta) - mean * scale
     return scale, shift
+
+
+def vjp(fn, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """``(d fn(x) / dx)^T grad``: the true gradient a rule starts from or falls back to, computed
+    on a detached copy inside a backward (where gradients are otherwise off)."""
+    with torch.enable_grad():
+        leaf = x.detach().requires_grad_(True)
+        (out,) = torch.autograd.grad(fn(leaf), leaf, grad_outputs=grad)
+    return out
