@@ -12,10 +12,17 @@ import sys
 from collections.abc import Sequence
 
 from viewer import __version__
-from viewer.cli import evaluate, explain, info, model, phantom
+from viewer.cli import evaluate, explain, info, model, pacs, phantom
 
 # name -> module with add_arguments(parser) and run(args) -> exit code
-COMMANDS = {"info": info, "phantom": phantom, "explain": explain, "evaluate": evaluate, "model": model}
+COMMANDS = {
+    "info": info,
+    "phantom": phantom,
+    "explain": explain,
+    "evaluate": evaluate,
+    "model": model,
+    "pacs": pacs,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

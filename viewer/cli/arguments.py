@@ -10,7 +10,7 @@ from pathlib import Path
 def add_images_model_methods(parser: argparse.ArgumentParser, *, all_methods: bool = False) -> None:
     """INPUT..., --model and --methods."""
     parser.add_argument(
-        "inputs", nargs="+", type=Path, metavar="INPUT", help="files, folders, ZIP or DICOMDIR"
+        "inputs", nargs="+", metavar="INPUT", help="files, folders, ZIP, DICOMDIR or study URLs on a PACS"
     )
     parser.add_argument("--model", required=True, help="a bundled model's name or a manifest.toml")
     parser.add_argument(
@@ -19,6 +19,19 @@ def add_images_model_methods(parser: argparse.ArgumentParser, *, all_methods: bo
         help="comma-separated method ids (default: the viewer's default set)"
         + ("; 'all' for every method" if all_methods else ""),
     )
+
+
+def input_paths(texts: list[str]) -> list[Path] | None:
+    """INPUT... as paths, study URLs retrieved from their PACS into the local cache first; None,
+    with the reason on stderr, if a URL cannot be read or its server fails."""
+    from viewer.cli.pacs import retrieve_inputs
+    from viewer.io.pacs.nodes import ConfigError, PacsError
+
+    try:
+        return retrieve_inputs(list(texts))
+    except (ConfigError, PacsError) as exc:
+        print(str(exc), file=sys.stderr)
+        return None
 
 
 def chosen_methods(text: str | None) -> list[str] | None:

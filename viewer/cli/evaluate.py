@@ -20,6 +20,7 @@ from viewer.cli.arguments import (
     add_images_model_methods,
     chosen_methods,
     cluster_spec,
+    input_paths,
     load_model,
 )
 
@@ -65,11 +66,14 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    inputs = input_paths(args.inputs)
+    if inputs is None:
+        return 2
     model = load_model(args.model, args.device)
     if model is None:
         return 2
     request = EvaluationRequest(
-        list(args.inputs), list(args.annotation), methods, args.out, args.bootstrap, args.seed,
+        inputs, list(args.annotation), methods, args.out, args.bootstrap, args.seed,
         args.resume, args.split_thresholds,
         cluster_spec(args),
     )  # fmt: skip

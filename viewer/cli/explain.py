@@ -29,6 +29,7 @@ from viewer.cli.arguments import (
     add_images_model_methods,
     chosen_methods,
     cluster_spec,
+    input_paths,
     load_model,
 )
 from viewer.cli.progress import Progress
@@ -70,6 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --dicom: hide patient identifiers and the original UIDs in the DICOM results",
     )
     parser.add_argument(
+        "--send-to",
+        metavar="NODE_OR_URL",
+        help="send each study's DICOM results (implies --dicom) back to this PACS node or server, "
+        "into the study they come from, as each study is done",
+    )
+    parser.add_argument(
         "--resume", action="store_true", help="go on with OUT: skip the studies already in OUT/metrics.csv"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -85,6 +92,12 @@ def run(args: argparse.Namespace) -> int:
     method_ids = chosen_methods(args.methods)
     if method_ids is None:
         return 2
+    sender = None
+    if args.send_to:
+        args.dicom = True
+        sender = _Sender.open(args.send_to)
+        if sender is None:
+            return 2
     if args.anonymize and not args.dicom:
         print("--anonymize applies to --dicom results; add --dicom", file=sys.stderr)
         return 2
@@ -94,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     cluster = cluster_spec(args)
+    inputs = input_paths(args.inputs)
+    if inputs is None:
+        return 2
     model = load_model(args.model, args.device)
     if model is None:
         return 2
@@ -127,9 +143,7 @@ def run(args: argparse.Namespace) -> int:
         args.dicom,
         args.anonymize,
     )
-    request = ExplainRequest(
-        list(args.inputs), list(args.annotation), options, args.out, args.resume, cluster
-    )
+    request = ExplainRequest(inputs, list(args.annotation), options, args.out, args.resume, cluster)
     bar = Progress(enabled=not args.quiet and sys.stderr.isatty())
     head, cautioned = [""], []
 
@@ -141,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"caution: {study.caution}", file=sys.stderr)
             cautioned.append(study.caution)
         print(f"{study.line} in {args.out / study.name}")
+        if sender is not None:
+            sender.send(args.out / study.name, model)
         if cluster is not None:  # there, the only progress there is
             bar.count(done, failed, pending)
 
@@ -164,7 +180,15 @@ def run(args: argparse.Namespace) -> int:
         bar.done()
         print(f"interrupted; the studies done are in {args.out}: add --resume to go on", file=sys.stderr)
         return 130
+    finally:
+        if sender is not None:
+            sender.close()
     bar.done()
+    if sender is not None and sender.failed:
+        print(
+            f"{sender.failed} studies' results could not be sent; send them with `saliency-viewer pacs send`",
+            file=sys.stderr,
+        )
     if not outcome.found:
         print("No images found", file=sys.stderr)
         return 1
@@ -174,3 +198,44 @@ def run(args: argparse.Namespace) -> int:
         print(f"{outcome.done_before} studies were done already", file=sys.stderr)
     print(f"wrote {outcome.rows} rows to {args.out / 'metrics.csv'}")
     return 0
+
+
+class _Sender:
+    """--send-to: one connection for the run; each study's results sent as it is committed, a
+    failure reported and counted without stopping the run."""
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.failed = 0
+        self.algorithm = None
+
+    @classmethod
+    def open(cls, target: str) -> _Sender | None:
+        from viewer.io.pacs import ConfigError, PacsError, connect, is_study_url, load_config, parse_study_url
+
+        try:
+            config = load_config()
+            node = parse_study_url(target, config).node if is_study_url(target) else config.node(target)
+            return cls(connect(node))
+        except (ConfigError, PacsError) as exc:
+            print(f"--send-to: {exc}", file=sys.stderr)
+            return None
+
+    def send(self, folder: Path, model) -> None:
+        from viewer.io.pacs import PacsError
+        from viewer.io.pacs.send import Algorithm, read_results, send
+
+        files = sorted(folder.glob("*.dcm"))
+        if not files:
+            return
+        if self.algorithm is None:
+            self.algorithm = Algorithm.of_weights(model.manifest.name, model.manifest.weights)
+        try:
+            send(self.connection, read_results(files, self.algorithm))
+            print(f"sent {len(files)} object(s) to {self.connection.node.name}", file=sys.stderr)
+        except (PacsError, ValueError) as exc:
+            self.failed += 1
+            print(f"{folder.name}: {exc}", file=sys.stderr)
+
+    def close(self) -> None:
+        self.connection.close()

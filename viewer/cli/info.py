@@ -21,12 +21,22 @@ def sample_studies() -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="files, folders, ZIP archives or DICOMDIRs")
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="files, folders, ZIP archives, DICOMDIRs or study URLs on a PACS",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
 
 
 def run(args: argparse.Namespace) -> int:
-    found = discover(args.paths)
+    from viewer.cli.arguments import input_paths
+
+    paths = input_paths(args.paths)
+    if paths is None:
+        return 2
+    found = discover(paths)
     if args.json:
         json.dump(to_json(found), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -1,0 +1,269 @@
+"""A DIMSE node through ``pynetdicom``: C-ECHO, C-FIND, C-GET or C-MOVE, C-STORE.
+
+Each operation opens its own association, so a dropped one costs only that operation. C-MOVE
+sends the instances to a storage SCP the viewer runs on ``scp_port`` for the length of the move;
+it takes them only from the node's own host.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from pydicom import Dataset
+
+from viewer.io.pacs.nodes import DimseNode, PacsError
+from viewer.io.pacs.query import (
+    INSTANCE_KEYS,
+    SERIES_KEYS,
+    STUDY_KEYS,
+    InstanceMatch,
+    SeriesMatch,
+    StudyMatch,
+    StudyQuery,
+    identifier,
+)
+
+_PENDING = (0xFF00, 0xFF01)
+_SUCCESS = 0x0000
+# C-STORE statuses a storage SCP answers with (PS3.4 Annex B).
+_STORED, _CANNOT_UNDERSTAND, _REFUSED = 0x0000, 0xC000, 0xA700
+# Storage contexts proposed at most per association (PS3.8: 128, one kept for the model).
+_MAX_CONTEXTS = 127
+
+
+def _pynetdicom():
+    try:
+        import pynetdicom
+        from pynetdicom import sop_class
+    except ImportError:
+        raise PacsError(
+            "DIMSE", "connection", "needs pynetdicom: pip install 'saliency-viewer[pacs]'"
+        ) from None
+    log = logging.getLogger("pynetdicom")
+    if log.level == logging.NOTSET:  # its errors become ours, with the node named; no double report
+        log.setLevel(logging.CRITICAL)
+    return pynetdicom, sop_class
+
+
+class DimseConnection:
+    def __init__(self, node: DimseNode):
+        self._net, self._sop = _pynetdicom()
+        self.node = node
+
+    def close(self) -> None:
+        pass  # associations are per operation
+
+    def _ae(self):
+        ae = self._net.AE(ae_title=self.node.calling_ae)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.node.timeout
+        ae.connection_timeout = min(self.node.timeout, 15.0)
+        return ae
+
+    @contextmanager
+    def _association(self, operation: str, ae, **kwargs) -> Iterator[object]:
+        node = self.node
+        assoc = ae.associate(node.host, node.port, ae_title=node.called_ae, **kwargs)
+        if not assoc.is_established:
+            transient = not assoc.is_rejected
+            if assoc.is_rejected:
+                reason = (
+                    f"{node.host}:{node.port} refused the association (is {node.called_ae!r} its AE "
+                    f"title, and does it know this viewer as {node.calling_ae!r}?)"
+                )
+            elif _reachable(node.host, node.port, node.timeout):
+                reason = f"{node.host}:{node.port} aborted the association"
+            else:
+                reason = f"cannot connect to {node.host}:{node.port} (is the server running?)"
+            raise PacsError(node.name, operation, reason, transient=transient)
+        try:
+            yield assoc
+        finally:
+            if assoc.is_established:
+                assoc.release()
+
+    def _check(self, operation: str, status: Dataset, assoc) -> int:
+        """The status code of a response; raises when there is none (the peer stopped answering)."""
+        if not status or "Status" not in status:
+            if assoc.is_aborted:
+                reason = "the server aborted the association"
+            else:
+                reason = "no answer from the server (timed out, or the connection dropped)"
+            raise PacsError(self.node.name, operation, reason, transient=True)
+        return int(status.Status)
+
+    def echo(self) -> None:
+        ae = self._ae()
+        ae.add_requested_context(self._sop.Verification)
+        with self._association("echo", ae) as assoc:
+            code = self._check("echo", assoc.send_c_echo(), assoc)
+        if code != _SUCCESS:
+            raise PacsError(self.node.name, "echo", f"answered status 0x{code:04X}")
+
+    def _find(self, operation: str, ds: Dataset) -> list[Dataset]:
+        model = self._sop.StudyRootQueryRetrieveInformationModelFind
+        ae = self._ae()
+        ae.add_requested_context(model)
+        found = []
+        with self._association(operation, ae) as assoc:
+            for status, match in assoc.send_c_find(ds, model):
+                code = self._check(operation, status, assoc)
+                if code in _PENDING:
+                    if match is not None:
+                        found.append(match)
+                elif code != _SUCCESS:
+                    raise PacsError(self.node.name, operation, f"answered status 0x{code:04X}")
+        return found
+
+    def find_studies(self, query: StudyQuery) -> list[StudyMatch]:
+        found = self._find("query", identifier("STUDY", query.keys(), STUDY_KEYS))
+        return [StudyMatch.from_dataset(ds) for ds in found[: query.limit]]
+
+    def find_series(self, study_uid: str) -> list[SeriesMatch]:
+        found = self._find("series query", identifier("SERIES", {"StudyInstanceUID": study_uid}, SERIES_KEYS))
+        return [SeriesMatch.from_dataset(ds, study_uid) for ds in found]
+
+    def find_instances(self, study_uid: str, series_uid: str) -> list[InstanceMatch]:
+        keys = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
+        found = self._find("instance query", identifier("IMAGE", keys, INSTANCE_KEYS))
+        return [InstanceMatch.from_dataset(ds, study_uid, series_uid) for ds in found]
+
+    def fetch(
+        self,
+        study_uid: str,
+        series_uid: str,
+        instances: list[InstanceMatch] | None,
+        sink: Callable[[bytes], None],
+    ) -> None:
+        """The series (or just ``instances``) by C-MOVE when the node has an ``scp_port``, else
+        by C-GET; each instance goes to ``sink`` as Part-10 bytes as it arrives."""
+        if instances is None:
+            ds = identifier("SERIES", {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}, ())
+            classes = {i.sop_class for i in self.find_instances(study_uid, series_uid)}
+        else:
+            keys = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
+            ds = identifier("IMAGE", {**keys, "SOPInstanceUID": "\\".join(i.sop_uid for i in instances)}, ())
+            classes = {i.sop_class for i in instances}
+        failures: list[Exception] = []
+        handler = self._store_handler(sink, failures)
+        if self.node.scp_port:
+            self._move(ds, handler)
+        else:
+            self._get(ds, sorted(c for c in classes if c), handler)
+        for exc in failures:
+            if not isinstance(exc, ValueError | OSError):
+                raise exc  # the sink's own signal (a cancellation), as from any other protocol
+        if failures:
+            raise PacsError(
+                self.node.name, "retrieve", f"{len(failures)} instance(s) not kept: {failures[0]}"
+            )
+
+    def _store_handler(self, sink: Callable[[bytes], None], failures: list[Exception]):
+        allowed = _addresses(self.node.host)
+
+        def on_store(event) -> int:
+            if self.node.scp_port and event.assoc.requestor.address not in allowed:
+                return _REFUSED  # only the node itself may push into the cache
+            if any(not isinstance(e, ValueError | OSError) for e in failures):
+                return _REFUSED  # cancelled: refuse the rest quickly
+            try:
+                sink(event.encoded_dataset())
+            except Exception as exc:  # raised again by fetch, off the network thread
+                failures.append(exc)
+                return _CANNOT_UNDERSTAND
+            return _STORED
+
+        return on_store
+
+    def _get(self, ds: Dataset, classes: list[str], handler) -> None:
+        net = self._net
+        model = self._sop.StudyRootQueryRetrieveInformationModelGet
+        # The peer accepts one transfer syntax per presentation context, so each syntax gets its
+        # own: the instances then arrive as stored, not transcoded (which Orthanc may not do).
+        syntaxes = list(net.ALL_TRANSFER_SYNTAXES)
+        per_class = max(1, min(len(syntaxes), _MAX_CONTEXTS // max(1, len(classes))))
+        if len(classes) > _MAX_CONTEXTS:
+            raise PacsError(self.node.name, "retrieve", f"the series mixes {len(classes)} SOP classes")
+        ae = self._ae()
+        ae.add_requested_context(model)
+        for uid in classes:
+            for syntax in syntaxes[:per_class]:  # uncompressed first, then the compressed ones
+                ae.add_requested_context(uid, syntax)
+        roles = [net.build_role(uid, scp_role=True) for uid in classes]
+        with self._association(
+            "retrieve", ae, ext_neg=roles, evt_handlers=[(net.evt.EVT_C_STORE, handler)]
+        ) as assoc:
+            self._retrieve_statuses("retrieve", assoc.send_c_get(ds, model), assoc)
+
+    def _move(self, ds: Dataset, handler) -> None:
+        net = self._net
+        model = self._sop.StudyRootQueryRetrieveInformationModelMove
+        scp = self._ae()
+        for context in net.AllStoragePresentationContexts:
+            scp.add_supported_context(context.abstract_syntax, net.ALL_TRANSFER_SYNTAXES)
+        bind = "127.0.0.1" if _addresses(self.node.host) <= {"127.0.0.1", "::1"} else ""
+        try:
+            server = scp.start_server(
+                (bind, self.node.scp_port), block=False, evt_handlers=[(net.evt.EVT_C_STORE, handler)]
+            )
+        except OSError as exc:
+            raise PacsError(
+                self.node.name, "retrieve", f"cannot listen on port {self.node.scp_port}: {exc.strerror}"
+            ) from None
+        try:
+            ae = self._ae()
+            ae.add_requested_context(model)
+            with self._association("retrieve", ae) as assoc:
+                self._retrieve_statuses("retrieve", assoc.send_c_move(ds, self.node.calling_ae, model), assoc)
+        finally:
+            server.shutdown()
+
+    def _retrieve_statuses(self, operation: str, responses, assoc) -> None:
+        for status, _ in responses:
+            code = self._check(operation, status, assoc)
+            if code in _PENDING:
+                continue
+            failed = int(status.get("NumberOfFailedSuboperations", 0) or 0)
+            if code == 0xA801:
+                raise PacsError(
+                    self.node.name,
+                    operation,
+                    f"the server does not know the move destination {self.node.calling_ae!r} "
+                    f"(add it to its modalities with this computer's address and port {self.node.scp_port})",
+                )
+            if code not in (_SUCCESS, 0xB000) or failed:
+                raise PacsError(
+                    self.node.name,
+                    operation,
+                    f"answered status 0x{code:04X} ({failed} sub-operation(s) failed)",
+                )
+
+    def store(self, datasets: list[Dataset]) -> None:
+        ae = self._ae()
+        for pair in sorted({(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) for ds in datasets}):
+            ae.add_requested_context(*pair)
+        with self._association("send", ae) as assoc:
+            for ds in datasets:
+                code = self._check("send", assoc.send_c_store(ds), assoc)
+                if code != _SUCCESS and not 0xB000 <= code <= 0xBFFF:  # B: stored with a warning
+                    raise PacsError(
+                        self.node.name, "send", f"refused {ds.SOPInstanceUID}: status 0x{code:04X}"
+                    )
+
+
+def _reachable(host: str, port: int, timeout: float) -> bool:
+    # pynetdicom reports a refused connection and an aborted association alike; tell them apart.
+    try:
+        socket.create_connection((host, port), timeout=min(timeout, 5.0)).close()
+        return True
+    except OSError:
+        return False
+
+
+def _addresses(host: str) -> set[str]:
+    try:
+        return {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return {host}

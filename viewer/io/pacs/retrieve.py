@@ -1,0 +1,182 @@
+"""Connections by protocol, and retrieval of a study into the cache, series by series, resumable."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from pydicom import Dataset
+
+from viewer.io.pacs.cache import StudyCache, check_uid
+from viewer.io.pacs.nodes import (
+    DicomWebNode,
+    DimseNode,
+    PacsConfig,
+    PacsError,
+    PacsNode,
+    default_cache_folder,
+)
+from viewer.io.pacs.query import InstanceMatch, SeriesMatch, StudyMatch, StudyQuery
+
+
+class Connection(Protocol):
+    """What every protocol offers (``DicomWebConnection``, ``DimseConnection``)."""
+
+    node: PacsNode
+
+    def echo(self) -> None: ...
+    def find_studies(self, query: StudyQuery) -> list[StudyMatch]: ...
+    def find_series(self, study_uid: str) -> list[SeriesMatch]: ...
+    def find_instances(self, study_uid: str, series_uid: str) -> list[InstanceMatch]: ...
+    def fetch(
+        self,
+        study_uid: str,
+        series_uid: str,
+        instances: list[InstanceMatch] | None,
+        sink: Callable[[bytes], None],
+    ) -> None: ...
+    def store(self, datasets: list[Dataset]) -> None: ...
+    def close(self) -> None: ...
+
+
+def _dicomweb(node: DicomWebNode) -> Connection:
+    from viewer.io.pacs.dicomweb import DicomWebConnection
+
+    return DicomWebConnection(node)
+
+
+def _dimse(node: DimseNode) -> Connection:
+    from viewer.io.pacs.dimse import DimseConnection
+
+    return DimseConnection(node)
+
+
+# node class -> how to connect to it
+CONNECTIONS: dict[type, Callable[[PacsNode], Connection]] = {DicomWebNode: _dicomweb, DimseNode: _dimse}
+
+
+def connect(node: PacsNode) -> Connection:
+    return CONNECTIONS[type(node)](node)
+
+
+def open_cache(config: PacsConfig) -> StudyCache:
+    return StudyCache(config.cache_folder or default_cache_folder(), int(config.cache_max_gb * 1024**3))
+
+
+@dataclass(frozen=True)
+class RetrievedSeries:
+    series: SeriesMatch
+    folder: Path
+    instances: int
+    received: int  # this time; 0 when it was complete in the cache already
+    complete: bool
+
+
+@dataclass(frozen=True)
+class RetrieveProgress:
+    series_index: int
+    series_count: int
+    instances: int  # of this series, arrived so far (with those cached before)
+    expected: int
+
+
+def retrieve_study(
+    connection: Connection,
+    cache: StudyCache,
+    study_uid: str,
+    series_uids: Sequence[str] | None = None,
+    *,
+    on_series: Callable[[RetrievedSeries], None] | None = None,
+    on_progress: Callable[[RetrieveProgress], None] | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> list[RetrievedSeries]:
+    """Every series of the study (or just ``series_uids``) into ``cache``; ``on_series`` hears of
+    each as it completes, so the first can be opened while the rest arrive. A series the cache has
+    whole is not asked for again; one cut short before is completed with only what it lacks."""
+    node = connection.node
+    check_uid(study_uid, "Study Instance UID")
+    series = connection.find_series(study_uid)
+    if series_uids is not None:
+        wanted = set(series_uids)
+        missing = wanted - {s.series_uid for s in series}
+        if missing:
+            raise PacsError(node.name, "retrieve", f"study {study_uid} has no series {sorted(missing)[0]}")
+        series = [s for s in series if s.series_uid in wanted]
+    if not series:
+        raise PacsError(node.name, "retrieve", f"no study {study_uid} on the server")
+    series.sort(key=lambda s: (s.number is None, s.number or 0, s.series_uid))
+    done: list[RetrievedSeries] = []
+    for index, match in enumerate(series):
+        if cancelled():
+            break
+        folder = cache.series_folder(node, study_uid, match.series_uid)
+        state = cache.state(folder)
+        if state is not None and state.complete and len(cache.instances(folder)) >= state.expected:
+            cache.touch(folder)
+            result = RetrievedSeries(match, folder, state.expected, 0, True)
+        else:
+            result = _retrieve_series(
+                connection, cache, match, folder, index, len(series), on_progress, cancelled
+            )
+        done.append(result)
+        if on_series is not None:
+            on_series(result)
+    cache.evict(keep=[r.folder for r in done])
+    return done
+
+
+def _retrieve_series(
+    connection: Connection,
+    cache: StudyCache,
+    match: SeriesMatch,
+    folder: Path,
+    index: int,
+    count: int,
+    on_progress: Callable[[RetrieveProgress], None] | None,
+    cancelled: Callable[[], bool],
+) -> RetrievedSeries:
+    node = connection.node
+    listed = connection.find_instances(match.study_uid, match.series_uid)
+    for item in listed:
+        check_uid(item.sop_uid, "SOP Instance UID")
+    have = cache.instances(folder)
+    missing = [i for i in listed if i.sop_uid not in have]
+    folder.mkdir(parents=True, exist_ok=True)
+    cache.mark(folder, node, len(listed), complete=False)  # stays so if this is cut short
+    arrived = [len(listed) - len(missing)]
+
+    class Cancelled(Exception):
+        pass
+
+    def sink(data: bytes) -> None:
+        if cancelled():
+            raise Cancelled
+        cache.put(folder, data)
+        arrived[0] += 1
+        if on_progress is not None:
+            on_progress(RetrieveProgress(index, count, arrived[0], len(listed)))
+
+    if missing:
+        # Nothing cached: the whole series in one request; else only what is missing.
+        with contextlib.suppress(Cancelled):
+            connection.fetch(
+                match.study_uid, match.series_uid, None if len(missing) == len(listed) else missing, sink
+            )
+    now = cache.instances(folder)
+    complete = all(i.sop_uid in now for i in listed)
+    if complete:
+        cache.mark(folder, node, len(listed), complete=True)
+    elif not cancelled():
+        lacking = len([i for i in listed if i.sop_uid not in now])
+        # A multipart answer cut short ends like a whole one: only the count tells.
+        raise PacsError(
+            node.name,
+            "retrieve",
+            f"series {match.series_uid}: {lacking} of {len(listed)} instances did not arrive "
+            "(the answer was cut short; retrieving again fetches only those)",
+            transient=True,
+        )
+    return RetrievedSeries(match, folder, len(listed), len(now) - (len(listed) - len(missing)), complete)
