@@ -45,7 +45,12 @@ def test_with_at_least_as_many_channels_as_the_layer_it_is_the_exact_map():
     x = random_input(seed=1, size=64)
     with ExplainContext(net, "layer4", x, task="multiclass") as ctx:
         every = get_method("scorecam-exact").compute(ctx, [2])
-        assert torch.equal(get_method("scorecam", channels=512).compute(ctx, [2]), every)
-        assert torch.equal(get_method("scorecam", channels=0).compute(ctx, [2]), every)
+        # Equal up to float rounding: the same channels, summed in another order (by variance).
+        torch.testing.assert_close(
+            get_method("scorecam", channels=512).compute(ctx, [2]), every, rtol=1e-5, atol=1e-6
+        )
+        torch.testing.assert_close(
+            get_method("scorecam", channels=0).compute(ctx, [2]), every, rtol=1e-5, atol=1e-6
+        )
         fewer = get_method("scorecam", channels=16).compute(ctx, [2])
-    assert not torch.equal(fewer, every)
+    assert not torch.allclose(fewer, every, rtol=1e-3, atol=1e-3)
