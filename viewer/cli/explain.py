@@ -92,12 +92,8 @@ def run(args: argparse.Namespace) -> int:
     method_ids = chosen_methods(args.methods)
     if method_ids is None:
         return 2
-    sender = None
     if args.send_to:
         args.dicom = True
-        sender = _Sender.open(args.send_to)
-        if sender is None:
-            return 2
     if args.anonymize and not args.dicom:
         print("--anonymize applies to --dicom results; add --dicom", file=sys.stderr)
         return 2
@@ -133,6 +129,11 @@ def run(args: argparse.Namespace) -> int:
         if label not in model.manifest.labels:
             labels = ", ".join(model.manifest.labels)
             print(f"--target {label!r} is not a label of {model.manifest.name}: {labels}", file=sys.stderr)
+            return 2
+    sender = None
+    if args.send_to:  # opened once every argument is known good, so no early return leaves it open
+        sender = _Sender.open(args.send_to)
+        if sender is None:
             return 2
     options = ExplainOptions(
         tuple(method_ids),

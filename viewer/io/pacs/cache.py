@@ -139,9 +139,6 @@ class StudyCache:
         with contextlib.suppress(OSError):
             os.utime(folder / _STATE)
 
-    def size(self) -> int:
-        return sum(p.stat().st_size for p in self.root.rglob("*.dcm")) if self.root.is_dir() else 0
-
     def evict(self, keep: Collection[Path] = ()) -> list[Path]:
         """Remove least recently used complete series until the cache fits its cap; ``keep``
         (series being retrieved or shown) stay. The series removed."""

@@ -148,13 +148,15 @@ class DicomWebConnection:
         self,
         study_uid: str,
         series_uid: str,
-        instances: list[InstanceMatch] | None,
+        instances: list[InstanceMatch],
         sink: Callable[[bytes], None],
+        *,
+        whole_series: bool,
     ) -> None:
-        """Each instance of the series (or just ``instances``) to ``sink`` as Part-10 bytes, as it
-        arrives: a series is streamed in one multipart answer."""
+        """``instances`` to ``sink`` as Part-10 bytes, as they arrive; the ``whole_series`` is
+        streamed in one multipart answer, else each instance is asked for on its own."""
         with self._operation("retrieve"):
-            if instances is None:
+            if whole_series:
                 for ds in self._client.iter_series(study_uid, series_uid, media_types=_AS_STORED):
                     sink(_part10(ds))
             else:

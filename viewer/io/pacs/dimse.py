@@ -134,18 +134,20 @@ class DimseConnection:
         self,
         study_uid: str,
         series_uid: str,
-        instances: list[InstanceMatch] | None,
+        instances: list[InstanceMatch],
         sink: Callable[[bytes], None],
+        *,
+        whole_series: bool,
     ) -> None:
-        """The series (or just ``instances``) by C-MOVE when the node has an ``scp_port``, else
-        by C-GET; each instance goes to ``sink`` as Part-10 bytes as it arrives."""
-        if instances is None:
-            ds = identifier("SERIES", {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}, ())
-            classes = {i.sop_class for i in self.find_instances(study_uid, series_uid)}
+        """``instances`` (the ``whole_series`` at SERIES level, else by their SOP Instance UIDs)
+        by C-MOVE when the node has an ``scp_port``, else by C-GET; each goes to ``sink`` as
+        Part-10 bytes as it arrives."""
+        keys = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
+        if whole_series:
+            ds = identifier("SERIES", keys, ())
         else:
-            keys = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
             ds = identifier("IMAGE", {**keys, "SOPInstanceUID": "\\".join(i.sop_uid for i in instances)}, ())
-            classes = {i.sop_class for i in instances}
+        classes = {i.sop_class for i in instances}
         failures: list[Exception] = []
         handler = self._store_handler(sink, failures)
         if self.node.scp_port:

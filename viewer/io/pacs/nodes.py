@@ -137,9 +137,6 @@ class PacsConfig:
         node.check()
         return replace(self, nodes={**self.nodes, node.name: node})
 
-    def without_node(self, name: str) -> PacsConfig:
-        return replace(self, nodes={k: v for k, v in self.nodes.items() if k != name})
-
 
 def config_path() -> Path:
     """``$SALIENCY_VIEWER_PACS``, else ``pacs.toml`` in the user's configuration folder."""

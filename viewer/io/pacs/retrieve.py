@@ -35,8 +35,10 @@ class Connection(Protocol):
         self,
         study_uid: str,
         series_uid: str,
-        instances: list[InstanceMatch] | None,
+        instances: list[InstanceMatch],
         sink: Callable[[bytes], None],
+        *,
+        whole_series: bool,
     ) -> None: ...
     def store(self, datasets: list[Dataset]) -> None: ...
     def close(self) -> None: ...
@@ -163,7 +165,7 @@ def _retrieve_series(
         # Nothing cached: the whole series in one request; else only what is missing.
         with contextlib.suppress(Cancelled):
             connection.fetch(
-                match.study_uid, match.series_uid, None if len(missing) == len(listed) else missing, sink
+                match.study_uid, match.series_uid, missing, sink, whole_series=len(missing) == len(listed)
             )
     now = cache.instances(folder)
     complete = all(i.sop_uid in now for i in listed)
