@@ -145,7 +145,14 @@ def test_eigencam_is_pytorch_grad_cams_projection_up_to_its_arbitrary_sign(case)
     assert got.max() >= abs(got.min())
 
 
-def test_scorecam_equals_pytorch_grad_cam_in_its_variant(case):
+def resnet_unless_slow(case, request) -> None:
+    """One architecture by default for the peers that take half a minute each; all with -m slow."""
+    if case[0] != "resnet18" and "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip(f"slow on {case[0]}: run with -m slow (ResNet-18 runs by default)")
+
+
+def test_scorecam_equals_pytorch_grad_cam_in_its_variant(case, request):
+    resnet_unless_slow(case, request)
     expected = grad_cam_lib(case, ScoreCAM)
     got = upsampled_unit(ours(case, "scorecam-exact", weights="softmax-channels"))
     assert expected.max() > 0, "degenerate test case: empty map"
@@ -230,7 +237,9 @@ def test_occlusion_equals_captum(case):
     assert torch.allclose(expected[:, 0], expected[:, 2])  # the window spans every channel
 
 
-def test_lime_equals_lime_image_with_the_same_superpixels(case):
+def test_lime_equals_lime_image_with_the_same_superpixels(case, request):
+    if case[0] == "vgg11":
+        resnet_unless_slow(case, request)  # the other three (DenseNet included) run by default
     lime_image = pytest.importorskip("lime.lime_image")
     _, net, x, target = case
     method = get_method("lime", samples=300)

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import need_program
 from tests.pacs.orthanc import ORTHANC_AE, VIEWER_AE, Orthanc, dicomweb_plugin
+from tests.ui.conftest import settings, window  # noqa: F401 (the real main window, for the GUI tests)
 from viewer.cli.info import sample_studies
 from viewer.io.pacs import DicomWebNode, DimseNode, PacsConfig
 from viewer.io.pacs.nodes import save_config

@@ -35,10 +35,13 @@ def dicomweb_plugin() -> str | None:
 class Orthanc:
     """``start()`` / ``stop()`` an Orthanc; ``users`` turns HTTP basic authentication on."""
 
-    def __init__(self, executable: str, plugin: str, folder: Path, *, users: dict[str, str] | None = None):
+    def __init__(
+        self, executable: str, plugin: str, folder: Path, *, users: dict[str, str] | None = None, pki=None
+    ):
         self.executable, self.plugin, self.folder = executable, plugin, Path(folder)
         self.http_port, self.dicom_port, self.scp_port = free_port(), free_port(), free_port()
         self.users = users
+        self.pki = pki  # tests.pacs.certificates.Pki: DICOM TLS only, a client certificate required
         self.process: subprocess.Popen | None = None
 
     @property
@@ -75,6 +78,17 @@ class Orthanc:
             "DicomScuTimeout": 10,
             "StableAge": 1,
         }
+        if self.pki is not None:
+            config.update(
+                DicomTlsEnabled=True,
+                DicomTlsCertificate=str(self.pki.server_cert),
+                DicomTlsPrivateKey=str(self.pki.server_key),
+                DicomTlsTrustedCertificates=str(self.pki.ca),
+                DicomTlsRemoteCertificateRequired=True,
+            )
+            config["DicomModalities"] = {
+                "viewer": {"AET": VIEWER_AE, "Host": "127.0.0.1", "Port": self.scp_port, "UseDicomTls": True}
+            }
         return config
 
     def start(self) -> Orthanc:

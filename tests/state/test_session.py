@@ -209,6 +209,50 @@ def test_a_batch_session_explains_every_slice_as_the_engine_does_and_keeps_its_m
     assert not session.errors
 
 
+def test_explaining_a_series_to_show_fills_the_layer_nearest_slices_first_on_one_scale(store):
+    """The GUI's "Run methods on every slice": the chunk of the slice on screen comes first, the
+    layer holds every slice so far on one scale after each chunk, the end equals the engine's
+    single call, and a second run computes nothing the cache holds."""
+    session = ViewerSession(InlineRunner(), store=store)
+    session.make_thumbnails = False
+    session.open_paths([CT])
+    image = session.state.image
+    session.state.frame = 20  # in the engine's second chunk of 16 (slices 16-27)
+    shown: list[tuple[int, ...]] = []
+
+    def follow(_index, layer) -> None:
+        shown.append(tuple(sorted(layer.maps)))  # made with its first map
+        layer.events.maps.connect(lambda *_: shown.append(tuple(sorted(layer.maps))))
+
+    session.state.layers.events.inserted.connect(follow)
+    session.explain_series(["gradcam", "guided-backprop"], show=True)
+    # Each layer's first chunk is the one on screen; then every slice so far.
+    assert shown == [tuple(range(16, 28))] * 2 + [tuple(range(28))] * 2
+    assert tuple(sorted(session.state.layer("gradcam").maps)) == tuple(range(28))
+    alone = explain(
+        store.get(session.manifest_path),
+        image,
+        ["gradcam", "guided-backprop"],
+        targets=[session.state.target],
+    )
+    for method in ("gradcam", "guided-backprop"):
+        layer = session.state.layer(method)
+        ((ours,),) = [{id(m): m for m in layer.maps.values()}.values()]  # one map over every slice
+        theirs = alone.get(method)
+        assert ours.frames == theirs.frames and ours.scale == pytest.approx(theirs.scale)
+        np.testing.assert_allclose(ours.array, theirs.array, atol=1e-6)
+        np.testing.assert_allclose(ours.grid, theirs.grid, atol=1e-6)
+    calls = []
+    original = tasks.explain
+    tasks.explain = lambda *a, **k: calls.append(k.get("frames")) or original(*a, **k)
+    try:
+        session.explain_series(["gradcam", "guided-backprop"], show=True)
+    finally:
+        tasks.explain = original
+    assert calls == []  # all in the cache
+    assert not session.errors
+
+
 def test_a_batch_session_says_which_study_failed_and_opens_the_next(store, tmp_path):
     model = store.get(ModelCatalog().path("cxr_resnet18"))
     session = ViewerSession.batch(model)

@@ -33,6 +33,7 @@ def window(qtbot, settings):
     win.show()
     qtbot.waitExposed(win)
     yield win
+    win.pacs_runner.shutdown()
     win.runner.shutdown()
 
 

@@ -76,3 +76,22 @@ def test_start_up_probe_reports_the_first_image(tmp_path):
     assert result.stdout.strip().splitlines()[-1] == "first image shown"
     bad = _run("--quit-on-first-image", timeout=300, HOME=str(tmp_path))
     assert bad.returncode == 2 and "needs something to open" in bad.stderr
+
+
+def test_mpr_screenshot_of_a_whole_series_explanation(tmp_path):
+    from viewer.resources import resource_path
+
+    out = tmp_path / "mpr.png"
+    ct = resource_path("samples", "dicom", "ct_0001")
+    result = _run(
+        ct, "--model", "ct_resnet18", "--methods", "gradcam", "--target", "subdural",
+        "--layout", "mpr", "--explain-series", "--screenshot", out, "--size", "1280x800",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "subdural" in result.stdout and "Grad-CAM" in result.stdout
+    rgb = np.asarray(Image.open(out).convert("RGB"))
+    # The map is in the three planes: its hot end shows in the left half (axial, sagittal) and
+    # in the top-right quarter (coronal).
+    assert _jet_red(rgb[:, :640]).sum() > 500 and _jet_red(rgb[:400, 640:]).sum() > 100
+    film = _run(CHEST, "--methods", "gradcam", "--layout", "mpr", "--screenshot", tmp_path / "no.png")
+    assert film.returncode == 1 and "several slices" in film.stderr

@@ -1,4 +1,5 @@
-"""Compute saliency maps for every image or series found in INPUT (files, folders, ZIP, DICOMDIR).
+"""Compute saliency maps for every image or series found in INPUT (files, folders, ZIP, DICOMDIR,
+or study URLs: retrieved from their PACS into the cache first).
 
 Writes, per image (per series for CT), into OUT/<id>/: <method>.npy (float32 on the native pixel
 grid: rows x cols, or slices x rows x cols), <method>.png (the map over the windowed image; for a
@@ -10,6 +11,8 @@ image (--annotation: any annotation format the viewer reads, or a folder of them
 With --dicom, also per map and DICOM source: <method>.dcm, the values in the source's study (a
 Parametric Map over a CT series, a fractional Segmentation over a radiograph), and
 <method>_sc.dcm, the PNG as a Secondary Capture; --anonymize writes them de-identified.
+--send-to NODE_OR_URL (implies --dicom) stores each study's DICOM results on that PACS, into the
+study they come from, as the study is committed; a study that cannot be sent is said and counted.
 
 Deletion and insertion AUCs (``--faithfulness``, about 100 forwards a map) are left out unless
 asked for; ``--steps N`` sets their steps.

@@ -47,6 +47,10 @@ class Explanation:
         raise KeyError(f"no {method} map for {target}")
 
 
+# Frames computed together (one batch of inputs through each method): bounds memory on long series.
+FRAME_CHUNK = 16
+
+
 def explain(
     model: LoadedModel,
     image: Image,
@@ -56,7 +60,7 @@ def explain(
     frames: Sequence[int] | None = None,
     seed: int = 0,
     batch_size: int | None = None,
-    frame_chunk: int = 16,
+    frame_chunk: int = FRAME_CHUNK,
     on_result: Callable[[SaliencyMap], None] | None = None,
     on_progress: Callable[[str, float], None] | None = None,
     cancel: CancelFlag | None = None,

@@ -45,3 +45,30 @@ class SaliencyMap:
     @property
     def shape(self) -> tuple[int, ...]:
         return self.array.shape
+
+
+def on_one_scale(parts: list[SaliencyMap]) -> SaliencyMap:
+    """Maps of one method and target computed over different frames (a series explained a few
+    slices at a time), as one map over all their frames on one scale: the largest raw magnitude
+    of them all, as if they had been computed together. Each map's values are its raw values over
+    its ``scale``, so rescaling is exact. Where two cover a frame, the later one's values count."""
+    chosen: dict[int, tuple[SaliencyMap, int]] = {}
+    for part in parts:
+        for row, frame in enumerate(part.frames):
+            chosen[frame] = (part, row)
+    frames = tuple(sorted(chosen))
+    top = max(part.scale for part, _ in chosen.values())
+
+    def joined(name: str) -> np.ndarray:
+        rows = [
+            getattr(part, name)[row] * np.float32(part.scale / top if top > 0 else 1.0)
+            for part, row in (chosen[f] for f in frames)
+        ]
+        return np.stack(rows).astype(np.float32, copy=False)
+
+    first = parts[0]
+    seconds = sum(part.seconds for part in {id(p): p for p, _ in chosen.values()}.values())
+    return SaliencyMap(
+        first.method, first.target, first.target_index, frames, joined("array"), joined("grid"),
+        first.convention, top, seconds, first.class_sensitive, dict(first.params), list(first.notes),
+    )  # fmt: skip

@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from viewer.io.image import Image
+from viewer.io.image import FrameInfo, Image
 from viewer.io.label_vocabulary import LabelMatcher
 from viewer.io.sources import FileRef
 
@@ -40,6 +40,13 @@ class Region:
     # A region in patient space (a NIfTI label map): its mask on an image's voxel grid
     # ``(frames, rows, cols)``, or None where it does not lie on that image.
     place: Callable[[Image], np.ndarray | None] | None = None
+
+    @classmethod
+    def drawn(cls, label: str, mask: np.ndarray, frame: FrameInfo) -> Region:
+        """A region drawn on ``frame``, addressed as an annotation file would address it (its SOP
+        Instance UID, and its file name for images that have none)."""
+        stem = Path(FileRef.parse(frame.source).name).stem
+        return cls(label, mask=mask, sop_instance_uid=frame.sop_instance_uid, file=stem)
 
     def raster(self, rows: int, cols: int) -> np.ndarray:
         if self.mask is None and self.decode is not None:

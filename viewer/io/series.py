@@ -114,3 +114,8 @@ class Discovery:
     series: list[SeriesInfo]
     problems: list[Problem]
     files_examined: int = 0
+
+    def __add__(self, more: Discovery) -> Discovery:
+        """These series and problems followed by those found ``more`` (a later search)."""
+        examined = self.files_examined + more.files_examined
+        return Discovery(self.series + more.series, self.problems + more.problems, examined)

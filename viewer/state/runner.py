@@ -18,6 +18,10 @@ from typing import Any, Protocol
 
 from viewer.explain.context import Cancelled
 from viewer.explain.engine import UnsupportedMethod
+from viewer.io.pacs.nodes import ConfigError, PacsError
+
+# Failures whose message says all the user needs (a node, an operation, a reason): no traceback.
+_SAID = (UnsupportedMethod, PacsError, ConfigError)
 
 
 @dataclass(eq=False)
@@ -70,7 +74,7 @@ def execute(job: Job) -> str:
         job.run(job)
     except Cancelled:
         return "cancelled"
-    except UnsupportedMethod as exc:  # the user's choice, not a bug: the message says what works
+    except _SAID as exc:  # not a bug: the message says what went wrong and what works
         return f"failed: {exc}"
     except Exception as exc:  # reported to the user; the traceback goes to stderr for a bug report
         import traceback

@@ -18,21 +18,19 @@ from viewer.explain import DEFAULT_METHODS
 from viewer.explain.registry import title_of
 from viewer.inference.manifest import ManifestError, ModelManifest
 from viewer.inference.model import LoadedModel, Prediction
-from viewer.io.annotations import Annotation, AnnotationError, Region, load_annotation
 from viewer.io.discovery import Discovery
-from viewer.io.errors import Problem
 from viewer.io.image import Image
 from viewer.io.label_vocabulary import LabelMatcher
-from viewer.io.sources import FileRef
 from viewer.state import tasks
 from viewer.state.map_cache import MapCache
 from viewer.state.model_choice import ModelCatalog
 from viewer.state.runner import InlineRunner, Job, Runner
+from viewer.state.session_annotation import AnnotationCommands
 from viewer.state.session_layers import LayerBook
 from viewer.state.viewer_state import ViewerState
 
 
-class ViewerSession:
+class ViewerSession(AnnotationCommands):
     """One user's session. Signals (psygnal) tell views what changed; all are emitted on the
     thread that owns the session (the GUI thread)."""
 
@@ -71,6 +69,9 @@ class ViewerSession:
         self.layers = LayerBook(self.state, self.cache)
         self.discovery: Discovery | None = None
         self.series_index = -1
+        self.opens = 0  # how often something was opened: what arrives later is added only to its own
+        self._discovered_for = -1  # ... and the opening whose discovery is here
+        self._early: list[Discovery] = []  # additions that came before their opening's discovery
         self.prediction: Prediction | None = None
         self.caution: str | None = None
         self.errors: list[str] = []  # everything that went wrong, for headless runs and tests
@@ -106,6 +107,8 @@ class ViewerSession:
     def open_paths(self, paths: Sequence[str | Path]) -> Job:
         """Find the series under ``paths`` and open the first; the rest get thumbnails."""
         paths = [str(p) for p in paths]
+        self.opens += 1
+        self._early = []
         self.problems_cleared.emit()
         self.message.emit(f"Opening {', '.join(Path(p).name for p in paths)}...", 0)
         self.runner.cancel("explain")
@@ -122,6 +125,31 @@ class ViewerSession:
             )
         )
 
+    def extend(self, found: Discovery, *, opens: int | None = None) -> None:
+        """Add series found later (a PACS series after the first) to those of opening ``opens``
+        (default: the current), the image on screen unchanged; dropped once another is opened."""
+        opens = self.opens if opens is None else opens
+        if opens != self.opens:
+            return
+        if self._discovered_for != opens:  # that opening is still looking: added to what it finds
+            self._early.append(found)
+            return
+        first = len(self.discovery.series)
+        self.discovery = self.discovery + found
+        self.discovered.emit(self.discovery)
+        if found.problems:
+            self.problems_found.emit(list(found.problems))
+        if found.series and self.make_thumbnails:
+            series = list(found.series)
+            self.runner.submit(
+                Job(
+                    f"thumbnails-{first}",  # a lane each: a later addition never cancels an earlier one
+                    lambda job: tasks.thumbnails(job, series, {}, first=first),
+                    "Thumbnails",
+                    on_event=lambda kind, batch: opens == self.opens and self._on_event(kind, batch),
+                )
+            )
+
     def open_found(self, found: Discovery, index: int = 0) -> Job | None:
         """Take series found elsewhere (a batch run's discovery, one study on a cluster worker)
         and open the ``index``-th, as if ``open_paths`` had found them."""
@@ -129,13 +157,10 @@ class ViewerSession:
         return self.open_series(index)
 
     def open_series(self, index: int) -> Job | None:
-        if (
-            self.discovery is None
-            or not 0 <= index < len(self.discovery.series)
-            or index == self.series_index
-        ):
+        found = self.discovery
+        if found is None or not 0 <= index < len(found.series) or index == self.series_index:
             return None
-        series = self.discovery.series[index]
+        series = found.series[index]
         self.runner.cancel("explain")
         # Its own lane: choosing a series must not cancel the thumbnails still being made.
         return self.runner.submit(
@@ -172,6 +197,7 @@ class ViewerSession:
         )
 
     def _got_discovered(self, found: Discovery) -> None:
+        found, self._early, self._discovered_for = sum(self._early, found), [], self.opens
         self.discovery = found
         self.series_index = -1
         self.discovered.emit(found)
@@ -350,24 +376,29 @@ class ViewerSession:
         return self.runner.submit(job)
 
     def explain_series(
-        self, methods: Sequence[str] | None = None, targets: Sequence[str] | None = None
+        self, methods: Sequence[str] | None = None, targets: Sequence[str] | None = None, *, show=False
     ) -> Job | None:
         """Maps of ``methods`` (default: the ticked ones) over every frame of the image on screen,
         each on one scale across the series, for ``targets`` (default: the target); announced by
-        ``series_explained``. What ``saliency-viewer explain`` writes for each study."""
+        ``series_explained`` (and ``show``-n as layers). What ``saliency-viewer explain`` writes."""
         image, manifest = self.state.image, self.manifest_path
         if image is None or manifest is None:
             self.message.emit("Open an image and choose a model first", 5000)
             return None
         if not (targets or self.state.target):
-            self._pending = lambda: self.explain_series(methods, targets)
+            self._pending = lambda: self.explain_series(methods, targets, show=show)
             return None
         methods, targets = list(methods or self.methods), list(targets or [self.state.target])
-        store, seed = self.store, self.seed
+        store, seed, around, known = self.store, self.seed, self.state.frame, {}
+        for target in targets if show else ():  # what the cache holds is kept, not recomputed
+            for smap in self.cache.find(id(image), self.state.model, target):
+                known.setdefault((smap.method, target), []).append(smap)
         return self.runner.submit(
             Job(
                 "explain",
-                lambda job: tasks.explain_series(job, store, manifest, image, methods, targets, seed),
+                lambda job: tasks.explain_series(
+                    job, store, manifest, image, methods, targets, seed, show, around=around, known=known
+                ),
                 "Explanation",
                 on_event=self._on_event,
                 on_progress=lambda step, f: self.progress.emit("explain", step, f),
@@ -424,49 +455,6 @@ class ViewerSession:
         image = self.state.image
         if self.run_on_open and self.state.target and image is not None and image.n_frames > 1:
             self.run_methods()
-
-    # --- the annotation -------------------------------------------------------------------------
-    def load_annotation(self, path: str | Path) -> bool:
-        """Show the annotation file at ``path`` over the image on screen, if it refers to it; an
-        annotation whose labels match none of the model's is shown and reported."""
-        image = self.state.image
-        name = Path(path).name
-        try:
-            annotation = load_annotation(path)
-        except AnnotationError as exc:
-            self.report_error(str(exc))
-            return False
-        if image is not None and not annotation.matches(image):
-            self.report_error(
-                f"{name} does not refer to this image (no SOP Instance UID or file name in common)"
-            )
-            return False
-        self.state.annotation = annotation
-        self.state.show_annotation = True
-        self.message.emit(f"Annotation {name}: {', '.join(annotation.labels)}", 5000)
-        matcher = self.matcher
-        known = image is not None and matcher is not None
-        reason = matcher.unmatched_reason(annotation.labels_on(image)) if known else None
-        if reason:
-            self.report_error(f"{name}: {reason}")
-            self.problems_found.emit([Problem(str(path), reason)])
-        return True
-
-    def drawn_region(self, mask) -> Region | None:
-        """A region of the target label on the slice on screen, for a shape the user drew (None
-        for an empty one); an annotation to hold it is made if there is none."""
-        image = self.state.image
-        if image is None or not mask.any():
-            return None
-        info = image.frames[self.state.frame]
-        if self.state.annotation is None:
-            self.state.annotation = Annotation(source="drawn in the viewer")
-        return Region(
-            self.state.target or "finding",
-            mask=mask,
-            sop_instance_uid=info.sop_instance_uid,
-            file=Path(FileRef.parse(info.source).name).stem,
-        )
 
     # --- reporting ------------------------------------------------------------------------------
     def _report_failure(self, what: str, status: str) -> None:

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
-from viewer.explain.engine import explain
+from viewer.explain.engine import FRAME_CHUNK, Explanation, explain
 from viewer.explain.registry import METHODS, unsupported_reason
+from viewer.explain.saliency_map import SaliencyMap, on_one_scale
 from viewer.inference.model import LoadedModel
 from viewer.io.discovery import SeriesInfo, discover
 from viewer.io.errors import LoadError
@@ -55,13 +56,16 @@ def open_paths(job: JobLike, paths: Sequence[str | Path]) -> None:
         load(job, found.series[0], 0)
 
 
-def thumbnails(job: JobLike, series: Sequence[SeriesInfo], opened: dict[int, Image]) -> None:
+def thumbnails(
+    job: JobLike, series: Sequence[SeriesInfo], opened: dict[int, Image], *, first: int = 0
+) -> None:
     """Emits ``thumbnails``: lists of ``(index, uint8 array)``, batched so the GUI thread inserts
     many per turn of its event loop (the first at once). Series already ``opened`` (index ->
-    image) are not decoded again for their picture."""
+    image) are not decoded again for their picture. Indices count from ``first``: series added
+    to those already in the browser."""
     batch: list[tuple[int, np.ndarray]] = []
     sent = -float("inf")
-    for index, info in enumerate(series):
+    for index, info in enumerate(series, first):
         job.check()
         try:
             picture = thumbnail_of(opened[index]) if index in opened else thumbnail(info)
@@ -178,19 +182,74 @@ def explain_series(
     methods: Sequence[str],
     targets: Sequence[str],
     seed: int = 0,
+    show: bool = False,
+    *,
+    around: int = 0,
+    known: dict[tuple[str, str], list[SaliencyMap]] | None = None,
 ) -> None:
     """Maps of ``methods`` for ``targets`` over every frame, one scale per map; emits ``series``
-    ``(image, Explanation)`` once all are done."""
-    result = explain(
-        store.get(manifest),
-        image,
-        list(methods),
-        targets=list(targets),
-        seed=seed,
-        on_progress=job.progress,
-        cancel=job.cancel,
-    )
-    job.emit("series", (image, result))
+    ``(image, Explanation)`` once all are done.
+
+    To ``show`` them as they come, the frames are computed a chunk at a time (the engine's own
+    chunks, so every map equals the one a single call computes), the chunk of frame ``around``
+    first and then outwards, and after each chunk every map so far is emitted as ``map``, all its
+    frames on one scale. Maps ``known`` per (method, target) (the cache's) are kept: frames every
+    one of them covers are not computed again. The ``series`` probabilities of those frames are NaN.
+    """
+    model = store.get(manifest)
+    if not show:
+        result = explain(
+            model,
+            image,
+            list(methods),
+            targets=list(targets),
+            seed=seed,
+            on_progress=job.progress,
+            cancel=job.cancel,
+        )
+        job.emit("series", (image, result))
+        return
+    parts = {key: list(maps) for key, maps in (known or {}).items()}
+    wanted = [(m, t) for m in methods for t in targets]
+    covered = set.intersection(*({f for smap in parts.get(key, []) for f in smap.frames} for key in wanted))
+    needed = [f for f in range(image.n_frames) if f not in covered]
+    chunks: dict[int, list[int]] = {}
+    for frame in needed:
+        chunks.setdefault(frame // FRAME_CHUNK, []).append(frame)
+    order = sorted(chunks.values(), key=lambda frames: min(abs(f - around) for f in frames))
+    labels = model.manifest.labels
+    probabilities = np.full((image.n_frames, len(labels)), np.nan, np.float32)
+    done = 0
+    for number, frames in enumerate(order):
+        job.check()
+
+        where = f"slices {done + 1}-{done + len(frames)} of {len(needed)}"
+
+        def progress(step: str, fraction: float, number=number, where=where) -> None:
+            job.progress(f"{step}: {where}", (number + fraction) / len(order))
+
+        result = explain(
+            model,
+            image,
+            list(methods),
+            targets=list(targets),
+            frames=frames,
+            seed=seed,
+            on_progress=progress,
+            cancel=job.cancel,
+        )
+        probabilities[list(frames)] = result.probabilities
+        for smap in result.maps:
+            parts.setdefault((smap.method, smap.target), []).append(smap)
+            merged = on_one_scale(parts[(smap.method, smap.target)])
+            job.emit("map", (merged, display_indices(merged)))
+        done += len(frames)
+    maps = [on_one_scale(parts[key]) for key in wanted if parts.get(key)]
+    if not order:  # all known already: shown as they are
+        for smap in maps:
+            job.emit("map", (smap, display_indices(smap)))
+    every = tuple(range(image.n_frames))
+    job.emit("series", (image, Explanation(labels, every, probabilities, tuple(targets), maps)))
 
 
 def warm_up() -> None:

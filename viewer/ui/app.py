@@ -25,6 +25,7 @@ from viewer import __version__
 from viewer.explain.registry import METHODS
 from viewer.inference.catalog import bundled_models, resolve_model
 from viewer.inference.manifest import ManifestError
+from viewer.io.pacs import is_study_url
 from viewer.resources import resource_path, resources_root
 from viewer.state import tasks
 from viewer.ui import desktop_check
@@ -49,7 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="See where a CNN is looking, on real DICOM, next to the radiologist's annotation. "
         "Headless subcommands: saliency-viewer {info,phantom,explain} --help.",
     )
-    parser.add_argument("paths", nargs="*", metavar="PATH", help="files, folders, ZIP archives or DICOMDIRs")
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="files, folders, ZIP archives or DICOMDIRs, or study URLs (http(s)://.../studies/UID, "
+        "dimse://AE@HOST:PORT/UID, pacs://NODE/UID), retrieved from the PACS and opened as they arrive",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--demo", action="store_true", help="open the bundled sample chest study and model")
     parser.add_argument("--model", help="a bundled model's name, or a manifest.toml")
@@ -62,6 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--layer", help="method whose layer is selected (default: the last computed)")
     parser.add_argument("--compare", action="store_true", help="show the comparison panel")
+    parser.add_argument(
+        "--layout",
+        choices=("single", "mpr"),
+        default="single",
+        help="mpr: axial, coronal and sagittal views of a CT or MR series "
+        "(with --screenshot, the crosshair on the map's strongest voxel)",
+    )
+    parser.add_argument(
+        "--explain-series",
+        action="store_true",
+        help="with --screenshot: run the methods on every slice of the series (one scale across it), "
+        "not only on the one on screen",
+    )
     parser.add_argument("--screenshot", type=Path, help="save the window to this PNG once ready, then exit")
     parser.add_argument(
         "--size",
@@ -118,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("--quit-on-first-image needs something to open: PATH... or --demo", file=sys.stderr)
         return 2
     for path in paths:
-        if not Path(path).exists():
+        if not is_study_url(path) and not Path(path).exists():
             print(f"{path}: no such file or folder", file=sys.stderr)
             return 2
     app = QApplication.instance() or _new_application(headless_ok=bool(args.screenshot))
@@ -164,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _after_prediction(window, lambda: setattr(window.state, "target", args.target))
     if args.compare:
         window.tabs.setCurrentIndex(1)
+    elif args.layout == "mpr":
+        window.tabs.setCurrentWidget(window.mpr)
     return app.exec()
 
 
@@ -255,7 +277,9 @@ class HeadlessRun(QObject):
         window.runner.result.connect(self._on_result)
         window.runner.finished.connect(self._on_finished)
         window.maps_shown.connect(self._on_maps_shown)
+        window.session.series_explained.connect(lambda *_: QTimer.singleShot(0, self._on_maps_shown))
         window.scores_shown.connect(self._on_scores_shown)
+        window.pacs.error.connect(self._fail)
         QTimer.singleShot(round(self.args.timeout * 1000), lambda: self._fail("timed out"))
         window.open_paths(self.paths)
         self.app.exec()
@@ -279,7 +303,11 @@ class HeadlessRun(QObject):
             QTimer.singleShot(0, self._run)
 
     def _run(self) -> None:
-        if self.window.run_methods(self.methods or None) is None and not self.window.state.layers:
+        window = self.window
+        if self.args.explain_series:
+            if window.session.explain_series(self.methods or None, show=True) is None:
+                self._fail("nothing to run: choose a model and open a series")
+        elif window.run_methods(self.methods or None) is None and not window.state.layers:
             self._fail("nothing to run: choose a model and methods")
 
     def _on_finished(self, job, status: str) -> None:
@@ -294,6 +322,16 @@ class HeadlessRun(QObject):
             self.window.state.active_layer = self.args.layer
         if self.args.compare:
             self.window.tabs.setCurrentIndex(1)  # showing the panel starts the scoring
+        elif self.args.layout == "mpr":
+            window = self.window
+            if window.mpr.crosshair.reformat is None:
+                self._fail(f"--layout mpr: {window.mpr.crosshair.reason}")
+                return
+            active = window.state.active()
+            if active is not None:
+                window.mpr.crosshair.to_strongest(active)
+            window.tabs.setCurrentWidget(window.mpr)
+            QTimer.singleShot(500, self._save)
         else:
             QTimer.singleShot(300, self._save)  # let the last layer paint
 

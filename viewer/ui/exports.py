@@ -259,18 +259,19 @@ def copy_view(ctx: ExportContext) -> None:
     QGuiApplication.clipboard().setImage(render_view(ctx))
 
 
-def save_dicom(ctx: ExportContext, kind: str, path: Path) -> Path:
+def save_dicom(ctx: ExportContext, kind: str, path: Path, *, anonymize: bool | None = None) -> Path:
     """``pm``: the active layer's map, as a Parametric Map over a CT slice or a fractional
     Segmentation over a radiograph (:func:`viewer.io.dicom_export.write_saliency_map`); ``sc``:
     the native render (layers and annotation burned in) as a Secondary Capture. Both reference
-    the source study."""
+    the source study. ``anonymize`` (default: as identifiers are hidden) de-identifies the header;
+    sending into the source study on its own PACS keeps it, while the picture follows ``hide_phi``."""
     from viewer.io import dicom_export
 
     state = ctx.state
     image = _require_image(ctx)
     if image.kind != "dicom":
         raise ValueError("DICOM export needs a DICOM source image (this one is a PNG/JPEG)")
-    anonymize = ctx.hide_phi
+    anonymize = ctx.hide_phi if anonymize is None else anonymize
     if kind == "pm":
         layer = state.active()
         values = layer.values(state.frame) if layer is not None else None
@@ -297,7 +298,7 @@ def save_dicom(ctx: ExportContext, kind: str, path: Path) -> Path:
         description=caption(ctx),
         anonymize=anonymize,
         # The corner text shows the patient's name and ID only when identifiers are shown.
-        burned_in_annotation=not anonymize,
+        burned_in_annotation=not ctx.hide_phi,
     )
 
 

@@ -20,25 +20,32 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QTabWidget,
+    QVBoxLayout,
     QWidget,
 )
 
 from viewer.io.formats import file_patterns
+from viewer.io.pacs import is_study_url
 from viewer.state.model_choice import ModelCatalog
 from viewer.state.overlay_text import corner_texts, cursor_text
+from viewer.state.pacs_session import PacsSession
 from viewer.state.session import ViewerSession
 from viewer.ui import settings as saved
 from viewer.ui.actions import build_menus, build_window_menu
 from viewer.ui.annotation_tools import AnnotationTools
 from viewer.ui.canvas import ImageCanvas
+from viewer.ui.cine import Cine
 from viewer.ui.comparison import ComparisonPanel
 from viewer.ui.export_dialogs import ExportDialogs
 from viewer.ui.exports import ExportContext
 from viewer.ui.layer_panel import LayerPanel
 from viewer.ui.model_panel import ModelPanel
+from viewer.ui.mpr_view import MprView
+from viewer.ui.pacs_commands import PacsCommands
 from viewer.ui.preferences import PreferencesDialog, load_bindings
 from viewer.ui.problems_panel import ProblemsPanel
 from viewer.ui.shortcuts import ShortcutsDialog
+from viewer.ui.slice_strip import SliceStrip
 from viewer.ui.study_browser import StudyBrowser
 from viewer.ui.tag_browser import TagBrowser
 from viewer.ui.worker import JobRunner
@@ -59,6 +66,9 @@ class MainWindow(QMainWindow):
         self.session = ViewerSession(self.runner, catalog=ModelCatalog(saved.user_models(self.settings)))
         saved.restore_session(self.settings, self.session)
         self.state = self.session.state
+        # Retrieval has a thread of its own: a long one must not hold up loading or explaining.
+        self.pacs_runner = JobRunner(self)
+        self.pacs = PacsSession(self.pacs_runner, self.session)
 
         self.bindings = load_bindings(self.settings)
         self.canvas = ImageCanvas(self.state, self.bindings)
@@ -69,7 +79,17 @@ class MainWindow(QMainWindow):
         self.tabs.setObjectName("tabs")
         self.tabs.addTab(self.canvas, "Image")
         self.tabs.addTab(self.comparison, "Compare")
-        self.setCentralWidget(self.tabs)
+        self.mpr = MprView(self.state, self.bindings)
+        self.tabs.addTab(self.mpr, "MPR")
+        self.cine = Cine(self.state, self.settings, self)
+        self.strip = SliceStrip(self.session)
+        centre = QWidget()
+        column = QVBoxLayout(centre)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(2)
+        column.addWidget(self.tabs)
+        column.addWidget(self.strip)
+        self.setCentralWidget(centre)
 
         self.browser = StudyBrowser()
         self.model_panel = ModelPanel(self.session)
@@ -101,6 +121,7 @@ class MainWindow(QMainWindow):
 
         self.annotations = AnnotationTools(self, self.session, self.canvas.vb, self.last_folder, self.say)
         self.exporter = ExportDialogs(self, self.export_context, self.last_folder, self.say)
+        self.pacs_ui = PacsCommands(self, self.session, self.pacs, self.export_context, self.say)
         self.actions_by_id, self.menus = build_menus(self, self.session)
         self.annotations.install(self.menus["edit"])
         for dock in self.docks.values():
@@ -124,6 +145,7 @@ class MainWindow(QMainWindow):
         self.solo = self.actions_by_id["solo"]
         self.solo.setChecked(self.session.layers.solo)
         self.solo.toggled.connect(self._on_solo)
+        self.actions_by_id["mpr_mip"].toggled.connect(self.mpr.set_mip)
 
     def _connect(self) -> None:
         session, events = self.session, self.state.events
@@ -150,6 +172,11 @@ class MainWindow(QMainWindow):
         self.problems.count_changed.connect(self._on_problem_count)
         self.canvas.vb.window_dragged.connect(self._on_window_drag)
         self.canvas.vb.slice_scrolled.connect(self.state.step_frame)
+        self.mpr.window_dragged.connect(self._on_window_drag)
+        self.cine.playing.connect(
+            lambda on: self.say(f"Cine at {self.cine.fps} fps" if on else "Cine stopped", 3000)
+        )
+        self.cine.rate_changed.connect(lambda fps: self.say(f"Cine at {fps} fps", 3000))
         self.canvas.cursor_moved.connect(
             lambda where: self.cursor_label.setText(cursor_text(self.state, where))
         )
@@ -195,6 +222,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         saved.save_session(self.settings, self.session)
+        self.pacs_runner.shutdown()
         self.runner.shutdown()
         super().closeEvent(event)
 
@@ -226,7 +254,15 @@ class MainWindow(QMainWindow):
 
     # --- opening --------------------------------------------------------------------------
     def open_paths(self, paths: list[str | Path]):
+        """Open files and folders; study URLs among them are retrieved from their PACS and
+        opened as they arrive."""
         paths = [str(p) for p in paths]
+        urls = [p for p in paths if is_study_url(p)]
+        paths = [p for p in paths if not is_study_url(p)]
+        if urls:
+            job = self.pacs_ui.open_urls(urls)
+            if not paths:
+                return job
         saved.remember_recent(self.settings, paths)
         self._refresh_recent()
         self.busy.setValue(0)
@@ -280,6 +316,12 @@ class MainWindow(QMainWindow):
     # --- model and methods ----------------------------------------------------------------------
     def run_methods(self, methods: list[str] | None = None):
         return self.session.run_methods(methods)
+
+    def explain_series(self):
+        """The ticked methods on every slice, each map on one scale across the series (what the
+        coronal and sagittal planes need to be read as one volume)."""
+        self.busy.show()
+        return self.session.explain_series(show=True)
 
     def cancel(self) -> None:
         if self.annotations.tool:  # Esc first stops drawing
@@ -346,6 +388,9 @@ class MainWindow(QMainWindow):
     def toggle_compare(self) -> None:
         self.tabs.setCurrentIndex(1 if self.tabs.currentIndex() == 0 else 0)
 
+    def toggle_mpr(self) -> None:
+        self.tabs.setCurrentWidget(self.canvas if self.tabs.currentWidget() is self.mpr else self.mpr)
+
     def _on_solo(self, solo: bool) -> None:
         self.settings.setValue("layers/solo", solo)
         self.session.layers.set_solo(solo)
@@ -364,7 +409,7 @@ class MainWindow(QMainWindow):
 
     # --- help -------------------------------------------------------------------------------
     def show_preferences(self) -> None:
-        PreferencesDialog(self.bindings, self.settings, self).exec()
+        PreferencesDialog(self.bindings, self.settings, self, edit_nodes=self.pacs_ui.edit_nodes).exec()
 
     def show_shortcuts(self) -> None:
         ShortcutsDialog(self).exec()

@@ -1,9 +1,18 @@
-"""Preferences: what each mouse button does, the level-drag direction, the export default."""
+"""Preferences: what each mouse button does, the level-drag direction, the seed, the curves' steps,
+and the PACS nodes (edited in their own dialog, ``ui/pacs_nodes.py``)."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QSpinBox
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QPushButton,
+    QSpinBox,
+)
 
 from viewer.ui.canvas import MouseBindings
 
@@ -30,7 +39,7 @@ def load_bindings(settings: QSettings) -> MouseBindings:
 class PreferencesDialog(QDialog):
     """Edits ``bindings`` in place and stores them (and the other choices) in ``settings``."""
 
-    def __init__(self, bindings: MouseBindings, settings: QSettings, parent=None):
+    def __init__(self, bindings: MouseBindings, settings: QSettings, parent=None, *, edit_nodes=None):
         super().__init__(parent)
         self.setWindowTitle("Preferences")
         self.bindings, self.settings = bindings, settings
@@ -60,6 +69,12 @@ class PreferencesDialog(QDialog):
         self.steps.setValue(settings.value("compare/steps", 50, type=int))
         self.steps.setToolTip("Steps of the deletion / insertion curves in the comparison panel (0: skip)")
         form.addRow("Deletion/insertion steps", self.steps)
+        if edit_nodes is not None:
+            nodes = QPushButton("PACS nodes...")
+            nodes.setObjectName("pref_pacs_nodes")
+            nodes.setToolTip("The PACS servers to query, retrieve from and send results to")
+            nodes.clicked.connect(lambda: edit_nodes(self))
+            form.addRow("PACS", nodes)
         box = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         box.accepted.connect(self.accept)
         box.rejected.connect(self.reject)

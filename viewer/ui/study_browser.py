@@ -44,11 +44,18 @@ class StudyBrowser(QListWidget):
         self.itemClicked.connect(lambda item: self.series_chosen.emit(self.row(item)))
 
     def set_series(self, series: list[SeriesInfo]) -> None:
-        self.clear()
-        self.series = list(series)
+        """Show ``series``; when they extend those shown (series arriving from a PACS), only the
+        new ones are added, so the thumbnails and the selection already there stay."""
+        series = list(series)
+        kept = len(self.series)
+        extends = len(series) >= kept and all(a is b for a, b in zip(self.series, series, strict=False))
+        if not (kept and extends):
+            self.clear()
+            kept = 0
+        self.series = series
         placeholder = QPixmap(THUMBNAIL_SIZE, THUMBNAIL_SIZE)
         placeholder.fill(Qt.GlobalColor.black)
-        for info in self.series:
+        for info in self.series[kept:]:
             item = QListWidgetItem(QIcon(placeholder), describe(info))
             ident = info.identity
             patient = " ".join(p for p in (ident.patient_name.replace("^", " "), ident.patient_id) if p)

@@ -2,15 +2,19 @@
 
 Each operation opens its own association, so a dropped one costs only that operation. C-MOVE
 sends the instances to a storage SCP the viewer runs on ``scp_port`` for the length of the move;
-it takes them only from the node's own host.
+it takes them only from the node's own host. With ``tls`` every association is DICOM TLS (PS3.15
+B.1): the server's certificate is checked against ``tls_ca`` (else the system's CAs) and its host
+name, and the viewer shows its own certificate where it has one (the C-MOVE SCP needs it).
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from pydicom import Dataset
 
@@ -56,6 +60,27 @@ class DimseConnection:
     def close(self) -> None:
         pass  # associations are per operation
 
+    def _tls(self, purpose: ssl.Purpose) -> ssl.SSLContext | None:
+        """The TLS context for connecting to the node (``SERVER_AUTH``) or for the C-MOVE SCP
+        it connects to (``CLIENT_AUTH``); None without TLS."""
+        node = self.node
+        if not node.tls:
+            return None
+        for key in ("tls_ca", "tls_cert", "tls_key"):
+            path = _path(getattr(node, key))
+            if path is not None and not Path(path).is_file():
+                raise PacsError(node.name, "TLS", f"cannot read {key} {path}: no such file")
+        try:
+            context = ssl.create_default_context(purpose, cafile=_path(node.tls_ca))
+            if node.tls_cert:
+                context.load_cert_chain(_path(node.tls_cert), _path(node.tls_key))
+        except (OSError, ssl.SSLError) as exc:
+            # Unreadable, or not a certificate or key in PEM form.
+            raise PacsError(node.name, "TLS", f"cannot use the certificate files: {exc}") from None
+        if purpose is ssl.Purpose.CLIENT_AUTH:
+            context.verify_mode = ssl.CERT_REQUIRED  # only a server that proves who it is may push
+        return context
+
     def _ae(self):
         ae = self._net.AE(ae_title=self.node.calling_ae)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.node.timeout
@@ -65,16 +90,24 @@ class DimseConnection:
     @contextmanager
     def _association(self, operation: str, ae, **kwargs) -> Iterator[object]:
         node = self.node
+        tls = self._tls(ssl.Purpose.SERVER_AUTH)
+        if tls is not None:
+            kwargs["tls_args"] = (tls, node.host)
         assoc = ae.associate(node.host, node.port, ae_title=node.called_ae, **kwargs)
         if not assoc.is_established:
             transient = not assoc.is_rejected
-            if assoc.is_rejected:
+            handshake = _handshake_failure(node, tls) if tls is not None and not assoc.is_rejected else None
+            if handshake:
+                reason, transient = handshake, False
+            elif assoc.is_rejected:
                 reason = (
                     f"{node.host}:{node.port} refused the association (is {node.called_ae!r} its AE "
                     f"title, and does it know this viewer as {node.calling_ae!r}?)"
                 )
             elif _reachable(node.host, node.port, node.timeout):
                 reason = f"{node.host}:{node.port} aborted the association"
+                if node.tls and not node.tls_cert:  # TLS 1.3 refuses a missing one after the handshake
+                    reason += " (if it requires a client certificate: set tls_cert and tls_key)"
             else:
                 reason = f"cannot connect to {node.host}:{node.port} (is the server running?)"
             raise PacsError(node.name, operation, reason, transient=transient)
@@ -206,9 +239,13 @@ class DimseConnection:
         for context in net.AllStoragePresentationContexts:
             scp.add_supported_context(context.abstract_syntax, net.ALL_TRANSFER_SYNTAXES)
         bind = "127.0.0.1" if _addresses(self.node.host) <= {"127.0.0.1", "::1"} else ""
+        tls = self._tls(ssl.Purpose.CLIENT_AUTH)
         try:
             server = scp.start_server(
-                (bind, self.node.scp_port), block=False, evt_handlers=[(net.evt.EVT_C_STORE, handler)]
+                (bind, self.node.scp_port),
+                block=False,
+                evt_handlers=[(net.evt.EVT_C_STORE, handler)],
+                ssl_context=tls,
             )
         except OSError as exc:
             raise PacsError(
@@ -253,6 +290,25 @@ class DimseConnection:
                     raise PacsError(
                         self.node.name, "send", f"refused {ds.SOPInstanceUID}: status 0x{code:04X}"
                     )
+
+
+def _path(text: str | None) -> str | None:
+    return str(Path(text).expanduser()) if text else None
+
+
+def _handshake_failure(node: DimseNode, context: ssl.SSLContext) -> str | None:
+    """Why a TLS handshake with the node fails (pynetdicom only says the association was not
+    made); None when it succeeds or the node cannot be reached at all."""
+    try:
+        raw = socket.create_connection((node.host, node.port), timeout=min(node.timeout, 5.0))
+        with raw, context.wrap_socket(raw, server_hostname=node.host):
+            return None
+    except ssl.SSLCertVerificationError as exc:
+        return f"TLS: the server's certificate is not trusted ({exc.verify_message})"
+    except ssl.SSLError as exc:
+        return f"TLS handshake with {node.host}:{node.port} failed ({exc.reason or exc})"
+    except OSError:
+        return None
 
 
 def _reachable(host: str, port: int, timeout: float) -> bool:

@@ -17,6 +17,10 @@
     called_ae = "ARCHIVE"
     calling_ae = "SALIENCYVIEW"      # optional
     scp_port = 11113                 # optional: retrieve by C-MOVE to the viewer's own SCP
+    tls = true                       # optional: DICOM TLS (PS3.15 B.1), the server's certificate checked
+    tls_ca = "/etc/pki/hospital-ca.pem"         # optional: whom to trust (default: the system's CAs)
+    tls_cert = "~/.config/saliency-viewer/viewer.pem"  # optional: the viewer's own certificate
+    tls_key = "~/.config/saliency-viewer/viewer.key"   # ... and its key (for C-MOVE, and servers that ask)
 
 A node's password or token is read when a connection is made, from the environment variable the
 node names or from the OS keyring (the ``keyring`` package, service ``saliency-viewer``), and is
@@ -97,6 +101,10 @@ class DimseNode:
     calling_ae: str = DEFAULT_CALLING_AE
     scp_port: int | None = None  # given: retrieve by C-MOVE to a storage SCP on this port
     timeout: float = 30.0
+    tls: bool = False  # DICOM TLS: the server's certificate verified against tls_ca (else the system's)
+    tls_ca: str | None = None
+    tls_cert: str | None = None  # the viewer's certificate and key: for servers that require one,
+    tls_key: str | None = None  # and for the storage SCP a C-MOVE over TLS sends to
 
     protocol = "dimse"
 
@@ -111,6 +119,16 @@ class DimseNode:
             value = getattr(self, key)
             if value is not None and not 0 < int(value) < 65536:
                 raise ConfigError(f"node {self.name}: {key} must be a port number 1-65535, not {value}")
+        files = [key for key in ("tls_ca", "tls_cert", "tls_key") if getattr(self, key)]
+        if files and not self.tls:
+            raise ConfigError(f"node {self.name}: {files[0]} is set but tls is not: add tls = true")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError(f"node {self.name}: tls_cert and tls_key go together")
+        if self.tls and self.scp_port and not self.tls_cert:
+            raise ConfigError(
+                f"node {self.name}: a C-MOVE over TLS (scp_port) needs the viewer's certificate: "
+                "tls_cert and tls_key"
+            )
 
 
 PacsNode = DicomWebNode | DimseNode

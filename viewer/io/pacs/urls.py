@@ -1,11 +1,13 @@
 """Study URLs, accepted wherever a file is:
 
     http(s)://HOST[:PORT]/PREFIX/studies/<StudyInstanceUID>[/series/<SeriesInstanceUID>]   DICOMweb
-    dimse://CALLED_AE@HOST:PORT/<StudyInstanceUID>[/<SeriesInstanceUID>][?calling=AE&scp_port=N]
+    dimse://CALLED_AE@HOST:PORT/<StudyInstanceUID>[/<SeriesInstanceUID>][?calling=AE&scp_port=N&tls=1]
     pacs://NODE/<StudyInstanceUID>[/<SeriesInstanceUID>]                                 a configured node
 
 A DICOMweb URL whose base is a configured node's uses that node's credentials; otherwise it is
-reached without any. DIMSE retrieves by C-GET, or by C-MOVE to port N when ``scp_port`` is given.
+reached without any. DIMSE retrieves by C-GET, or by C-MOVE to port N when ``scp_port`` is given;
+``tls=1`` speaks DICOM TLS, trusting the system's CAs (a node in ``pacs.toml`` can name its own CA
+and the viewer's certificate).
 """
 
 from __future__ import annotations
@@ -79,9 +81,11 @@ def _dimse_url(text: str) -> StudyLocation:
     if not parts.username or not parts.hostname or not parts.port:
         raise ConfigError(f"{text}: expected dimse://CALLED_AE@HOST:PORT/<StudyInstanceUID>")
     options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    unknown = sorted(set(options) - {"calling", "scp_port"})
+    unknown = sorted(set(options) - {"calling", "scp_port", "tls"})
     if unknown:
-        raise ConfigError(f"{text}: unknown option(s) {', '.join(unknown)} (calling, scp_port)")
+        raise ConfigError(f"{text}: unknown option(s) {', '.join(unknown)} (calling, scp_port, tls)")
+    if options.get("tls", "0") not in ("0", "1"):
+        raise ConfigError(f"{text}: tls is 0 or 1, not {options['tls']!r}")
     study, series = _uids(parts.path, text)
     node = DimseNode(
         name=f"{parts.username}@{parts.hostname}:{parts.port}",
@@ -90,6 +94,7 @@ def _dimse_url(text: str) -> StudyLocation:
         called_ae=parts.username,
         calling_ae=options.get("calling", DEFAULT_CALLING_AE),
         scp_port=int(options["scp_port"]) if "scp_port" in options else None,
+        tls=options.get("tls") == "1",
     )
     node.check()
     return StudyLocation(node, study, series)
