@@ -119,8 +119,11 @@ def _explain(
             logits = ctx.logits if instances else ctx.evaluate(ctx.inputs, logits=True)
             probabilities.append(ctx.probabilities(logits.float()).cpu())
             if c == 0:
-                # Choosing the default target needs every frame's prediction: one cheap pass.
-                all_p = probabilities[0] if len(chunks) == 1 else _probabilities(inputs, ctx)
+                # Choosing the default target needs every frame's prediction: one more pass, only
+                # when no target was asked for.
+                all_p = (
+                    None if targets else probabilities[0] if len(chunks) == 1 else _probabilities(inputs, ctx)
+                )
                 target_index = _resolve_targets(targets, labels, all_p)
                 result.targets = tuple(labels[t] for t in target_index)
             first_pass = time.perf_counter() - start

@@ -203,7 +203,9 @@ def _resample(volume: np.ndarray, source: np.ndarray, nearest: bool) -> np.ndarr
         return volume[np.rint(source).astype(int)]
     below = np.floor(source).astype(int)
     above = np.minimum(below + 1, volume.shape[0] - 1)
-    weight = (source - below).astype(np.float32).reshape(-1, *([1] * (volume.ndim - 1)))
-    out = volume[below].astype(np.float32)
-    out += weight * (volume[above].astype(np.float32) - out)
+    out = np.empty((len(source), *volume.shape[1:]), np.float32)
+    for n, (b, a, w) in enumerate(zip(below, above, (source - below).astype(np.float32), strict=True)):
+        # A slice at a time: the only copy is the resampled volume itself.
+        np.multiply(volume[b], 1 - w, out=out[n], casting="unsafe")
+        out[n] += w * volume[a]
     return out

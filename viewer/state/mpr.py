@@ -31,7 +31,7 @@ class Crosshair:
         self.state = state
         self.reformat: Reformat | None = None
         self.reason = "Open a CT or MR series to see it in three planes"
-        self.pixels: np.ndarray | None = None  # the display volume of the image's pixels
+        self._pixels: np.ndarray | None = None
         self.point: tuple[int, int, int] = (0, 0, 0)
         self._layers: dict[int, tuple[tuple, np.ndarray]] = {}  # id(layer) -> (maps key, volume)
         self._annotation: tuple[object, dict[str, np.ndarray]] = (None, {})
@@ -40,18 +40,25 @@ class Crosshair:
         state.events.frame.connect(self._on_frame)
         self._on_image(state.image)
 
+    @property
+    def pixels(self) -> np.ndarray | None:
+        """The display volume of the image's pixels, made when first asked for (a view; a
+        resampled copy only for uneven spacing, which a single-view user never waits for)."""
+        if self._pixels is None and self.reformat is not None:
+            self._pixels = self.reformat.display(self.state.image.pixels)
+        return self._pixels
+
     # --- following the state ------------------------------------------------------------------
     def _on_image(self, image) -> None:
         self._layers.clear()
         self._mips.clear()
         self._annotation = (None, {})
-        self.reformat = self.pixels = None
+        self.reformat = self._pixels = None
         if image is None:
             self.reason = "Open a CT or MR series to see it in three planes"
         else:
             try:
                 self.reformat = Reformat.of(image)
-                self.pixels = self.reformat.display(image.pixels)
             except MprError as exc:
                 self.reason = str(exc)
             else:

@@ -68,7 +68,7 @@ class AnnotationTools:
 
     def _on_shape(self, tool: str, points) -> None:
         image = self.session.state.image
-        if image is None:
+        if image is None or tool not in self.tools:  # a measuring tool's shape is not a region
             return
         try:
             mask = rasterize(tool, points, image.rows, image.columns)

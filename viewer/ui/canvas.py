@@ -25,6 +25,11 @@ from viewer.ui.layer_items import AnnotationItem, SaliencyLayerItem, cosmetic_pe
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 
+# Drawing tools whose drag collects every point (the rest keep the first and the last), and
+# those drawn as open lines.
+FREEHAND = ("polygon", "roi-freehand")
+LINES = ("length", "angle")
+
 GREY = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
 
 
@@ -52,11 +57,12 @@ class ImageViewBox(pg.ViewBox):
     slice_scrolled = Signal(int)  # +1 / -1 per wheel notch
     shape_progress = Signal(object)  # list of (x, y) while drawing
     shape_finished = Signal(str, object)  # tool, (n, 2) array of (x, y)
+    clicked = Signal(float, float)  # x, y of a left click while a tool is on (an angle's last point)
 
     def __init__(self, bindings: MouseBindings):
         super().__init__(invertY=True, lockAspect=True, enableMenu=False)
         self.bindings = bindings
-        self.tool = ""  # "", "rectangle", "ellipse" or "polygon"
+        self.tool = ""  # "", an annotation shape ("rectangle", ...) or a measuring tool ("length", ...)
         self._points: list[tuple[float, float]] = []
 
     def mouseDragEvent(self, ev, axis=None) -> None:
@@ -89,7 +95,7 @@ class ImageViewBox(pg.ViewBox):
         if ev.isStart():
             start = self.mapToView(ev.buttonDownPos())
             self._points = [(start.x(), start.y())]
-        if self.tool == "polygon":
+        if self.tool in FREEHAND:
             self._points.append((point.x(), point.y()))
         else:
             self._points = [self._points[0], (point.x(), point.y())]
@@ -98,6 +104,14 @@ class ImageViewBox(pg.ViewBox):
             self.shape_finished.emit(self.tool, points)
         else:
             self.shape_progress.emit(list(self._points))
+
+    def mouseClickEvent(self, ev) -> None:
+        if self.tool and ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            point = self.mapToView(ev.pos())
+            self.clicked.emit(float(point.x()), float(point.y()))
+        else:
+            super().mouseClickEvent(ev)
 
     def wheelEvent(self, ev, axis=None) -> None:
         if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
@@ -111,7 +125,12 @@ def shape_path(tool: str, points: list[tuple[float, float]]) -> QPainterPath:
     path = QPainterPath()
     if len(points) < 2:
         return path
-    if tool == "polygon":
+    if tool in LINES:
+        path.moveTo(*points[0])
+        for x, y in points[1:]:
+            path.lineTo(x, y)
+        return path
+    if tool in FREEHAND:
         path.moveTo(*points[0])
         for x, y in points[1:]:
             path.lineTo(x, y)
@@ -119,7 +138,7 @@ def shape_path(tool: str, points: list[tuple[float, float]]) -> QPainterPath:
     else:
         (x0, y0), (x1, y1) = points[0], points[-1]
         rect = QRectF(QPointF(x0, y0), QPointF(x1, y1)).normalized()
-        path.addRect(rect) if tool == "rectangle" else path.addEllipse(rect)
+        path.addEllipse(rect) if tool.endswith("ellipse") else path.addRect(rect)
     return path
 
 

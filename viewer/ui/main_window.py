@@ -39,6 +39,7 @@ from viewer.ui.comparison import ComparisonPanel
 from viewer.ui.export_dialogs import ExportDialogs
 from viewer.ui.exports import ExportContext
 from viewer.ui.layer_panel import LayerPanel
+from viewer.ui.measure_tools import MeasureTools
 from viewer.ui.model_panel import ModelPanel
 from viewer.ui.mpr_view import MprView
 from viewer.ui.pacs_commands import PacsCommands
@@ -124,6 +125,12 @@ class MainWindow(QMainWindow):
         self.pacs_ui = PacsCommands(self, self.session, self.pacs, self.export_context, self.say)
         self.actions_by_id, self.menus = build_menus(self, self.session)
         self.annotations.install(self.menus["edit"])
+        self.measure = MeasureTools(
+            self, self.state, self.canvas.vb, self.last_folder, self.say, self.session.report_error
+        )
+        self.measure.install(self.menus["tools"], self.menus["file"], list(self.annotations.tools.values()))
+        self.docks["measurements"] = self._dock("Measurements", self.measure.panel, right)
+        self.docks["measurements"].hide()
         for dock in self.docks.values():
             self.menus["view"].addAction(dock.toggleViewAction())
         self._bind_preferences()
@@ -324,8 +331,9 @@ class MainWindow(QMainWindow):
         return self.session.explain_series(show=True)
 
     def cancel(self) -> None:
-        if self.annotations.tool:  # Esc first stops drawing
+        if self.canvas.vb.tool:  # Esc first stops drawing or measuring
             self.annotations.set_tool("")
+            self.measure.set_tool("")
             return
         self.session.cancel()
 

@@ -1,0 +1,201 @@
+"""Measurements as a DICOM SR Imaging Measurement Report (TID 1500, Comprehensive 3D SR) through
+highdicom, and back. No Qt, no torch.
+
+Each measurement is one planar ROI measurement group (TID 1410): its region as image SCOORDs on
+the source frame (a 2-point polyline for a length, 3 points for an angle, a closed polyline for a
+rectangle or polygon, an ELLIPSE by its two axes), a tracking identifier naming its kind
+(``length 1``, ``ellipse 2``, ...) and its values (SNOMED CT Length, Angle, Area, Mean, Standard
+Deviation, Minimum, Maximum; UCUM mm, mm2, deg, and [hnsf'U] for CT). The report is a new series
+in the source study and references the measured images as evidence; with ``anonymize`` the
+patient is replaced and linking UIDs hashed as in every other export, and reading it back over
+the original study still finds each frame. Images without pixel spacing are refused: their
+measurements would be in pixels, which SR units do not express.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+from pydicom.sr.codedict import codes
+
+from viewer.io.dicom_derived import (
+    MANUFACTURER,
+    anonymized_uid,
+    lo,
+    new_uid,
+    require_dicom,
+    source_headers,
+)
+from viewer.io.dicom_header import read_dataset
+from viewer.io.dicom_writer import write_atomic
+from viewer.io.image import Image
+from viewer.io.measurements import KINDS, Measured, Measurement, MeasurementError
+
+SR_SERIES_NUMBER = 9003
+# The procedure a report is of, by modality (LOINC, as TID 1500 asks).
+_PROCEDURES = {
+    "CT": codes.LN.CTUnspecifiedBodyRegion,
+    "MR": codes.LN.MRIUnspecifiedBodyRegion,
+    "PT": codes.LN.PETUnspecifiedBodyRegion,
+    "NM": codes.LN.NMUnspecifiedBodyRegion,
+}
+_VALUES = (
+    ("length", codes.SCT.Length),
+    ("angle", codes.SCT.Angle),
+    ("area", codes.SCT.Area),
+    ("mean", codes.SCT.Mean),
+    ("sd", codes.SCT.StandardDeviation),
+    ("minimum", codes.SCT.Minimum),
+    ("maximum", codes.SCT.Maximum),
+)
+
+
+def write_measurement_report(
+    image: Image,
+    measured: Sequence[Measured],
+    out: Path,
+    *,
+    anonymize: bool = True,
+    description: str = "Measurements",
+) -> Path:
+    """Write ``measured`` (of ``image``) as a TID 1500 report at ``out`` (never overwritten)."""
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} exists; refusing to overwrite it")
+    require_dicom(image)
+    if not measured:
+        raise MeasurementError("there are no measurements to save")
+    if not all(m.calibrated for m in measured):
+        raise MeasurementError(
+            "the image has no pixel spacing: its measurements are in pixels, which SR cannot hold"
+        )
+    frames = sorted({m.measurement.frame for m in measured})
+    headers, _numbers = source_headers(image, frames, anonymize)  # the evidence
+    groups = []
+    for number, values in enumerate(measured, 1):
+        groups.append(_group(image, values, number, anonymize))
+    device = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=new_uid("observer-device"), manufacturer_name=MANUFACTURER, model_name=MANUFACTURER
+        ),
+    )
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=device),
+        procedure_reported=_PROCEDURES.get(image.modality, codes.LN.XRUnspecifiedBodyRegion),
+        imaging_measurements=groups,
+    )
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=headers,
+        content=report,
+        series_instance_uid=new_uid("sr-series"),
+        series_number=SR_SERIES_NUMBER,
+        sop_instance_uid=new_uid("sr"),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        series_description=lo(description),
+    )
+    return write_atomic(sr, out)
+
+
+def _group(image: Image, values: Measured, number: int, anonymize: bool):
+    measurement = values.measurement
+    info = image.frames[measurement.frame]
+    header = read_dataset(info.source)
+    uid = str(header.SOPInstanceUID)
+    frames = [info.frame_index + 1] if int(header.get("NumberOfFrames", 1) or 1) > 1 else None
+    source = hd.sr.SourceImageForRegion(
+        referenced_sop_class_uid=str(header.SOPClassUID),
+        referenced_sop_instance_uid=anonymized_uid(uid) if anonymize else uid,
+        referenced_frame_numbers=frames,
+    )
+    graphic_type, data = _graphic(measurement)
+    region = hd.sr.ImageRegion(graphic_type=graphic_type, graphic_data=data, source_image=source)
+    label = f" {measurement.label}" if measurement.label else ""
+    units = {
+        "length": codes.UCUM.Millimeter,
+        "angle": codes.UCUM.Degree,
+        "area": codes.UCUM.SquareMillimeter,
+    }
+    grey = codes.UCUM.HounsfieldUnit if values.units == "HU" else codes.UCUM.NoUnits
+    items = [
+        hd.sr.Measurement(name=concept, value=float(getattr(values, field)), unit=units.get(field, grey))
+        for field, concept in _VALUES
+        if getattr(values, field) is not None
+    ]
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=new_uid("tracking"), identifier=lo(f"{measurement.kind} {number}{label}")
+        ),
+        referenced_region=region,
+        measurements=items,
+    )
+
+
+def _graphic(measurement: Measurement) -> tuple[str, np.ndarray]:
+    points = np.asarray(measurement.points, np.float64)
+    kind = measurement.kind
+    if kind in ("length", "angle"):
+        return "POLYLINE", points
+    if kind == "polygon":
+        return "POLYLINE", np.vstack([points, points[:1]])  # closed: the last point is the first
+    (x0, y0), (x1, y1) = points
+    if kind == "rectangle":
+        return "POLYLINE", np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]])
+    cx, cy, horizontal, vertical = (x0 + x1) / 2, (y0 + y1) / 2, abs(x1 - x0), abs(y1 - y0)
+    across, down = [[x0, cy], [x1, cy]], [[cx, y0], [cx, y1]]
+    # An ELLIPSE is its major axis' two end points, then its minor axis' (in image coordinates).
+    return "ELLIPSE", np.array(across + down if horizontal >= vertical else down + across)
+
+
+def read_measurement_report(path: Path | str, image: Image) -> list[Measurement]:
+    """The measurements of a TID 1500 report (this viewer's, or another's planar ROI groups) on
+    ``image``'s frames; a group on an image not in ``image`` is left out. Raises
+    :class:`MeasurementError` naming the file when it is not a measurement report."""
+    path = Path(path)
+    try:
+        sr = hd.sr.srread(path)
+        groups = sr.content.get_planar_roi_measurement_groups()
+    except Exception as exc:  # pydicom and highdicom raise many kinds on a file that is not an SR
+        raise MeasurementError(f"{path.name}: not a DICOM SR measurement report ({exc})") from None
+    frames: dict[tuple[str, int], int] = {}
+    for index, info in enumerate(image.frames):
+        for uid in (info.sop_instance_uid, anonymized_uid(info.sop_instance_uid)):
+            frames[(uid, info.frame_index + 1)] = index
+    out = []
+    for group in groups:
+        region = group.roi
+        if region is None:
+            continue
+        reference = region.ContentSequence[0].ReferencedSOPSequence[0]  # its SELECTED FROM image
+        number = int(reference.get("ReferencedFrameNumber", 1) or 1)
+        frame = frames.get((str(reference.ReferencedSOPInstanceUID), number))
+        if frame is None:
+            continue
+        out.append(_measurement(group, region, frame))
+    return out
+
+
+def _measurement(group, region, frame: int) -> Measurement:
+    identifier = str(group.tracking_identifier or "")
+    named = identifier.split(" ", 1)[0]
+    label = identifier.split(" ", 2)[2] if identifier.count(" ") >= 2 else ""
+    points = np.asarray(region.value, np.float64).reshape(-1, 2)
+    graphic = str(region.graphic_type.value if hasattr(region.graphic_type, "value") else region.graphic_type)
+    closed = len(points) > 2 and np.allclose(points[0], points[-1])
+    if graphic == "ELLIPSE":
+        xs, ys = points[:, 0], points[:, 1]
+        return Measurement("ellipse", frame, ((xs.min(), ys.min()), (xs.max(), ys.max())), label)
+    if named == "rectangle" and closed and len(points) == 5:
+        return Measurement("rectangle", frame, (tuple(points[0]), tuple(points[2])), label)
+    if closed:
+        return Measurement("polygon", frame, tuple(map(tuple, points[:-1])), label)
+    kind = (
+        named
+        if named in KINDS and named in ("length", "angle")
+        else ("length" if len(points) == 2 else "angle")
+    )
+    return Measurement(kind, frame, tuple(map(tuple, points)), label)
