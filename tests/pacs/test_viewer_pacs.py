@@ -15,6 +15,7 @@ from tests.pacs.conftest import nodes_of, sample_files, start_orthanc
 from tests.pacs.orthanc import free_port
 from tests.ui.conftest import run_and_wait
 from viewer.io.dicom_writer import StudyInfo, write_ct_series
+from viewer.io.measurements import Measurement
 from viewer.io.pacs import DimseNode, PacsConfig, StudyQuery, load_config
 from viewer.io.pacs.nodes import save_config
 from viewer.state.pacs_session import PacsSession, RetrieveRequest
@@ -133,13 +134,25 @@ def test_study_url_opens_and_results_are_sent_back_into_the_study(qtbot, window,
     qtbot.waitUntil(lambda: window.session.prediction is not None, timeout=120_000)
     assert window.state.image.n_frames == 28
     run_and_wait(qtbot, window, ["gradcam"])
-    assert window.pacs_ui.available() == {"pm": True, "sc": True, "seg": False}
+    assert window.pacs_ui.available() == {"pm": True, "sc": True, "seg": False, "sr": False}
+    length = window.measure.book.add(
+        Measurement("length", window.state.frame, ((100.0, 100.0), (300.0, 250.0)))
+    )
+    assert window.pacs_ui.available()["sr"]
     with qtbot.waitSignal(window.pacs.sent, timeout=60_000):
-        window.pacs_ui.send("web", ["pm", "sc"])
+        window.pacs_ui.send("web", ["pm", "sc", "sr"])
     items = own_orthanc.study_instances(ct)
     sent = [pydicom.dcmread(io.BytesIO(own_orthanc.file(i["ID"]))) for i in items]
     sent = {ds.SOPClassUID.name: ds for ds in sent if ds.Modality != "CT"}
-    assert set(sent) == {"Parametric Map Storage", "Secondary Capture Image Storage"}
+    assert set(sent) == {
+        "Parametric Map Storage",
+        "Secondary Capture Image Storage",
+        "Comprehensive 3D SR Storage",
+    }
+    report = hd.sr.Comprehensive3DSR.from_dataset(sent["Comprehensive 3D SR Storage"])
+    (group,) = report.content.get_planar_roi_measurement_groups()
+    assert group.get_measurements()[0].value == pytest.approx(length.length, rel=1e-6)
+    assert report.StudyInstanceUID == ct
     pm = hd.pm.ParametricMap.from_dataset(sent["Parametric Map Storage"])
     assert (
         pm.StudyInstanceUID == ct
@@ -149,7 +162,7 @@ def test_study_url_opens_and_results_are_sent_back_into_the_study(qtbot, window,
     model = window.session.manifest().name
     for ds in sent.values():
         assert [e.get("ManufacturerModelName") for e in ds.ContributingEquipmentSequence].count(model) == 1
-    assert len(items) == 28 + 2
+    assert len(items) == 28 + 3
 
 
 def test_node_editor_writes_the_file_and_keeps_passwords_out_of_it(qtbot, tmp_path, monkeypatch):

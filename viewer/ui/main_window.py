@@ -129,6 +129,7 @@ class MainWindow(QMainWindow):
             self, self.state, self.canvas.vb, self.last_folder, self.say, self.session.report_error
         )
         self.measure.install(self.menus["tools"], self.menus["file"], list(self.annotations.tools.values()))
+        self.pacs_ui.measurements = self.measure.book
         self.docks["measurements"] = self._dock("Measurements", self.measure.panel, right)
         self.docks["measurements"].hide()
         for dock in self.docks.values():

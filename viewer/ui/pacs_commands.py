@@ -36,6 +36,7 @@ RESULTS = {
     "pm": ("Active map (Parametric Map, or Segmentation on a radiograph)", "map.dcm"),
     "sc": ("Annotated view (Secondary Capture)", "view_sc.dcm"),
     "seg": ("Drawn annotation (Segmentation)", "annotation_seg.dcm"),
+    "sr": ("Measurements (Structured Report, TID 1500)", "measurements_sr.dcm"),
 }
 
 
@@ -87,6 +88,7 @@ class PacsCommands:
     ):
         self.window, self.session, self.pacs = window, session, pacs
         self.context, self.say = context, say
+        self.measurements = None  # the window's MeasurementBook, once its tools exist
         self.dialog = None
         pacs.error.connect(lambda message: say(message, 15000))
         pacs.sent.connect(lambda node: say(f"Sent to {node}", 8000))
@@ -114,7 +116,13 @@ class PacsCommands:
         state = self.session.state
         dicom = state.image is not None and state.image.kind == "dicom"
         regions = state.annotation is not None and bool(state.annotation.regions)
-        return {"pm": dicom and state.active() is not None, "sc": dicom, "seg": dicom and regions}
+        measured = self.measurements is not None and bool(self.measurements.items)
+        return {
+            "pm": dicom and state.active() is not None,
+            "sc": dicom,
+            "seg": dicom and regions,
+            "sr": dicom and measured,
+        }
 
     def ask_send(self) -> None:
         config = self.pacs.config()
@@ -140,6 +148,8 @@ class PacsCommands:
                 path = folder / RESULTS[kind][1]
                 if kind == "seg":
                     annotation_writer.save_annotation_seg(state.annotation, state.image, path)
+                elif kind == "sr":
+                    self.measurements.save(path, anonymize=False)  # into the study as it is on the PACS
                 else:
                     save_dicom(ctx, kind, path, anonymize=False)
                 paths.append(path)
