@@ -177,7 +177,13 @@ def _input(report: ModelReport, m: ModelManifest) -> None:
         intensity += " " + ", ".join(f"[{c:g}, {w:g}]" for c, w in spec.windows)
     report.add(
         "Input",
-        f"{m.in_channels} channel(s), {spec.size[0]} x {spec.size[1]} ({spec.resize})",
+        f"{m.in_channels} channel(s), {spec.size[0]} x {spec.size[1]} ({spec.resize})"
+        + (
+            f"; 2.5-D: {spec.slices} adjacent slices ({spec.neighbours} on each side), "
+            f"{m.in_channels // spec.slices} channel(s) each, maps on the centre slice"
+            if spec.context == "adjacent-slices"
+            else ""
+        ),
         f"intensity {intensity}, then (x - mean) / std with mean {list(spec.mean)}, std {list(spec.std)}",
         f"modalities {', '.join(m.modalities) or 'any'}; domain {m.domain}"
         + (f"; trained on {m.trained_on}" if m.trained_on else ""),

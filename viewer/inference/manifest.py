@@ -70,6 +70,15 @@ class InputSpec:
     windows: tuple[tuple[float, float], ...] = ()
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
+    # 2.5-D models (the RSNA haemorrhage winners'): the slices on each side of the one explained
+    # go in as channels too; "slice" is a frame alone.
+    context: Literal["slice", "adjacent-slices"] = "slice"
+    neighbours: int = 0
+
+    @property
+    def slices(self) -> int:
+        """How many slices one input holds (the centre and its neighbours)."""
+        return 2 * self.neighbours + 1
 
 
 @dataclass(frozen=True)
@@ -216,7 +225,26 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
 
 
 def _input_spec(path: Path, table: dict, in_channels: int) -> InputSpec:
-    _no_unknown(path, "input.", table, {"size", "resize", "intensity", "windows", "mean", "std"})
+    _no_unknown(
+        path,
+        "input.",
+        table,
+        {"size", "resize", "intensity", "windows", "mean", "std", "context", "neighbours"},
+    )
+    context = table.get("context", "slice")
+    if context not in ("slice", "adjacent-slices"):
+        raise ManifestError(path, f"input.context must be slice or adjacent-slices, not {context!r}")
+    neighbours = table.get("neighbours", 1 if context == "adjacent-slices" else 0)
+    if not isinstance(neighbours, int) or neighbours < 0 or (context == "slice" and neighbours):
+        raise ManifestError(
+            path, "input.neighbours is a whole number of slices on each side, with adjacent-slices"
+        )
+    slices = 2 * neighbours + 1
+    if in_channels % slices:
+        raise ManifestError(
+            path, f"in_channels {in_channels} is not a multiple of the {slices} slices an input holds"
+        )
+    per_slice = in_channels // slices
     size = table.get("size")
     if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
         raise ManifestError(path, "input.size must be [height, width] in pixels")
@@ -231,9 +259,11 @@ def _input_spec(path: Path, table: dict, in_channels: int) -> InputSpec:
     if intensity == "windows":
         if not windows or not all(isinstance(w, list) and len(w) == 2 for w in windows):
             raise ManifestError(path, "input.windows must be a list of [center, width] pairs")
-        if len(windows) != in_channels:
+        if len(windows) != per_slice:
             raise ManifestError(
-                path, f"input.windows has {len(windows)} windows for {in_channels} input channels"
+                path,
+                f"input.windows has {len(windows)} windows for {per_slice} input channels per slice"
+                + (f" ({in_channels} channels over {slices} slices)" if slices > 1 else ""),
             )
         if any(float(w[1]) <= 0 for w in windows):
             raise ManifestError(path, "input.windows widths must be positive")
@@ -245,7 +275,7 @@ def _input_spec(path: Path, table: dict, in_channels: int) -> InputSpec:
             raise ManifestError(path, f"input.{key} needs 1 or {in_channels} values, has {len(values)}")
     if any(v <= 0 for v in std):
         raise ManifestError(path, "input.std values must be positive")
-    return InputSpec((size[0], size[1]), resize, intensity, parsed_windows, mean, std)
+    return InputSpec((size[0], size[1]), resize, intensity, parsed_windows, mean, std, context, neighbours)
 
 
 def _table(path: Path, data: dict, key: str) -> dict:

@@ -113,11 +113,18 @@ def normalise(tensor: torch.Tensor, spec: InputSpec) -> torch.Tensor:
 def prepare_frame(
     image: Image, frame: int, spec: InputSpec, in_channels: int
 ) -> tuple[torch.Tensor, GridTransform]:
-    """One frame of an opened image as a normalised model input, and its transform."""
-    values = image.frame(frame)
-    if image.is_color:
-        values = values.astype(np.float32).mean(axis=-1)
-    channels = intensity_channels(values, spec, in_channels, image=image, frame=frame)
+    """One frame of an opened image as a normalised model input, and its transform. For a 2.5-D
+    model the input holds the frames from ``neighbours`` before to ``neighbours`` after, slice by
+    slice (each slice's channels together, the nearest frame repeated past the series' ends)."""
+    per_slice = in_channels // spec.slices
+    stack = []
+    for offset in range(-spec.neighbours, spec.neighbours + 1):
+        index = min(max(frame + offset, 0), image.n_frames - 1)
+        values = image.frame(index)
+        if image.is_color:
+            values = values.astype(np.float32).mean(axis=-1)
+        stack.append(intensity_channels(values, spec, per_slice, image=image, frame=index))
+    channels = np.concatenate(stack) if len(stack) > 1 else stack[0]
     transform = geometry(image.rows, image.columns, spec)
     return normalise(resample(channels, transform), spec), transform
 
