@@ -24,12 +24,12 @@ from pydicom.sr.codedict import codes
 from viewer.io.dicom_derived import (
     MANUFACTURER,
     anonymized_uid,
+    is_multiframe,
     lo,
     new_uid,
     require_dicom,
     source_headers,
 )
-from viewer.io.dicom_header import read_dataset
 from viewer.io.dicom_writer import write_atomic
 from viewer.io.image import Image
 from viewer.io.measurements import KINDS, Measured, Measurement, MeasurementError
@@ -73,10 +73,12 @@ def write_measurement_report(
             "the image has no pixel spacing: its measurements are in pixels, which SR cannot hold"
         )
     frames = sorted({m.measurement.frame for m in measured})
-    headers, _numbers = source_headers(image, frames, anonymize)  # the evidence
-    groups = []
-    for number, values in enumerate(measured, 1):
-        groups.append(_group(image, values, number, anonymize))
+    headers, _numbers = source_headers(image, frames, anonymize)  # the evidence, one per file
+    sources = dict(zip(dict.fromkeys(image.frames[f].source for f in frames), headers, strict=True))
+    groups = [
+        _group(image, values, number, sources[image.frames[values.measurement.frame].source])
+        for number, values in enumerate(measured, 1)
+    ]
     device = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -101,16 +103,15 @@ def write_measurement_report(
     return write_atomic(sr, out)
 
 
-def _group(image: Image, values: Measured, number: int, anonymize: bool):
+def _group(image: Image, values: Measured, number: int, header):
+    """One planar ROI group, referencing ``header`` (the measured frame's evidence header, its
+    UIDs already hashed in an anonymised report)."""
     measurement = values.measurement
     info = image.frames[measurement.frame]
-    header = read_dataset(info.source)
-    uid = str(header.SOPInstanceUID)
-    frames = [info.frame_index + 1] if int(header.get("NumberOfFrames", 1) or 1) > 1 else None
     source = hd.sr.SourceImageForRegion(
         referenced_sop_class_uid=str(header.SOPClassUID),
-        referenced_sop_instance_uid=anonymized_uid(uid) if anonymize else uid,
-        referenced_frame_numbers=frames,
+        referenced_sop_instance_uid=str(header.SOPInstanceUID),
+        referenced_frame_numbers=[info.frame_index + 1] if is_multiframe(header) else None,
     )
     graphic_type, data = _graphic(measurement)
     region = hd.sr.ImageRegion(graphic_type=graphic_type, graphic_data=data, source_image=source)

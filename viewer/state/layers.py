@@ -56,6 +56,10 @@ class SaliencyLayer:
         """The 256 x 4 RGBA table of the layer's colour map and threshold."""
         return overlay_lut(self.colormap, signed=self.signed, low=self.low, high=self.high)
 
+    def maps_key(self) -> tuple:
+        """Which map holds each frame: views that cache what they made of the maps compare it."""
+        return tuple(sorted((frame, id(smap)) for frame, smap in self.maps.items()))
+
     def map_for(self, frame: int) -> SaliencyMap | None:
         return self.maps.get(frame)
 

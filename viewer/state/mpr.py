@@ -141,7 +141,7 @@ class Crosshair:
         nothing), or None where it has no maps. Made once per change of its maps."""
         if self.reformat is None or not layer.maps:
             return None
-        key = tuple(sorted((frame, id(smap)) for frame, smap in layer.maps.items()))
+        key = layer.maps_key()
         held = self._layers.get(id(layer))
         if held is not None and held[0] == key:
             return held[1]

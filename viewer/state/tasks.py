@@ -197,17 +197,21 @@ def explain_series(
     one of them covers are not computed again. The ``series`` probabilities of those frames are NaN.
     """
     model = store.get(manifest)
-    if not show:
-        result = explain(
+
+    def run(frames: list[int] | None, on_progress) -> Explanation:
+        return explain(
             model,
             image,
             list(methods),
             targets=list(targets),
+            frames=frames,
             seed=seed,
-            on_progress=job.progress,
+            on_progress=on_progress,
             cancel=job.cancel,
         )
-        job.emit("series", (image, result))
+
+    if not show:
+        job.emit("series", (image, run(None, job.progress)))
         return
     parts = {key: list(maps) for key, maps in (known or {}).items()}
     wanted = [(m, t) for m in methods for t in targets]
@@ -220,6 +224,7 @@ def explain_series(
     labels = model.manifest.labels
     probabilities = np.full((image.n_frames, len(labels)), np.nan, np.float32)
     done = 0
+    merged: dict[tuple[str, str], SaliencyMap] = {}  # each (method, target)'s map so far, one scale
     for number, frames in enumerate(order):
         job.check()
 
@@ -228,26 +233,19 @@ def explain_series(
         def progress(step: str, fraction: float, number=number, where=where) -> None:
             job.progress(f"{step}: {where}", (number + fraction) / len(order))
 
-        result = explain(
-            model,
-            image,
-            list(methods),
-            targets=list(targets),
-            frames=frames,
-            seed=seed,
-            on_progress=progress,
-            cancel=job.cancel,
-        )
+        result = run(frames, progress)
         probabilities[list(frames)] = result.probabilities
         for smap in result.maps:
-            parts.setdefault((smap.method, smap.target), []).append(smap)
-            merged = on_one_scale(parts[(smap.method, smap.target)])
-            job.emit("map", (merged, display_indices(merged)))
+            key = (smap.method, smap.target)
+            parts.setdefault(key, []).append(smap)
+            merged[key] = on_one_scale(parts[key])
+            job.emit("map", (merged[key], display_indices(merged[key])))
         done += len(frames)
-    maps = [on_one_scale(parts[key]) for key in wanted if parts.get(key)]
-    if not order:  # all known already: shown as they are
-        for smap in maps:
-            job.emit("map", (smap, display_indices(smap)))
+    for key in wanted:  # all known already: shown as they are
+        if key not in merged and parts.get(key):
+            merged[key] = on_one_scale(parts[key])
+            job.emit("map", (merged[key], display_indices(merged[key])))
+    maps = [merged[key] for key in wanted if key in merged]
     every = tuple(range(image.n_frames))
     job.emit("series", (image, Explanation(labels, every, probabilities, tuple(targets), maps)))
 

@@ -260,6 +260,15 @@ def build_window_menu(window: QMainWindow, menu: QMenu, session: ViewerSession) 
     return made
 
 
+def check_only(actions: dict[str, QAction], chosen: str = "") -> None:
+    """Check the action named ``chosen`` and uncheck the others, without triggering them (a
+    tool chosen elsewhere, or Esc)."""
+    for name, action in actions.items():
+        action.blockSignals(True)
+        action.setChecked(name == chosen)
+        action.blockSignals(False)
+
+
 def drawing_tools(
     window: QMainWindow, menu: QMenu, on_toggled: Callable[[str, bool], None]
 ) -> dict[str, QAction]:

@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QFileDialog, QMainWindow, QMenu
 
 from viewer.io.shapes import rasterize
 from viewer.state.session import ViewerSession
-from viewer.ui.actions import drawing_tools
+from viewer.ui.actions import check_only, drawing_tools
 from viewer.ui.annotation_commands import AddRegion
 from viewer.ui.canvas import ImageViewBox
 
@@ -53,10 +53,7 @@ class AnnotationTools:
 
     def set_tool(self, tool: str) -> None:
         self.view.tool = tool
-        for name, action in self.tools.items():
-            action.blockSignals(True)
-            action.setChecked(name == tool)
-            action.blockSignals(False)
+        check_only(self.tools, tool)
         if tool:
             target = self.session.state.target or "finding"
             self.say(f"Drawing {tool}s of '{target}': drag with the left button; Esc stops", 0)

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from viewer.io.measurements import Measured, Measurement, MeasurementError
 from viewer.state.measurement_book import MeasurementBook
 from viewer.state.viewer_state import ViewerState
+from viewer.ui.actions import check_only
 from viewer.ui.canvas import ImageViewBox, shape_path
 from viewer.ui.layer_items import cosmetic_pen
 
@@ -95,8 +96,9 @@ class MeasureTools:
         self.folder, self.say, self.report = folder, say, report
         self.book = MeasurementBook(state)
         self.drawn = MeasurementItems(view, self.book, state)
-        self.actions: dict[str, QAction] = {}
-        self.others: list[QAction] = []  # the annotation's drawing tools: one tool at a time
+        self.actions: dict[str, QAction] = {}  # tool id -> its checkable action
+        self.commands: dict[str, QAction] = {}  # the SR and clear commands, by their text
+        self.others: dict[str, QAction] = {}  # the annotation's drawing tools: one tool at a time
         self._arm: tuple[tuple[float, float], tuple[float, float]] | None = None  # an angle's first arm
         self.preview = QGraphicsPathItem()
         self.preview.setPen(cosmetic_pen(COLOUR, 1.2, Qt.PenStyle.DashLine))
@@ -116,7 +118,7 @@ class MeasureTools:
         view.shape_finished.connect(self._on_shape)
         view.clicked.connect(self._on_click)
 
-    def install(self, tools: QMenu, file: QMenu, others: list[QAction]) -> None:
+    def install(self, tools: QMenu, file: QMenu, others: dict[str, QAction]) -> None:
         """The tools (exclusive, also with the annotation drawing tools in ``others``) under
         Tools > Measure, and the SR commands in File."""
         menu = tools.addMenu("Measure")
@@ -132,8 +134,8 @@ class MeasureTools:
             self.window.addAction(action)
             self.actions[tool] = action
         self.others = others
-        for other in others:  # drawing a region of the annotation stops measuring
-            other.toggled.connect(lambda on: on and self._uncheck())
+        for other in others.values():  # drawing a region of the annotation stops measuring
+            other.toggled.connect(lambda on: on and check_only(self.actions))
         menu.addSeparator()
         for text, handler in (
             ("Save measurements as DICOM SR...", self.ask_save),
@@ -143,38 +145,22 @@ class MeasureTools:
             action = QAction(text, self.window)
             action.triggered.connect(lambda _=False, h=handler: h())
             (file if "DICOM SR" in text else menu).addAction(action)
-            self.actions[text] = action
+            self.commands[text] = action
 
     # --- tools ---------------------------------------------------------------------------------
-    @property
-    def tool(self) -> str:
-        return self.view.tool if self.view.tool in KIND_OF else ""
-
     def set_tool(self, tool: str) -> None:
         self._arm = None
         self.preview.setPath(QPainterPath())
         if tool or self.view.tool in KIND_OF:
             self.view.tool = tool
-        for other in self.others if tool else ():
-            other.blockSignals(True)
-            other.setChecked(False)
-            other.blockSignals(False)
-        for name, action in self.actions.items():
-            if name in KIND_OF:
-                action.blockSignals(True)
-                action.setChecked(name == tool)
-                action.blockSignals(False)
+        if tool:
+            check_only(self.others)  # one tool at a time: the annotation's are unchecked
+        check_only(self.actions, tool)
         if tool == "angle":
             self.say("Angle: drag the first arm to the vertex, then click the second arm's end; Esc stops", 0)
         elif tool:
             text = next(text for name, text, _key, _kind in TOOLS if name == tool)
             self.say(f"{text}: drag with the left button; Esc stops", 0)
-
-    def _uncheck(self) -> None:
-        for name in KIND_OF:
-            self.actions[name].blockSignals(True)
-            self.actions[name].setChecked(False)
-            self.actions[name].blockSignals(False)
 
     def _on_shape(self, tool: str, points) -> None:
         if tool not in KIND_OF:

@@ -131,14 +131,9 @@ class PlaneView:
             self.draw_annotation()
             self._shows = key
         self.place_lines()
-        self.title.setText(self._title())
+        self.title.setText(self.title_text())
 
-    def set_mip(self, on: bool) -> None:
-        self.mip = on
-        self.draw_layers()
-        self.title.setText(self._title())
-
-    def _title(self) -> str:
+    def title_text(self) -> str:
         # Numbered as the array counts along that axis, so the acquired plane's number is the
         # single view's slice number.
         reformat = self.crosshair.reformat
@@ -272,7 +267,8 @@ class MprView(QWidget):
             view.mip = on
         if self._live():
             for view in self.planes.values():
-                view.set_mip(on)
+                view.draw_layers()
+                view.title.setText(view.title_text())
 
     # --- following the model ------------------------------------------------------------------
     def _live(self) -> bool:

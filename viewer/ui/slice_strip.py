@@ -81,7 +81,7 @@ class SliceStrip(QWidget):
             if layer is not None:
                 layer.events.maps.connect(self.refresh)
             self._follow = layer
-        key = (id(layer), tuple((f, id(m)) for f, m in sorted(layer.maps.items()))) if layer else ()
+        key = (id(layer), layer.maps_key()) if layer else ()
         if key != self._held:
             frames = state.image.n_frames if state.image is not None else 0
             self.strength, self._held = slice_strengths(layer, frames), key
