@@ -266,3 +266,40 @@ def test_a_batch_session_says_which_study_failed_and_opens_the_next(store, tmp_p
     assert session.errors and "a_broken.dcm" in session.errors[0]
     assert session.series_index == 1 and session.state.image.frames[0].source.endswith("b.dcm")
     assert session.prediction is not None
+
+
+def test_a_3d_model_explains_every_slice_at_once_and_says_what_it_cannot_run(store, tmp_path):
+    """A user's 3-D MONAI network: one prediction for the series, the slice on screen explained
+    by a map over every slice (scrolling computes nothing more), 2-D-only methods marked."""
+    pytest.importorskip("monai")
+    import torch
+    from monai.networks.nets import DenseNet121
+
+    from tests.inference.layouts import seeded, write_manifest
+
+    labels = ["epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural", "any"]
+    torch.save(
+        seeded(DenseNet121(spatial_dims=3, in_channels=1, out_channels=6)).state_dict(), tmp_path / "w.pt"
+    )
+    text = write_manifest(tmp_path, "monai:DenseNet121", "w.pt", labels=labels, in_channels=1).read_text()
+    text = text.replace("size = [64, 64]", "size = [32, 64, 64]")
+    (tmp_path / "manifest.toml").write_text(
+        text.replace("[input]\n", '[input]\nkind = "volume"\nwindows = [[40, 80]]\n')
+    )
+    session = ViewerSession(InlineRunner(), store=store)
+    session.make_thumbnails = False
+    support = []
+    session.support_changed.connect(support.append)
+    session.open_paths([CT])
+    assert session.add_model(tmp_path / "manifest.toml")
+    assert session.prediction.per_volume and session.prediction.probabilities.shape == (28, 6)
+    assert "written for 2-D inputs" in support[-1]["lrp"] and support[-1]["gradcam"] is None
+    session.state.target = "subdural"
+    session.state.frame = 14
+    assert session.run_methods(["gradcam", "gradient"]) is not None
+    layer = session.state.layer("gradient")
+    assert tuple(sorted(layer.maps)) == tuple(range(28)) and layer.values(3).shape == (512, 512)
+    session.state.frame = 3
+    assert session.run_methods(["gradcam", "gradient"]) is None  # every slice is in the cache
+    session.explain_series(["gradcam", "gradient"], show=True)
+    assert not session.errors

@@ -88,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from viewer.explain import METHODS
-    from viewer.explain.registry import unsupported_reason
+    from viewer.explain.engine import support_reason
     from viewer.state.explain_run import ExplainRequest, run_explain
     from viewer.state.explain_study import ExplainOptions
 
@@ -114,9 +114,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     def reason_against(method_id: str) -> str | None:
-        return unsupported_reason(
-            METHODS[method_id], hooks=model.hooks, family=model.family, attention=model.attention
-        )
+        return support_reason(METHODS[method_id], model)
 
     if args.methods == "all":  # every method this network supports; say which are left out
         for method_id in method_ids:

@@ -17,10 +17,16 @@ from viewer.explain.context import ExplainContext
 from viewer.explain.registry import Method, register
 
 
+def spatial(t: torch.Tensor) -> tuple[int, ...]:
+    """The grid axes of ``(B, K, u, v)`` or, in a 3-D network, ``(B, K, d, u, v)``."""
+    return tuple(range(2, t.ndim))
+
+
 class _GradientCAM(Method):
     family = "cam"
     needs_layer = True
     convention = "unit"
+    volumetric = True
 
     def compute(self, ctx: ExplainContext, targets: list[int]) -> torch.Tensor:
         a = ctx.activations
@@ -31,12 +37,13 @@ class _GradientCAM(Method):
         return torch.stack(maps)
 
     def combine(self, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """Raw map ``(B, u, v)`` from activations and gradients ``(B, K, u, v)``."""
+        """Raw map ``(B, u, v)`` from activations and gradients ``(B, K, u, v)`` (a depth axis
+        before ``u`` in a 3-D network)."""
         raise NotImplementedError
 
 
 def weighted_sum(weights: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    return torch.einsum("bk,bkuv->buv", weights, a)
+    return torch.einsum("bk,bk...->b...", weights, a)
 
 
 @register
@@ -47,7 +54,7 @@ class GradCAM(_GradientCAM):
     reference = "Selvaraju et al., ICCV 2017"
 
     def combine(self, a, g):
-        return weighted_sum(g.mean(dim=(2, 3)), a)
+        return weighted_sum(g.mean(dim=spatial(g)), a)
 
 
 @register
@@ -59,9 +66,9 @@ class GradCAMPlusPlus(_GradientCAM):
 
     def combine(self, a, g):
         g2 = g * g
-        denominator = 2 * g2 + a.sum(dim=(2, 3), keepdim=True) * g2 * g + 1e-6
+        denominator = 2 * g2 + a.sum(dim=spatial(a), keepdim=True) * g2 * g + 1e-6
         alpha = torch.where(g != 0, g2 / denominator, torch.zeros_like(g))
-        return weighted_sum((alpha * g.clamp(min=0)).sum(dim=(2, 3)), a)
+        return weighted_sum((alpha * g.clamp(min=0)).sum(dim=spatial(g)), a)
 
 
 @register
@@ -71,7 +78,7 @@ class XGradCAM(_GradientCAM):
     reference = "Fu et al., BMVC 2020"
 
     def combine(self, a, g):
-        weights = (g * a / (a.sum(dim=(2, 3), keepdim=True) + 1e-7)).sum(dim=(2, 3))
+        weights = (g * a / (a.sum(dim=spatial(a), keepdim=True) + 1e-7)).sum(dim=spatial(a))
         return weighted_sum(weights, a)
 
 
@@ -104,6 +111,7 @@ class EigenCAM(Method):
     convention = "unit"
     reference = "Muhammad & Yeasin, IJCNN 2020"
     needs_layer = True
+    volumetric = True
     class_sensitive = False  # the first principal component of A: the same map for every label
 
     def compute(self, ctx: ExplainContext, targets: list[int]) -> torch.Tensor:
@@ -114,17 +122,17 @@ class EigenCAM(Method):
 
 def first_component(a: torch.Tensor) -> torch.Tensor:
     """Projection of each location's centred feature vector on the first right-singular vector,
-    ``(B, u, v)``. The SVD's sign is arbitrary: it is chosen so the strongest response is positive
-    (pytorch-grad-cam's ``get_2d_projection`` leaves it to chance, so its map can come out inverted
-    and then vanish under the final ReLU)."""
-    b, k, u, v = a.shape
-    flat = a.reshape(b, k, u * v).transpose(1, 2).double()
+    ``(B, u, v)`` (``(B, d, u, v)`` in 3-D). The SVD's sign is arbitrary: it is chosen so the
+    strongest response is positive (pytorch-grad-cam's ``get_2d_projection`` leaves it to chance, so
+    its map can come out inverted and then vanish under the final ReLU)."""
+    b, k = a.shape[:2]
+    flat = a.reshape(b, k, -1).transpose(1, 2).double()
     flat = flat - flat.mean(dim=1, keepdim=True)
     _, _, vh = torch.linalg.svd(flat, full_matrices=False)
     projection = (flat @ vh[:, 0, :, None]).squeeze(-1)
     flip = projection.amin(dim=1).abs() > projection.amax(dim=1).abs()
     projection = torch.where(flip[:, None], -projection, projection)
-    return projection.reshape(b, u, v).float()
+    return projection.reshape(b, *a.shape[2:]).float()
 
 
 @register
@@ -142,6 +150,7 @@ class ScoreCAM(Method):
     title = "Score-CAM"
     family = "cam"
     needs_layer = True
+    volumetric = True
     convention = "unit"
     reference = "Wang et al., CVPR-W 2020"
 
@@ -163,8 +172,10 @@ class ScoreCAM(Method):
         a = ctx.activations
         b, k = a.shape[:2]
         x = ctx.inputs.detach()
-        size = x.shape[-2:]
-        live = (a.amax(dim=(2, 3)) - a.amin(dim=(2, 3))) > 0  # (B, K)
+        axes = spatial(a)
+        size = x.shape[2:]
+        mode = "trilinear" if len(axes) == 3 else "bilinear"
+        live = (a.amax(dim=axes) - a.amin(dim=axes)) > 0  # (B, K)
         chosen = self.params.get("channels", 0)  # scorecam-exact has no such parameter: every channel
         if 0 < chosen < k:
             variance = a.flatten(2).var(dim=2).masked_fill(~live, -1)
@@ -174,11 +185,9 @@ class ScoreCAM(Method):
 
         def make_batch(start: int, stop: int) -> torch.Tensor:
             rows = index[start:stop]
-            up = F.interpolate(
-                a[rows[:, 0], rows[:, 1]][:, None], size=size, mode="bilinear", align_corners=peer
-            )
-            low = up.amin(dim=(2, 3), keepdim=True)
-            span = up.amax(dim=(2, 3), keepdim=True) - low
+            up = F.interpolate(a[rows[:, 0], rows[:, 1]][:, None], size=size, mode=mode, align_corners=peer)
+            low = up.amin(dim=axes, keepdim=True)
+            span = up.amax(dim=axes, keepdim=True) - low
             return x[rows[:, 0]] * ((up - low) / (span + 1e-8 if peer else span))
 
         scores = ctx.scores(make_batch, len(index), logits=peer)[:, targets]  # (n_live, T)
@@ -187,7 +196,7 @@ class ScoreCAM(Method):
         weights[:, index[:, 0], index[:, 1]] = scores.T.to(weights.dtype)
         # The paper's increase of confidence is exactly 0 for dead channels.
         weights = torch.softmax(weights, dim=-1) if peer else weights - blank.T[:, :, None]
-        return torch.einsum("tbk,bkuv->tbuv", weights.to(a.dtype), a)
+        return torch.einsum("tbk,bk...->tb...", weights.to(a.dtype), a)
 
 
 @register

@@ -125,6 +125,8 @@ def score_map(
             scores.iou_otsu, scores.dice_otsu, scores.iou_top = loc.iou_otsu, loc.dice_otsu, loc.iou_top
             scores.energy_inside, scores.auprc = loc.energy_inside, loc.auprc
     curves = steps is None or steps > 0
+    if smap.volume:  # deletion/insertion and the sanity check perturb one 2-D input
+        curves = sanity = False
     if not curves and not sanity:
         return scores
 
@@ -186,7 +188,7 @@ def agreement(maps: Sequence[SaliencyMap], frame_index: int) -> tuple[list[str],
 def _comparable(smap: SaliencyMap, frame: int) -> np.ndarray:
     if frame not in smap.frames:
         raise ValueError(f"the {smap.method} map covers frames {smap.frames}, not frame {frame}")
-    grid = smap.grid[smap.frames.index(frame)]
+    grid = smap.frame_grid(frame)
     return unit_scaled(np.abs(grid) if smap.convention == "signed" else grid)
 
 

@@ -22,6 +22,7 @@ from viewer.explain.registry import Method, get_method, unsupported_reason
 from viewer.explain.saliency_map import SaliencyMap
 from viewer.inference.model import LoadedModel, default_target_index
 from viewer.inference.preprocess import GridTransform
+from viewer.inference.volume import VolumeTransform
 from viewer.io.image import Image
 
 
@@ -83,22 +84,35 @@ def explain(
         )
 
 
+def support_reason(method: type[Method] | Method, model: LoadedModel) -> str | None:
+    """Why ``method`` cannot explain ``model``'s network (None if it can)."""
+    return unsupported_reason(
+        method, hooks=model.hooks, family=model.family, attention=model.attention, volume=model.volume
+    )
+
+
 def _explain(
     model, image, methods, targets, frames, seed, batch_size, frame_chunk, on_result, on_progress, cancel
 ):
     instances = [get_method(m) if isinstance(m, str) else m for m in methods]
     for method in instances:
-        reason = unsupported_reason(method, hooks=model.hooks, family=model.family, attention=model.attention)
+        reason = support_reason(method, model)
         if reason is not None:
             raise UnsupportedMethod(reason)
-    frames = tuple(range(image.n_frames)) if frames is None else tuple(frames)
     labels = model.manifest.labels
-    prepared = [model.prepare(image, f) for f in frames]
-    transform = prepared[0][1]
-    inputs = torch.stack([x for x, _ in prepared]).to(model.device)
+    if model.volume:
+        # A 3-D model reads the whole series at once: every map covers every slice.
+        frames = tuple(range(image.n_frames))
+        volume, transform = model.prepare_volume(image)
+        inputs = volume[None].to(model.device)
+    else:
+        frames = tuple(range(image.n_frames)) if frames is None else tuple(frames)
+        prepared = [model.prepare(image, f) for f in frames]
+        transform = prepared[0][1]
+        inputs = torch.stack([x for x, _ in prepared]).to(model.device)
     input_grads = any(m.needs_input_grads for m in instances)
 
-    chunks = [slice(i, i + frame_chunk) for i in range(0, len(frames), frame_chunk)]
+    chunks = [slice(i, i + frame_chunk) for i in range(0, len(inputs), frame_chunk)]
     raw: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(instances))}
     seconds = [0.0] * len(instances)
     probabilities: list[torch.Tensor] = []
@@ -138,19 +152,23 @@ def _explain(
                         method, torch.cat(raw.pop(i), dim=1), result, target_index, transform, seconds[i]
                     )
                     for m in maps:
-                        m.notes += _model_notes(model, method)
+                        m.notes += _model_notes(model, method, transform)
                     result.maps += maps
                     if on_result is not None:
                         for m in maps:
                             on_result(m)
     result.probabilities = torch.cat(probabilities).numpy()
+    if model.volume:  # one output for the series, every frame's row
+        result.probabilities = np.repeat(result.probabilities, len(frames), axis=0)
     return result
 
 
-def _model_notes(model: LoadedModel, method: Method) -> list[str]:
+def _model_notes(model: LoadedModel, method: Method, transform: GridTransform | VolumeTransform) -> list[str]:
     """What a map of this model says beyond the method itself: which output a gradient explains,
-    how a transformer's tokens were read as a grid."""
+    how a transformer's tokens were read as a grid, how a series was read as a 3-D input."""
     notes = []
+    if isinstance(transform, VolumeTransform):
+        notes.append(f"3-D model: {transform.describe()}")
     if method.family in ("cam", "gradient", "relevance") and (note := model.head.map_note()):
         notes.append(note)
     if method.needs_layer and model.grid is not None and model.grid.layout != "nchw":
@@ -187,18 +205,25 @@ def _finish(
     raw: torch.Tensor,
     result: Explanation,
     targets: list[int],
-    transform: GridTransform,
+    transform: GridTransform | VolumeTransform,
     seconds: float,
 ) -> list[SaliencyMap]:
-    """Raw ``(T, frames, h, w)`` -> one ``SaliencyMap`` per target, on the model and native grids."""
+    """Raw ``(T, frames, h, w)`` -> one ``SaliencyMap`` per target, on the model and native grids.
+    A 3-D model's raw ``(T, 1, d, h, w)`` becomes a map over every slice; its ``grid`` is the
+    model-input volume ``(D, H, W)``."""
     out = []
+    volume = isinstance(transform, VolumeTransform)
+    if volume:
+        raw = raw[:, 0]  # the one input: its depth axis takes the frames' place
     for t, target in enumerate(targets):
         scaled, top = scale_to_convention(raw[t], method.convention)
         grid = scaled
-        if tuple(scaled.shape[-2:]) != transform.size:
-            grid = F.interpolate(scaled[:, None], size=transform.size, mode="bilinear", align_corners=False)[
-                :, 0
-            ]
+        if tuple(scaled.shape[-len(transform.size) :]) != tuple(transform.size):
+            # (frames, h, w) as a batch of 2-D maps; a volume's (d, h, w) as one 3-D map.
+            batch = scaled[None, None] if volume else scaled[:, None]
+            mode = "trilinear" if volume else "bilinear"
+            grid = F.interpolate(batch, size=transform.size, mode=mode, align_corners=False)
+            grid = grid[0, 0] if volume else grid[:, 0]
         native = transform.to_native(scaled)  # from the method's own grid: one interpolation only
         out.append(
             SaliencyMap(
@@ -214,6 +239,7 @@ def _finish(
                 class_sensitive=method.class_sensitive,
                 params=dict(method.params),
                 notes=([method.caveat] if method.caveat else []) + method.map_notes(target),
+                volume=volume,
             )
         )
     return out

@@ -26,6 +26,7 @@ class GradientShap(Method):
     family = "gradient"
     cost = "sampled"
     convention = "signed"
+    volumetric = True
     reference = "Lundberg & Lee, NeurIPS 2017 (expected gradients, as Captum's GradientShap)"
     quick: ClassVar[dict] = {"samples": 4}
     report: ClassVar[dict] = {}
@@ -42,12 +43,12 @@ class GradientShap(Method):
         for b, x in enumerate(ctx.inputs.detach()):
             bases = torch.cat([baseline_input(x[None], kind) for kind in kinds])  # (K, C, H, W)
             chosen = bases[torch.randint(len(bases), (n,), generator=g).to(x.device)]
-            alphas = torch.rand(n, generator=g).view(-1, 1, 1, 1).to(x.device, x.dtype)
+            alphas = torch.rand(n, generator=g).view(-1, *[1] * x.ndim).to(x.device, x.dtype)
             sigma = self.params["noise"] * float(x.max() - x.min())
             noise = torch.randn((n, *x.shape), generator=g).to(x.device, x.dtype) * sigma
             noisy = x + noise if sigma > 0 else x.expand(n, *x.shape)
             points = chosen + alphas * (noisy - chosen)
             with ctx.part(b, len(ctx.inputs)):
                 grads = input_grads_at(ctx, points, targets)  # (T, N, C, H, W)
-            maps.append((grads * (noisy - chosen)).mean(dim=1).sum(dim=-3))  # (T, H, W)
+            maps.append((grads * (noisy - chosen)).mean(dim=1).sum(dim=1))  # (T, *grid): channels summed
         return torch.stack(maps, dim=1)

@@ -22,13 +22,15 @@ from viewer.explain.registry import Method, register
 
 
 def channel_max_abs(grads: torch.Tensor) -> torch.Tensor:
-    return grads.abs().amax(dim=-3)
+    """``(B, C, *grid)`` -> ``(B, *grid)``: the largest magnitude over channels."""
+    return grads.abs().amax(dim=1)
 
 
 class _RuleGradient(Method):
     family = "gradient"
     convention = "absolute"
     needs_input_grads = True
+    volumetric = True
     rule = "gradient"
 
     def compute(self, ctx: ExplainContext, targets: list[int]) -> torch.Tensor:
@@ -90,15 +92,17 @@ class GuidedGradCAM(Method):
     reference = "Selvaraju et al., ICCV 2017"
     needs_input_grads = True
     needs_relu_rules = True
+    volumetric = True
 
     def compute(self, ctx: ExplainContext, targets: list[int]) -> torch.Tensor:
         with ctx.part(0, 2):
             cams = GradCAM().compute(ctx, targets).clamp(min=0)  # cached gradients: no extra pass
-        size = ctx.inputs.shape[-2:]
+        size = ctx.inputs.shape[2:]
+        mode = "trilinear" if len(size) == 3 else "bilinear"
         maps = []
         with ctx.part(1, 2):
             for i, target in enumerate(targets):
-                cam = F.interpolate(cams[i][:, None], size=size, mode="bilinear", align_corners=False)
+                cam = F.interpolate(cams[i][:, None], size=size, mode=mode, align_corners=False)
                 maps.append(channel_max_abs(ctx.input_grads(target, "guided") * cam))
                 ctx.report((i + 1) / len(targets))
         return torch.stack(maps)
@@ -112,29 +116,33 @@ def baseline_input(x: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "zeros":
         return torch.zeros_like(x)
     if kind == "min":
-        return x.amin(dim=(-2, -1), keepdim=True).expand_as(x).clone()
+        return x.amin(dim=tuple(range(2, x.ndim)), keepdim=True).expand_as(x).clone()
     if kind == "blur":
         return gaussian_blur(x, sigma=x.shape[-1] / 32)
     raise ValueError(f"unknown baseline {kind!r} (blur, zeros or min)")
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``(B, C, H, W)`` with reflected borders."""
+    """Separable Gaussian blur of ``(B, C, H, W)`` or ``(B, C, D, H, W)`` with reflected borders."""
     radius = max(1, int(3 * sigma + 0.5))
     t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     k = k / k.sum()
-    c = x.shape[1]
-    pad = min(radius, x.shape[-1] - 1, x.shape[-2] - 1)
-    out = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    c, dims = x.shape[1], x.ndim - 2
+    pad = min(radius, *(n - 1 for n in x.shape[2:]))
+    out = F.pad(x, (pad,) * (2 * dims), mode="reflect")
     if pad < radius:  # tiny images: pad the remainder with edge values
-        out = F.pad(out, (radius - pad,) * 4, mode="replicate")
-    out = F.conv2d(out, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(out, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+        out = F.pad(out, (radius - pad,) * (2 * dims), mode="replicate")
+    conv = F.conv3d if dims == 3 else F.conv2d
+    for axis in range(dims):
+        shape = [1] * dims
+        shape[axis] = -1
+        out = conv(out, k.view(1, 1, *shape).repeat(c, *[1] * (dims + 1)), groups=c)
+    return out
 
 
 def input_grads_at(ctx: ExplainContext, points: torch.Tensor, targets: list[int]) -> torch.Tensor:
-    """dy_t/dx at each of ``points`` ``(N, C, H, W)`` for every target: ``(T, N, C, H, W)``."""
+    """dy_t/dx at each of ``points`` ``(N, C, *grid)`` for every target: ``(T, N, C, *grid)``."""
     with torch.inference_mode(False):
         out = torch.empty((len(targets), *points.shape), dtype=torch.float32)
     for start, stop in ctx.batches(len(points), kind="gradient"):
@@ -155,6 +163,7 @@ class IntegratedGradients(Method):
     cost = "sampled"
     title = "Integrated Gradients"
     family = "gradient"
+    volumetric = True
     convention = "signed"
     reference = "Sundararajan et al., ICML 2017 (Gauss-Legendre, as Captum)"
 
@@ -169,11 +178,11 @@ class IntegratedGradients(Method):
         maps = []
         for b, x in enumerate(ctx.inputs.detach()):
             base = baseline_input(x[None], self.params["baseline"])[0]
-            points = base + alphas.view(-1, 1, 1, 1) * (x - base)
+            points = base + alphas.view(-1, *[1] * x.ndim) * (x - base)
             with ctx.part(b, len(ctx.inputs)):
                 grads = input_grads_at(ctx, points, targets)
-            integral = torch.einsum("n,tnchw->tchw", weights, grads)
-            maps.append(((x - base) * integral).sum(dim=-3))  # (T, H, W)
+            integral = torch.einsum("n,tn...->t...", weights, grads)
+            maps.append(((x - base) * integral).sum(dim=1))  # (T, *grid): channels summed
         return torch.stack(maps, dim=1)
 
 
@@ -188,6 +197,7 @@ class SmoothGrad(Method):
     cost = "sampled"
     title = "SmoothGrad"
     family = "gradient"
+    volumetric = True
     convention = "absolute"
     reference = "Smilkov et al., arXiv 1706.03825"
 

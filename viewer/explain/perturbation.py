@@ -9,6 +9,7 @@ unless a method says otherwise.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import ClassVar
 
@@ -25,6 +26,7 @@ class _Perturbation(Method):
     family = "perturbation"
     cost = "sampled"
     convention = "unit"
+    volumetric = True  # patches become blocks, superpixels supervoxels
 
     def compute(self, ctx: ExplainContext, targets: list[int]) -> torch.Tensor:
         maps = []
@@ -35,7 +37,7 @@ class _Perturbation(Method):
         return torch.stack(maps, dim=1)
 
     def compute_one(self, ctx: ExplainContext, x: torch.Tensor, targets: list[int]) -> torch.Tensor:
-        """Raw maps ``(T, H, W)`` for one input ``(C, H, W)``."""
+        """Raw maps ``(T, *grid)`` for one input ``(C, *grid)``: ``(H, W)``, or ``(D, H, W)``."""
         raise NotImplementedError
 
 
@@ -52,7 +54,8 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
 @register
 class Occlusion(_Perturbation):
     """f(x) - f(x with a square patch set to the baseline), averaged over the patches covering
-    each pixel; negative effects (the patch raised the score) are clipped for display."""
+    each pixel; negative effects (the patch raised the score) are clipped for display. On a
+    volume the patches are cubes (each side at most the axis' length)."""
 
     id = "occlusion"
     quick: ClassVar[dict] = {"window": 32, "stride": 32}
@@ -65,27 +68,27 @@ class Occlusion(_Perturbation):
         return {"window": 32, "stride": 16}
 
     def compute_one(self, ctx, x, targets):
-        _, h, w = x.shape
-        win = min(self.params["window"], h, w)
+        grid = tuple(x.shape[1:])
+        wins = [min(self.params["window"], n) for n in grid]
+        starts = [window_starts(n, w, self.params["stride"]) for n, w in zip(grid, wins, strict=True)]
         patches = [
-            (top, left)
-            for top in window_starts(h, win, self.params["stride"])
-            for left in window_starts(w, win, self.params["stride"])
+            tuple(slice(a, a + w) for a, w in zip(corner, wins, strict=True))
+            for corner in itertools.product(*starts)
         ]
 
         def make_batch(start: int, stop: int) -> torch.Tensor:
             batch = x.expand(stop - start, *x.shape).clone()
-            for i, (top, left) in enumerate(patches[start:stop]):
-                batch[i, :, top : top + win, left : left + win] = 0.0
+            for i, patch in enumerate(patches[start:stop]):
+                batch[(i, slice(None), *patch)] = 0.0
             return batch
 
         full = ctx.evaluate(x[None])[0, targets]
         drops = full[None] - ctx.scores(make_batch, len(patches))[:, targets]  # (P, T)
-        total = torch.zeros((len(targets), h, w))
-        count = torch.zeros((h, w))
-        for (top, left), drop in zip(patches, drops, strict=True):
-            total[:, top : top + win, left : left + win] += drop[:, None, None]
-            count[top : top + win, left : left + win] += 1
+        total = torch.zeros((len(targets), *grid))
+        count = torch.zeros(grid)
+        for patch, drop in zip(patches, drops, strict=True):
+            total[(slice(None), *patch)] += drop.view(-1, *[1] * len(grid))
+            count[patch] += 1
         return total / count
 
 
@@ -106,36 +109,43 @@ class RISE(_Perturbation):
 
     def compute_one(self, ctx, x, targets):
         n, s, p = self.params["masks"], self.params["cells"], self.params["p"]
-        _, h, w = x.shape
+        grid = tuple(x.shape[1:])  # (H, W), or (D, H, W): masks of s cells along every axis
         g = ctx.generator(salt=29)
-        grids = (torch.rand((n, 1, s, s), generator=g) < p).float()
-        cell_h, cell_w = math.ceil(h / s), math.ceil(w / s)
-        shifts = torch.stack(
-            [torch.randint(0, cell_h, (n,), generator=g), torch.randint(0, cell_w, (n,), generator=g)], 1
-        )
+        grids = (torch.rand((n, 1, *[s] * len(grid)), generator=g) < p).float()
+        cells = [math.ceil(length / s) for length in grid]
+        shifts = torch.stack([torch.randint(0, cell, (n,), generator=g) for cell in cells], 1)
 
         def masks(start: int, stop: int) -> torch.Tensor:
             up = F.interpolate(
                 grids[start:stop],
-                size=((s + 1) * cell_h, (s + 1) * cell_w),
-                mode="bilinear",
+                size=tuple((s + 1) * cell for cell in cells),
+                mode="trilinear" if len(grid) == 3 else "bilinear",
                 align_corners=False,
             )
             return torch.stack(
-                [m[:, dy : dy + h, dx : dx + w] for m, (dy, dx) in zip(up, shifts[start:stop], strict=True)]
+                [
+                    m[
+                        (
+                            slice(None),
+                            *(slice(a, a + length) for a, length in zip(shift.tolist(), grid, strict=True)),
+                        )
+                    ]
+                    for m, shift in zip(up, shifts[start:stop], strict=True)
+                ]
             )
 
-        total = torch.zeros((len(targets), h, w))
+        total = torch.zeros((len(targets), *grid))
         for start, stop in ctx.batches(n):
             batch_masks = masks(start, stop)
             scores = ctx.evaluate(x[None] * batch_masks.to(x.dtype))[:, targets]
-            total += torch.einsum("nt,nhw->thw", scores.cpu(), batch_masks[:, 0].float())
+            total += torch.einsum("nt,n...->t...", scores.cpu(), batch_masks[:, 0].float())
         saliency = total / (n * p)
-        return saliency - saliency.amin(dim=(-2, -1), keepdim=True)
+        return saliency - saliency.amin(dim=tuple(range(1, saliency.ndim)), keepdim=True)
 
 
 def superpixels(x: torch.Tensor, count: int) -> np.ndarray:
-    """SLIC superpixels (SimpleITK) of an input ``(C, H, W)``: int labels 0..n-1, about ``count``.
+    """SLIC superpixels (SimpleITK) of an input ``(C, H, W)``: int labels 0..n-1, about ``count``;
+    of a volume ``(C, D, H, W)``, supervoxels.
 
     SLIC follows edges such as the heart border, diaphragm and ribs better than the quickshift
     default of ``lime_image`` does on grey-scale films, and SimpleITK is already a dependency.
@@ -143,12 +153,12 @@ def superpixels(x: torch.Tensor, count: int) -> np.ndarray:
     grey = x.float().mean(dim=0).cpu().numpy()
     span = float(grey.max() - grey.min()) or 1.0
     grey = (grey - grey.min()) * (100.0 / span)
-    h, w = grey.shape
-    grid = max(2, round(math.sqrt(h * w / max(1, count))))
+    shape = grey.shape
+    grid = max(2, round((grey.size / max(1, count)) ** (1 / grey.ndim)))
     labels = sitk.GetArrayFromImage(
         sitk.SLIC(
             sitk.GetImageFromArray(grey.astype(np.float32)),
-            superGridSize=[grid, grid],
+            superGridSize=[grid] * grey.ndim,
             spatialProximityWeight=8.0,
             maximumNumberOfIterations=10,
             enforceConnectivity=True,
@@ -156,7 +166,7 @@ def superpixels(x: torch.Tensor, count: int) -> np.ndarray:
         )
     )
     _, dense = np.unique(labels, return_inverse=True)
-    return dense.reshape(h, w).astype(np.int64)
+    return dense.reshape(shape).astype(np.int64)
 
 
 def lime_kernel_weights(samples: np.ndarray, kernel_width: float) -> np.ndarray:
@@ -214,11 +224,11 @@ class LIME(_Perturbation):
             torch.stack([torch.bincount(seg.flatten(), weights=c.flatten().double(), minlength=d) for c in x])
             / counts
         )  # (C, d): each superpixel's mean value, what "off" shows
-        fill = means.to(x.dtype)[:, seg]  # (C, H, W)
+        fill = means.to(x.dtype)[:, seg]  # (C, *grid)
         on = torch.from_numpy(samples).to(x.device, torch.bool)
 
         def make_batch(start: int, stop: int) -> torch.Tensor:
-            keep = on[start:stop][:, seg][:, None]  # (n, 1, H, W)
+            keep = on[start:stop][:, seg][:, None]  # (n, 1, *grid)
             return torch.where(keep, x[None], fill[None])
 
         scores = ctx.scores(make_batch, n)[:, targets].double().cpu().numpy()

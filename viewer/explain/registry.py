@@ -45,6 +45,8 @@ class Method:
     reroutes_layers: ClassVar[bool] = False
     # Its rules are for convolutional networks (a vision transformer's attention has none).
     cnn_only: ClassVar[bool] = False
+    # Its maths is written for 3-D networks too (grid axes, blocks, supervoxels).
+    volumetric: ClassVar[bool] = False
     # One of COSTS. "shared": served by the one recorded pass every CAM and gradient map shares;
     # "own-pass": one forward of its own (per batch of frames) and one backward per label;
     # "sampled": many forwards of its own (per channel, per sample or per perturbation).
@@ -90,11 +92,20 @@ def register(cls: type[Method]) -> type[Method]:
 
 
 def unsupported_reason(
-    method: type[Method] | Method, *, hooks: bool, family: str = "", attention: bool = True
+    method: type[Method] | Method,
+    *,
+    hooks: bool,
+    family: str = "",
+    attention: bool = True,
+    volume: bool = False,
 ) -> str | None:
     """Why ``method`` cannot explain a network (None if it can): one whose layers take no module
     hooks (TorchScript) has neither a target layer nor ReLUs to reroute; a network without
-    readable self-attention blocks and patch tokens (a CNN) has nothing for attention methods."""
+    readable self-attention blocks and patch tokens (a CNN) has nothing for attention methods;
+    a 3-D network (``volume``) only methods written for three grid axes."""
+    if volume and not method.volumetric:
+        usable = ", ".join(m.id for m in METHODS.values() if m.volumetric)
+        return f"{method.title} is written for 2-D inputs; on this 3-D model use {usable}"
     if method.needs_attention and not (attention and hooks):
         return (
             f"{method.title} reads a vision transformer's self-attention; this network has none it can read"

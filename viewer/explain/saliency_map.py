@@ -20,9 +20,10 @@ class SaliencyMap:
 
     ``array`` is float32 ``(frames, rows, cols)`` on the image's native pixel grid (a radiograph
     has one frame, a CT series one per slice). ``grid`` is the same map on the model-input grid
-    ``(frames, H, W)``, which faithfulness metrics perturb. Both are scaled together by ``scale``:
-    the raw maximum (magnitude) over all frames, kept so maps of weak and strong evidence can still
-    be told apart after scaling.
+    ``(frames, H, W)``, which faithfulness metrics perturb; a 3-D model's map (``volume``) has
+    one input for all its frames, and ``grid`` is that input's ``(D, H, W)``. Both are scaled
+    together by ``scale``: the raw maximum (magnitude) over all frames, kept so maps of weak and
+    strong evidence can still be told apart after scaling.
     """
 
     method: str
@@ -37,10 +38,16 @@ class SaliencyMap:
     class_sensitive: bool = True
     params: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    volume: bool = False
 
     def frame(self, index: int) -> np.ndarray:
         """The native-grid map of image frame ``index`` (a frame this map covers)."""
         return self.array[self.frames.index(index)]
+
+    def frame_grid(self, index: int) -> np.ndarray:
+        """Frame ``index``'s map at the model's resolution where the model saw that frame alone;
+        a 3-D model's frame from the native map (its input had no frames of its own)."""
+        return self.frame(index) if self.volume else self.grid[self.frames.index(index)]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -71,4 +78,5 @@ def on_one_scale(parts: list[SaliencyMap]) -> SaliencyMap:
     return SaliencyMap(
         first.method, first.target, first.target_index, frames, joined("array"), joined("grid"),
         first.convention, top, seconds, first.class_sensitive, dict(first.params), list(first.notes),
+        first.volume,
     )  # fmt: skip

@@ -113,7 +113,11 @@ def _monai(manifest: ModelManifest, name: str) -> Built:
     cls = getattr(nets, name, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise ManifestError(manifest.path, f"network.arch {manifest.arch!r}: MONAI has no network {name!r}")
-    kwargs = {"spatial_dims": 2, "in_channels": manifest.in_channels, "out_channels": manifest.n_labels}
+    kwargs = {
+        "spatial_dims": 3 if manifest.input.volume else 2,
+        "in_channels": manifest.in_channels,
+        "out_channels": manifest.n_labels,
+    }
     return Built(cls(**{**kwargs, **manifest.arch_kwargs}), "monai")
 
 
@@ -205,13 +209,14 @@ def _onnx(manifest: ModelManifest, _name: str) -> Built:
 
 
 def set_input_channels(network: nn.Module, channels: int) -> None:
-    """Replace the first convolution with one taking ``channels`` inputs (same geometry)."""
+    """Replace the first convolution with one taking ``channels`` inputs (same geometry; 2-D, or
+    3-D for a video network such as ``r3d_18``)."""
     for name, module in network.named_modules():
-        if isinstance(module, nn.Conv2d):
+        if isinstance(module, nn.Conv2d | nn.Conv3d):
             if module.in_channels == channels:
                 return
             parent = network.get_submodule(name.rpartition(".")[0]) if "." in name else network
-            conv = nn.Conv2d(
+            conv = type(module)(
                 channels,
                 module.out_channels,
                 module.kernel_size,
@@ -224,7 +229,7 @@ def set_input_channels(network: nn.Module, channels: int) -> None:
             )
             setattr(parent, name.rpartition(".")[2], conv)
             return
-    raise ValueError("the network has no Conv2d layer to adapt to the input channels")
+    raise ValueError("the network has no Conv2d or Conv3d layer to adapt to the input channels")
 
 
 __all__ = ["EXTRAS", "FAMILIES", "Built", "build", "family", "require", "set_input_channels", "split_arch"]

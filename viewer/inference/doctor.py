@@ -177,7 +177,17 @@ def _input(report: ModelReport, m: ModelManifest) -> None:
         intensity += " " + ", ".join(f"[{c:g}, {w:g}]" for c, w in spec.windows)
     report.add(
         "Input",
-        f"{m.in_channels} channel(s), {spec.size[0]} x {spec.size[1]} ({spec.resize})"
+        f"{m.in_channels} channel(s), {' x '.join(map(str, spec.size))} ({spec.resize})"
+        + (
+            "; 3-D: the whole series is one input (depth x height x width)"
+            + (
+                f", resampled to {' x '.join(f'{v:g}' for v in spec.spacing)} mm voxels"
+                if spec.spacing
+                else ""
+            )
+            if spec.volume
+            else ""
+        )
         + (
             f"; 2.5-D: {spec.slices} adjacent slices ({spec.neighbours} on each side), "
             f"{m.in_channels // spec.slices} channel(s) each, maps on the centre slice"
@@ -235,7 +245,7 @@ def _train_mode(report: ModelReport, model: LoadedModel) -> None:
 
 def _forward(report: ModelReport, model: LoadedModel, image: Image, name: str) -> None:
     try:
-        x, _ = model.prepare(image)
+        x = model.prepare_volume(image)[0] if model.volume else model.prepare(image)[0]
         start = time.perf_counter()
         prediction = model.predict(image, frames=[image.n_frames // 2])
         report.seconds = time.perf_counter() - start

@@ -34,6 +34,7 @@ class FeatureGrid:
     rows: int = 0
     cols: int = 0
     prefix: int = 0  # leading tokens that are not patches (dropped)
+    depth: int = 0  # a 3-D network's layer: (B, C, depth, rows, cols)
 
     def to_nchw(self, t: torch.Tensor) -> torch.Tensor:
         if self.layout == "nhwc":
@@ -48,7 +49,8 @@ class FeatureGrid:
             dropped = f", {self.prefix} leading token(s) dropped" if self.prefix else ""
             return f"{self.rows} x {self.cols} patch tokens{dropped}"
         order = "channels last, permuted" if self.layout == "nhwc" else "channels first"
-        return f"{self.rows} x {self.cols} grid ({order})"
+        size = f"{self.depth} x " if self.depth else ""
+        return f"{size}{self.rows} x {self.cols} grid ({order})"
 
 
 NCHW = FeatureGrid()
@@ -75,6 +77,10 @@ def grid_of(
     shape: tuple[int, ...], height: int, width: int, prefix_hint: int | None = None
 ) -> FeatureGrid | None:
     """The grid a layer output of ``shape`` holds for an input of ``height`` x ``width``, or None."""
+    if len(shape) == 5:  # a 3-D network: (B, C, depth, rows, cols)
+        if shape[2] >= 1 and _strides_agree(shape[3], shape[4], height, width):
+            return FeatureGrid("nchw", shape[3], shape[4], depth=shape[2])
+        return None
     if len(shape) == 4:
         if _strides_agree(shape[2], shape[3], height, width):
             return FeatureGrid("nchw", shape[2], shape[3])
@@ -103,11 +109,19 @@ def _prefix_hint(network: nn.Module) -> int | None:
 
 
 # Adaptive pools resample to a fixed grid (VGG's 7 x 7) but hold no features of their own.
-_NOT_FEATURES = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Identity)
+_NOT_FEATURES = (
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool3d,
+    nn.Dropout,
+    nn.Identity,
+)
 
 
 def probe_layers(network: nn.Module, input_shape: tuple[int, ...]) -> list[LayerOutput]:
-    """Every module's output in execution order for one zero input ``(C, H, W)`` (on the
+    """Every module's output in execution order for one zero input ``(C, H, W)`` or
+    ``(C, D, H, W)`` (on the
     network's device). Modules that return something other than one tensor are left out."""
     order: list[LayerOutput] = []
     height, width = input_shape[-2:]

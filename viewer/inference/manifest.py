@@ -24,7 +24,9 @@ Example (``models/cxr_resnet18/manifest.toml``)::
     "encoder.stem." = "conv1."
 
     [input]
-    size = [256, 256]                         # [height, width]
+    # kind = "volume"                         # a 3-D model: the whole series in one input
+    size = [256, 256]                         # [height, width]; [depth, height, width] for a volume
+    # spacing = [5.0, 1.0, 1.0]               # volume only: mm per input voxel (slice, row, column)
     resize = "letterbox"                      # "letterbox", "stretch" or "center-crop"
     intensity = "voi"                         # "voi", "percentile", or windows (below) for CT
     # windows = [[40, 80], [75, 215], [600, 2800]]   # [center, width] per channel, in HU
@@ -64,7 +66,7 @@ class ManifestError(ValueError):
 
 @dataclass(frozen=True)
 class InputSpec:
-    size: tuple[int, int]
+    size: tuple[int, ...]  # (height, width), or (depth, height, width) for a volume
     resize: Resize = "letterbox"
     intensity: Literal["voi", "percentile", "windows"] = "voi"
     windows: tuple[tuple[float, float], ...] = ()
@@ -74,6 +76,14 @@ class InputSpec:
     # go in as channels too; "slice" is a frame alone.
     context: Literal["slice", "adjacent-slices"] = "slice"
     neighbours: int = 0
+    # "volume": a 3-D model reads the whole series as one input (C, D, H, W), resampled to
+    # ``size`` (``resize`` as for images, in physical units) or to ``spacing`` mm per voxel.
+    kind: Literal["image", "volume"] = "image"
+    spacing: tuple[float, float, float] | None = None
+
+    @property
+    def volume(self) -> bool:
+        return self.kind == "volume"
 
     @property
     def slices(self) -> int:
@@ -229,9 +239,16 @@ def _input_spec(path: Path, table: dict, in_channels: int) -> InputSpec:
         path,
         "input.",
         table,
-        {"size", "resize", "intensity", "windows", "mean", "std", "context", "neighbours"},
+        {"size", "resize", "intensity", "windows", "mean", "std", "context", "neighbours", "kind", "spacing"},
     )
+    kind = table.get("kind", "image")
+    if kind not in ("image", "volume"):
+        raise ManifestError(path, f"input.kind must be image or volume, not {kind!r}")
     context = table.get("context", "slice")
+    if kind == "volume" and context != "slice":
+        raise ManifestError(
+            path, "input.context = adjacent-slices is for 2-D models; a volume holds every slice"
+        )
     if context not in ("slice", "adjacent-slices"):
         raise ManifestError(path, f"input.context must be slice or adjacent-slices, not {context!r}")
     neighbours = table.get("neighbours", 1 if context == "adjacent-slices" else 0)
@@ -246,8 +263,22 @@ def _input_spec(path: Path, table: dict, in_channels: int) -> InputSpec:
         )
     per_slice = in_channels // slices
     size = table.get("size")
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
-        raise ManifestError(path, "input.size must be [height, width] in pixels")
+    dims = 3 if kind == "volume" else 2
+    if not (isinstance(size, list) and len(size) == dims and all(isinstance(v, int) and v > 0 for v in size)):
+        raise ManifestError(
+            path,
+            "input.size must be [depth, height, width] in voxels for a volume"
+            if kind == "volume"
+            else "input.size must be [height, width] in pixels",
+        )
+    spacing = table.get("spacing")
+    if spacing is not None and (
+        kind != "volume"
+        or not isinstance(spacing, list)
+        or len(spacing) != 3
+        or not all(isinstance(v, int | float) and v > 0 for v in spacing)
+    ):
+        raise ManifestError(path, "input.spacing is [slice, row, column] in mm, for input.kind = volume")
     resize = table.get("resize", "letterbox")
     if resize not in ("letterbox", "stretch", "center-crop"):
         raise ManifestError(path, f"input.resize must be letterbox, stretch or center-crop, not {resize!r}")
@@ -275,7 +306,18 @@ def _input_spec(path: Path, table: dict, in_channels: int) -> InputSpec:
             raise ManifestError(path, f"input.{key} needs 1 or {in_channels} values, has {len(values)}")
     if any(v <= 0 for v in std):
         raise ManifestError(path, "input.std values must be positive")
-    return InputSpec((size[0], size[1]), resize, intensity, parsed_windows, mean, std, context, neighbours)
+    return InputSpec(
+        tuple(size),
+        resize,
+        intensity,
+        parsed_windows,
+        mean,
+        std,
+        context,
+        neighbours,
+        kind,
+        tuple(float(v) for v in spacing) if spacing else None,
+    )
 
 
 def _table(path: Path, data: dict, key: str) -> dict:

@@ -26,6 +26,7 @@ from viewer.inference.feature_grid import (
 from viewer.inference.manifest import ManifestError, ModelManifest, load_manifest
 from viewer.inference.output_head import OutputHead, task_head
 from viewer.inference.preprocess import GridTransform, prepare_frame
+from viewer.inference.volume import VolumeTransform, prepare_volume
 from viewer.io.image import Image
 
 
@@ -36,13 +37,15 @@ def build_network(manifest: ModelManifest) -> nn.Module:
 
 @dataclass
 class Prediction:
-    """Per-frame outputs: ``logits`` and ``probabilities`` are ``(frames, labels)``."""
+    """Per-frame outputs: ``logits`` and ``probabilities`` are ``(frames, labels)``. A 3-D model
+    gives one output for the whole series (``per_volume``): every frame's row holds it."""
 
     labels: tuple[str, ...]
     frames: list[int]
     logits: np.ndarray
     probabilities: np.ndarray
     transforms: list[GridTransform]
+    per_volume: bool = False
 
     def default_target(self) -> str:
         """The label explained when the user chose none (see :func:`default_target_index`)."""
@@ -132,6 +135,12 @@ class LoadedModel:
             OrderedDict()
         )
         self.preparations = 0  # frames actually pre-processed (tests count them)
+        self._volume: tuple[weakref.ref, torch.Tensor, VolumeTransform] | None = None
+
+    @property
+    def volume(self) -> bool:
+        """A 3-D model: the whole series is one input ``(C, D, H, W)``."""
+        return self.manifest.input.volume
 
     @property
     def attention(self) -> bool:
@@ -149,6 +158,10 @@ class LoadedModel:
     def prepare(self, image: Image, frame: int = 0) -> tuple[torch.Tensor, GridTransform]:
         """The network's input for one frame and its grid transform (made once per image and
         frame; callers must not modify the tensor in place)."""
+        if self.volume:
+            raise ValueError(
+                f"{self.manifest.name} is a 3-D model: it reads the whole series (prepare_volume)"
+            )
         key = (id(image), frame)
         hit = self._prepared.get(key)
         if hit is not None and hit[0]() is image:
@@ -161,9 +174,31 @@ class LoadedModel:
             self._prepared.popitem(last=False)
         return tensor, transform
 
+    def prepare_volume(self, image: Image) -> tuple[torch.Tensor, VolumeTransform]:
+        """A 3-D model's input for the whole series and its transform (made once per image)."""
+        if self._volume is not None and self._volume[0]() is image:
+            return self._volume[1], self._volume[2]
+        tensor, transform = prepare_volume(image, self.manifest.input, self.manifest.in_channels)
+        self.preparations += 1
+        self._volume = (weakref.ref(image), tensor, transform)
+        return tensor, transform
+
     def predict(self, image: Image, frames: Sequence[int] | None = None, batch_size: int = 16) -> Prediction:
         """Logits and probabilities for the given frames (all frames by default), batched."""
         frames = list(range(image.n_frames)) if frames is None else list(frames)
+        if self.volume:
+            x, _ = self.prepare_volume(image)
+            with torch.inference_mode():
+                logits = self.network(x[None].to(self.device)).float().cpu()
+            rows = logits.expand(len(frames), -1)
+            return Prediction(
+                self.manifest.labels,
+                frames,
+                rows.numpy().copy(),
+                self.probabilities(rows).numpy(),
+                [],
+                per_volume=True,
+            )
         logits, transforms = [], []
         for start in range(0, len(frames), batch_size):
             batch = [self.prepare(image, f) for f in frames[start : start + batch_size]]

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
-from viewer.explain.engine import FRAME_CHUNK, Explanation, explain
-from viewer.explain.registry import METHODS, unsupported_reason
+from viewer.explain.engine import FRAME_CHUNK, Explanation, explain, support_reason
+from viewer.explain.registry import METHODS
 from viewer.explain.saliency_map import SaliencyMap, on_one_scale
 from viewer.inference.model import LoadedModel
 from viewer.io.discovery import SeriesInfo, discover
@@ -133,10 +133,7 @@ class ModelStore:
 
 def method_support(model: LoadedModel) -> dict[str, str | None]:
     """Each method's reason it cannot explain ``model`` (None where it can)."""
-    return {
-        method_id: unsupported_reason(cls, hooks=model.hooks, family=model.family, attention=model.attention)
-        for method_id, cls in METHODS.items()
-    }
+    return {method_id: support_reason(cls, model) for method_id, cls in METHODS.items()}
 
 
 def predict(job: JobLike, store: ModelStore, manifest: str | Path, image: Image) -> None:
@@ -210,8 +207,12 @@ def explain_series(
             cancel=job.cancel,
         )
 
-    if not show:
-        job.emit("series", (image, run(None, job.progress)))
+    if not show or model.volume:  # a 3-D model explains the whole series in one input anyway
+        result = run(None, job.progress)
+        if show:
+            for smap in result.maps:
+                job.emit("map", (smap, display_indices(smap)))
+        job.emit("series", (image, result))
         return
     parts = {key: list(maps) for key, maps in (known or {}).items()}
     wanted = [(m, t) for m in methods for t in targets]

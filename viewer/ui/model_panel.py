@@ -177,6 +177,12 @@ class ModelPanel(QWidget):
             self.clear_predictions()
         else:
             self.show_predictions(prediction.labels, prediction.probabilities[self.state.frame])
+        # A 3-D model's probabilities are of the whole series, whichever slice is on screen.
+        self.predictions.setToolTip(
+            "Probabilities of the whole series (a 3-D model)"
+            if prediction is not None and prediction.per_volume
+            else ""
+        )
 
     def show_predictions(self, labels: tuple[str, ...], probabilities: np.ndarray) -> None:
         """One row per label, most probable first, with a bar."""

@@ -28,7 +28,7 @@ def slice_strengths(layer, frames: int) -> np.ndarray | None:
     out = np.full(frames, np.nan, np.float32)
     for frame, smap in layer.maps.items():
         if frame < frames:
-            out[frame] = float(np.abs(smap.grid[smap.frames.index(frame)]).max())
+            out[frame] = float(np.abs(smap.frame_grid(frame)).max())
     return out
 
 
@@ -70,7 +70,9 @@ class SliceStrip(QWidget):
         session, state = self.session, self.state
         prediction, target = session.prediction, state.target
         self.probability = None
-        if prediction is not None and target in prediction.labels and state.image is not None:
+        # A 3-D model has one probability for the series: no slice-by-slice row to draw.
+        per_slice = prediction is not None and not prediction.per_volume
+        if per_slice and target in prediction.labels and state.image is not None:
             column = prediction.probabilities[:, prediction.labels.index(target)]
             if len(column) == state.image.n_frames:
                 self.probability = np.asarray(column, np.float32)
