@@ -4,6 +4,7 @@ series' own voxel grid, a blob where the blob is."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,10 @@ LABELS = ["haemorrhage", "normal"]
 VOLUME = '[input]\nkind = "volume"\nwindows = [[60, 20]]\n'  # brain (30 HU) 0, the blob (70 HU) 1
 
 
-def _series(values: np.ndarray, spacing=(5.0, 0.5, 0.5)) -> Image:
+def _series(values: np.ndarray, spacing=(5.0, 0.5, 0.5), z=None) -> Image:
+    z = [spacing[0] * k for k in range(values.shape[0])] if z is None else z
     frames = tuple(
-        FrameInfo(f"memory:{k}", sop_instance_uid=f"1.2.3.{k}", position=(0.0, 0.0, spacing[0] * k))
+        FrameInfo(f"memory:{k}", sop_instance_uid=f"1.2.3.{k}", position=(0.0, 0.0, float(z[k])))
         for k in range(values.shape[0])
     )
     return Image(
@@ -109,7 +111,6 @@ def test_geometry_keeps_the_physical_aspect_or_the_given_spacing(tmp_path):
     assert letterbox.scale[0] == pytest.approx(16 / 20)
     np.testing.assert_allclose(letterbox.model_spacing, (6.25, 6.25, 6.25), rtol=0.05)
     assert letterbox.offset[0] == 0 and letterbox.offset[1] > 0  # padded in-plane, centred
-    from dataclasses import replace
 
     stretch = volume_geometry(image, replace(spec, resize="stretch"))
     assert stretch.scale == pytest.approx((16 / 20, 32 / 96, 32 / 120)) and stretch.offset == (0, 0, 0)
@@ -141,6 +142,26 @@ def test_a_smooth_volume_goes_there_and_back(tmp_path, resize):
     seen[np.ix_(*inside)] = True
     assert seen.sum() > 1000
     np.testing.assert_allclose(back[seen], expected[seen], atol=0.02)
+
+
+def test_unevenly_spaced_slices_are_read_at_their_true_positions(tmp_path):
+    """Slice 6 missing from a 2 mm series: the model sees an even 2 mm grid (the gap filled
+    between its neighbours), and every native slice's map comes back from its own position."""
+    z = np.array([2.0 * k for k in range(21) if k != 6])
+    k, j, i = np.meshgrid(z, np.arange(48.0), np.arange(40.0), indexing="ij")
+    image = _series(np.float32(k + j * 0.5 - i * 0.25), spacing=(2.0, 1.0, 1.0), z=z)
+    spec = _model(
+        tmp_path, inputs='[input]\nkind = "volume"\nwindows = [[20, 100]]\nresize = "stretch"\n'
+    ).manifest.input
+    x, transform = prepare_volume(image, spec, 1)
+    assert transform.even_slices == 21 and transform.slice_at[6] == pytest.approx(7.0)
+    assert "uneven slice spacing (2.00 to 4.00 mm)" in transform.describe()
+    back = transform.to_native(x[0]).numpy()
+    expected = (image.pixels + 30.0) / 100.0  # linear in millimetres, so exact where seen
+    np.testing.assert_allclose(back[2:-2, 2:-2, 2:-2], expected[2:-2, 2:-2, 2:-2], atol=0.02)
+    # Read as if evenly spaced, the slices past the gap would be a slice off: 2 mm of the ramp.
+    naive = replace(transform, slice_at=None, even_slices=0)
+    assert np.abs(naive.to_native(x[0]).numpy()[8:-2] - expected[8:-2]).max() > 0.015
 
 
 def test_a_volume_model_predicts_once_for_the_series(tmp_path):
@@ -260,3 +281,31 @@ def test_explain_command_with_a_3d_monai_model_on_the_head_ct(tmp_path, capsys):
     assert np.load(study / "gradient.npy").max() > 0  # random weights may leave Grad-CAM all negative
     assert rows["gradient"]["iou_otsu"] != "" and rows["gradient"]["target"] == "subdural"
     assert rows["gradient"]["deletion_auc"] == "" and rows["gradient"]["sanity_verdict"] == ""
+
+
+def test_torchvision_r3d_18_on_one_channel_and_the_model_doctor(tmp_path):
+    """A torchvision video ResNet as a CT model: its 3-D stem takes the manifest's one channel,
+    the default target layer is its last 3-D grid, and the doctor says how the series is read."""
+    from viewer.inference.doctor import check_model
+
+    torch.manual_seed(0)
+    model = _model(tmp_path, arch="r3d_18", network=_r3d(), size=(16, 64, 64))
+    assert (
+        model.target_layer == "layer4"
+        and model.grid.depth == 2
+        and (model.grid.rows, model.grid.cols) == (4, 4)
+    )
+    rise = METHODS["rise"](masks=16, cells=4)
+    result = explain(model, _blob_series(), ["gradcam", rise], targets=["haemorrhage"])
+    assert [m.array.shape for m in result.maps] == [(20, 96, 120)] * 2
+    report = check_model(tmp_path / "manifest.toml", _blob_series()).text()
+    assert "16 x 64 x 64" in report and "3-D: the whole series is one input" in report
+    assert "one forward pass failed" not in report
+
+
+def _r3d() -> nn.Module:
+    import torchvision
+
+    network = torchvision.models.get_model("r3d_18", weights=None, num_classes=2)
+    network.stem[0] = nn.Conv3d(1, 64, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False)  # as the user trained it
+    return seeded(network)

@@ -19,17 +19,31 @@ import torch.nn.functional as F
 from viewer.inference.manifest import InputSpec
 from viewer.inference.preprocess import intensity_channels
 from viewer.io.image import Image
+from viewer.io.mpr import MprError, Reformat
 
 
 @dataclass(frozen=True)
 class VolumeTransform:
-    """Maps model-input voxels ``size`` = (D, H, W) to the native ``shape`` = (slices, rows, cols)."""
+    """Maps model-input voxels ``size`` = (D, H, W) to the native ``shape`` = (slices, rows, cols).
+
+    Unevenly spaced slices (a missing one, a change of increment) are first put on an even grid
+    of ``even_slices`` at the median spacing: ``slice_at`` holds each native slice's fractional
+    place on it (None: evenly spaced, slice k at k), and ``scale[0]`` counts per even slice.
+    """
 
     shape: tuple[int, int, int]
     size: tuple[int, int, int]
     scale: tuple[float, float, float]  # model voxels per native voxel, per axis
     offset: tuple[float, float, float]  # where the scaled series starts (negative: cropped)
     spacing: tuple[float, float, float]  # the series' own mm per voxel (slice, row, column)
+    slice_at: tuple[float, ...] | None = None
+    even_slices: int = 0
+    notes: tuple[str, ...] = ()
+
+    @property
+    def grid_shape(self) -> tuple[int, int, int]:
+        """The evenly spaced grid the model input was made from."""
+        return (self.even_slices or self.shape[0], *self.shape[1:])
 
     @property
     def model_spacing(self) -> tuple[float, float, float]:
@@ -39,7 +53,8 @@ class VolumeTransform:
     def describe(self) -> str:
         d, h, w = self.size
         mm = " x ".join(f"{v:.3g}" for v in self.model_spacing)
-        return f"series {' x '.join(map(str, self.shape))} read as {d} x {h} x {w} voxels of {mm} mm"
+        said = f"series {' x '.join(map(str, self.shape))} read as {d} x {h} x {w} voxels of {mm} mm"
+        return "; ".join((said, *self.notes))
 
     def to_native(self, maps: torch.Tensor) -> torch.Tensor:
         """Maps ``(..., d, h, w)`` on (a scaled copy of) the model grid onto the native grid
@@ -50,9 +65,10 @@ class VolumeTransform:
             dim = out.ndim - 3 + axis
             own = out.shape[dim]
             # Native voxel centres in units of this map's voxels along the axis.
-            centres = ((torch.arange(self.shape[axis]) + 0.5) * self.scale[axis] + self.offset[axis]) * (
-                own / self.size[axis]
-            )
+            place = torch.arange(self.shape[axis], dtype=torch.float64)
+            if axis == 0 and self.slice_at is not None:
+                place = torch.tensor(self.slice_at, dtype=torch.float64)
+            centres = ((place + 0.5) * self.scale[axis] + self.offset[axis]) * (own / self.size[axis])
             position = (centres - 0.5).clamp(0, own - 1)
             low = position.floor().long()
             high = (low + 1).clamp(max=own - 1)
@@ -68,8 +84,26 @@ def volume_geometry(image: Image, spec: InputSpec) -> VolumeTransform:
     """Where the series lands in the model input: ``spec.spacing`` mm per voxel if given, else
     ``spec.resize`` of its physical extent into ``spec.size`` (letterbox and center-crop keep the
     physical aspect, one scale in mm for the three axes; stretch fills each axis)."""
-    shape = (image.n_frames, image.rows, image.columns)
+    native = (image.n_frames, image.rows, image.columns)
     spacing = tuple(float(s) for s in image.geometry.spacing)
+    shape, slice_at, notes = native, None, ()
+    if image.is_volume and image.n_frames > 1:
+        try:
+            reformat = Reformat.of(image)  # slice spacing from the positions, as the MPR reads them
+        except MprError:
+            reformat = None
+            notes = ("slice positions out of order: slices read in the series' order",)
+        if reformat is not None:
+            step = reformat.array_spacing[0]
+            spacing = (step, *spacing[1:])
+            if reformat.slice_source is not None:
+                slice_at = tuple(float(v) for v in reformat.offsets / step)
+                shape = (len(reformat.slice_source), *native[1:])
+                gaps = np.diff(reformat.offsets)
+                notes = (
+                    f"uneven slice spacing ({gaps.min():.2f} to {gaps.max():.2f} mm) resampled onto "
+                    f"{step:.2f} mm before the model",
+                )
     size = tuple(spec.size)
     if spec.spacing is not None:
         new = [max(1, round(n * s / t)) for n, s, t in zip(shape, spacing, spec.spacing, strict=True)]
@@ -82,7 +116,7 @@ def volume_geometry(image: Image, spec: InputSpec) -> VolumeTransform:
         new = [max(1, round(e * per_mm)) for e in extent]
     scale = tuple(m / n for m, n in zip(new, shape, strict=True))
     offset = tuple(float((k - m) // 2) for k, m in zip(size, new, strict=True))
-    return VolumeTransform(shape, size, scale, offset, spacing)
+    return VolumeTransform(native, size, scale, offset, spacing, slice_at, shape[0] if slice_at else 0, notes)
 
 
 def _resize_axis(t: torch.Tensor, dim: int, length: int) -> torch.Tensor:
@@ -97,6 +131,16 @@ def _resize_axis(t: torch.Tensor, dim: int, length: int) -> torch.Tensor:
         flat, size=length, mode="area" if shrinking else "linear", align_corners=None if shrinking else False
     )
     return out.reshape(*lead, length).movedim(-1, dim)
+
+
+def _even_slices(stack: torch.Tensor, slice_at: tuple[float, ...], count: int) -> torch.Tensor:
+    """``stack`` ``(C, slices, h, w)`` linearly interpolated onto ``count`` evenly spaced slices,
+    native slice k lying at even index ``slice_at[k]``."""
+    source = np.interp(np.arange(count), np.asarray(slice_at), np.arange(len(slice_at)))
+    below = torch.from_numpy(np.floor(source).astype(np.int64)).clamp(max=stack.shape[1] - 1)
+    above = (below + 1).clamp(max=stack.shape[1] - 1)
+    weight = torch.from_numpy(source - np.floor(source)).to(stack.dtype).view(1, -1, 1, 1)
+    return stack.index_select(1, below) * (1 - weight) + stack.index_select(1, above) * weight
 
 
 def _place(t: torch.Tensor, size: tuple[int, ...], offset: tuple[float, ...]) -> torch.Tensor:
@@ -117,7 +161,8 @@ def prepare_volume(image: Image, spec: InputSpec, in_channels: int) -> tuple[tor
     read as the manifest says (windows in HU, VOI) and scaled in-plane on its own, so no
     full-resolution float copy of the volume with its channels is ever made."""
     transform = volume_geometry(image, spec)
-    _, new_h, new_w = (max(1, round(n * s)) for n, s in zip(transform.shape, transform.scale, strict=True))
+    grid = transform.grid_shape
+    new_d, new_h, new_w = (max(1, round(n * s)) for n, s in zip(grid, transform.scale, strict=True))
     slices = []
     for index in range(image.n_frames):
         values = image.frame(index)
@@ -130,7 +175,9 @@ def prepare_volume(image: Image, spec: InputSpec, in_channels: int) -> tuple[tor
         )
         slices.append(_resize_axis(_resize_axis(channels, 1, new_h), 2, new_w))
     stack = torch.stack(slices, dim=1)  # (C, slices, new_h, new_w)
-    stack = _resize_axis(stack, 1, max(1, round(image.n_frames * transform.scale[0])))
+    if transform.slice_at is not None:
+        stack = _even_slices(stack, transform.slice_at, grid[0])
+    stack = _resize_axis(stack, 1, new_d)
     placed = _place(stack, transform.size, transform.offset)
     mean = torch.tensor(spec.mean, dtype=placed.dtype).view(-1, 1, 1, 1)
     std = torch.tensor(spec.std, dtype=placed.dtype).view(-1, 1, 1, 1)
