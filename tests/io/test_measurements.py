@@ -133,3 +133,98 @@ def test_a_file_that_is_not_a_report_is_named(ct, tmp_path):
     plain = measure(Measurement("length", 0, ((0.0, 0.0), (100.0, 0.0))), bare)
     with pytest.raises(MeasurementError, match="no pixel spacing"):
         write_measurement_report(bare, [plain], tmp_path / "x.dcm")
+
+
+# --- measurements in MPR planes -------------------------------------------------------------------
+
+
+def _sitk_series():
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(HEAD_CT)))
+    return reader.Execute()
+
+
+def _patient_by_sitk(reformat, plane, index, points, volume):
+    """Plane points to patient points through SimpleITK's own index-to-physical mapping."""
+    from viewer.io.mpr import PLANE_AXES
+
+    normal, row, col = PLANE_AXES[plane]
+    out = []
+    for x, y in points:
+        display = [0.0, 0.0, 0.0]
+        display[normal], display[row], display[col] = float(index), y - 0.5, x - 0.5
+        k, j, i = reformat.to_array(tuple(display))
+        out.append(volume.TransformContinuousIndexToPhysicalPoint((i, j, k)))
+    return np.asarray(out)
+
+
+def test_a_length_in_a_coronal_plane_is_the_patient_distance_simpleitk_gives(ct):
+    from viewer.io.mpr import Reformat
+
+    reformat, volume = Reformat.of(ct), _sitk_series()
+    points = ((100.5, 3.5), (300.5, 20.5))  # across columns and down through the slices
+    got = measure(Measurement("length", 260, points, plane="coronal"), ct)
+    ends = _patient_by_sitk(reformat, "coronal", 260, points, volume)
+    assert got.length == pytest.approx(float(np.linalg.norm(ends[1] - ends[0])), rel=1e-6)
+    row_mm, col_mm = reformat.plane_spacing("coronal")
+    assert got.length == pytest.approx(math.hypot(200 * col_mm, 17 * row_mm))
+    assert row_mm == pytest.approx(ct.geometry.spacing[0]) and "slice positions" in got.spacing
+
+
+def test_a_sagittal_region_holds_the_voxels_under_it(ct):
+    from viewer.io.mpr import PLANE_AXES, Reformat
+
+    reformat = Reformat.of(ct)
+    points = ((200.0, 5.0), (320.0, 22.0))
+    got = measure(Measurement("rectangle", 250, points, plane="sagittal"), ct)
+    _normal, row, col = PLANE_AXES["sagittal"]
+    mask = rasterize("rectangle", np.asarray(points), reformat.shape[row], reformat.shape[col])
+    expected = []
+    for r, c in zip(*np.nonzero(mask), strict=True):  # each covered pixel's voxel in the array
+        display = [0.0, 0.0, 0.0]
+        display[PLANE_AXES["sagittal"][0]], display[row], display[col] = 250.0, float(r), float(c)
+        k, j, i = (round(v) for v in reformat.to_array(tuple(display)))
+        expected.append(ct.pixels[k, j, i])
+    assert got.pixels == mask.sum() == len(expected)
+    assert got.mean == pytest.approx(float(np.mean(expected)), rel=1e-6)
+    assert got.maximum == pytest.approx(float(np.max(expected)))
+    row_mm, col_mm = reformat.plane_spacing("sagittal")
+    assert got.area == pytest.approx(120 * col_mm * 17 * row_mm)
+
+
+def test_a_measurement_on_the_acquired_plane_is_one_of_that_slice(ct):
+    from viewer.io.measurements import on_acquired_slice
+    from viewer.io.mpr import Reformat
+
+    reformat = Reformat.of(ct)
+    drawn = Measurement("length", 3, ((10.0, 20.0), (40.0, 60.0)), plane="axial")
+    frame = on_acquired_slice(drawn, reformat)
+    assert frame.plane == "" and 0 <= frame.frame < ct.n_frames
+    assert measure(frame, ct).length == pytest.approx(measure(drawn, ct).length)
+    assert reformat.to_array((3.0, 20.0, 10.0))[0] == pytest.approx(frame.frame)
+    coronal = Measurement("length", 3, ((10.0, 2.0), (40.0, 6.0)), plane="coronal")
+    assert on_acquired_slice(coronal, reformat) is coronal
+
+
+def test_plane_measurements_round_trip_as_scoord3d(ct, tmp_path, dciodvfy):  # noqa: F811
+    drawn = [
+        Measurement("length", 260, ((100.5, 3.5), (300.5, 20.5)), plane="coronal"),
+        Measurement("ellipse", 250, ((200.0, 5.0), (320.0, 22.0)), "bleed", plane="sagittal"),
+        Measurement("polygon", 240, ((100.0, 4.0), (180.0, 4.0), (140.0, 25.0)), plane="coronal"),
+        Measurement("rectangle", 14, ((100.0, 150.0), (180.0, 200.0))),
+    ]
+    measured = [measure(m, ct) for m in drawn]
+    out = write_measurement_report(ct, measured, tmp_path / "sr.dcm")
+    assert validate(dciodvfy, out) == []
+    groups = hd.sr.srread(out).content.get_planar_roi_measurement_groups()
+    assert [type(g.roi).__name__ for g in groups] == ["ImageRegion3D"] * 3 + ["ImageRegion"]
+    assert groups[1].roi.graphic_type == hd.sr.GraphicTypeValues3D.ELLIPSE
+    back = read_measurement_report(out, ct)
+    assert [(b.kind, b.plane, b.frame, b.label) for b in back] == [
+        (m.kind, m.plane, m.frame, m.label) for m in drawn
+    ]
+    for b, m in zip(back, drawn, strict=True):
+        np.testing.assert_allclose(b.points, m.points, atol=1e-3)
+    assert measure(back[0], ct).length == pytest.approx(measured[0].length, rel=1e-6)

@@ -75,3 +75,60 @@ def test_length_angle_and_region_measured_listed_saved_and_loaded(qtbot, window,
     assert book.items[0].length == pytest.approx(length.length)
     assert window.measure.load(resource_path("samples", "dicom", "cxr_0001.dcm")) == 0
     assert "not a DICOM SR" in window.errors[-1]
+
+
+def test_measuring_in_the_mpr_planes(qtbot, window, tmp_path):
+    """A length dragged in the coronal plane is the patient distance between its ends, drawn in
+    that plane only, listed as of the plane, and a double click on it goes back there; a region in
+    the axial plane of an axial series is one of that acquired slice, shown in the single view too;
+    the coronal length survives the SR round trip."""
+    from tests.ui.test_mpr_view import _show_mpr
+
+    open_and_wait(qtbot, window, [HEAD_CT])
+    _show_mpr(qtbot, window)
+    mpr, book = window.mpr, window.measure.book
+    reformat = mpr.crosshair.reformat
+    coronal = mpr.planes["coronal"]
+    coronal.vb.setRange(xRange=(0, 512), yRange=(0, 28), padding=0)
+    qtbot.keyClick(window, Qt.Key.Key_D)
+    assert coronal.vb.tool == "length"
+
+    def screen(plane, x, y) -> QPoint:
+        where = mpr.graphics.mapFromScene(mpr.planes[plane].vb.mapViewToScene(QPointF(x, y)))
+        return QPoint(round(where.x()), round(where.y()))
+
+    start, end = screen("coronal", 100, 4), screen("coronal", 400, 20)
+    _drag(mpr.graphics, start, end)
+    (length,) = book.items
+    m = length.measurement
+    index = mpr.crosshair.plane_index("coronal")
+    assert (m.plane, m.frame) == ("coronal", index)
+    ends = reformat.plane_to_patient("coronal", index, np.array(m.points))
+    assert length.length == pytest.approx(float(np.linalg.norm(ends[1] - ends[0])), rel=1e-6)
+    row_mm, col_mm = reformat.plane_spacing("coronal")
+    assert length.length == pytest.approx(math.hypot(300 * col_mm, 16 * row_mm), rel=0.05)
+    drawn_in = {plane: len(items.items) for plane, items in mpr.measured.items()}
+    assert drawn_in == {"axial": 0, "coronal": 2, "sagittal": 0}  # outline and value
+    assert "coronal plane" in window.measure.list.item(0).text()
+
+    # A rectangle in the axial plane: the acquired slice on screen, so the single view has it too.
+    window.measure.actions["roi-rectangle"].trigger()
+    axial = mpr.planes["axial"]
+    axial.vb.setRange(xRange=(0, 512), yRange=(0, 512), padding=0)
+    _drag(mpr.graphics, screen("axial", 200, 200), screen("axial", 300, 260))
+    region = book.items[-1]
+    assert region.measurement.plane == "" and region.measurement.frame == window.state.frame
+    assert region in book.on_frame(window.state.frame)
+
+    # Elsewhere, then back to the coronal length by the list.
+    mpr.crosshair.scroll("coronal", 30)
+    assert mpr.crosshair.plane_index("coronal") != index
+    window.measure._go_to(0)
+    assert mpr.crosshair.plane_index("coronal") == index
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    assert coronal.vb.tool == ""
+    out = window.measure.save(tmp_path / "mpr.dcm")
+    book.clear()
+    assert window.measure.load(out) == 2
+    assert book.items[0].measurement.plane == "coronal"
+    assert book.items[0].length == pytest.approx(length.length, rel=1e-6)

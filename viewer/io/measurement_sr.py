@@ -3,7 +3,9 @@ highdicom, and back. No Qt, no torch.
 
 Each measurement is one planar ROI measurement group (TID 1410): its region as image SCOORDs on
 the source frame (a 2-point polyline for a length, 3 points for an angle, a closed polyline for a
-rectangle or polygon, an ELLIPSE by its two axes), a tracking identifier naming its kind
+rectangle or polygon, an ELLIPSE by its two axes), or, drawn in a coronal or sagittal MPR plane,
+as SCOORD3D patient coordinates in the series' frame of reference (the whole series as evidence),
+and read back onto the display plane that holds them; a tracking identifier naming its kind
 (``length 1``, ``ellipse 2``, ...) and its values (SNOMED CT Length, Angle, Area, Mean, Standard
 Deviation, Minimum, Maximum; UCUM mm, mm2, deg, and [hnsf'U] for CT). The report is a new series
 in the source study and references the measured images as evidence; with ``anonymize`` the
@@ -33,6 +35,7 @@ from viewer.io.dicom_derived import (
 from viewer.io.dicom_writer import write_atomic
 from viewer.io.image import Image
 from viewer.io.measurements import KINDS, Measured, Measurement, MeasurementError
+from viewer.io.mpr import MprError, Reformat
 
 SR_SERIES_NUMBER = 9003
 # The procedure a report is of, by modality (LOINC, as TID 1500 asks).
@@ -72,13 +75,13 @@ def write_measurement_report(
         raise MeasurementError(
             "the image has no pixel spacing: its measurements are in pixels, which SR cannot hold"
         )
-    frames = sorted({m.measurement.frame for m in measured})
+    planar = any(m.measurement.plane for m in measured)
+    # A plane across the slices draws on all of them: the whole series is its evidence.
+    frames = range(image.n_frames) if planar else sorted({m.measurement.frame for m in measured})
     headers, _numbers = source_headers(image, frames, anonymize)  # the evidence, one per file
     sources = dict(zip(dict.fromkeys(image.frames[f].source for f in frames), headers, strict=True))
-    groups = [
-        _group(image, values, number, sources[image.frames[values.measurement.frame].source])
-        for number, values in enumerate(measured, 1)
-    ]
+    reformat = Reformat.of(image) if planar else None
+    groups = [_group(image, values, number, sources, reformat) for number, values in enumerate(measured, 1)]
     device = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -103,18 +106,27 @@ def write_measurement_report(
     return write_atomic(sr, out)
 
 
-def _group(image: Image, values: Measured, number: int, header):
-    """One planar ROI group, referencing ``header`` (the measured frame's evidence header, its
-    UIDs already hashed in an anonymised report)."""
+def _group(image: Image, values: Measured, number: int, sources: dict, reformat: Reformat | None):
+    """One planar ROI group, referencing the measured frame's evidence header in ``sources`` (by
+    source file, UIDs already hashed in an anonymised report), or for an MPR plane the series'
+    frame of reference."""
     measurement = values.measurement
-    info = image.frames[measurement.frame]
-    source = hd.sr.SourceImageForRegion(
-        referenced_sop_class_uid=str(header.SOPClassUID),
-        referenced_sop_instance_uid=str(header.SOPInstanceUID),
-        referenced_frame_numbers=[info.frame_index + 1] if is_multiframe(header) else None,
-    )
     graphic_type, data = _graphic(measurement)
-    region = hd.sr.ImageRegion(graphic_type=graphic_type, graphic_data=data, source_image=source)
+    if measurement.plane:
+        points = reformat.plane_to_patient(measurement.plane, measurement.frame, data)
+        frame_of_reference = str(next(iter(sources.values())).FrameOfReferenceUID)
+        region = hd.sr.ImageRegion3D(
+            graphic_type=graphic_type, graphic_data=points, frame_of_reference_uid=frame_of_reference
+        )
+    else:
+        info = image.frames[measurement.frame]
+        header = sources[info.source]
+        source = hd.sr.SourceImageForRegion(
+            referenced_sop_class_uid=str(header.SOPClassUID),
+            referenced_sop_instance_uid=str(header.SOPInstanceUID),
+            referenced_frame_numbers=[info.frame_index + 1] if is_multiframe(header) else None,
+        )
+        region = hd.sr.ImageRegion(graphic_type=graphic_type, graphic_data=data, source_image=source)
     label = f" {measurement.label}" if measurement.label else ""
     units = {
         "length": codes.UCUM.Millimeter,
@@ -171,32 +183,57 @@ def read_measurement_report(path: Path | str, image: Image) -> list[Measurement]
         region = group.roi
         if region is None:
             continue
+        if isinstance(region, hd.sr.ImageRegion3D):
+            placed = _on_plane(region, image)
+            if placed is not None:
+                plane, index, points = placed
+                out.append(_measurement(group, _graphic_type(region), points, index, plane))
+            continue
         reference = region.ContentSequence[0].ReferencedSOPSequence[0]  # its SELECTED FROM image
         number = int(reference.get("ReferencedFrameNumber", 1) or 1)
         frame = frames.get((str(reference.ReferencedSOPInstanceUID), number))
         if frame is None:
             continue
-        out.append(_measurement(group, region, frame))
+        points = np.asarray(region.value, np.float64).reshape(-1, 2)
+        out.append(_measurement(group, _graphic_type(region), points, frame))
     return out
 
 
-def _measurement(group, region, frame: int) -> Measurement:
+def _graphic_type(region) -> str:
+    kind = region.graphic_type
+    return str(kind.value if hasattr(kind, "value") else kind)
+
+
+def _on_plane(region, image: Image) -> tuple[str, int, np.ndarray] | None:
+    """A SCOORD3D region as ``(plane, index, plane points)`` on the image's display volume, or
+    None where the image is no volume of that frame of reference or no display plane holds it."""
+    try:
+        reformat = Reformat.of(image)
+    except MprError:
+        return None
+    wanted = str(region.ReferencedFrameOfReferenceUID)
+    headers = source_headers(image, [0], anonymize=False)[0]
+    ours = str(headers[0].get("FrameOfReferenceUID", ""))
+    if wanted not in (ours, anonymized_uid(ours)):
+        return None
+    return reformat.patient_to_plane(np.asarray(region.value, np.float64).reshape(-1, 3))
+
+
+def _measurement(group, graphic: str, points: np.ndarray, frame: int, plane: str = "") -> Measurement:
     identifier = str(group.tracking_identifier or "")
     named = identifier.split(" ", 1)[0]
     label = identifier.split(" ", 2)[2] if identifier.count(" ") >= 2 else ""
-    points = np.asarray(region.value, np.float64).reshape(-1, 2)
-    graphic = str(region.graphic_type.value if hasattr(region.graphic_type, "value") else region.graphic_type)
-    closed = len(points) > 2 and np.allclose(points[0], points[-1])
+    closed = len(points) > 2 and np.allclose(points[0], points[-1], atol=1e-3)
     if graphic == "ELLIPSE":
         xs, ys = points[:, 0], points[:, 1]
-        return Measurement("ellipse", frame, ((xs.min(), ys.min()), (xs.max(), ys.max())), label)
+        return Measurement("ellipse", frame, ((xs.min(), ys.min()), (xs.max(), ys.max())), label, plane)
     if named == "rectangle" and closed and len(points) == 5:
-        return Measurement("rectangle", frame, (tuple(points[0]), tuple(points[2])), label)
+        return Measurement("rectangle", frame, (tuple(points[0]), tuple(points[2])), label, plane)
     if closed:
-        return Measurement("polygon", frame, tuple(map(tuple, points[:-1])), label)
+        return Measurement("polygon", frame, tuple(map(tuple, points[:-1])), label, plane)
     kind = (
         named
         if named in KINDS and named in ("length", "angle")
         else ("length" if len(points) == 2 else "angle")
     )
-    return Measurement(kind, frame, tuple(map(tuple, points)), label)
+    return Measurement(kind, frame, tuple(map(tuple, points)), label, plane)

@@ -10,6 +10,11 @@ source-to-detector geometry unless the spacing was corrected (PS3.3 C.8.11.4). A
 any spacing is measured in pixels and says so. Region statistics are over the pixels whose centre
 lies inside the shape (as the shapes are rasterised for annotations), in the image's real-world
 units (HU for CT); the standard deviation is the population one (divided by n, as OHIF's).
+
+A measurement drawn in an MPR plane (``plane`` "axial", "coronal" or "sagittal", ``frame`` the
+plane's index in the display volume, points in that plane's pixel coordinates) is measured on
+the reformatted plane with its own physical spacing; one drawn on a plane that is an acquired
+slice pixel for pixel is a measurement of that slice (see :func:`on_acquired_slice`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Literal
 import numpy as np
 
 from viewer.io.image import Image
+from viewer.io.mpr import PLANES, Reformat
 from viewer.io.shapes import rasterize
 
 MeasureKind = Literal["length", "angle", "rectangle", "ellipse", "polygon"]
@@ -44,14 +50,18 @@ class MeasurementError(ValueError):
 
 @dataclass(frozen=True)
 class Measurement:
-    """What the user drew: its kind, the image frame it is on and its points."""
+    """What the user drew: its kind, the image frame it is on and its points; in an MPR
+    ``plane``, ``frame`` is the plane's index in the display volume."""
 
     kind: MeasureKind
     frame: int
     points: tuple[tuple[float, float], ...]
     label: str = ""
+    plane: str = ""  # "": the image's own frame
 
     def __post_init__(self) -> None:
+        if self.plane and self.plane not in PLANES:
+            raise MeasurementError(f"unknown plane {self.plane!r}; known: {', '.join(PLANES)}")
         if self.kind not in KINDS:
             raise MeasurementError(f"unknown measurement {self.kind!r}; known: {', '.join(KINDS)}")
         wanted = POINTS.get(self.kind)
@@ -96,20 +106,38 @@ class Measured:
         )
 
 
+def on_acquired_slice(measurement: Measurement, reformat: Reformat) -> Measurement:
+    """``measurement`` as one of the acquired slice it was drawn on, where its MPR plane is that
+    slice pixel for pixel (an axial series' axial plane); else unchanged."""
+    if not measurement.plane:
+        return measurement
+    frame = reformat.native_frame(measurement.plane, measurement.frame)
+    if frame is None:
+        return measurement
+    return Measurement(measurement.kind, frame, measurement.points, measurement.label)
+
+
 def measure(measurement: Measurement, image: Image) -> Measured:
     """The values of ``measurement`` on ``image``."""
-    if not 0 <= measurement.frame < image.n_frames:
-        raise MeasurementError(f"frame {measurement.frame} is not in the image (0..{image.n_frames - 1})")
     source = image.geometry.spacing_source
     calibrated = source != "none"
-    row_mm, col_mm = (image.geometry.row_spacing, image.geometry.col_spacing) if calibrated else (1.0, 1.0)
+    spacing = _SPACING_NOTE.get(source, source)
+    if measurement.plane:
+        reformat = Reformat.of(image)  # MprError (a ValueError) says why an image has no planes
+        normal = PLANES.index(measurement.plane)
+        if not 0 <= measurement.frame < reformat.shape[normal]:
+            raise MeasurementError(f"{measurement.plane} plane {measurement.frame} is not in the volume")
+        row_mm, col_mm = reformat.plane_spacing(measurement.plane)
+        spacing += f"; {measurement.plane} plane: slice spacing from the slice positions"
+    else:
+        if not 0 <= measurement.frame < image.n_frames:
+            raise MeasurementError(f"frame {measurement.frame} is not in the image (0..{image.n_frames - 1})")
+        row_mm, col_mm = image.geometry.row_spacing, image.geometry.col_spacing
+    if not calibrated:
+        row_mm, col_mm = 1.0, 1.0
     scale = np.array([col_mm, row_mm])
     points = np.asarray(measurement.points, np.float64) * scale  # (x, y) in mm (or px)
-    common = {
-        "measurement": measurement,
-        "spacing": _SPACING_NOTE.get(source, source),
-        "calibrated": calibrated,
-    }
+    common = {"measurement": measurement, "spacing": spacing, "calibrated": calibrated}
     kind = measurement.kind
     if kind == "length":
         return Measured(**common, length=float(np.linalg.norm(points[1] - points[0])))
@@ -122,8 +150,9 @@ def measure(measurement: Measurement, image: Image) -> Measured:
     if image.is_color:
         raise MeasurementError("region statistics need a grey-scale image; this one is in colour")
     shape = "polygon" if kind == "polygon" else kind
-    mask = rasterize(shape, np.asarray(measurement.points), image.rows, image.columns)
-    values = image.frame(measurement.frame)[mask].astype(np.float64)
+    pixels = _pixels(measurement, image)
+    mask = rasterize(shape, np.asarray(measurement.points), *pixels.shape[:2])
+    values = pixels[mask].astype(np.float64)
     if values.size == 0:
         raise MeasurementError(f"the {kind} holds no pixel centre")
     return Measured(
@@ -136,6 +165,14 @@ def measure(measurement: Measurement, image: Image) -> Measured:
         maximum=float(values.max()),
         pixels=int(values.size),
     )
+
+
+def _pixels(measurement: Measurement, image: Image) -> np.ndarray:
+    """The values of the frame, or of the MPR plane, the measurement was drawn on."""
+    if not measurement.plane:
+        return image.frame(measurement.frame)
+    reformat = Reformat.of(image)
+    return reformat.plane(reformat.display(image.pixels), measurement.plane, measurement.frame)
 
 
 def _area(kind: str, points: np.ndarray) -> float:

@@ -184,6 +184,52 @@ class Reformat:
         point = np.asarray(self.origin) + self.direction @ np.array([i * col_mm, j * row_mm, along])
         return tuple(float(v) for v in point)
 
+    def to_patient_index(self, point: tuple[float, float, float]) -> tuple[float, float, float]:
+        """The inverse of :meth:`patient`: the array index ``(slice, row, column)`` at a patient
+        point (LPS, mm), fractional; the point's distance off the slice stack is ignored."""
+        _slice, row_mm, col_mm = self.array_spacing
+        i_mm, j_mm, along = np.linalg.solve(
+            self.direction, np.asarray(point, float) - np.asarray(self.origin)
+        )
+        k = float(np.interp(along, self.offsets, np.arange(len(self.offsets))))
+        return (k, float(j_mm / row_mm), float(i_mm / col_mm))
+
+    def native_frame(self, plane: str, index: int) -> int | None:
+        """The array slice that display ``plane`` ``index`` is, pixel for pixel (same rows and
+        columns, no flip, no resampling), or None: measuring there is measuring on that slice."""
+        normal, row, col = PLANE_AXES[plane]
+        if self.slice_source is not None or self.axes[normal] != 0:
+            return None
+        if (self.axes[row], self.axes[col]) != (1, 2) or self.flips[row] or self.flips[col]:
+            return None
+        size = self.array_shape[0]
+        return size - 1 - index if self.flips[normal] else index
+
+    def plane_to_patient(self, plane: str, index: int, points: np.ndarray) -> np.ndarray:
+        """Points ``(n, 2)`` of ``(x, y)`` plane coordinates (pixel corners, as SCOORD) on display
+        ``plane`` ``index`` as patient points ``(n, 3)`` (LPS, mm)."""
+        normal, row, col = PLANE_AXES[plane]
+        out = []
+        for x, y in np.asarray(points, float):
+            display = [0.0, 0.0, 0.0]
+            display[normal], display[row], display[col] = float(index), y - 0.5, x - 0.5
+            out.append(self.patient(self.to_array(tuple(display))))
+        return np.asarray(out)
+
+    def patient_to_plane(
+        self, points: np.ndarray, tolerance: float = 0.05
+    ) -> tuple[str, int, np.ndarray] | None:
+        """Patient points ``(n, 3)`` as ``(plane, index, (n, 2) plane coordinates)`` on the first
+        display plane (axial, coronal, sagittal) that holds them all within ``tolerance`` voxels,
+        or None when they lie in none (an oblique or off-grid drawing)."""
+        display = np.asarray([self.from_array(self.to_patient_index(p)) for p in np.asarray(points, float)])
+        for plane in PLANES:
+            normal, row, col = PLANE_AXES[plane]
+            index = float(np.round(display[0, normal]))
+            if np.all(np.abs(display[:, normal] - index) <= tolerance) and 0 <= index < self.shape[normal]:
+                return plane, int(index), np.stack([display[:, col] + 0.5, display[:, row] + 0.5], axis=1)
+        return None
+
 
 def _nearest_axes(direction: np.ndarray) -> tuple[tuple[int, int, int], tuple[bool, bool, bool], float]:
     """For each display axis, the array axis nearest to it and whether it runs the other way, and

@@ -91,6 +91,12 @@ class Crosshair:
         point[PLANE_AXES[plane][0]] += step
         self._move(point)
 
+    def set_plane_index(self, plane: str, index: int) -> None:
+        """Show slice ``index`` of ``plane`` (going to a measurement drawn there)."""
+        point = list(self.point)
+        point[PLANE_AXES[plane][0]] = index
+        self._move(point)
+
     def set_array_index(self, index: tuple[float, float, float]) -> None:
         """Put the point on array voxel ``(slice, row, column)`` of the image."""
         if self.reformat is not None:

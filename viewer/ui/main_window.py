@@ -129,6 +129,7 @@ class MainWindow(QMainWindow):
             self, self.state, self.canvas.vb, self.last_folder, self.say, self.session.report_error
         )
         self.measure.install(self.menus["tools"], self.menus["file"], self.annotations.tools)
+        self.mpr.measure_with(self.measure)
         self.pacs_ui.measurements = self.measure.book
         self.docks["measurements"] = self._dock("Measurements", self.measure.panel, right)
         self.docks["measurements"].hide()

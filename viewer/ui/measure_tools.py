@@ -1,6 +1,7 @@
-"""Measuring in the single view: length, angle and rectangle, ellipse and freehand regions (with
-the statistics of the pixels inside), drawn with the left button, listed in the Measurements
-dock, shown on their slice with their values, saved as and loaded from a DICOM SR (TID 1500).
+"""Measuring in the single view and the MPR planes: length, angle and rectangle, ellipse and
+freehand regions (with the statistics of the pixels inside), drawn with the left button, listed
+in the Measurements dock, shown on their slice or plane with their values, saved as and loaded
+from a DICOM SR (TID 1500).
 
 A length, a rectangle or an ellipse is one drag; a freehand region is one drag along its outline;
 an angle is a drag along its first arm, ending on the vertex, then a click on the end of the
@@ -50,23 +51,26 @@ SR_FILTER = "DICOM SR (*.dcm);;All files (*)"
 def describe(measured: Measured) -> str:
     m = measured.measurement
     label = f" '{m.label}'" if m.label else ""
-    return f"{m.kind.capitalize()}{label}, slice {m.frame + 1}: {measured.text()}"
+    where = f"{m.plane} plane {m.frame + 1}" if m.plane else f"slice {m.frame + 1}"
+    return f"{m.kind.capitalize()}{label}, {where}: {measured.text()}"
 
 
 class MeasurementItems:
-    """The measurements of the slice on screen as graphics items in the canvas' view box."""
+    """The measurements ``shown()`` as graphics items in a view box (the canvas' own, for the
+    slice on screen, or an MPR plane's); redrawn on ``refresh``."""
 
-    def __init__(self, view: ImageViewBox, book: MeasurementBook, state: ViewerState) -> None:
-        self.view, self.book, self.state = view, book, state
+    def __init__(
+        self, view: ImageViewBox, book: MeasurementBook, shown: Callable[[], list[Measured]]
+    ) -> None:
+        self.view, self.book, self.shown = view, book, shown
         self.items: list = []
         book.changed.connect(self.refresh)
-        state.events.frame.connect(lambda *_: self.refresh())
 
-    def refresh(self) -> None:
+    def refresh(self, *_args) -> None:
         for item in self.items:
             self.view.removeItem(item)
         self.items = []
-        for measured in self.book.on_frame(self.state.frame):
+        for measured in self.shown():
             m = measured.measurement
             tool = next(t for t, _x, _k, kind in TOOLS if kind == m.kind)
             outline = QGraphicsPathItem(shape_path(tool, list(m.points)))
@@ -95,15 +99,13 @@ class MeasureTools:
         self.window, self.state, self.view = window, state, view
         self.folder, self.say, self.report = folder, say, report
         self.book = MeasurementBook(state)
-        self.drawn = MeasurementItems(view, self.book, state)
         self.actions: dict[str, QAction] = {}  # tool id -> its checkable action
         self.commands: dict[str, QAction] = {}  # the SR and clear commands, by their text
         self.others: dict[str, QAction] = {}  # the annotation's drawing tools: one tool at a time
-        self._arm: tuple[tuple[float, float], tuple[float, float]] | None = None  # an angle's first arm
-        self.preview = QGraphicsPathItem()
-        self.preview.setPen(cosmetic_pen(COLOUR, 1.2, Qt.PenStyle.DashLine))
-        self.preview.setZValue(100)
-        view.addItem(self.preview)
+        # An angle's first arm, and the view box it is drawn in.
+        self._arm: tuple[ImageViewBox, tuple[tuple[float, float], tuple[float, float]]] | None = None
+        self.previews: dict[ImageViewBox, QGraphicsPathItem] = {}  # every view box measured in
+        self.go_to_plane: Callable[[str, int], None] | None = None  # the MPR's, once attached
         self.list = QListWidget()
         self.list.setObjectName("measurement_list")
         remove = QPushButton("Remove")
@@ -115,8 +117,28 @@ class MeasureTools:
         column.addWidget(remove)
         self.list.itemDoubleClicked.connect(lambda item: self._go_to(self.list.row(item)))
         self.book.changed.connect(self._list)
-        view.shape_finished.connect(self._on_shape)
-        view.clicked.connect(self._on_click)
+        self.drawn = self.attach(view, lambda: ("", state.frame), lambda: self.book.on_frame(state.frame))
+        state.events.frame.connect(self.drawn.refresh)
+
+    def attach(
+        self, view: ImageViewBox, where: Callable[[], tuple[str, int]], shown: Callable[[], list[Measured]]
+    ) -> MeasurementItems:
+        """Measure in ``view`` too: its gestures make measurements at ``where()`` (an MPR plane
+        and its index, or "" and the slice), and it draws ``shown()`` (its caller refreshes the
+        returned items when the place changes)."""
+        preview = QGraphicsPathItem()
+        preview.setPen(cosmetic_pen(COLOUR, 1.2, Qt.PenStyle.DashLine))
+        preview.setZValue(100)
+        view.addItem(preview)
+        self.previews[view] = preview
+        view.shape_finished.connect(lambda tool, points: self._on_shape(view, where, tool, points))
+        view.clicked.connect(lambda x, y: self._on_click(view, where, x, y))
+        if view is not self.view:  # the canvas draws its own rubber band while dragging
+            view.shape_progress.connect(
+                lambda points: view.tool in KIND_OF and preview.setPath(shape_path(view.tool, points))
+            )
+        view.tool = self.view.tool if self.view.tool in KIND_OF else view.tool
+        return MeasurementItems(view, self.book, shown)
 
     def install(self, tools: QMenu, file: QMenu, others: dict[str, QAction]) -> None:
         """The tools (exclusive, also with the annotation drawing tools in ``others``) under
@@ -150,7 +172,10 @@ class MeasureTools:
     # --- tools ---------------------------------------------------------------------------------
     def set_tool(self, tool: str) -> None:
         self._arm = None
-        self.preview.setPath(QPainterPath())
+        for view, preview in self.previews.items():
+            preview.setPath(QPainterPath())
+            if view is not self.view:
+                view.tool = tool  # the MPR planes only measure
         if tool or self.view.tool in KIND_OF:
             self.view.tool = tool
         if tool:
@@ -162,25 +187,29 @@ class MeasureTools:
             text = next(text for name, text, _key, _kind in TOOLS if name == tool)
             self.say(f"{text}: drag with the left button; Esc stops", 0)
 
-    def _on_shape(self, tool: str, points) -> None:
+    def _on_shape(self, view: ImageViewBox, where, tool: str, points) -> None:
         if tool not in KIND_OF:
             return
+        preview = self.previews[view]
         points = tuple((float(x), float(y)) for x, y in points)
         if tool == "angle":
-            self._arm = (points[0], points[-1])
-            self.preview.setPath(shape_path("angle", list(self._arm)))
+            self._arm = (view, (points[0], points[-1]))
+            preview.setPath(shape_path("angle", list(self._arm[1])))
             return
+        preview.setPath(QPainterPath())
         if KIND_OF[tool] == "polygon" and len(points) > 3:
             points = points[:: max(1, len(points) // 200)]  # a drag's samples: a few hundred do
         else:
             points = (points[0], points[-1])
-        self._add(Measurement(KIND_OF[tool], self.state.frame, points))
+        plane, index = where()
+        self._add(Measurement(KIND_OF[tool], index, points, plane=plane))
 
-    def _on_click(self, x: float, y: float) -> None:
-        if self.view.tool == "angle" and self._arm is not None:
-            arm, self._arm = self._arm, None
-            self.preview.setPath(QPainterPath())
-            self._add(Measurement("angle", self.state.frame, (arm[0], arm[1], (x, y))))
+    def _on_click(self, view: ImageViewBox, where, x: float, y: float) -> None:
+        if view.tool == "angle" and self._arm is not None and self._arm[0] is view:
+            (_view, arm), self._arm = self._arm, None
+            self.previews[view].setPath(QPainterPath())
+            plane, index = where()
+            self._add(Measurement("angle", index, (arm[0], arm[1], (x, y)), plane=plane))
 
     def _add(self, measurement: Measurement) -> None:
         try:
@@ -202,7 +231,11 @@ class MeasureTools:
 
     def _go_to(self, row: int) -> None:
         if 0 <= row < len(self.book.items):
-            self.state.set_frame(self.book.items[row].measurement.frame)
+            m = self.book.items[row].measurement
+            if not m.plane:
+                self.state.set_frame(m.frame)
+            elif self.go_to_plane is not None:
+                self.go_to_plane(m.plane, m.frame)
 
     def remove_selected(self) -> None:
         self.book.remove(self.list.currentRow())

@@ -23,18 +23,20 @@ from viewer.state import SaliencyLayer, ViewerState
 from viewer.state.mpr import Crosshair
 from viewer.ui.canvas import ImageViewBox, MouseBindings, grey_lut, window_levels
 from viewer.ui.layer_items import cosmetic_pen, label_colour, outline_path
+from viewer.ui.measure_tools import MeasureTools
 
 PLANE_COLOURS = {"axial": "#ff5252", "coronal": "#69f0ae", "sagittal": "#ffd740"}
 
 
 class PlaneBox(ImageViewBox):
     """A plane's ViewBox: a left click, or a Shift+left drag, puts the crosshair under the mouse;
-    the other gestures are the canvas's (window, pan, zoom, wheel through slices)."""
+    the other gestures are the canvas's (window, pan, zoom, wheel through slices, and with a
+    measuring tool on, a left drag or click measures)."""
 
     pointed = Signal(float, float)  # row, column of the plane under the mouse
 
     def mouseClickEvent(self, ev) -> None:
-        if ev.button() == Qt.MouseButton.LeftButton:
+        if ev.button() == Qt.MouseButton.LeftButton and not self.tool:
             ev.accept()
             self._point(ev.pos())
         else:
@@ -259,6 +261,30 @@ class MprView(QWidget):
         state.layers.events.inserted.connect(lambda _i, layer: self._watch(layer))
         state.layers.events.removed.connect(lambda _i, layer: self._unwatch(layer))
         self._on_volume()
+
+    def measure_with(self, tools: MeasureTools) -> None:
+        """Measure in the three planes with the window's tools: a plane's gestures measure on it,
+        and it shows what was measured there (or on the acquired slice it is)."""
+        crosshair = self.crosshair
+
+        def where(plane: str) -> tuple[str, int]:
+            return plane, crosshair.plane_index(plane)
+
+        def shown(plane: str) -> list:
+            if crosshair.reformat is None:
+                return []
+            index = crosshair.plane_index(plane)
+            return tools.book.in_plane(plane, index, crosshair.reformat.native_frame(plane, index))
+
+        # Held here: signals hold their slots weakly.
+        self.measured = {
+            plane: tools.attach(view.vb, lambda p=plane: where(p), lambda p=plane: shown(p))
+            for plane, view in self.planes.items()
+        }
+        for drawn in self.measured.values():
+            crosshair.moved.connect(drawn.refresh)  # few items: cheap even while hidden
+            crosshair.reformatted.connect(drawn.refresh)
+        tools.go_to_plane = lambda plane, index: crosshair.set_plane_index(plane, index)
 
     def set_mip(self, on: bool) -> None:
         """Show each layer as its maximum-intensity projection through the plane (the slice of
