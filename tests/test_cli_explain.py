@@ -286,6 +286,22 @@ def test_a_study_that_cannot_be_read_is_named_and_the_run_goes_on(tmp_path, caps
     assert problem["source"] == "a_cut_short" and "a_cut_short.dcm" in problem["reason"]
 
 
+def test_files_discovery_cannot_read_are_named_and_the_run_goes_on(tmp_path, capsys):
+    films = tmp_path / "films"
+    films.mkdir()
+    (films / "film.dcm").write_bytes(resource_path("samples", "dicom", "cxr_0001.dcm").read_bytes())
+    (films / "junk.dcm").write_bytes(b"DICM" * 10)  # not DICOM whatever its name says
+    out = tmp_path / "out"
+    args = ["explain", str(films), "--model", "cxr_resnet18", "--methods", "gradcam", "--steps", "0"]
+    assert main([*args, "--quiet", "--out", str(out)]) == 0
+    assert "junk.dcm" in capsys.readouterr().err
+    with open(out / "problems.csv", newline="") as f:
+        (problem,) = list(csv.DictReader(f))
+    assert "junk.dcm" in problem["source"] and "not a DICOM file" in problem["reason"]
+    with open(out / "metrics.csv", newline="") as f:
+        assert [row["image"] for row in csv.DictReader(f)] == ["film"]
+
+
 def test_resume_redoes_only_what_a_killed_run_left_unfinished(tmp_path, capsys):
     films = tmp_path / "films"
     films.mkdir()

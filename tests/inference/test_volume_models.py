@@ -215,6 +215,11 @@ def test_every_volume_method_finds_the_blob_on_the_native_grid(tmp_path, method)
     assert strength[12, 26:35, 66:75].mean() > 2 * far
 
 
+def test_a_single_image_is_refused_by_a_3d_model(tmp_path):
+    with pytest.raises(ValueError, match="reads a series of slices"):
+        _model(tmp_path).predict(_series(np.zeros((1, 32, 32))))
+
+
 def test_2d_only_methods_are_refused_with_the_reason(tmp_path):
     model = _model(tmp_path)
     assert support_reason(METHODS["lrp"], model) is not None

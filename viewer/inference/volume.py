@@ -160,6 +160,8 @@ def prepare_volume(image: Image, spec: InputSpec, in_channels: int) -> tuple[tor
     """The whole series as one normalised input ``(C, D, H, W)`` and its transform. Each slice is
     read as the manifest says (windows in HU, VOI) and scaled in-plane on its own, so no
     full-resolution float copy of the volume with its channels is ever made."""
+    if image.n_frames < 2:
+        raise ValueError("a 3-D model reads a series of slices; this image has one frame")
     transform = volume_geometry(image, spec)
     grid = transform.grid_shape
     new_d, new_h, new_w = (max(1, round(n * s)) for n, s in zip(grid, transform.scale, strict=True))

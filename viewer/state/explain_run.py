@@ -91,7 +91,7 @@ def run_explain(
             problem(str(path), exc.reason)
     found = discover(request.inputs)
     for p in found.problems:
-        problem(p.source, p.reason)
+        problem(p.path, p.reason)
     used: set[str] = set()
     names = [unique_name(series_name(series), used) for series in found.series]
     outcome.found = len(names)
