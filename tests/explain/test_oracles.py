@@ -242,7 +242,7 @@ def test_lime_equals_lime_image_with_the_same_superpixels(case, request):
         resnet_unless_slow(case, request)  # the other three (DenseNet included) run by default
     lime_image = pytest.importorskip("lime.lime_image")
     _, net, x, target = case
-    method = get_method("lime", samples=300)
+    method = get_method("lime", samples=300, converge=False)  # lime_image uses every sample
     with context(case, seed=11) as ctx:
         from viewer.explain.perturbation import superpixels
 

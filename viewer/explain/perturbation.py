@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import ClassVar
+from collections.abc import Callable, Iterator
+from typing import ClassVar, TypeVar
 
 import numpy as np
 import SimpleITK as sitk
@@ -20,6 +21,8 @@ import torch.nn.functional as F
 
 from viewer.explain.context import ExplainContext
 from viewer.explain.registry import Method, register
+
+Estimate = TypeVar("Estimate", torch.Tensor, np.ndarray)
 
 
 class _Perturbation(Method):
@@ -49,6 +52,81 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
     if starts[-1] != length - window:
         starts.append(length - window)
     return starts
+
+
+def checkpoints(ctx: ExplainContext, run: Callable[[int, int], None], n: int, every: int) -> Iterator[int]:
+    """Runs ``run(start, stop)`` over ``n`` items in the context's batches, each batch split so that
+    none runs past a multiple of ``every``; yields each multiple reached, and ``n``. A caller that
+    stops iterating stops the forwards there, and where it stops never depends on the batch sizes
+    (tuned on timing), so the same seed gives the same map."""
+    done = 0
+    for _, stop in ctx.batches(n):
+        while done < stop:
+            upto = min(stop, (done // every + 1) * every)
+            run(done, upto)
+            done = upto
+            if done % every == 0 or done == n:
+                yield done
+
+
+class _Stopping(_Perturbation):
+    """A sampled method that stops once its estimate has settled: ``converge`` on, checked every
+    ``step`` draws from ``minimum`` on; the stability test must pass at two successive checks, so
+    one lucky batch does not end the run. The draws are those of the full run, so stopping only
+    truncates them and the map equals the full run's when no check passes."""
+
+    count_key: ClassVar[str]  # the parameter giving the maximum number of draws
+    minimum_key: ClassVar[str]
+    unit: ClassVar[str]  # what is drawn, for the notes
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._used: dict[int, list[int]] = {}  # per target: the draws each input used
+
+    def until_settled(
+        self, ctx: ExplainContext, run: Callable[[int, int], None], estimate: Callable[[int], Estimate],
+        stable: Callable[[Estimate, Estimate], bool], targets: list[int],
+    ) -> Estimate:  # fmt: skip
+        """``run`` the draws, ``estimate`` after each ``step`` of them, until ``stable(previous,
+        current)`` held twice in a row (or every draw is used): the last estimate."""
+        n = self.params[self.count_key]
+        every = self.params["step"] if self.params["converge"] else n
+        previous, streak, used = None, 0, n
+        for done in checkpoints(ctx, run, n, every):
+            current = estimate(done)
+            streak = streak + 1 if previous is not None and stable(previous, current) else 0
+            previous, used = current, done
+            if streak >= 2 and done >= self.params[self.minimum_key]:
+                break
+        ctx.report(1.0)
+        for target in targets:
+            self._used.setdefault(target, []).append(used)
+        return previous
+
+    def settled(self) -> str:
+        """What stayed stable when a run stopped early, for the notes."""
+        raise NotImplementedError
+
+    def map_notes(self, target: int) -> list[str]:
+        """How many draws the maps used: fewer than the maximum where the estimate settled."""
+        used = self._used.pop(target, [])
+        if not used:
+            return []
+        n, title = self.params[self.count_key], self.title
+        low, high = min(used), max(used)
+        counts = f"{low}" if low == high else f"{low}-{high} (mean {round(sum(used) / len(used))})"
+        per = "" if len(used) == 1 else f" over {len(used)} inputs"
+        if not self.params["converge"]:
+            return [f"{title} used all {n} {self.unit}{per} (convergence stop off)"]
+        if high < n:
+            return [f"{title} stopped at {counts} of {n} {self.unit}{per} ({self.settled()})"]
+        if low < n:
+            return [
+                f"{title} used {counts} of {n} {self.unit}{per} (settled on some inputs: {self.settled()})"
+            ]
+        if n <= self.params[self.minimum_key]:
+            return [f"{title} used all {n} {self.unit}{per} (a stop needs more than {n})"]
+        return [f"{title} used all {n} {self.unit}{per} (did not settle before the maximum)"]
 
 
 @register
@@ -93,19 +171,32 @@ class Occlusion(_Perturbation):
 
 
 @register
-class RISE(_Perturbation):
+class RISE(_Stopping):
     """Randomised input sampling: the score-weighted mean of N random smooth masks, divided by N*p.
-    The map is offset to start at 0 (every pixel gets the mean score otherwise)."""
+    The map is offset to start at 0 (every pixel gets the mean score otherwise). With ``converge``
+    the masks are drawn ``step`` at a time and the run stops once the running map moved less than
+    ``tolerance`` of its maximum at two successive steps (from ``min_masks`` on); ``masks`` is the
+    most it draws."""
 
     id = "rise"
     quick: ClassVar[dict] = {"masks": 40}
     report: ClassVar[dict] = {"masks": 1000}
     title = "RISE"
-    reference = "Petsiuk et al., BMVC 2018 (eclique/RISE masks)"
+    reference = "Petsiuk et al., BMVC 2018 (eclique/RISE masks); stopped when the mean map settles"
+    count_key = "masks"
+    minimum_key = "min_masks"
+    unit = "masks"
 
     @classmethod
     def defaults(cls) -> dict:
-        return {"masks": 2000, "cells": 8, "p": 0.5}
+        return {
+            "masks": 2000, "cells": 8, "p": 0.5,
+            "converge": True, "min_masks": 500, "step": 100, "tolerance": 0.05,
+        }  # fmt: skip
+
+    def settled(self) -> str:
+        tolerance, step = self.params["tolerance"], self.params["step"]
+        return f"mean map moved < {tolerance:.0%} of its maximum over 2 steps of {step}"
 
     def compute_one(self, ctx, x, targets):
         n, s, p = self.params["masks"], self.params["cells"], self.params["p"]
@@ -135,12 +226,22 @@ class RISE(_Perturbation):
             )
 
         total = torch.zeros((len(targets), *grid))
-        for start, stop in ctx.batches(n):
+        axes = tuple(range(1, total.ndim))
+
+        def run(start: int, stop: int) -> None:
             batch_masks = masks(start, stop)
             scores = ctx.evaluate(x[None] * batch_masks.to(x.dtype))[:, targets]
-            total += torch.einsum("nt,n...->t...", scores.cpu(), batch_masks[:, 0].float())
-        saliency = total / (n * p)
-        return saliency - saliency.amin(dim=tuple(range(1, saliency.ndim)), keepdim=True)
+            total.add_(torch.einsum("nt,n...->t...", scores.cpu(), batch_masks[:, 0].float()))
+
+        def estimate(done: int) -> torch.Tensor:
+            saliency = total / (done * p)
+            return saliency - saliency.amin(dim=axes, keepdim=True)
+
+        def stable(before: torch.Tensor, now: torch.Tensor) -> bool:
+            change = (now - before).abs().amax(dim=axes)
+            return bool((change <= self.params["tolerance"] * now.abs().amax(dim=axes)).all())
+
+        return self.until_settled(ctx, run, estimate, stable, targets)
 
 
 def superpixels(x: torch.Tensor, count: int) -> np.ndarray:
@@ -188,22 +289,40 @@ def weighted_ridge(x: np.ndarray, y: np.ndarray, weights: np.ndarray, alpha: flo
 
 
 @register
-class LIME(_Perturbation):
+class LIME(_Stopping):
     """LIME for images as ``lime_image``: superpixels switched off at random (to their mean), a
     kernel-weighted ridge regression of the target probability on which were on; the map paints
     each superpixel with its coefficient (positive evidence kept for display). With the same
-    superpixels and seed, the coefficients equal ``lime_image``'s."""
+    superpixels, seed and samples (``converge`` off), the coefficients equal ``lime_image``'s.
+
+    With ``converge`` (S-LIME's argument, Zhou et al., KDD 2021: stop when more samples would not
+    change the explanation) the ridge is refitted every ``step`` samples and the run stops once
+    the same ``top_k`` superpixels ranked highest and no coefficient moved more than
+    ``tolerance`` of the largest at two successive steps, from ``min_samples`` on; ``samples``
+    is the most it draws. Every target must have settled."""
 
     id = "lime"
     default = True
     quick: ClassVar[dict] = {"samples": 40, "superpixels": 20}
     report: ClassVar[dict] = {"samples": 500}
     title = "LIME"
-    reference = "Ribeiro et al., KDD 2016 (lime_image)"
+    reference = "Ribeiro et al., KDD 2016 (lime_image); stopped as S-LIME argues (Zhou et al., KDD 2021)"
+    count_key = "samples"
+    minimum_key = "min_samples"
+    unit = "samples"
 
     @classmethod
     def defaults(cls) -> dict:
-        return {"samples": 1000, "superpixels": 100, "kernel_width": 0.25}
+        return {
+            "samples": 1000, "superpixels": 100, "kernel_width": 0.25,
+            "converge": True, "min_samples": 200, "step": 100, "tolerance": 0.05, "top_k": 10,
+        }  # fmt: skip
+
+    def settled(self) -> str:
+        return (
+            f"same top {self.params['top_k']} superpixels and coefficients within "
+            f"{self.params['tolerance']:.0%} over 2 steps of {self.params['step']}"
+        )
 
     def compute_one(self, ctx, x, targets):
         segments = superpixels(x, self.params["superpixels"])
@@ -215,7 +334,8 @@ class LIME(_Perturbation):
     ) -> np.ndarray:
         """Ridge coefficients ``(superpixels, targets)``."""
         n, d = self.params["samples"], int(segments.max()) + 1
-        # The very draw lime_image makes from its RandomState (so a test can match it exactly).
+        # The very draw lime_image makes from its RandomState (so a test can match it exactly);
+        # a run that stops early uses its first rows.
         samples = np.random.RandomState(ctx.seed).randint(0, 2, n * d).reshape(n, d)
         samples[0, :] = 1
         seg = torch.from_numpy(segments).to(x.device)
@@ -226,11 +346,28 @@ class LIME(_Perturbation):
         )  # (C, d): each superpixel's mean value, what "off" shows
         fill = means.to(x.dtype)[:, seg]  # (C, *grid)
         on = torch.from_numpy(samples).to(x.device, torch.bool)
-
-        def make_batch(start: int, stop: int) -> torch.Tensor:
-            keep = on[start:stop][:, seg][:, None]  # (n, 1, *grid)
-            return torch.where(keep, x[None], fill[None])
-
-        scores = ctx.scores(make_batch, n)[:, targets].double().cpu().numpy()
+        design = samples.astype(np.float64)
         weights = lime_kernel_weights(samples, self.params["kernel_width"])
-        return weighted_ridge(samples.astype(np.float64), scores, weights)
+        scores = np.zeros((n, len(targets)))
+        top_k = min(self.params["top_k"], d)
+
+        def run(start: int, stop: int) -> None:
+            keep = on[start:stop][:, seg][:, None]  # (n, 1, *grid)
+            batch = torch.where(keep, x[None], fill[None])
+            scores[start:stop] = ctx.evaluate(batch)[:, targets].double().cpu().numpy()
+
+        def estimate(done: int) -> np.ndarray:
+            return weighted_ridge(design[:done], scores[:done], weights[:done])
+
+        def top(c: np.ndarray) -> np.ndarray:
+            # Which superpixels rank in the top k (the evidence the map shows), per target; as a
+            # set, since near-equal coefficients keep swapping places for thousands of samples.
+            return np.sort(np.argsort(-c, axis=0, kind="stable")[:top_k], axis=0)
+
+        def stable(before: np.ndarray, now: np.ndarray) -> bool:
+            change = np.abs(now - before).max(axis=0)
+            return np.array_equal(top(before), top(now)) and bool(
+                (change <= self.params["tolerance"] * np.abs(now).max(axis=0)).all()
+            )
+
+        return self.until_settled(ctx, run, estimate, stable, targets)
