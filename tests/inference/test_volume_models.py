@@ -229,6 +229,7 @@ def test_2d_only_methods_are_refused_with_the_reason(tmp_path):
         explain(model, _blob_series(), ["fullgrad"])
 
 
+@pytest.mark.slow  # keeps the default run within its budget
 def test_monai_densenet_3d_builds_and_explains(tmp_path):
     pytest.importorskip("monai")
     from monai.networks.nets import DenseNet121

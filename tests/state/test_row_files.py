@@ -129,6 +129,7 @@ def _peak(work) -> tuple[object, int]:
         tracemalloc.stop()
 
 
+@pytest.mark.slow  # keeps the default run within its budget
 def test_summary_streams_the_rows_in_a_fraction_of_the_memory_the_rows_take(tmp_path):
     path = tmp_path / "per_image.csv"
     _per_image(path, 20_000)  # 120,000 rows; a CheXlocalize-sized test set x a dozen methods is 10^6

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.ui.conftest import CHEST
@@ -78,6 +79,7 @@ def test_start_up_probe_reports_the_first_image(tmp_path):
     assert bad.returncode == 2 and "needs something to open" in bad.stderr
 
 
+@pytest.mark.slow  # keeps the default run within its budget
 def test_mpr_screenshot_of_a_whole_series_explanation(tmp_path):
     from viewer.resources import resource_path
 

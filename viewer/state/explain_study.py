@@ -14,7 +14,6 @@ import numpy as np
 from viewer.explain.comparison import score_map
 from viewer.explain.registry import title_of
 from viewer.io.atomic import write_bytes_new
-from viewer.io.dicom_export import write_saliency_map, write_secondary_capture
 from viewer.io.nifti_map import can_write_nifti, write_map_nifti
 from viewer.io.overlay import map_over_frame
 from viewer.io.series import Discovery, SeriesInfo
@@ -172,6 +171,9 @@ def _write_dicom(
 ) -> str | None:
     """<key>.dcm (the values, in the object that fits the source) and <key>_sc.dcm (the PNG); for
     a source that cannot take them (a PNG film), why not."""
+    # Imported here: highdicom costs 0.4 s of start-up that a run without --dicom does not need.
+    from viewer.io.dicom_export import write_saliency_map, write_secondary_capture
+
     title = title_of(smap.method)
     try:
         write_saliency_map(
