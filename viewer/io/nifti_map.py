@@ -2,10 +2,14 @@
 its size, spacing, origin and direction, so 3D Slicer or ITK-SNAP lay it over the series.
 
 SimpleITK writes the file (it converts the patient coordinates, LPS, to NIfTI's RAS and back).
-Slices a map does not cover are 0. Written whole or not at all, never over an existing file."""
+Slices a map does not cover are 0. Written whole or not at all, never over an existing file.
+SimpleITK writes the uncompressed image and Python's zlib the gzip layer (level 1: saliency maps
+are noisy floats that higher levels barely shrink), letting go of the GIL, so several maps
+compress at once on several threads."""
 
 from __future__ import annotations
 
+import gzip
 import tempfile
 from pathlib import Path
 
@@ -36,9 +40,9 @@ def write_map_nifti(image: Image, array: np.ndarray, frames: tuple[int, ...], pa
     out.SetOrigin(geometry.origin)
     out.SetDirection(geometry.direction)
     with tempfile.TemporaryDirectory() as tmp:
-        staged = Path(tmp) / "map.nii.gz"
-        sitk.WriteImage(out, str(staged), useCompression=True)
-        return write_bytes_new(path, staged.read_bytes())
+        staged = Path(tmp) / "map.nii"
+        sitk.WriteImage(out, str(staged), useCompression=False)
+        return write_bytes_new(path, gzip.compress(staged.read_bytes(), compresslevel=1, mtime=0))
 
 
 __all__ = ["can_write_nifti", "write_map_nifti"]
