@@ -179,12 +179,14 @@ def read_measurement_report(path: Path | str, image: Image) -> list[Measurement]
         for uid in (info.sop_instance_uid, anonymized_uid(info.sop_instance_uid)):
             frames[(uid, info.frame_index + 1)] = index
     out = []
+    volume: list = []  # the image's reformat and frame of reference, once a 3-D region needs them
     for group in groups:
         region = group.roi
         if region is None:
             continue
         if isinstance(region, hd.sr.ImageRegion3D):
-            placed = _on_plane(region, image)
+            volume = volume or [_volume_of(image)]
+            placed = _on_plane(region, *volume[0])
             if placed is not None:
                 plane, index, points = placed
                 out.append(_measurement(group, _graphic_type(region), points, index, plane))
@@ -204,17 +206,20 @@ def _graphic_type(region) -> str:
     return str(kind.value if hasattr(kind, "value") else kind)
 
 
-def _on_plane(region, image: Image) -> tuple[str, int, np.ndarray] | None:
-    """A SCOORD3D region as ``(plane, index, plane points)`` on the image's display volume, or
-    None where the image is no volume of that frame of reference or no display plane holds it."""
+def _volume_of(image: Image) -> tuple[Reformat | None, str]:
+    """The image's reformat (None: not a volume) and its frame of reference UID."""
     try:
         reformat = Reformat.of(image)
     except MprError:
-        return None
-    wanted = str(region.ReferencedFrameOfReferenceUID)
-    headers = source_headers(image, [0], anonymize=False)[0]
-    ours = str(headers[0].get("FrameOfReferenceUID", ""))
-    if wanted not in (ours, anonymized_uid(ours)):
+        return None, ""
+    headers, _numbers = source_headers(image, [0], anonymize=False)
+    return reformat, str(headers[0].get("FrameOfReferenceUID", ""))
+
+
+def _on_plane(region, reformat: Reformat | None, ours: str) -> tuple[str, int, np.ndarray] | None:
+    """A SCOORD3D region as ``(plane, index, plane points)`` on the image's display volume, or
+    None where the image is no volume of that frame of reference or no display plane holds it."""
+    if reformat is None or str(region.ReferencedFrameOfReferenceUID) not in (ours, anonymized_uid(ours)):
         return None
     return reformat.patient_to_plane(np.asarray(region.value, np.float64).reshape(-1, 3))
 

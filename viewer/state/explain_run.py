@@ -158,7 +158,10 @@ def _fresh_staging(out: Path, pending: set[str]) -> Path:
     for name in pending:
         if (out / name / "predictions.json").is_file():  # ours: every study folder has one
             shutil.rmtree(out / name)
-    staging.mkdir()
+    # A killed client's tasks may still be writing on the cluster's workers, into their own
+    # uniquely named folders here, while it is removed: what they leave is never committed (their
+    # client is gone) and goes with the staging folder at the end of this run.
+    staging.mkdir(exist_ok=True)
     return staging
 
 
