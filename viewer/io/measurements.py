@@ -122,6 +122,7 @@ def measure(measurement: Measurement, image: Image) -> Measured:
     source = image.geometry.spacing_source
     calibrated = source != "none"
     spacing = _SPACING_NOTE.get(source, source)
+    reformat = None
     if measurement.plane:
         reformat = Reformat.of(image)  # MprError (a ValueError) says why an image has no planes
         normal = PLANES.index(measurement.plane)
@@ -150,7 +151,7 @@ def measure(measurement: Measurement, image: Image) -> Measured:
     if image.is_color:
         raise MeasurementError("region statistics need a grey-scale image; this one is in colour")
     shape = "polygon" if kind == "polygon" else kind
-    pixels = _pixels(measurement, image)
+    pixels = _pixels(measurement, image, reformat)
     mask = rasterize(shape, np.asarray(measurement.points), *pixels.shape[:2])
     values = pixels[mask].astype(np.float64)
     if values.size == 0:
@@ -167,11 +168,10 @@ def measure(measurement: Measurement, image: Image) -> Measured:
     )
 
 
-def _pixels(measurement: Measurement, image: Image) -> np.ndarray:
-    """The values of the frame, or of the MPR plane, the measurement was drawn on."""
-    if not measurement.plane:
+def _pixels(measurement: Measurement, image: Image, reformat: Reformat | None) -> np.ndarray:
+    """The values of the frame, or of the MPR plane (through ``reformat``), it was drawn on."""
+    if reformat is None:
         return image.frame(measurement.frame)
-    reformat = Reformat.of(image)
     return reformat.plane(reformat.display(image.pixels), measurement.plane, measurement.frame)
 
 
