@@ -105,10 +105,12 @@ def test_cache_evicts_least_recently_used_series_past_its_cap(orthanc, tmp_path)
 def test_wrong_called_ae_title_is_named(orthanc):
     node = DimseNode("pacs", "127.0.0.1", orthanc.dicom_port, "NOT_ORTHANC", VIEWER_AE, timeout=5)
     with pytest.raises(
-        PacsError, match=r"pacs: query failed: .*refused the association.*'NOT_ORTHANC'"
+        PacsError, match=r"pacs: query failed: .*(refused|aborted) the association.*'NOT_ORTHANC'"
     ) as caught:
         connect(node).find_studies(StudyQuery())
-    assert not caught.value.transient
+    # Orthanc rejects an unknown called AE title, but now and then aborts instead; a rejection is
+    # final, an abort may be a busy server and is worth a retry.
+    assert caught.value.transient == ("aborted" in str(caught.value))
 
 
 def test_unknown_calling_ae_title_is_refused(orthanc):

@@ -100,14 +100,13 @@ class DimseConnection:
             if handshake:
                 reason, transient = handshake, False
             elif assoc.is_rejected:
-                reason = (
-                    f"{node.host}:{node.port} refused the association (is {node.called_ae!r} its AE "
-                    f"title, and does it know this viewer as {node.calling_ae!r}?)"
-                )
+                reason = f"{node.host}:{node.port} refused the association ({_titles_hint(node)})"
             elif _reachable(node.host, node.port, node.timeout):
                 reason = f"{node.host}:{node.port} aborted the association"
                 if node.tls and not node.tls_cert:  # TLS 1.3 refuses a missing one after the handshake
                     reason += " (if it requires a client certificate: set tls_cert and tls_key)"
+                else:  # some servers (Orthanc under load among them) abort where they would reject
+                    reason += f" ({_titles_hint(node)})"
             else:
                 reason = f"cannot connect to {node.host}:{node.port} (is the server running?)"
             raise PacsError(node.name, operation, reason, transient=transient)
@@ -309,6 +308,10 @@ def _handshake_failure(node: DimseNode, context: ssl.SSLContext) -> str | None:
         return f"TLS handshake with {node.host}:{node.port} failed ({exc.reason or exc})"
     except OSError:
         return None
+
+
+def _titles_hint(node: DimseNode) -> str:
+    return f"is {node.called_ae!r} its AE title, and does it know this viewer as {node.calling_ae!r}?"
 
 
 def _reachable(host: str, port: int, timeout: float) -> bool:
