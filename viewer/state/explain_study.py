@@ -14,7 +14,7 @@ import numpy as np
 
 from viewer.explain.comparison import score_map
 from viewer.explain.registry import title_of
-from viewer.io.atomic import write_bytes_new
+from viewer.io.atomic import write_bytes_new, write_new
 from viewer.io.nifti_map import can_write_nifti, write_map_nifti
 from viewer.io.overlay import map_over_frame
 from viewer.io.series import Discovery, SeriesInfo
@@ -103,8 +103,8 @@ def _write_study(session, image, result, name, annotations, options, folder: Pat
         if reason := matcher.unmatched_reason(annotation.labels_on(image)):
             notes.append(f"{name}: {Path(annotation.source).name} {reason}")
     rows = []
-    # A series' NIfTI files are compressed on two threads (zlib lets go of the GIL) while the
-    # other files and the scores are made: gzip of the maps was a quarter of a small series' run.
+    # A series' NIfTI files are written on two threads (ISA-L's gzip and file writes let go of
+    # the GIL) while the other files and the scores are made.
     nifti = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nifti") if can_write_nifti(image) else None
     pending: list[Future] = []
     for smap in result.maps:
@@ -169,9 +169,8 @@ def _write_map(folder: Path, image, smap, best: int, *, several_targets: bool):
     """<method>.npy on the native grid and <method>.png over the windowed image (key slice);
     returns the files' stem and the PNG's pixels."""
     key = f"{smap.method}_{smap.target}" if several_targets else smap.method
-    buffer = io.BytesIO()
-    np.save(buffer, smap.array if image.n_frames > 1 else smap.array[0])
-    write_bytes_new(folder / f"{key}.npy", buffer.getvalue())
+    values = smap.array if image.n_frames > 1 else smap.array[0]
+    write_new(folder / f"{key}.npy", lambda f: np.save(f, values))  # no copy in memory first
     rgb = map_over_frame(image, smap.frames[best], smap.array[best], smap.convention)
     write_bytes_new(folder / f"{key}.png", _png(rgb))
     return key, rgb
