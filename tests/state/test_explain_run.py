@@ -3,6 +3,8 @@ or sent back as one archive; either way the same study once committed."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 from viewer.inference.catalog import resolve_model
@@ -25,6 +27,9 @@ def test_a_worker_that_cannot_see_out_sends_the_study_back_as_an_archive(tmp_pat
     assert shared[0] == "folder" and Path(shared[1]).parent == staging  # made in place
     elsewhere_study, packed = explain_task(model, str(out), "another run", (), options, series, "cxr_0002")
     assert packed[0] == "archive" and isinstance(packed[1], bytes)
+    with zipfile.ZipFile(io.BytesIO(packed[1])) as archive:  # PNGs are not deflated a second time
+        kinds = {member.filename: member.compress_type for member in archive.infolist()}
+    assert kinds["gradcam.png"] == zipfile.ZIP_STORED and kinds["gradcam.npy"] == zipfile.ZIP_DEFLATED
     assert sorted(p.name for p in staging.iterdir()) == [".run-token", Path(shared[1]).name]  # no leftovers
     _commit(out, staging, "shared", shared)
     _commit(out, staging, "packed", packed)

