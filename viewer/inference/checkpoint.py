@@ -1,9 +1,11 @@
 """Load weights from the files people actually have, without ever running code from them.
 
-Read by content, whatever the file is called (``checkpoint`` with no suffix included): safetensors,
-or a ``torch.save`` file read by PyTorch's restricted unpickler, which may hold a state dict or a
-whole model (:mod:`viewer.inference.safe_pickle` allows network classes of torch, torchvision,
-timm, MONAI and TorchXRayVision only). Wrappers are unwrapped: ``{"state_dict": ...}``,
+Read by content, whatever the file is called (``checkpoint`` with no suffix included): safetensors
+(header checked before anything is read), or a ``torch.save`` file read as data
+(:mod:`viewer.inference.torch_files`): a state dict, or a whole pickled model whose weights are
+read from its saved attributes without building it (:mod:`viewer.inference.safe_pickle` says
+which network classes it may name). The network itself is always the viewer's own build of the
+manifest's architecture; the file only fills in its tensors. Wrappers are unwrapped: ``{"state_dict": ...}``,
 ``{"model": ...}`` (a state dict or a module), ``{"model_state_dict": ...}``, ``{"net": ...}``,
 Lightning checkpoints.
 
@@ -27,7 +29,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from viewer.inference.safe_pickle import UnsafePickleError, head_activation, load_pickled, plain
+from viewer.inference.pickle_data import SavedModule
+from viewer.inference.safe_pickle import UnsafePickleError, head_activation, plain
+from viewer.inference.safetensors_header import SafetensorsError, check_safetensors
+from viewer.inference.torch_files import read_pickled
 
 _WRAPPERS = ("state_dict", "model_state_dict", "model", "net", "module")
 _OLD_DENSENET = re.compile(
@@ -45,7 +50,7 @@ class Checkpoint:
     """The tensors of a weights file and what was learnt reading it."""
 
     state: dict[str, torch.Tensor]
-    whole_model: nn.Module | None = None  # when the file held a pickled network
+    whole_model: SavedModule | None = None  # when the file held a pickled network (read as data)
     activation: str | None = None  # "sigmoid"/"softmax" the saved network applied to its logits
     renames: list[str] = field(default_factory=list)
 
@@ -61,30 +66,35 @@ def _is_safetensors(path: Path) -> bool:
 def read_checkpoint(path: Path) -> Checkpoint:
     """The state dict in a weights file, unwrapped; a whole model gives its own state dict."""
     path = Path(path)
-    if _is_safetensors(path):
-        from safetensors.torch import load_file
-
-        return Checkpoint(load_file(str(path)))
     try:
-        data = load_pickled(path)
-    except UnsafePickleError as exc:
+        if _is_safetensors(path):
+            check_safetensors(path)
+            from safetensors.torch import load_file
+
+            return Checkpoint(load_file(str(path)))
+        data = read_pickled(path)
+        module = None
+        for _ in range(3):
+            if isinstance(data, SavedModule):
+                module, data = data, data.state_dict()
+            if isinstance(data, dict) and not _is_tensor_dict(data):
+                wrapped = (data[k] for k in _WRAPPERS if isinstance(data.get(k), dict | SavedModule))
+                inner = next(wrapped, None)
+                if inner is None:
+                    break
+                data = inner
+    except (UnsafePickleError, SafetensorsError) as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-    except Exception as exc:  # a damaged or foreign file: say so, without PyTorch's formatting
-        raise CheckpointError(
-            f"{path}: cannot read weights ({type(exc).__name__}: {plain(str(exc)).splitlines()[0][:200]})"
-        ) from None
-    module = None
-    for _ in range(3):
-        if isinstance(data, nn.Module):
-            module, data = data, data.state_dict()
-        if isinstance(data, dict) and not _is_tensor_dict(data):
-            inner = next((data[k] for k in _WRAPPERS if isinstance(data.get(k), dict | nn.Module)), None)
-            if inner is None:
-                break
-            data = inner
+    except (OSError, EOFError, ValueError, RuntimeError, MemoryError) as exc:  # damaged or foreign
+        reason = plain(str(exc)).splitlines()[0][:200] if str(exc) else "no detail"
+        raise CheckpointError(f"{path}: cannot read weights ({type(exc).__name__}: {reason})") from None
     if not isinstance(data, dict) or not _is_tensor_dict(data):
         raise CheckpointError(f"{path}: no state dict of tensors found")
-    return Checkpoint(data, module, head_activation(module) if module is not None else None)
+    activation = None
+    if module is not None:
+        leaves = [m.cls for _, m in module.named_modules() if not any(True for _ in m.children())]
+        activation = head_activation(leaves)
+    return Checkpoint(data, module, activation)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -133,7 +133,7 @@ def _network(report: ModelReport, model: LoadedModel, size: int) -> None:
     cp = model.checkpoint
     if cp is not None:
         kind = (
-            f"a whole pickled {type(cp.whole_model).__name__}"
+            f"a whole pickled {cp.whole_model.name} (read as data: its weights only)"
             if cp.whole_model is not None
             else "a state dict"
         )
@@ -223,7 +223,7 @@ def _layers(report: ModelReport, model: LoadedModel) -> None:
 def _train_mode(report: ModelReport, model: LoadedModel) -> None:
     saved = model.checkpoint.whole_model if model.checkpoint is not None else None
     if saved is not None and any(
-        m.training for m in saved.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        m.training for _, m in saved.named_modules() if issubclass(m.cls, nn.modules.batchnorm._BatchNorm)
     ):
         report.warnings.append(
             "the saved model was in train mode: BatchNorm used batch statistics there; the viewer runs "

@@ -1,24 +1,19 @@
-"""Whole pickled models (``torch.save(model)``, ``{"model": model, "epoch": ...}``) read without
-running code from the file.
+"""Which classes a pickled checkpoint may name, and what a saved network's head was.
 
-PyTorch's own restricted unpickler (``torch.load(weights_only=True)``) does the reading; it refuses
-every global it was not told is safe. This module decides which globals a checkpoint may name:
-**network classes** (subclasses of ``torch.nn.Module``) from torch, torchvision, timm, MONAI and
-TorchXRayVision, imported from the installed libraries (never from the file). Anything else, a
-function (``os.system``, ``builtins.exec``, ``subprocess.Popen``, ``torch.hub.load``) or a class of
-the user's own code, is refused with a message that names it and says how to re-save the weights.
-The names come from ``torch.serialization.get_unsafe_globals_in_checkpoint`` (zip checkpoints, read
-without unpickling) and from the unpickler's own refusals (older formats), one at a time.
+Checkpoints are read as data (:mod:`viewer.inference.pickle_data`): nothing named in them is ever
+called. A whole pickled model (``torch.save(model)``, ``{"model": model, "epoch": ...}``) may name
+**network classes** (subclasses of ``torch.nn.Module``) of torch, torchvision, timm, MONAI and
+TorchXRayVision; each is looked up in the installed library (never from the file) only to read its
+attributes' names. Anything else, a function (``os.system``, ``builtins.exec``,
+``subprocess.Popen``, ``torch.hub.load``) or a class of the user's own code, is refused with a
+message that names it and says how to re-save the weights.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import pickle
 import re
-import zipfile
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -35,9 +30,7 @@ RESAVE = (
     "Re-save the weights only, where the model was made: "
     "torch.save(model.state_dict(), 'weights.pt') (or safetensors.torch.save_file)."
 )
-_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 _ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_MAX_CLASSES = 512  # a network names a few dozen classes; more means a file made to wear us out
 
 
 class UnsafePickleError(ValueError):
@@ -81,52 +74,16 @@ def resolve_global(name: str) -> type:
     return found
 
 
-def load_pickled(path: Path) -> object:
-    """What ``torch.save`` wrote to ``path`` (a state dict, or a whole model), unpickled by
-    PyTorch's restricted unpickler with only the network classes it names allowed."""
-    path = Path(path)
-    allowed: list[type] = []
-    if zipfile.is_zipfile(path):
-        allowed = [
-            resolve_global(name) for name in torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        ]
-    for _ in range(_MAX_CLASSES):
-        try:
-            with torch.serialization.safe_globals(allowed):
-                return torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            message = plain(str(exc))
-            named = _GLOBAL.search(message)
-            if named is None:
-                raise UnsafePickleError(
-                    f"not a checkpoint the safe loader can read ({_reason(message)}). {RESAVE}"
-                ) from None
-            found = resolve_global(named.group(1))
-            if found in allowed:  # allowed, still refused: PyTorch's own rule, not ours
-                raise UnsafePickleError(f"cannot read {named.group(1)} safely. {RESAVE}") from None
-            allowed.append(found)
-    raise UnsafePickleError(f"the file names more than {_MAX_CLASSES} classes. {RESAVE}")
-
-
-def _reason(message: str) -> str:
-    """The line of PyTorch's refusal that says what it met (its last, before the link to docs)."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    lines = [line for line in lines if not line.startswith("Check the documentation")]
-    return lines[-1][:200] if lines else "unreadable"
-
-
-def head_activation(model: nn.Module) -> str | None:
-    """``"sigmoid"`` or ``"softmax"`` when the network's last module turns logits into
-    probabilities (CheXNet's ``classifier = Sequential(Linear, Sigmoid)``), else ``None``."""
-    last = None
-    for module in model.modules():
-        if not list(module.children()):
-            last = module
-    if isinstance(last, nn.Sigmoid):
+def head_activation(leaf_classes: list[type]) -> str | None:
+    """``"sigmoid"`` or ``"softmax"`` when the last of a network's leaf modules (their classes, in
+    order) turns logits into probabilities (CheXNet's ``classifier = Sequential(Linear,
+    Sigmoid)``), else ``None``."""
+    last = leaf_classes[-1] if leaf_classes else None
+    if last is not None and issubclass(last, nn.Sigmoid):
         return "sigmoid"
-    if isinstance(last, nn.Softmax | nn.LogSoftmax):
+    if last is not None and issubclass(last, nn.Softmax | nn.LogSoftmax):
         return "softmax"
     return None
 
 
-__all__ = ["UnsafePickleError", "head_activation", "load_pickled", "plain", "resolve_global"]
+__all__ = ["RESAVE", "UnsafePickleError", "head_activation", "plain", "resolve_global"]
