@@ -3,7 +3,11 @@
 Prints what the viewer understood of the model (architecture and size, every rename applied to
 the weights' keys, output kind, input pipeline, target layer and candidates), one forward pass on
 IMAGE (default: a bundled sample the model accepts) with per-label probabilities and timing, and
-the warnings a researcher needs. Exit code 0 when the viewer can use the model, 1 when not."""
+the warnings a researcher needs. Exit code 0 when the viewer can use the model, 1 when not.
+
+``model trust FILE`` lets a TorchScript file run operators beyond pure tensor arithmetic (it
+prints them first; trust is by the file's SHA-256, so a changed file is refused again);
+``model untrust FILE`` takes that back."""
 
 from __future__ import annotations
 
@@ -26,9 +30,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     check.add_argument("--json", action="store_true", help="print the report as one JSON document")
     check.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    for action, text in (
+        ("trust", "let a TorchScript file run operators beyond pure tensor arithmetic (you consent)"),
+        ("untrust", "take back your trust in a model file"),
+    ):
+        sub.add_parser(action, help=text, description=text).add_argument(
+            "model", help="the model file, or a manifest / folder / bundled name whose weights to trust"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action in ("trust", "untrust"):
+        return _trust(args.model, args.action == "trust")
     from viewer.inference.catalog import resolve_model
     from viewer.inference.doctor import ModelReport, check_model
     from viewer.inference.manifest import ManifestError, load_manifest
@@ -75,3 +88,31 @@ def _image(path: Path | None, manifest):
     except Exception as exc:  # a file that will not decode: name it, no traceback
         raise ValueError(f"cannot read {name}: {exc}") from None
     return image, name
+
+
+def _trust(name: str, grant: bool) -> int:
+    """Record (or take back) the user's trust in one graph file, after showing what it runs."""
+    from viewer.inference.catalog import resolve_model
+    from viewer.inference.manifest import ManifestError, load_manifest
+    from viewer.inference.torchscript_check import check_torchscript
+    from viewer.inference.trust import store_path, trust, untrust
+
+    try:
+        path = Path(name)
+        if not (path.is_file() and path.suffix != ".toml"):
+            path = load_manifest(resolve_model(name)).weights
+    except ManifestError as exc:
+        print(f"saliency-viewer: {exc}", file=sys.stderr)
+        return 1
+    if not grant:
+        done = untrust(path)
+        print(f"{path}: {'no longer trusted' if done else 'was not trusted'}")
+        return 0
+    check = check_torchscript(path)
+    if check.safe:
+        print(f"{path}: nothing to trust: it runs pure tensor operators only")
+        return 0
+    print(f"{path} {check.reason()}.")
+    trust(path, sorted(check.refused) or [check.reason()])
+    print(f"Trusted (this exact file, by its SHA-256) in {store_path()}.")
+    return 0

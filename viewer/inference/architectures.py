@@ -18,6 +18,8 @@ from torch import nn
 
 from viewer.inference.built import Built
 from viewer.inference.manifest import ManifestError, ModelManifest
+from viewer.inference.torchscript_check import check_torchscript
+from viewer.inference.trust import UntrustedModelError, is_trusted
 
 # Extras of the saliency-viewer package, by the library they install.
 EXTRAS = {"timm": "timm", "monai": "monai", "torchxrayvision": "xrv", "onnx2torch": "onnx"}
@@ -180,10 +182,18 @@ def _xrv_calibration(manifest: ModelManifest, xrv, name: str):
 
 @family("torchscript")
 def _torchscript(manifest: ModelManifest, _name: str) -> Built:
-    # TorchScript is a restricted IR: loading it runs no Python code from the file. Python hooks
-    # never fire inside it, so only methods that need no layer can explain it.
+    # TorchScript is code: loading runs its scripted __setstate__, and forward may call any
+    # operator. Every call in the archive is checked against the pure-operator allowlist first;
+    # anything else needs the user's explicit trust in this exact file. Python hooks never fire
+    # inside a compiled graph, so only methods that need no layer can explain it.
+    check = check_torchscript(manifest.weights)
+    trusted = not check.safe and is_trusted(manifest.weights)
+    if not check.safe and not trusted:
+        raise UntrustedModelError(manifest.path, manifest.weights, check.reason(), sorted(check.refused))
     network = torch.jit.load(str(manifest.weights), map_location="cpu")
     built = Built(network, "torchscript", weights_inside=True, hooks=False)
+    if trusted:
+        built.notes.append(f"you trusted {manifest.weights.name}, which {check.reason()}")
     last = _scripted_last_op(network)
     if last in ("aten::sigmoid", "aten::softmax") and manifest.output != "logits":
         # A compiled graph cannot be cut: its outputs are taken as probabilities as they are.

@@ -221,7 +221,7 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
         in_channels=in_channels,
         input=spec,
         target_layer=network.get("target_layer"),
-        arch_kwargs=dict(network.get("kwargs", {})),
+        arch_kwargs=_arch_kwargs(path, network.get("kwargs", {})),
         key_map=dict(key_map),
         output=output,
         description=str(data.get("description", "")),
@@ -232,6 +232,31 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
         intended_use=str(data.get("intended_use", "")),
         label_aliases={k: tuple(v) for k, v in aliases.items()},
     )
+
+
+# Builder arguments with which a library fetches or reads weights by itself (torchvision's
+# weights/weights_backbone, timm's pretrained/checkpoint_path, TorchXRayVision's weights/cache_dir,
+# which loads with pickle): the viewer reads network.weights only, through its own safe reader.
+_LOADING_KWARGS = frozenset({
+    "weights", "weights_backbone", "pretrained", "pretrained_backbone", "pretrained_cfg",
+    "pretrained_cfg_overlay", "pretrained_strict", "checkpoint_path", "cache_dir", "model_dir",
+    "weights_path", "url", "file", "hf_hub_id", "progress",
+})  # fmt: skip
+
+
+def _arch_kwargs(path: Path, kwargs: object) -> dict:
+    if not isinstance(kwargs, dict):
+        raise ManifestError(path, "network.kwargs must be a table of builder arguments")
+    for key, value in kwargs.items():
+        if key in _LOADING_KWARGS:
+            raise ManifestError(
+                path,
+                f"network.kwargs.{key} would make the library download or read weights itself; "
+                "name the weights file as network.weights instead",
+            )
+        if "://" in str(value):
+            raise ManifestError(path, f"network.kwargs.{key} names an address; the viewer downloads nothing")
+    return dict(kwargs)
 
 
 def _input_spec(path: Path, table: dict, in_channels: int) -> InputSpec:

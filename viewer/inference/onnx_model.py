@@ -9,7 +9,9 @@ onnx2torch turns the graph into a ``torch.fx`` module whose layers are real modu
 - A last ``Sigmoid``/``Softmax`` node (Keras' ``Dense(..., activation="sigmoid")``) is taken off
   the graph and applied by the viewer instead (see :mod:`viewer.inference.output_head`).
 
-Reading an ONNX file parses a protobuf: nothing in it is executed as Python.
+Reading an ONNX file parses a protobuf: nothing in it is executed as Python. Before conversion
+:mod:`viewer.inference.onnx_check` refuses operators outside the standard ONNX set and external
+data outside the model's folder.
 """
 
 from __future__ import annotations
@@ -98,15 +100,22 @@ def strip_final_activation(graph: fx.GraphModule) -> str | None:
 
 def convert_onnx(manifest: ModelManifest) -> Built:
     import onnx
+    from onnx.external_data_helper import load_external_data_for_model
     from onnx2torch import convert
 
+    from viewer.inference.onnx_check import OnnxRefused, check_onnx
+
     try:
-        model = onnx.load(str(manifest.weights))
+        model = onnx.load(str(manifest.weights), load_external_data=False)
+        check_onnx(model, manifest.weights.parent)
+        load_external_data_for_model(model, str(manifest.weights.parent))
         onnx.checker.check_model(model)
         nhwc = channels_last(_input_dims(model), manifest.in_channels)
         graph = convert(model)
     except ManifestError:
         raise
+    except OnnxRefused as exc:
+        raise ManifestError(manifest.path, f"{manifest.weights.name} is refused: {exc}") from None
     except Exception as exc:  # a damaged file or an operator onnx2torch lacks: name it
         raise ManifestError(manifest.path, f"cannot convert {manifest.weights.name}: {exc}") from None
     activation = None
