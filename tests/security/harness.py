@@ -10,6 +10,7 @@ input, no Python traceback, within the time budget, and a peak memory well under
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,8 +25,26 @@ ROOT = Path(__file__).resolve().parents[2]
 # machine down. torch's CUDA build maps a few GB of address space at import, hence not lower.
 ADDRESS_SPACE_CAP = 12 * 1024**3
 
+# The time budget of an in-process case: long enough for a loaded CI machine never to trip it on
+# a case that works, short enough to catch what the attacks did (hangs, quadratic listings that
+# ran for minutes). What a case proves is in its other assertions, never in a tight timing.
+HANG_S = 60.0
+
+# The child writes its own peak into PEAK_FILE as it exits (after the decoder workers are reaped:
+# this handler is registered first, so it runs last). ``wait4``'s figure cannot be used alone: on
+# Linux a child started by vfork/posix_spawn inherits, at exec, the high-water mark of the parent
+# it was started from, so it reads at least the pytest process's own size (1.5 GB for a child
+# that does nothing, from a parent holding 1.5 GB). It stays the figure for a child that is killed.
 _CHILD = """
-import resource, sys
+import atexit, os, resource, sys
+def _peak():
+    with open('/proc/self/status') as status:
+        own = next((int(l.split()[1]) for l in status if l.startswith('VmHWM:')), 0)
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    with open(os.environ['PEAK_FILE'], 'w') as out:
+        out.write(str(max(own, workers) * 1024))
+if os.path.exists('/proc/self/status'):
+    atexit.register(_peak)
 cap = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 from viewer.launch import main
@@ -65,11 +84,14 @@ def run_cli(
     env: dict[str, str] | None = None,
 ) -> Outcome:
     """``saliency-viewer ARGS`` in a child process under ``RLIMIT_AS = cap``. Its peak resident
-    memory comes from ``wait4`` on that child (its own figure and its reaped children's)."""
+    memory is the larger of its own high-water mark and its reaped children's (the decoder
+    workers), as it reports them at exit; ``wait4``'s figure if it was killed (see ``_CHILD``)."""
     child_env = dict(os.environ if env is None else env)
     child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), child_env.get("PYTHONPATH")) if p)
     child_env.setdefault("QT_QPA_PLATFORM", "offscreen")
     child_env["PYTHONIOENCODING"] = "utf-8"
+    peak_file = Path(tempfile.mkdtemp()) / "peak"
+    child_env["PEAK_FILE"] = str(peak_file)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
         process = subprocess.Popen(
@@ -90,12 +112,14 @@ def run_cli(
         seconds = time.monotonic() - start
         out.seek(0)
         err.seek(0)
+        peak = int(peak_file.read_text()) if peak_file.is_file() else usage.ru_maxrss * 1024
+        shutil.rmtree(peak_file.parent, ignore_errors=True)
         outcome = Outcome(
             list(args),
             process.returncode,
             out.read().decode("utf-8", errors="replace"),
             err.read().decode("utf-8", errors="replace"),
-            usage.ru_maxrss * 1024,
+            peak,
             seconds,
         )
     if seconds >= timeout:

@@ -6,6 +6,13 @@ centred) in the model's ``(depth, height, width)``. The three axes are independe
 directions are done one axis at a time: area averaging where an axis shrinks (no aliasing of
 a 512-pixel slice read at 128) and linear interpolation where it grows, as ``F.interpolate``
 does in 2-D. A voxel centre maps exactly: input ``(i + 0.5) = (r + 0.5) * scale + offset``.
+
+Only what lands in the model's input is computed: where the scaled series is larger than the
+input along an axis (``spacing`` finer than a hostile header's, a slice 50 km away) just the
+voxels inside it are interpolated, so the work is bounded by the model's size, not the series'
+claims. The even grid for unevenly spaced slices is sized from the positions first and not made
+beyond the budgets (:mod:`viewer.io.budgets`); the slices are then read in the series' order,
+with a note saying why.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import torch.nn.functional as F
 from viewer.inference.manifest import InputSpec
 from viewer.inference.preprocess import intensity_channels
 from viewer.io.image import Image
-from viewer.io.mpr import MprError, Reformat
+from viewer.io.mpr import MprError, Reformat, even_grid_refusal
 
 
 @dataclass(frozen=True)
@@ -80,10 +87,11 @@ class VolumeTransform:
         return out
 
 
-def volume_geometry(image: Image, spec: InputSpec) -> VolumeTransform:
+def volume_geometry(image: Image, spec: InputSpec, channels: int = 1) -> VolumeTransform:
     """Where the series lands in the model input: ``spec.spacing`` mm per voxel if given, else
     ``spec.resize`` of its physical extent into ``spec.size`` (letterbox and center-crop keep the
-    physical aspect, one scale in mm for the three axes; stretch fills each axis)."""
+    physical aspect, one scale in mm for the three axes; stretch fills each axis). ``channels``
+    sizes the even grid of unevenly spaced slices against the grid budget."""
     native = (image.n_frames, image.rows, image.columns)
     spacing = tuple(float(s) for s in image.geometry.spacing)
     shape, slice_at, notes = native, None, ()
@@ -96,14 +104,18 @@ def volume_geometry(image: Image, spec: InputSpec) -> VolumeTransform:
         if reformat is not None:
             step = reformat.array_spacing[0]
             spacing = (step, *spacing[1:])
-            if reformat.slice_source is not None:
-                slice_at = tuple(float(v) for v in reformat.offsets / step)
-                shape = (len(reformat.slice_source), *native[1:])
+            if reformat.slice_source is not None or reformat.grid_refused:
                 gaps = np.diff(reformat.offsets)
-                notes = (
-                    f"uneven slice spacing ({gaps.min():.2f} to {gaps.max():.2f} mm) resampled onto "
-                    f"{step:.2f} mm before the model",
-                )
+                uneven = f"uneven slice spacing ({gaps.min():.2f} to {gaps.max():.2f} mm)"
+                # The even grid holds each slice at (at most) the model's in-plane size, per channel.
+                plane = channels * spec.size[1] * spec.size[2] * 4
+                refused = even_grid_refusal(float(reformat.offsets[-1] / step), plane)
+                if refused:
+                    notes = (f"{uneven}: {refused}; slices read in the series' order",)
+                else:
+                    slice_at = tuple(float(v) for v in reformat.offsets / step)
+                    shape = (round(float(reformat.offsets[-1] / step)) + 1, *native[1:])
+                    notes = (f"{uneven} resampled onto {step:.2f} mm before the model",)
     size = tuple(spec.size)
     if spec.spacing is not None:
         new = [max(1, round(n * s / t)) for n, s, t in zip(shape, spacing, spec.spacing, strict=True)]
@@ -131,6 +143,32 @@ def _resize_axis(t: torch.Tensor, dim: int, length: int) -> torch.Tensor:
         flat, size=length, mode="area" if shrinking else "linear", align_corners=None if shrinking else False
     )
     return out.reshape(*lead, length).movedim(-1, dim)
+
+
+def _window(length: int, size: int, offset: float) -> tuple[int, int]:
+    """The part ``[a, b)`` of an axis scaled to ``length`` that lands inside a model axis of
+    ``size`` when the scaled axis starts at ``offset`` (negative: cropped)."""
+    start = int(offset)
+    a = min(max(0, -start), length)
+    return a, max(a, min(length, size - start))
+
+
+def _resize_window(t: torch.Tensor, dim: int, length: int, a: int, b: int) -> torch.Tensor:
+    """``_resize_axis(t, dim, length)`` narrowed to ``[a, b)``. Where the axis grows and most of
+    it is cropped away, only ``[a, b)`` is interpolated (linear, ``align_corners=False``, the
+    source clamped at 0, as ``F.interpolate`` does): a header that scales a series to millions of
+    voxels costs what the model's input holds."""
+    n = t.shape[dim]
+    if (a, b) == (0, length) or length <= n:
+        return _resize_axis(t, dim, length).narrow(dim, a, b - a)
+    place = torch.arange(a, b, dtype=torch.float64)
+    source = ((place + 0.5) * (n / length) - 0.5).clamp(min=0)
+    low = source.floor().long().clamp(max=n - 1)
+    high = (low + 1).clamp(max=n - 1)
+    view = [1] * t.ndim
+    view[dim] = -1
+    weight = (source - low).to(t.dtype).view(view)
+    return t.index_select(dim, low) * (1 - weight) + t.index_select(dim, high) * weight
 
 
 def _even_slices(stack: torch.Tensor, slice_at: tuple[float, ...], count: int) -> torch.Tensor:
@@ -162,9 +200,14 @@ def prepare_volume(image: Image, spec: InputSpec, in_channels: int) -> tuple[tor
     full-resolution float copy of the volume with its channels is ever made."""
     if image.n_frames < 2:
         raise ValueError("a 3-D model reads a series of slices; this image has one frame")
-    transform = volume_geometry(image, spec)
+    transform = volume_geometry(image, spec, in_channels)
     grid = transform.grid_shape
     new_d, new_h, new_w = (max(1, round(n * s)) for n, s in zip(grid, transform.scale, strict=True))
+    windows = [
+        _window(m, k, o)
+        for m, k, o in zip((new_d, new_h, new_w), transform.size, transform.offset, strict=True)
+    ]
+    (depth_a, depth_b), (rows_a, rows_b), (cols_a, cols_b) = windows
     slices = []
     for index in range(image.n_frames):
         values = image.frame(index)
@@ -175,12 +218,14 @@ def prepare_volume(image: Image, spec: InputSpec, in_channels: int) -> tuple[tor
                 intensity_channels(values, spec, in_channels, image=image, frame=index), np.float32
             )
         )
-        slices.append(_resize_axis(_resize_axis(channels, 1, new_h), 2, new_w))
-    stack = torch.stack(slices, dim=1)  # (C, slices, new_h, new_w)
+        rows = _resize_window(channels, 1, new_h, rows_a, rows_b)
+        slices.append(_resize_window(rows, 2, new_w, cols_a, cols_b))
+    stack = torch.stack(slices, dim=1)  # (C, slices, rows kept, columns kept)
     if transform.slice_at is not None:
         stack = _even_slices(stack, transform.slice_at, grid[0])
-    stack = _resize_axis(stack, 1, new_d)
-    placed = _place(stack, transform.size, transform.offset)
+    stack = _resize_window(stack, 1, new_d, depth_a, depth_b)
+    starts = tuple(o + a for o, (a, _) in zip(transform.offset, windows, strict=True))
+    placed = _place(stack, transform.size, starts)
     mean = torch.tensor(spec.mean, dtype=placed.dtype).view(-1, 1, 1, 1)
     std = torch.tensor(spec.std, dtype=placed.dtype).view(-1, 1, 1, 1)
     return (placed - mean) / std, transform

@@ -47,6 +47,8 @@ def describe_exception(exc: BaseException) -> str:
         return "permission denied"
     if isinstance(exc, IsADirectoryError):
         return "is a folder, not a file"
+    if isinstance(exc, EOFError) and not str(exc):
+        return "the file ends too early"
     text = " ".join(str(exc).split())
     # pydicom lists every plugin it tried; the first line says enough.
     text = text.split(" - the dataset may be corrupted")[0]

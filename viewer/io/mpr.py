@@ -15,6 +15,13 @@ so the display volume is a view of the array (a transpose and flips, no copy). O
 slices are unevenly spaced is resampled, along the slice axis onto its median spacing, so that
 every plane has one physical aspect; the transform is kept so that display indices and the
 array's own voxels (and their patient coordinates) map onto each other exactly.
+
+The even grid is sized from the slice positions before it is made: one slice 50 km from its
+neighbours would otherwise ask for millions of slices. A grid beyond the budgets
+(:mod:`viewer.io.budgets`: slices per series, bytes per resampled grid) is not made; the planes
+then show the slices as acquired, one display slice per array slice, and ``grid_refused`` (also
+among the notes) says why. Patient coordinates stay exact either way: they come from each slice's
+own position.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from itertools import permutations
 
 import numpy as np
 
+from viewer.io.budgets import over_budget
 from viewer.io.image import Image
 
 PLANES = ("axial", "coronal", "sagittal")
@@ -61,6 +69,7 @@ class Reformat:
     direction: np.ndarray  # 3 x 3: unit vectors of column, row and slice index as columns
     slice_source: np.ndarray | None = None
     notes: tuple[str, ...] = field(default=())
+    grid_refused: str = ""  # why uneven slices were not resampled onto an even grid ("" if they were)
 
     @classmethod
     def of(cls, image: Image) -> Reformat:
@@ -87,20 +96,33 @@ class Reformat:
         step = float(np.median(steps))
         notes: list[str] = []
         source = None
+        refused = ""
         if np.max(np.abs(steps - step)) > UNEVEN_TOLERANCE * step:
-            count = round(float(offsets[-1] / step)) + 1
-            source = np.interp(np.arange(count) * step, offsets, np.arange(len(offsets)))
-            notes.append(
-                f"uneven slice spacing ({steps.min():.2f} to {steps.max():.2f} mm): resampled onto "
-                f"{step:.2f} mm for the coronal and sagittal planes"
-            )
+            uneven = f"uneven slice spacing ({steps.min():.2f} to {steps.max():.2f} mm)"
+            refused = even_grid_refusal(float(offsets[-1] / step), image.rows * image.columns * 4)
+            if refused:
+                refused = f"{uneven}: {refused}; the planes show the slices as acquired"
+                notes.append(refused)
+            else:
+                count = round(float(offsets[-1] / step)) + 1
+                source = np.interp(np.arange(count) * step, offsets, np.arange(len(offsets)))
+                notes.append(f"{uneven}: resampled onto {step:.2f} mm for the coronal and sagittal planes")
         axes, flips, tilt = _nearest_axes(direction)
         if tilt > OBLIQUE_DEGREES:
             notes.append(f"acquired {tilt:.0f} degrees oblique: planes follow the acquisition grid")
         origin = tuple(float(v) for v in (positions[0] if positions[0] is not None else (0.0, 0.0, 0.0)))
         spacing = (step, geometry.spacing[1], geometry.spacing[2])
         return cls(
-            image.pixels.shape[:3], axes, flips, spacing, offsets, origin, direction, source, tuple(notes)
+            image.pixels.shape[:3],
+            axes,
+            flips,
+            spacing,
+            offsets,
+            origin,
+            direction,
+            source,
+            tuple(notes),
+            refused,
         )
 
     # --- the display volume -------------------------------------------------------------------
@@ -229,6 +251,16 @@ class Reformat:
             if np.all(np.abs(display[:, normal] - index) <= tolerance) and 0 <= index < self.shape[normal]:
                 return plane, int(index), np.stack([display[:, col] + 0.5, display[:, row] + 0.5], axis=1)
         return None
+
+
+def even_grid_refusal(span: float, slice_bytes: int) -> str:
+    """Why an even grid of ``span`` steps (``span + 1`` slices of ``slice_bytes`` each) may not
+    be made, or "" if it fits the budgets. Checked from the numbers alone, before any array."""
+    if not np.isfinite(span) or span < 0:
+        return "the slice positions give no even grid"
+    count = round(span) + 1
+    what = f"an even grid of {count} slices"
+    return over_budget(what, count, "slices") or over_budget(what, count * slice_bytes, "grid_bytes") or ""
 
 
 def _nearest_axes(direction: np.ndarray) -> tuple[tuple[int, int, int], tuple[bool, bool, bool], float]:

@@ -5,7 +5,10 @@ converted to RGB), PALETTE COLOR expanded to RGB, then for grayscale the Modalit
 Slope/Intercept, per frame for enhanced objects, or the Modality LUT Sequence). VOI and
 MONOCHROME1 inversion are display steps and live in :mod:`viewer.io.voi`.
 
-This module runs inside decoder worker processes too, so it imports nothing heavy.
+This module runs inside decoder worker processes too, so it imports nothing heavy. What a file
+declares is held to the budget per file (:mod:`viewer.io.budgets`) before pydicom reads it: the
+file's own size first (a sparse file can declare gigabytes in a few kilobytes of disk), then the
+header's rows x columns x frames.
 """
 
 from __future__ import annotations
@@ -18,12 +21,10 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 
+from viewer.io.budgets import decoded_bytes, over_budget
 from viewer.io.errors import LoadError
 from viewer.io.image import VoiLut
 from viewer.io.sources import FileRef
-
-# Refuse to allocate more than this for one object's decoded pixels (a header can claim anything).
-MAX_DECODED_BYTES = 8 * 1024**3
 
 
 @dataclass
@@ -37,7 +38,11 @@ class Decoded:
 
 
 def decode_file(ref: FileRef) -> Decoded:
-    """Read a whole file and decode it (used for compressed and unusual files)."""
+    """Read a whole file and decode it (used for compressed and unusual files). A file larger
+    than the budget per file is refused unread: pydicom holds all of it at once, and its pixels
+    (compressed, or stored in fewer bytes than float32) take more once decoded."""
+    if reason := over_budget("file", ref.size(), "load_bytes"):
+        raise LoadError(str(ref), reason)
     with ref.open() as fp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = pydicom.dcmread(fp, force=True)
@@ -114,18 +119,15 @@ def real_units(
     return out
 
 
-def read_native(
-    data: bytes | None, path: str | None, offset: int, length: int, dtype: str, bits_stored: int
-) -> np.ndarray:
-    """Read uncompressed single-frame pixel data directly (from bytes, or from a file at ``offset``)."""
+def read_native(data: bytes, length: int, name: str, dtype: str, bits_stored: int) -> np.ndarray:
+    """Stored values of uncompressed pixel data from ``data``, a block of ``length`` bytes read
+    from the file, with unused high bits cleared or the sign extended; raises
+    :class:`LoadError` if the file ended before the block did."""
     dt = np.dtype(dtype)
     count = length // dt.itemsize
-    if data is not None:
-        stored = np.frombuffer(data, dt, count, offset)
-    else:
-        stored = np.fromfile(path, dt, count, offset=offset)
-    if stored.size != count:
-        raise LoadError(path or "<bytes>", f"pixel data truncated: {stored.size} of {count} values")
+    if len(data) < count * dt.itemsize:
+        raise LoadError(name, f"pixel data truncated: {len(data) // dt.itemsize} of {count} values")
+    stored = np.frombuffer(data, dt, count)
     stored = stored.astype(dt.newbyteorder("="), copy=False)
     shift = dt.itemsize * 8 - bits_stored
     if 0 < shift < dt.itemsize * 8:
@@ -230,9 +232,15 @@ def _check_size(ds: Dataset, name: str) -> None:
         raise LoadError(name, f"invalid image size {rows} x {cols}")
     frames = max(_int(ds, "NumberOfFrames", 1), 1)
     samples = max(_int(ds, "SamplesPerPixel", 1), 1)
-    decoded = rows * cols * frames * samples * 4  # float32 after the Modality LUT
-    if decoded > MAX_DECODED_BYTES:
-        raise LoadError(name, f"image too large to open ({decoded / 1e9:.1f} GB decoded)")
+    bits = _int(ds, "BitsAllocated", 16)
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR":
+        samples, bits = 3, 16  # indices become RGB, of up to 16 bits a sample
+    if frames > 1 and (reason := over_budget(f"an object of {frames} frames", frames, "slices")):
+        raise LoadError(name, reason)
+    size = (f"{frames} frames of " if frames > 1 else "") + f"{rows} x {cols}"
+    decoded = decoded_bytes(rows, cols, frames, samples, bits)
+    if reason := over_budget(f"{size} pixels decoded", decoded, "load_bytes"):
+        raise LoadError(name, reason)
 
 
 def _int(ds: Dataset, keyword: str, default: int) -> int:

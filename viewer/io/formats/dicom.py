@@ -3,18 +3,23 @@ grouped by StudyInstanceUID/SeriesInstanceUID (a series that mixes image sizes, 
 orientations is split into consistent parts, with a note), slices of a cross-sectional series
 sorted along the slice normal (InstanceNumber when positions are missing), and decoded by
 :mod:`viewer.io.formats.dicom_pixels`.
+
+What a header declares is held to the budgets (:mod:`viewer.io.budgets`) here, from the header
+alone: a file whose pixels would not fit the budget per file, and a series of more slices or
+decoded bytes than a series may have, are reported as problems before anything is allocated.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import heapq
+from collections import defaultdict, deque
 
 import numpy as np
 from pydicom.uid import UID
 
 from viewer.io.dicom_header import HeaderRecord, looks_like_dicom, read_header
 from viewer.io.errors import Problem
-from viewer.io.formats.dicom_pixels import DicomSeriesLoader
+from viewer.io.formats.dicom_pixels import DicomSeriesLoader, record_over_budget, series_over_budget
 from viewer.io.image import Image
 from viewer.io.series import SeriesInfo
 from viewer.io.sources import FileRef
@@ -46,11 +51,19 @@ class DicomReader:
             return Problem(str(ref), _no_pixels_reason(record))
         if record.rows <= 0 or record.columns <= 0:
             return Problem(str(ref), f"invalid image size {record.rows} x {record.columns}")
+        if reason := record_over_budget(record):
+            return Problem(str(ref), reason)
         return record
 
     @staticmethod
     def group(records: list[HeaderRecord], problems: list[Problem]) -> list[SeriesInfo]:
-        return group_series(records, problems)
+        out = []
+        for series in group_series(records, problems):
+            if reason := series_over_budget(series):
+                problems.append(Problem(series.paths[0], reason))
+            else:
+                out.append(series)
+        return out
 
     @staticmethod
     def load(series: SeriesInfo, *, pool=None, progress=None, cancelled=None) -> Image:
@@ -165,14 +178,7 @@ def _stack(records: list[HeaderRecord], problems: list[Problem]) -> list[SeriesI
         unique.append(record)
 
     # Distinct images at one position (echoes, phases, repeated acquisitions): one stack each.
-    stacks: list[list[HeaderRecord]] = []
-    for record in unique:
-        for stack in stacks:
-            if where[id(record)] - where[id(stack[-1])] >= _SAME_POSITION_MM:
-                stack.append(record)
-                break
-        else:
-            stacks.append([record])
+    stacks = _stacks_by_position(unique, where)
     split_note = (
         [f"several images per slice position: split into {len(stacks)} stacks"] if len(stacks) > 1 else []
     )
@@ -193,3 +199,28 @@ def _stack(records: list[HeaderRecord], problems: list[Problem]) -> list[SeriesI
             SeriesInfo(ident, "dicom", stack, is_volume=len(stack) > 1, slice_spacing=spacing, notes=notes)
         )
     return out
+
+
+def _stacks_by_position(records: list[HeaderRecord], where: dict[int, float]) -> list[list[HeaderRecord]]:
+    """Records sorted along the normal dealt into stacks: each goes to the first stack (in the
+    order they were made) whose last slice lies at least ``_SAME_POSITION_MM`` below it.
+
+    Positions only grow, so a stack that can take a slice can take every later one until it is
+    given one: stacks wait in ``busy`` (by the position of their last slice) until the slices
+    have moved past them, then join ``free`` (a heap of their numbers). O(n log n): 20,000
+    images at one position no longer compare each with every stack."""
+    stacks: list[list[HeaderRecord]] = []
+    free: list[int] = []
+    busy: deque[tuple[float, int]] = deque()
+    for record in records:
+        here = where[id(record)]
+        while busy and here - busy[0][0] >= _SAME_POSITION_MM:
+            heapq.heappush(free, busy.popleft()[1])
+        if free:
+            number = heapq.heappop(free)
+            stacks[number].append(record)
+        else:
+            number = len(stacks)
+            stacks.append([record])
+        busy.append((here, number))
+    return stacks

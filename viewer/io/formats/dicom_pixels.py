@@ -9,7 +9,10 @@ Three decoding routes, chosen per file:
   (:mod:`viewer.io.isolated_decode`), so a native decoder crash costs one file, not the app.
 
 A series is written slice by slice into one preallocated float32 volume, so memory peaks at the
-volume plus one slice.
+volume plus one slice. Before anything is allocated the series is held to the budgets
+(:mod:`viewer.io.budgets`: slices, decoded bytes per series and per file) from its headers, so a
+series made by hand (not by discovery, which checks the same) cannot slip past them; native pixel
+data is read in blocks of rows from a stream, a ZIP member's included, never copied whole.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import replace
 import numpy as np
 
 from viewer.io import pixel_decode
+from viewer.io.budgets import decoded_bytes, over_budget
 from viewer.io.dicom_header import HeaderRecord
 from viewer.io.errors import LoadError, Problem, describe_exception
 from viewer.io.image import FrameInfo, Geometry, Image, VoiLut, Window
@@ -31,6 +35,34 @@ from viewer.io.voi import auto_window
 Progress = Callable[[float], None]
 # Uncompressed pixels are rescaled in blocks of about this many, so no full-size temporary exists.
 _BLOCK_PIXELS = 1 << 18
+
+
+def record_decoded_bytes(record: HeaderRecord) -> int:
+    """What one file's pixels take once decoded, from its header (PALETTE COLOR becomes RGB)."""
+    if record.photometric == "PALETTE COLOR":  # indices become RGB, of up to 16 bits a sample
+        return decoded_bytes(record.rows, record.columns, record.frames, 3, 16)
+    samples = record.samples_per_pixel
+    return decoded_bytes(record.rows, record.columns, record.frames, samples, record.bits_allocated)
+
+
+def record_over_budget(record: HeaderRecord) -> str | None:
+    """Why one file's declared pixels are beyond the budgets, or None."""
+    size = f"{record.rows} x {record.columns}"
+    if record.frames > 1:
+        if reason := over_budget(f"an object of {record.frames} frames", record.frames, "slices"):
+            return reason
+        size = f"{record.frames} frames of {size}"
+    return over_budget(f"{size} pixels decoded", record_decoded_bytes(record), "load_bytes")
+
+
+def series_over_budget(series: SeriesInfo) -> str | None:
+    """Why a series is beyond the budgets (too many slices, too many decoded bytes), or None."""
+    frames = series.n_frames
+    if reason := over_budget(f"series of {frames} slices", frames, "slices"):
+        return reason
+    total = sum(record_decoded_bytes(r) for r in series.records)
+    what = f"series of {frames} slices of {series.rows} x {series.columns} decoded"
+    return over_budget(what, total, "study_bytes")
 
 
 class DicomSeriesLoader:
@@ -51,6 +83,7 @@ class DicomSeriesLoader:
         self.done = 0
 
     def load(self) -> Image:
+        self._check_budgets()
         compressed = []
         for i, record in enumerate(self.records):
             if self.cancelled():
@@ -83,6 +116,14 @@ class DicomSeriesLoader:
             raise LoadError(self.failures[0].path if self.failures else self.series.paths[0], reason)
         return self._image()
 
+    def _check_budgets(self) -> None:
+        """Refuse, from the headers, a series beyond the budgets before allocating anything."""
+        for record in self.records:
+            if reason := record_over_budget(record):
+                raise LoadError(str(record.ref), reason)
+        if reason := series_over_budget(self.series):
+            raise LoadError(self.series.paths[0], reason)
+
     def _decode_in_process(self, index: int, record: HeaderRecord) -> pixel_decode.Decoded | None:
         """Decode an uncompressed file here; direct reads go straight into the output (None)."""
         if record.pixel_location is None or record.has_voi_lut_sequence or record.has_modality_lut_sequence:
@@ -91,33 +132,30 @@ class DicomSeriesLoader:
         return None
 
     def _read_native_into(self, index: int, record: HeaderRecord) -> None:
-        """Read stored values in blocks of rows and rescale each into the output: no full-size temporary."""
+        """Read stored values in blocks of rows and rescale each into the output: no full-size
+        temporary, and no copy of the file (a ZIP member is inflated block by block)."""
         loc = record.pixel_location
-        ref = record.ref
-        data = ref.read_bytes() if ref.member else None
         target = self._output((record.rows, record.columns), np.float32)[self.offsets[index]]
         row_bytes = loc.length // record.rows
         block = max(1, _BLOCK_PIXELS // record.columns)
-        for r0 in range(0, record.rows, block):
-            r1 = min(record.rows, r0 + block)
-            stored = pixel_decode.read_native(
-                data,
-                ref.path,
-                loc.offset + r0 * row_bytes,
-                (r1 - r0) * row_bytes,
-                loc.dtype,
-                record.bits_stored,
-            )
-            pixel_decode.real_units(
-                stored.reshape(r1 - r0, record.columns),
-                record.rescale_slope,
-                record.rescale_intercept,
-                modality=record.identity.modality,
-                bits_stored=record.bits_stored,
-                pixel_representation=record.pixel_representation,
-                out=target[r0:r1],
-                notes=self.notes,
-            )
+        with record.ref.stream() as stream:
+            stream.seek(loc.offset)
+            for r0 in range(0, record.rows, block):
+                r1 = min(record.rows, r0 + block)
+                length = (r1 - r0) * row_bytes
+                stored = pixel_decode.read_native(
+                    stream.read(length), length, str(record.ref), loc.dtype, record.bits_stored
+                )
+                pixel_decode.real_units(
+                    stored.reshape(r1 - r0, record.columns),
+                    record.rescale_slope,
+                    record.rescale_intercept,
+                    modality=record.identity.modality,
+                    bits_stored=record.bits_stored,
+                    pixel_representation=record.pixel_representation,
+                    out=target[r0:r1],
+                    notes=self.notes,
+                )
 
     def _on_isolated(self, index: int, result: pixel_decode.Decoded | Problem) -> None:
         if isinstance(result, Problem):
