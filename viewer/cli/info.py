@@ -1,5 +1,9 @@
 """List the studies and series found in files, folders, ZIP archives and DICOMDIRs, and every
-file that was skipped with the reason. Reads headers only; pixel data is not decoded."""
+file that was skipped with the reason. Reads headers only; pixel data is not decoded.
+
+Header text and file names are the files' own: both forms show them through
+``viewer.io.safe_text.printable`` (control characters as ``\\x1b``, a file name's bytes that are
+not UTF-8 as ``\\xff``), so the JSON is valid UTF-8 and the text cannot drive the terminal."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from viewer.io import Discovery, SeriesInfo, discover
+from viewer.io.safe_text import printable
 from viewer.resources import resources_root
 
 HELP = "list the studies and series in PATHs (files, folders, ZIP, DICOMDIR)"
@@ -77,10 +82,23 @@ def series_json(series: SeriesInfo) -> dict:
 
 
 def to_json(found: Discovery) -> dict:
-    return {
-        "series": [series_json(s) for s in found.series],
-        "skipped": [{"path": p.path, "reason": p.reason} for p in found.problems],
-    }
+    return _printable(
+        {
+            "series": [series_json(s) for s in found.series],
+            "skipped": [{"path": p.path, "reason": p.reason} for p in found.problems],
+        }
+    )
+
+
+def _printable(value):
+    """Every string in a JSON document made printable (numbers and structure as they are)."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {key: _printable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_printable(item) for item in value]
+    return value
 
 
 def to_text(found: Discovery) -> str:
@@ -91,17 +109,17 @@ def to_text(found: Discovery) -> str:
     for members in studies.values():
         ident = members[0].identity
         title = " | ".join(
-            part
+            printable(part)
             for part in (ident.patient_name, ident.patient_id, ident.study_date, ident.study_description)
             if part
         )
         lines.append(f"Study: {title or '(no study information)'}")
         for series in members:
             lines.append("  " + _series_line(series))
-            lines += [f"      note: {note}" for note in series.notes_all()]
+            lines += [f"      note: {printable(note)}" for note in series.notes_all()]
     if found.problems:
         lines.append(f"Skipped {len(found.problems)} file(s):")
-        lines += [f"  {p.path}: {p.reason}" for p in found.problems]
+        lines += [f"  {printable(p.path)}: {printable(p.reason)}" for p in found.problems]
     lines.append(
         f"{len(found.series)} series from {found.files_examined} file(s); {len(found.problems)} skipped"
     )
@@ -124,7 +142,7 @@ def _series_line(series: SeriesInfo) -> str:
         if len(series.paths) == 1
         else f"{Path(series.paths[0]).parent} ({len(series.paths)} files)"
     )
-    return (
+    return printable(
         f"{series.describe()}: {series.rows} x {series.columns}, {count}, {series.photometric}, "
         f"{series.transfer_syntax}, {spacing}, {window} - {source}"
     )

@@ -1,10 +1,15 @@
-"""The batch subcommands' one-line progress bar on the terminal."""
+"""The batch subcommands' one-line progress bar on the terminal. Its text (study names, steps) is
+made printable; only its own carriage returns reach the terminal as controls
+(``viewer.cli.terminal.write_control``)."""
 
 from __future__ import annotations
 
 import sys
 import threading
 import time
+
+from viewer.cli.terminal import write_control
+from viewer.io.safe_text import printable
 
 
 class Progress:
@@ -22,7 +27,8 @@ class Progress:
         self.last = now
         filled = int(fraction * 30)
         with self.lock:
-            sys.stderr.write(f"\r{text[:50]:<50} [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%}")
+            bar = f"{printable(text)[:50]:<50} [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%}"
+            write_control(sys.stderr, "\r" + bar)
             sys.stderr.flush()
 
     def show_step(self, head: str, step: str, fraction: float) -> None:
@@ -37,4 +43,4 @@ class Progress:
 
     def done(self) -> None:
         if self.enabled:
-            sys.stderr.write("\r" + " " * 90 + "\r")
+            write_control(sys.stderr, "\r" + " " * 90 + "\r")

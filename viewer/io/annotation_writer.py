@@ -24,7 +24,7 @@ from pydicom.sr.coding import Code
 from viewer import __version__
 from viewer.io.annotations import Annotation, Region
 from viewer.io.atomic import write_bytes_new
-from viewer.io.dicom_derived import MANUFACTURER, complete_conditional, projection_measures
+from viewer.io.dicom_derived import MANUFACTURER, complete_conditional, projection_measures, with_type2
 from viewer.io.dicom_header import read_dataset
 from viewer.io.dicom_writer import make_uid, write_atomic
 from viewer.io.image import Image
@@ -193,7 +193,7 @@ def _seg_sources(image: Image) -> tuple[list[Dataset], dict]:
     headers: dict[str, Dataset] = {}
     for frame in image.frames:
         if frame.source not in headers:
-            headers[frame.source] = read_dataset(frame.source)
+            headers[frame.source] = with_type2(read_dataset(frame.source))  # highdicom needs Type 2 present
     sources = list(headers.values())
     first = sources[0]
     frames_in_first = int(first.get("NumberOfFrames", 1) or 1)

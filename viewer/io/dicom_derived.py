@@ -28,7 +28,7 @@ from pydicom.dataset import Dataset
 
 from viewer import __version__
 from viewer.io.dicom_header import read_dataset
-from viewer.io.dicom_writer import make_uid
+from viewer.io.dicom_writer import anonymized_uid, make_uid
 from viewer.io.image import Image
 
 MANUFACTURER = "Saliency Viewer"
@@ -80,15 +80,25 @@ _REPLACED = {
     "AccessionNumber": "",
     "ReferringPhysicianName": "",
 }
+# Type 2 attributes of the Patient and General Study modules (PS3.3 C.7.1.1, C.7.2.1): a source
+# must carry them, possibly empty, but real files often leave some out (a CR without Patient's Sex
+# or Study Time), and highdicom reads them from the source as attributes, failing on the first
+# one missing. A derived object carries them empty, as the source meant.
+_TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+)
 _DEIDENTIFICATION = ("DeidentificationMethod", "DeidentificationMethodCodeSequence")
 _LINKING_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
 # Functional groups of multi-frame sources: only their geometry is needed.
 _GEOMETRY_GROUPS = ("PixelMeasuresSequence", "PlanePositionSequence", "PlaneOrientationSequence")
-
-
-def anonymized_uid(uid: str) -> str:
-    """The UID that stands in for ``uid`` in anonymised exports (the same one every time)."""
-    return str(make_uid("anonymized", uid))
 
 
 def anonymize_header(ds: Dataset) -> Dataset:
@@ -111,6 +121,18 @@ def anonymize_header(ds: Dataset) -> Dataset:
     for keyword in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
         if keyword in ds:
             setattr(out, keyword, [_geometry_only(item) for item in ds.get(keyword)])
+    return out
+
+
+def with_type2(ds: Dataset) -> Dataset:
+    """``ds`` itself, or, when it lacks some of the patient's and study's Type 2 attributes, a copy
+    with them present and empty (see ``_TYPE2``); the source (and the file) is never changed."""
+    missing = [keyword for keyword in _TYPE2 if keyword not in ds]
+    if not missing:
+        return ds
+    out = copy.deepcopy(ds)  # a header only (no pixel data): small, and shares nothing with ds
+    for keyword in missing:
+        setattr(out, keyword, "")
     return out
 
 
@@ -173,7 +195,7 @@ def source_headers(image: Image, frames: Sequence[int], anonymize: bool) -> tupl
         info = image.frames[index]
         if info.source not in headers:
             ds = with_frame_of_reference(read_dataset(info.source))
-            headers[info.source] = anonymize_header(ds) if anonymize else ds
+            headers[info.source] = with_type2(anonymize_header(ds) if anonymize else ds)
         numbers.append(info.frame_index)
     return list(headers.values()), numbers
 

@@ -44,6 +44,7 @@ from viewer.io.dicom_derived import (
     patient_orientation,
     prepare_map,
     require_dicom,
+    with_type2,
 )
 from viewer.io.dicom_header import read_dataset
 from viewer.io.dicom_writer import write_atomic
@@ -181,8 +182,7 @@ def write_secondary_capture(
 
     info = image.frames[frame]
     source = read_dataset(info.source)
-    if anonymize:
-        source = anonymize_header(source)
+    source = with_type2(anonymize_header(source) if anonymize else source)
     on_grid = rgb.shape[:2] == (image.rows, image.columns)
     orientation = patient_orientation(source) if on_grid else None
     spacing = None

@@ -36,6 +36,12 @@ def make_uid(*entropy: object) -> UID:
     return generate_uid(prefix=_UID_PREFIX, entropy_srcs=[str(e) for e in entropy])
 
 
+def anonymized_uid(uid: str) -> str:
+    """The UID that stands in for ``uid`` in anonymised exports (the same one every time), and in
+    the names of their files (``viewer.io.naming``)."""
+    return str(make_uid("anonymized", uid))
+
+
 @dataclass
 class StudyInfo:
     """Patient and study fields written into every file of a study."""
@@ -257,6 +263,7 @@ def _dx_attributes(ds: Dataset, photometric: str, bits_stored: int, window) -> N
 __all__ = [
     "PHANTOM_MANUFACTURER",
     "StudyInfo",
+    "anonymized_uid",
     "is_phantom",
     "make_uid",
     "write_atomic",

@@ -14,7 +14,6 @@ Annotations live outside ``dicom/`` so opening that folder shows only the images
 
 from __future__ import annotations
 
-import csv
 import datetime
 import json
 import os
@@ -30,6 +29,7 @@ from pydicom.sr.coding import Code
 from viewer import __version__
 from viewer.io.dicom_derived import complete_conditional, projection_measures
 from viewer.io.dicom_writer import StudyInfo, make_uid, write_atomic, write_ct_series, write_radiograph
+from viewer.io.safe_text import csv_writer
 from viewer.io.shapes import bbox_of
 from viewer.phantoms.chest import CHEST_LABELS, ChestCase, render_chest
 from viewer.phantoms.head_ct import CT_LABELS, HeadCase, render_head_ct
@@ -323,7 +323,7 @@ def write_labels_csv(path: Path, records: list[dict], labels: tuple[str, ...]) -
     """Append one row per study (name, path, 0/1 per label) to a CSV, with a header when new."""
     new = not path.exists()
     with path.open("a", newline="") as f:
-        writer = csv.writer(f)
+        writer = csv_writer(f)  # the product's one CSV writer: no cell a spreadsheet runs
         if new:
             writer.writerow(["name", "file", *labels])
         for record in records:

@@ -93,7 +93,8 @@ def run_explain(
     for p in found.problems:
         problem(p.path, p.reason)
     used: set[str] = set()
-    names = [unique_name(series_name(series), used) for series in found.series]
+    # Anonymised, a name that is a UID (a PACS input's cache files) is the UID the results carry.
+    names = [unique_name(series_name(series, anonymize=options.anonymize), used) for series in found.series]
     outcome.found = len(names)
     # Only the names are kept over the run, never the rows: 10^5 studies' rows would not fit.
     earlier = {row["image"] for row in read_raw_rows(metrics)} if request.resume else set()

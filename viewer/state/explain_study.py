@@ -17,6 +17,7 @@ from viewer.explain.registry import title_of
 from viewer.io.atomic import write_bytes_new, write_new
 from viewer.io.nifti_map import can_write_nifti, write_map_nifti
 from viewer.io.overlay import map_over_frame
+from viewer.io.safe_text import printable
 from viewer.io.series import Discovery, SeriesInfo
 from viewer.state.study_failure import StudyFailed
 
@@ -107,37 +108,41 @@ def _write_study(session, image, result, name, annotations, options, folder: Pat
     # the GIL) while the other files and the scores are made.
     nifti = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nifti") if can_write_nifti(image) else None
     pending: list[Future] = []
-    for smap in result.maps:
-        best = int(np.argmax(result.probabilities[:, smap.target_index]))  # key slice of a series
-        key, rgb = _write_map(folder, image, smap, best, several_targets=len(result.targets) > 1)
-        if nifti is not None:  # a series: the map over it in 3D Slicer or ITK-SNAP
-            pending.append(
-                nifti.submit(write_map_nifti, image, smap.array, smap.frames, folder / f"{key}.nii.gz")
+    try:
+        for smap in result.maps:
+            best = int(np.argmax(result.probabilities[:, smap.target_index]))  # key slice of a series
+            key, rgb = _write_map(folder, image, smap, best, several_targets=len(result.targets) > 1)
+            if nifti is not None:  # a series: the map over it in 3D Slicer or ITK-SNAP
+                pending.append(
+                    nifti.submit(write_map_nifti, image, smap.array, smap.frames, folder / f"{key}.nii.gz")
+                )
+            if options.dicom and (
+                why := _write_dicom(
+                    folder, key, image, smap, rgb, best, model.manifest.name, options.anonymize
+                )
+            ):
+                notes.append(f"{name}: no DICOM results for {title_of(smap.method)}: {why}")
+            mask, marker = _annotation_masks(image, smap.target, matching, matcher)
+            # Localization over every frame the map covers; deletion/insertion and sanity on the key slice.
+            scores = score_map(
+                model,
+                image,
+                smap,
+                result.frames[best],
+                mask=mask,
+                marker=marker,
+                steps=options.steps,
+                sanity=options.sanity,
+                seed=options.seed,
             )
-        if options.dicom and (
-            why := _write_dicom(folder, key, image, smap, rgb, best, model.manifest.name, options.anonymize)
-        ):
-            notes.append(f"{name}: no DICOM results for {title_of(smap.method)}: {why}")
-        mask, marker = _annotation_masks(image, smap.target, matching, matcher)
-        # Localization over every frame the map covers; deletion/insertion and sanity on the key slice.
-        scores = score_map(
-            model,
-            image,
-            smap,
-            result.frames[best],
-            mask=mask,
-            marker=marker,
-            steps=options.steps,
-            sanity=options.sanity,
-            seed=options.seed,
-        )
-        labels = [n for a in matching for n in matcher.matched(a.labels_on(image), smap.target)]
-        row = {"image": name, "probability": f"{predictions[smap.target]:.4f}"} | scores.as_row()
-        rows.append(row | {"annotation_label": "|".join(dict.fromkeys(labels))})
-    if nifti is not None:
-        nifti.shutdown(wait=True)
-        for written in pending:
-            written.result()  # a failed write fails the study, as it did when written in line
+            labels = [n for a in matching for n in matcher.matched(a.labels_on(image), smap.target)]
+            row = {"image": name, "probability": f"{predictions[smap.target]:.4f}"} | scores.as_row()
+            rows.append(row | {"annotation_label": "|".join(dict.fromkeys(labels))})
+    finally:  # also when the study fails: no NIfTI write outlives the folder it goes into
+        if nifti is not None:
+            nifti.shutdown(wait=True)
+    for written in pending:
+        written.result()  # a failed write fails the study, as it did when written in line
     top = max(predictions, key=predictions.get)
     return ExplainedStudy(
         name,
@@ -180,7 +185,8 @@ def _write_dicom(
     folder: Path, key: str, image, smap, rgb, best: int, model_name: str, anonymize: bool
 ) -> str | None:
     """<key>.dcm (the values, in the object that fits the source) and <key>_sc.dcm (the PNG); for
-    a source that cannot take them (a PNG film), why not."""
+    a source that cannot take them (a PNG film), why not. Any other error (a library tripping on
+    an unusual header) raises ``StudyFailed`` naming the source and the cause."""
     # Imported here: highdicom costs 0.4 s of start-up that a run without --dicom does not need.
     from viewer.io.dicom_export import write_saliency_map, write_secondary_capture
 
@@ -206,8 +212,13 @@ def _write_dicom(
             anonymize=anonymize,
             burned_in_annotation=False,  # the overlay only, no text
         )
-    except ValueError as exc:
+    except ValueError as exc:  # what the exporters refuse, with the reason: the maps stay
         return str(exc)
+    except Exception as exc:  # a library failing on this source fails the study, never the run
+        source = printable(image.frames[smap.frames[best]].source)
+        raise StudyFailed(
+            f"cannot write the DICOM results of {title} for {source}: {type(exc).__name__}: {exc}"
+        ) from exc
     return None
 
 

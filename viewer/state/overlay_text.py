@@ -1,12 +1,15 @@
 """The four-corner text of a view (patient, study, series, window, slice, zoom), Qt-free.
 
 Exports hide patient identifiers by default: ``hide_phi`` leaves out the name, ID, birth date,
-accession number and institution (the fields ``Identity.PHI_FIELDS`` names).
+accession number and institution (the fields ``Identity.PHI_FIELDS`` names). Every header field is
+shown through ``printable`` (one line each, control characters as ``\\x1b``): the header is the
+sender's text, and the corner labels are rich-text capable Qt labels.
 """
 
 from __future__ import annotations
 
 from viewer.io.image import Identity, VoiLut, Window
+from viewer.io.safe_text import printable
 from viewer.state.viewer_state import ViewerState
 
 
@@ -60,8 +63,8 @@ def corner_texts(state: ViewerState, zoom: float, *, hide_phi: bool = False) -> 
     if image.units:
         bottom_right.append(image.units)
     return {
-        "top_left": "\n".join(p for p in top_left if p),
-        "top_right": "\n".join(p for p in top_right if p),
+        "top_left": "\n".join(printable(p) for p in top_left if p),
+        "top_right": "\n".join(printable(p) for p in top_right if p),
         "bottom_left": "\n".join(bottom_left),
         "bottom_right": "\n".join(bottom_right),
     }
@@ -83,5 +86,5 @@ def cursor_text(state: ViewerState, where: tuple[int, int] | None) -> str:
     if layer is not None and layer.visible:
         values = layer.values(state.frame)
         if values is not None:
-            text += f"  |  {layer.title} {float(values[row, col]):+.3f}"
+            text += f"  |  {printable(layer.title)} {float(values[row, col]):+.3f}"
     return text

@@ -1,6 +1,8 @@
 """CSV files of result rows that a run appends study by study (``per_image.csv``,
 ``metrics.csv``): every study's rows synced to disk before the next, so a run that dies resumes
-without losing or repeating one."""
+without losing or repeating one. Every cell goes through ``viewer.io.safe_text`` (no formula a
+spreadsheet would run, no control character, file names that are not UTF-8 kept as ``\\xff``), and
+reading undoes its formula guard."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from viewer.io.atomic import replace
+from viewer.io.safe_text import CsvDictWriter, csv_value, csv_writer
 
 
 def read_raw_rows(path: Path) -> Iterator[dict[str, str]]:
@@ -26,7 +29,8 @@ def read_raw_rows(path: Path) -> Iterator[dict[str, str]]:
 
 def _dict_rows(path: Path) -> Iterator[dict[str, str]]:
     with path.open(newline="") as f:
-        yield from csv.DictReader(f)
+        for row in csv.DictReader(f):
+            yield {key: csv_value(value) if isinstance(value, str) else value for key, value in row.items()}
 
 
 def mend_tail(path: Path) -> None:
@@ -57,7 +61,7 @@ def mend_tail(path: Path) -> None:
 def rows_text(rows: list[dict], columns: tuple[str, ...]) -> bytes:
     """A whole CSV file of ``rows`` (cells formatted as ``cell`` does)."""
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=columns, restval="", extrasaction="ignore", lineterminator="\n")
+    writer = CsvDictWriter(text, fieldnames=columns, restval="", extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows([{k: cell(v) for k, v in row.items()} for row in rows])
     return text.getvalue().encode()
@@ -126,7 +130,7 @@ def _raw_rows(f, column: str):
 def problems_text(problems: list[tuple[str, str]]) -> bytes:
     """``problems.csv``: what could not be done, and why."""
     text = io.StringIO()
-    csv.writer(text, lineterminator="\n").writerows([("source", "reason"), *problems])
+    csv_writer(text, lineterminator="\n").writerows([("source", "reason"), *problems])
     return text.getvalue().encode()
 
 
@@ -139,7 +143,7 @@ class RowAppender:
     def __enter__(self):
         new = not self.path.exists() or self.path.stat().st_size == 0
         self.file = self.path.open("a", newline="")
-        self.writer = csv.DictWriter(
+        self.writer = CsvDictWriter(
             self.file, fieldnames=self.columns, restval="", extrasaction="ignore", lineterminator="\n"
         )
         if new:

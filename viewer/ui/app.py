@@ -2,10 +2,13 @@
 
     saliency-viewer [PATH...] [--demo] [--model M] [--methods m1,m2] [--target LABEL]
                     [--annotation FILE] [--layer METHOD] [--compare] [--screenshot OUT.png]
+                    [--show-phi]
 
 With ``--screenshot`` the real main window is built (the offscreen platform is fine), the input is
 loaded, the methods run, and once their layers are shown (and with ``--compare``, the comparison
 numbers) the whole window is saved and the program exits 0; any failure exits 1 with a message.
+The screenshot is an export: the patient's identifiers are hidden unless ``--show-phi`` (the
+switch File > Show patient identifiers in exports) shows them.
 """
 
 from __future__ import annotations
@@ -83,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         "not only on the one on screen",
     )
     parser.add_argument("--screenshot", type=Path, help="save the window to this PNG once ready, then exit")
+    parser.add_argument(
+        "--show-phi",
+        action="store_true",
+        help="with --screenshot: show the patient's name, ID, birth date and institution, as File > "
+        "Show patient identifiers in exports does (hidden by default, as in every export)",
+    )
     parser.add_argument(
         "--size",
         type=_size,
@@ -167,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if methods:
         window.model_panel.set_checked_methods(methods)
     if args.screenshot:
+        window.show_phi.setChecked(args.show_phi)  # a screenshot is an export: identifiers hidden
         window.resize(*(args.size or (1600, 1000)))
         return HeadlessRun(window, app, args, paths, annotation, methods).exec()
     if args.run:
@@ -341,11 +351,12 @@ class HeadlessRun(QObject):
 
     def _save(self) -> None:
         from viewer.io.atomic import write_bytes_new
-        from viewer.ui.exports import encode
+        from viewer.ui.exports import encode, render_window
 
         out = self.args.screenshot
         try:
-            write_bytes_new(out, encode(self.window.grab().toImage(), out.suffix or ".png"))
+            shot = render_window(self.window, self.window.export_context())
+            write_bytes_new(out, encode(shot, out.suffix or ".png"))
         except (OSError, ValueError) as exc:
             self._fail(str(exc))
             return

@@ -188,6 +188,7 @@ class CornerLabels:
             label = QLabel(view.viewport())
             label.setObjectName(f"corner_{corner}")
             label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+            label.setTextFormat(Qt.TextFormat.PlainText)  # header text is never markup
             label.setStyleSheet("color: #e8e8e8; background: transparent; font-size: 11px;")
             right = corner.endswith("right")
             label.setAlignment(Qt.AlignmentFlag.AlignRight if right else Qt.AlignmentFlag.AlignLeft)

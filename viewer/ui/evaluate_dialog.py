@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from viewer.io.safe_text import printable
 from viewer.state import tasks
 from viewer.state.cluster_spec import ClusterSpec
 from viewer.state.evaluation_run import EvaluationOutcome, EvaluationRequest, run_evaluation
@@ -225,9 +226,8 @@ class EvaluateDialog(QDialog):
         for r, row in enumerate(outcome.summary):
             for c, key in enumerate(_SHOWN):
                 value = row[key]
-                self.table.setItem(
-                    r, c, QTableWidgetItem(f"{value:.3f}" if isinstance(value, float) else str(value))
-                )
+                text = f"{value:.3f}" if isinstance(value, float) else printable(value)  # labels: files' text
+                self.table.setItem(r, c, QTableWidgetItem(text))
         problems = f"; {len(outcome.problems)} problem(s) in problems.csv" if outcome.problems else ""
         self.status.setText(f"{outcome.images} images evaluated{problems}")
         self.report_button.setEnabled(outcome.report is not None)

@@ -3,22 +3,27 @@ the clipboard, and DICOM exports of the map on screen.
 
 Every export burns in what a reader needs to interpret it: method, target label and probability,
 model, and "AI-generated, not for diagnosis". Patient identifiers are hidden unless the user turned
-"Show patient identifiers in exports" on. Files are written atomically and never replace a file.
+"Show patient identifiers in exports" on; ``--screenshot`` is an export too (:func:`render_window`).
+Files are written atomically and never replace a file.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QGuiApplication, QImage, QPainter, QTransform
+from PySide6.QtWidgets import QWidget
 
 from viewer.explain.registry import title_of
 from viewer.io.atomic import write_bytes_new
 from viewer.io.overlay import blend
+from viewer.io.safe_text import printable
 from viewer.io.voi import to_display
 from viewer.state import SaliencyLayer, ViewerState
 from viewer.state.overlay_text import corner_texts
@@ -67,7 +72,7 @@ def caption(ctx: ExportContext, method: str | None = None) -> str:
     if caution := ctx.caution:
         parts.append(caution.split(": ", 1)[1])  # the model is named just before
     parts.append(DISCLAIMER)
-    return " | ".join(parts)
+    return printable(" | ".join(parts))  # labels and the model's name are the manifest's text
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -77,12 +82,32 @@ def render_view(ctx: ExportContext) -> QImage:
     canvas = ctx.canvas
     if canvas is None:
         raise ValueError("no view to take a screenshot of")
+    with corners_as_exported(ctx):
+        shot = canvas.grab().toImage()
+    return with_caption(shot, caption(ctx))
+
+
+def render_window(window: QWidget, ctx: ExportContext) -> QImage:
+    """The whole window as ``--screenshot`` and the self-test save it. A picture of the study that
+    leaves the viewer, so an export like the others: the corner text without identifiers unless
+    ``ctx`` shows them."""
+    with corners_as_exported(ctx):
+        return window.grab().toImage()
+
+
+@contextmanager
+def corners_as_exported(ctx: ExportContext) -> Iterator[None]:
+    """The canvas's corner text as exports show it (identifiers hidden unless ``ctx`` shows
+    them) for the duration, then as on screen again."""
+    canvas = ctx.canvas
+    if canvas is None:
+        yield
+        return
     canvas.corners.set_texts(corner_texts(ctx.state, canvas.zoom(), hide_phi=ctx.hide_phi))
     try:
-        shot = canvas.grab().toImage()
+        yield
     finally:
         canvas.corners.set_texts(corner_texts(ctx.state, canvas.zoom()))
-    return with_caption(shot, caption(ctx))
 
 
 def compose_native(ctx: ExportContext, layers: list[SaliencyLayer] | None = None) -> np.ndarray:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from viewer.explain.registry import METHODS, title_of
+from viewer.io.safe_text import printable
 from viewer.state.session import ViewerSession
 
 _FAMILY = {
@@ -190,7 +191,7 @@ class ModelPanel(QWidget):
         self.predictions.blockSignals(True)
         self.predictions.setRowCount(len(labels))
         for row, i in enumerate(order):
-            label = QTableWidgetItem(labels[i])
+            label = QTableWidgetItem(printable(labels[i]))  # the manifest's text; the data stays exact
             label.setData(Qt.ItemDataRole.UserRole, labels[i])
             self.predictions.setItem(row, 0, label)
             bar = QProgressBar()

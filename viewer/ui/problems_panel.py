@@ -6,6 +6,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
 from viewer.io.errors import Problem
+from viewer.io.safe_text import printable
 
 
 class ProblemsPanel(QTableWidget):
@@ -26,9 +27,10 @@ class ProblemsPanel(QTableWidget):
         for problem in problems:
             row = self.rowCount()
             self.insertRow(row)
-            self.setItem(row, 0, QTableWidgetItem(problem.path))
-            reason = QTableWidgetItem(problem.reason)
-            reason.setToolTip(problem.reason)
+            # A file's name and a reason quoting its header are the file's text: shown printable.
+            self.setItem(row, 0, QTableWidgetItem(printable(problem.path)))
+            reason = QTableWidgetItem(printable(problem.reason))
+            reason.setToolTip(printable(problem.reason))
             self.setItem(row, 1, reason)
         self.setSortingEnabled(True)
         self.count_changed.emit(self.rowCount())

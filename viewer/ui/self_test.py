@@ -162,10 +162,10 @@ def _check_one(window, study: Path, model: str, methods: list[str], out: Path, t
             raise SelfTestError(f"{model} {method}: map {values.shape} is not finite on the native grid")
         if values.min() < low - 1e-5 or values.max() > high + 1e-5:
             raise SelfTestError(f"{model} {method}: values outside [{low}, {high}]")
-    from viewer.ui.exports import encode
+    from viewer.ui.exports import encode, render_window
 
     shot = out / f"{study.stem}_{model}.png"
-    write_bytes_new(shot, encode(window.grab().toImage(), ".png"))
+    write_bytes_new(shot, encode(render_window(window, window.export_context()), ".png"))
     target = window.state.target
     probability = window.session.probability()
     print(

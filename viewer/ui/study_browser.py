@@ -8,21 +8,23 @@ from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget
 
 from viewer.io.discovery import SeriesInfo
+from viewer.io.safe_text import printable
 from viewer.state.tasks import THUMBNAIL_SIZE
 from viewer.ui.pictures import to_qimage
 
 
 def describe(series: SeriesInfo) -> str:
+    """The entry's text: modality, description, size and study, each header field printable."""
     ident = series.identity
     count = series.n_frames
     title = ident.series_description or ident.study_description or series.describe()
     lines = [
-        f"{ident.modality or series.kind.upper()}  {title}",
+        printable(f"{ident.modality or series.kind.upper()}  {title}"),
         f"{count} image{'s' if count != 1 else ''}  {series.rows} x {series.columns}",
     ]
     study = " ".join(p for p in (ident.study_date, ident.study_description) if p)
     if study:
-        lines.append(study)
+        lines.append(printable(study))
     return "\n".join(lines)
 
 
@@ -59,7 +61,8 @@ class StudyBrowser(QListWidget):
             item = QListWidgetItem(QIcon(placeholder), describe(info))
             ident = info.identity
             patient = " ".join(p for p in (ident.patient_name.replace("^", " "), ident.patient_id) if p)
-            item.setToolTip(f"{patient}\n{info.paths[0]}" if patient else info.paths[0])
+            path = printable(info.paths[0])
+            item.setToolTip(f"{printable(patient)}\n{path}" if patient else path)
             self.addItem(item)
 
     def set_thumbnails(self, batch: list[tuple[int, np.ndarray]]) -> None:

@@ -6,6 +6,7 @@ from pydicom.dataset import Dataset
 from PySide6.QtWidgets import QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 from viewer.io.dicom_header import read_dataset
+from viewer.io.safe_text import printable
 
 _MAX_VALUE_CHARS = 200
 
@@ -76,6 +77,7 @@ class TagBrowser(QWidget):
                     self._add(branch, child)
             else:
                 value = element.repval if element.VR in ("OB", "OW", "OF", "OD", "UN") else str(element.value)
+                value = printable(value)  # the file's text: control characters shown, not acted on
                 if len(value) > _MAX_VALUE_CHARS:
                     value = value[:_MAX_VALUE_CHARS] + "..."
                 QTreeWidgetItem(parent, [tag, element.name, str(element.VR), value])
