@@ -170,9 +170,9 @@ def test_bad_lines_are_named_and_the_rest_loads(tmp_path):
     assert any("Edema: a polygon with 2 point(s)" in p for p in annotation.problems)
     assert any("Cardiomegaly: a polygon outside the 100 x 100 image" in p for p in annotation.problems)
     (tmp_path / "truncated.csv").write_text("Image Index,Finding Label,Bbox [x,y,w,h],,,\na.png,Mass,1,2\n")
-    assert load_annotation(tmp_path / "truncated.csv").problems == [
-        "line 2: box ['1', '2', '', ''] is not four numbers; line skipped"
-    ]
+    # A file none of whose lines can be used is refused with the first line's reason.
+    with pytest.raises(AnnotationError, match=r"truncated\.csv: line 2: box \['1', '2', '', ''\] is not"):
+        load_annotation(tmp_path / "truncated.csv")
     (tmp_path / "layout.csv").write_text("study,finding\n1,2\n")
     with pytest.raises(AnnotationError, match=r"layout\.csv: unknown box CSV.*VinDr-CXR"):
         load_annotation(tmp_path / "layout.csv")

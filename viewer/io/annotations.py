@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from viewer.io.annotation_formats import FORMATS
+from viewer.io.annotation_formats.limits import check_file_size
 from viewer.io.regions import Annotation, AnnotationError, Region, names_of, stem
 
 _SNIFF_BYTES = 4096
@@ -20,13 +21,17 @@ _FALLBACK = {".json": "saliency-viewer ground truth (JSON)", ".png": "PNG mask"}
 
 def load_annotation(path: Path | str) -> Annotation:
     """Read an annotation file of any supported kind. Raises :class:`AnnotationError` naming the
-    file and the reason; lines of a file that cannot be used are listed in ``problems``."""
+    file and the reason (also when no line of it could be used: the first line's reason); lines of
+    a file that cannot be used are listed in ``problems``."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise AnnotationError(path, "no such file")
+    if not path.is_file():
+        raise AnnotationError(path, "not a regular file")
+    check_file_size(path)
     with path.open("rb") as f:
         head = f.read(_SNIFF_BYTES)
-    chosen = next((fmt for fmt in FORMATS if fmt.sniff(path, head)), None)
+    chosen = next((fmt for fmt in FORMATS if _sniffs(fmt, path, head)), None)
     if chosen is None and path.suffix.lower() == ".csv":
         raise AnnotationError(
             path,
@@ -37,11 +42,35 @@ def load_annotation(path: Path | str) -> Annotation:
         name = _FALLBACK.get(path.suffix.lower(), "DICOM Segmentation")
         chosen = next(fmt for fmt in FORMATS if fmt.name == name)
     try:
-        return chosen.read(path)
+        annotation = chosen.read(path)
     except AnnotationError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-        raise AnnotationError(path, f"cannot read as {chosen.name} ({type(exc).__name__}: {exc})") from None
+    except RecursionError:
+        raise AnnotationError(path, f"cannot read as {chosen.name} (nested too deeply)") from None
+    except MemoryError:
+        raise AnnotationError(path, f"cannot read as {chosen.name} (not enough memory)") from None
+    except ValueError as exc:  # the readers' own word for what is wrong with the file
+        text = " ".join(str(exc).split())[:300]
+        raise AnnotationError(path, f"cannot read as {chosen.name}: {text}") from None
+    except Exception as exc:
+        # Readers parse untrusted bytes with pydicom, highdicom, SimpleITK and Pillow, whose
+        # exception types are not all documented (InvalidDicomError, RuntimeError, struct.error,
+        # zlib.error, EOFError...): whatever one raises, it is this file that cannot be read, and
+        # the rest of a folder goes on.
+        text = " ".join(str(exc).split())[:300]
+        raise AnnotationError(path, f"cannot read as {chosen.name} ({type(exc).__name__}: {text})") from None
+    if not annotation.regions and annotation.problems:
+        more = len(annotation.problems) - 1
+        raise AnnotationError(path, annotation.problems[0] + (f" (and {more} more problems)" if more else ""))
+    return annotation
+
+
+def _sniffs(fmt, path: Path, head: bytes) -> bool:
+    """Whether ``fmt`` takes the file; a sniffer that fails on hostile bytes does not."""
+    try:
+        return fmt.sniff(path, head)
+    except Exception:  # the file is then read by the format it does look like, which says why not
+        return False
 
 
 def annotation_files(paths: list[Path]) -> list[Path]:

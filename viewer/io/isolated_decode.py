@@ -5,6 +5,9 @@ SIGABRT on damaged entropy-coded bytes). Each worker (:mod:`viewer.io.decode_wor
 file at a time; if it dies or hangs, only that file is reported, the worker is replaced and the
 rest of the folder goes on.
 
+The same workers fill COCO annotation polygons with pycocotools (a :class:`PolygonJob`), whose C
+code crashes on hostile coordinates as the image decoders do on hostile pixel data.
+
 Workers are plain subprocesses, not ``multiprocessing`` children: they never re-import the
 caller's ``__main__`` (scripts without a main guard and notebooks work), and they start the same
 way from a source checkout, an installed package and a frozen bundle.
@@ -23,9 +26,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from viewer.io.decode_worker import array_from, read_message, write_message
+import numpy as np
+
+from viewer.io.decode_worker import POLYGON_JOB, array_from, read_message, write_message
 from viewer.io.errors import Problem
 from viewer.io.image import VoiLut
 from viewer.io.pixel_decode import Decoded
@@ -36,7 +42,34 @@ DEFAULT_TIMEOUT_S = 120.0
 # Frozen bundles run the worker through the app's own executable with this flag.
 FROZEN_WORKER_FLAG = "--decode-worker"
 
-Result = Decoded | Problem
+
+@dataclass(frozen=True)
+class PolygonJob:
+    """Fill the polygons of an annotation file's regions on one ``rows x cols`` image: per item (a
+    region), the flat ``x, y`` lists of its polygons, checked by the caller."""
+
+    source: str  # the annotation file, named in a problem
+    rows: int
+    cols: int
+    items: list[list[list[float]]]
+
+    def __str__(self) -> str:
+        return self.source
+
+    def request(self) -> dict:
+        return {"job": POLYGON_JOB, "rows": self.rows, "cols": self.cols, "items": self.items}
+
+
+@dataclass(frozen=True)
+class PolygonMasks:
+    """A :class:`PolygonJob`'s masks, one per item: ``(top, left, pixels)`` of its bounding box, or
+    the reason it could not be filled."""
+
+    masks: tuple[tuple[int, int, np.ndarray] | str, ...]
+
+
+Job = FileRef | PolygonJob
+Result = Decoded | PolygonMasks | Problem
 
 
 def worker_command() -> list[str]:
@@ -67,15 +100,16 @@ class _Worker:
             # A Ctrl+C in a terminal goes to the parent, which stops the workers itself.
             start_new_session=sys.platform != "win32",
         )
-        self.job: tuple[int, FileRef] | None = None
+        self.job: tuple[int, Job] | None = None
         self.deadline = 0.0
         self._replies = replies
         threading.Thread(target=self._read_replies, daemon=True, name="decoder-replies").start()
 
-    def send(self, index: int, ref: FileRef, timeout_s: float) -> None:
+    def send(self, index: int, ref: Job, timeout_s: float) -> None:
         self.job = (index, ref)
         self.deadline = time.monotonic() + timeout_s
-        write_message(self.process.stdin, json.dumps({"path": ref.path, "member": ref.member}).encode())
+        request = ref.request() if isinstance(ref, PolygonJob) else {"path": ref.path, "member": ref.member}
+        write_message(self.process.stdin, json.dumps(request).encode())
 
     def _read_replies(self) -> None:
         stream = self.process.stdout
@@ -84,6 +118,8 @@ class _Worker:
                 header = json.loads(read_message(stream))
                 if "error" in header:
                     result: Result | str = header["error"]
+                elif "polygons" in header:
+                    result = PolygonMasks(tuple(_polygon_mask(entry, stream) for entry in header["polygons"]))
                 else:
                     pixels = array_from(header["pixels"], read_message(stream))
                     luts = tuple(
@@ -106,17 +142,33 @@ class _Worker:
             self.process.wait(timeout=5)
 
 
-def _death_reason(process: subprocess.Popen) -> str:
+def _polygon_mask(entry: dict, stream) -> tuple[int, int, np.ndarray] | str:
+    """One item of a polygon reply: its bit-packed bounding-box mask, read from ``stream``."""
+    if "error" in entry:
+        return str(entry["error"])
+    height, width = (int(v) for v in entry["shape"])
+    if height < 0 or width < 0:
+        raise ValueError("a negative mask shape")
+    bits = np.unpackbits(np.frombuffer(read_message(stream), np.uint8), count=height * width)
+    return int(entry["top"]), int(entry["left"]), bits.astype(bool).reshape(height, width)
+
+
+def _death_reason(process: subprocess.Popen, job: Job) -> str:
     code = process.poll()
+    polygons = isinstance(job, PolygonJob)
     if code is not None and code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
+        if polygons:
+            return f"pycocotools crashed ({name}) filling this file's polygons; they are probably corrupt"
         return (
             f"the image decoder crashed ({name}) on this file's compressed pixel data; "
             "the data is probably corrupt"
         )
+    if polygons:
+        return f"pycocotools stopped unexpectedly (exit code {code}) filling this file's polygons"
     return f"the image decoder stopped unexpectedly (exit code {code}); the pixel data is probably corrupt"
 
 
@@ -132,11 +184,12 @@ class DecoderPool:
 
     def decode(
         self,
-        refs: Sequence[FileRef],
+        refs: Sequence[Job],
         on_result: Callable[[int, Result], None],
         cancelled: Callable[[], bool] = lambda: False,
     ) -> None:
-        """Decode each file; ``on_result(index, Decoded | Problem)`` per file, in completion order.
+        """Decode each file (or fill each :class:`PolygonJob`); ``on_result(index, Decoded |
+        PolygonMasks | Problem)`` per job, in completion order.
 
         Returns when all are done, or soon after ``cancelled()`` becomes true.
         """
@@ -170,16 +223,14 @@ class DecoderPool:
             if result is None:  # the pipe closed: the worker died mid-file
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     worker.process.wait(timeout=5)
-                on_result(index, Problem(str(ref), _death_reason(worker.process)))
+                on_result(index, Problem(str(ref), _death_reason(worker.process, ref)))
                 self._replace(worker)
             else:
                 worker.job = None
-                on_result(
-                    index,
-                    result
-                    if isinstance(result, Decoded)
-                    else Problem(str(ref), f"cannot decode pixel data: {result}"),
-                )
+                if isinstance(result, str):
+                    doing = "fill polygons" if isinstance(ref, PolygonJob) else "decode pixel data"
+                    result = Problem(str(ref), f"cannot {doing}: {result}")
+                on_result(index, result)
         now = time.monotonic()
         for worker in list(self._workers):
             if worker.job is not None and now > worker.deadline:
@@ -190,7 +241,7 @@ class DecoderPool:
                 )
                 self._replace(worker)
 
-    def decode_one(self, ref: FileRef) -> Result:
+    def decode_one(self, ref: Job) -> Result:
         out: list[Result] = []
         self.decode([ref], lambda _i, result: out.append(result))
         return out[0]
@@ -233,6 +284,8 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "FROZEN_WORKER_FLAG",
     "DecoderPool",
+    "PolygonJob",
+    "PolygonMasks",
     "shared_pool",
     "shutdown",
     "worker_command",

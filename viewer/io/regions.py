@@ -4,6 +4,7 @@ frames of an opened image by SOP Instance UID or file name. Readers of the file 
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,33 @@ class AnnotationError(ValueError):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class Crop:
+    """A mask kept as its bounding box: where the box lies in the image and its pixels. Decoded
+    masks are kept so, so that a file's thousands of small regions on one image cost their own
+    size, not thousands of images."""
+
+    top: int
+    left: int
+    pixels: np.ndarray  # bool (height, width)
+
+    @classmethod
+    def of(cls, mask: np.ndarray) -> Crop:
+        rows = np.flatnonzero(mask.any(axis=1))
+        cols = np.flatnonzero(mask.any(axis=0))
+        if rows.size == 0:
+            return cls(0, 0, np.zeros((0, 0), bool))
+        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        return cls(int(y0), int(x0), np.array(mask[y0:y1, x0:x1], bool))
+
+    def paint(self, out: np.ndarray) -> None:
+        """OR the mask into ``out`` (the image's ``(rows, cols)``), clipped to it."""
+        h, w = self.pixels.shape
+        if self.top < 0 or self.left < 0 or self.top + h > out.shape[0] or self.left + w > out.shape[1]:
+            raise ValueError(f"a decoded mask reaches past the {out.shape[0]} x {out.shape[1]} image")
+        out[self.top : self.top + h, self.left : self.left + w] |= self.pixels
+
+
 @dataclass
 class Region:
     """One annotated region on one image frame: a mask, or a box ``(x, y, w, h)`` in pixels."""
@@ -35,11 +63,14 @@ class Region:
     sop_instance_uid: str = ""
     file: str = ""  # file name stem the region belongs to, when there is no UID
     reader: str = ""  # who drew it: a radiologist's id (VinDr-CXR rad_id), a SEG's creator, ...
-    # A mask decoded for the image's size when first drawn (run lengths that carry no size).
-    decode: Callable[[int, int], np.ndarray] | None = None
+    # A mask decoded for the image's size when first drawn (run lengths that carry no size; COCO
+    # masks, only for an image of the size they declare): the mask, or its bounding-box crop.
+    decode: Callable[[int, int], np.ndarray | Crop] | None = None
     # A region in patient space (a NIfTI label map): its mask on an image's voxel grid
     # ``(frames, rows, cols)``, or None where it does not lie on that image.
     place: Callable[[Image], np.ndarray | None] | None = None
+    # What ``decode`` gave, cropped, and for which image size.
+    _decoded: tuple[tuple[int, int], Crop] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def drawn(cls, label: str, mask: np.ndarray, frame: FrameInfo) -> Region:
@@ -49,16 +80,35 @@ class Region:
         return cls(label, mask=mask, sop_instance_uid=frame.sop_instance_uid, file=stem)
 
     def raster(self, rows: int, cols: int) -> np.ndarray:
-        if self.mask is None and self.decode is not None:
-            self.mask = self.decode(rows, cols)
+        """The region's ``(rows, cols)`` bool mask on an image of that size."""
         if self.mask is not None:
             if self.mask.shape != (rows, cols):
                 raise ValueError(f"{self.label} mask is {self.mask.shape}, the image {(rows, cols)}")
             return self.mask
         out = np.zeros((rows, cols), bool)
-        x0, y0, x1, y1 = (max(0, round(v)) for v in _corners(self.bbox))
-        out[y0:y1, x0:x1] = True
+        self.paint(out)
         return out
+
+    def paint(self, out: np.ndarray) -> None:
+        """OR the region into ``out``, one frame's ``(rows, cols)`` mask, without a full-size copy
+        of its own. A box is clipped to the image; a decoded mask must be of the image's size."""
+        rows, cols = out.shape
+        if self.mask is not None:
+            out |= self.raster(rows, cols)
+        elif self.decode is not None:
+            if self._decoded is None or self._decoded[0] != (rows, cols):
+                decoded = self.decode(rows, cols)
+                if not isinstance(decoded, Crop):
+                    if decoded.shape != (rows, cols):
+                        raise ValueError(f"{self.label} mask is {decoded.shape}, the image {(rows, cols)}")
+                    decoded = Crop.of(decoded)
+                self._decoded = ((rows, cols), decoded)
+            self._decoded[1].paint(out)
+        elif self.bbox is not None:
+            x0, y0, x1, y1 = _box_pixels(self.bbox, rows, cols)
+            out[y0:y1, x0:x1] = True
+        else:
+            raise ValueError(f"{self.label} has neither a mask nor a box")
 
 
 class Placement:
@@ -68,21 +118,49 @@ class Placement:
 
     def __init__(self) -> None:
         # Keyed by the image object itself, weakly: a closed image's mask goes with it, and a new
-        # image never inherits an old one's mask through a reused id().
-        self._placed: weakref.WeakKeyDictionary[Image, np.ndarray | None] = weakref.WeakKeyDictionary()
+        # image never inherits an old one's mask through a reused id(). Kept as the bounding box
+        # of the mask (its corner and pixels): a label map's hundred labels on one CT cost their
+        # own extent, not a hundred volumes.
+        self._placed: weakref.WeakKeyDictionary[Image, tuple[tuple[int, ...], np.ndarray] | None] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __call__(self, image: Image) -> np.ndarray | None:
         if image not in self._placed:
-            self._placed[image] = self._place(image)
-        return self._placed[image]
+            placed = self._place(image)
+            self._placed[image] = None if placed is None else _bounding_box(placed)
+        kept = self._placed[image]
+        if kept is None:
+            return None
+        corner, pixels = kept
+        out = np.zeros((image.n_frames, image.rows, image.columns), bool)
+        out[tuple(slice(c, c + n) for c, n in zip(corner, pixels.shape, strict=True))] = pixels
+        return out
 
     def _place(self, image: Image) -> np.ndarray | None:
         raise NotImplementedError
 
 
-def _corners(bbox: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-    x, y, w, h = bbox
-    return x, y, x + w, y + h
+def _bounding_box(mask: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
+    """The corner and the pixels of the part of ``mask`` that holds all its True values."""
+    corner, parts = [], []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        lo, hi = (int(hit[0]), int(hit[-1]) + 1) if hit.size else (0, 0)
+        corner.append(lo)
+        parts.append(slice(lo, hi))
+    return tuple(corner), np.array(mask[tuple(parts)], bool)
+
+
+def _box_pixels(bbox: tuple[float, float, float, float], rows: int, cols: int) -> tuple[int, int, int, int]:
+    """A box ``(x, y, w, h)`` as pixel bounds ``x0, y0, x1, y1`` clipped to the image (a box
+    partly outside keeps its part inside); a ValueError for one that is not finite numbers."""
+    x, y, w, h = (float(v) for v in bbox)
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise ValueError(f"box {bbox} is not four finite numbers")
+    x0, x1 = (min(max(0, round(v)), cols) for v in (x, x + w))
+    y0, y1 = (min(max(0, round(v)), rows) for v in (y, y + h))
+    return x0, y0, x1, y1
 
 
 @dataclass
@@ -121,14 +199,19 @@ class Annotation:
                 continue
             if reader is not None and region.reader != reader:
                 continue
-            if region.place is not None:
-                placed = region.place(image)
-                if placed is not None:
-                    out |= placed
-                continue
-            index = self._frame_of(region, image)
-            if index is not None:
-                out[index] |= region.raster(image.rows, image.columns)
+            try:
+                if region.place is not None:
+                    placed = region.place(image)
+                    if placed is not None:
+                        out |= placed
+                    continue
+                index = self._frame_of(region, image)
+                if index is not None:
+                    region.paint(out[index])
+            except AnnotationError:
+                raise
+            except ValueError as exc:  # a mask that does not fit this image: name the file
+                raise AnnotationError(self.source, f"{region.label}: {exc}") from None
         return out
 
     def readers(self, image: Image, label: str, matcher: LabelMatcher | None = None) -> tuple[str, ...]:
@@ -147,7 +230,8 @@ class Annotation:
         if self.marker is None:
             return None
         out = np.zeros((image.n_frames, image.rows, image.columns), bool)
-        out[:] = Region("marker", bbox=self.marker).raster(image.rows, image.columns)
+        Region("marker", bbox=self.marker).paint(out[0])
+        out[1:] = out[0]
         return out
 
     def _lies_on(self, region: Region, image: Image) -> bool:

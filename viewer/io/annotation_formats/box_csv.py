@@ -9,10 +9,10 @@ box, rows of negative studies with empty boxes; images are ``<patientId>.dcm``.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from viewer.io.annotation_formats import csv_header, register
+from viewer.io.annotation_formats.limits import box_numbers, csv_rows
 from viewer.io.regions import Annotation, Region, stem
 
 
@@ -27,22 +27,20 @@ def _sniff_rsna(path: Path, head: bytes) -> bool:
 
 def _boxes(path: Path, key_column: str, box_columns: tuple[str, ...], label_of) -> Annotation:
     annotation = Annotation(str(path))
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        for n, row in enumerate(csv.DictReader(f), start=2):
-            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-            box = [row.get(c, "") for c in box_columns]
-            key = row.get(key_column, "")
-            if not any(box):
-                continue  # a negative study: no box
-            try:
-                x, y, w, h = (float(v) for v in box)
-            except ValueError:
-                annotation.problems.append(f"line {n}: box {box} is not four numbers; line skipped")
-                continue
-            if w <= 0 or h <= 0 or not key:
-                annotation.problems.append(f"line {n}: empty box or image name; line skipped")
-                continue
-            annotation.regions.append(Region(label_of(row), bbox=(x, y, w, h), file=stem(key)))
+    for n, row in csv_rows(path):
+        box = [row.get(c, "") for c in box_columns]
+        key = row.get(key_column, "")
+        if not any(box):
+            continue  # a negative study: no box
+        try:
+            x, y, w, h = box_numbers(box)
+        except ValueError as exc:
+            annotation.problems.append(f"line {n}: {exc}; line skipped")
+            continue
+        if w <= 0 or h <= 0 or not key:
+            annotation.problems.append(f"line {n}: empty box or image name; line skipped")
+            continue
+        annotation.regions.append(Region(label_of(row), bbox=(x, y, w, h), file=stem(key)))
     return annotation
 
 

@@ -9,6 +9,11 @@ pixel indices through that slice's own position, orientation and spacing, so une
 any orientation are handled. Contours of one ROI on one slice combine even-odd: a contour inside
 another is a hole, as the standard's nested-contour rule and the planning systems read them. The
 ROI's interpreter (``RTROIObservationsSequence``) is the region's reader.
+
+Contour points are read from the element's text without pydicom's per-value objects (a contour of
+millions of points would take gigabytes so), each finite and within a metre-scale bound, at most
+``limits.MAX_POLYGON_POINTS`` per contour and ``limits.MAX_FILE_POINTS`` per file; a contour that
+lands far outside the slice it is placed on is not filled.
 """
 
 from __future__ import annotations
@@ -20,8 +25,18 @@ from PIL import Image as PILImage
 from PIL import ImageDraw
 
 from viewer.io.annotation_formats import dicom_modality, register
+from viewer.io.annotation_formats.limits import (
+    MAX_FILE_POINTS,
+    MAX_POLYGON_POINTS,
+    POLYGON_MARGIN,
+    check_file_size,
+    finite_array,
+)
 from viewer.io.image import Image
 from viewer.io.regions import Annotation, AnnotationError, Placement, Region
+
+_MAX_FILE_BYTES = 128 * 1024**2  # pydicom keeps each element as an object: ~5x the file in memory
+_MAX_MM = 1e5  # |patient coordinate| in mm: 100 m, far beyond any scanner
 
 
 def _sniff(path: Path, head: bytes) -> bool:
@@ -65,6 +80,14 @@ class _Placement(Placement):
                 continue
             offset = contour.points - origins[k]
             cols, rows = offset @ across / cols_mm, offset @ down / rows_mm
+            reach_x, reach_y = POLYGON_MARGIN * image.columns, POLYGON_MARGIN * image.rows
+            if not (
+                np.isfinite(cols).all()
+                and np.isfinite(rows).all()
+                and -reach_x <= cols.min() <= cols.max() <= image.columns + reach_x
+                and -reach_y <= rows.min() <= rows.max() <= image.rows + reach_y
+            ):
+                continue  # not a contour of this slice: far outside it
             mask[k] ^= _fill(list(zip(cols.tolist(), rows.tolist(), strict=True)), image.rows, image.columns)
         return mask if mask.any() else None
 
@@ -80,6 +103,7 @@ def _fill(polygon: list[tuple[float, float]], rows: int, cols: int) -> np.ndarra
 def read(path: Path) -> Annotation:
     import pydicom
 
+    check_file_size(path, _MAX_FILE_BYTES)
     dataset = pydicom.dcmread(path)
     if getattr(dataset, "Modality", "") != "RTSTRUCT":
         raise AnnotationError(path, f"not an RT Structure Set (Modality {getattr(dataset, 'Modality', '?')})")
@@ -94,23 +118,31 @@ def read(path: Path) -> Annotation:
     }
     series_uid = _referenced_series(dataset)
     annotation = Annotation(str(path))
+    points = 0
     for roi in dataset.get("ROIContourSequence", []):
         number = int(roi.ReferencedROINumber)
         name = names.get(number, f"ROI {number}")
         contours = []
         for n, item in enumerate(roi.get("ContourSequence", []), start=1):
             kind = str(item.get("ContourGeometricType", "CLOSED_PLANAR"))
-            data = np.asarray(item.get("ContourData", []), float)
             if kind != "CLOSED_PLANAR":
                 annotation.problems.append(
                     f"ROI {name!r} contour {n}: a {kind} contour has no inside; skipped"
                 )
+                continue
+            try:
+                data = _contour_data(item)
+            except ValueError as exc:
+                annotation.problems.append(f"ROI {name!r} contour {n}: {exc}; skipped")
                 continue
             if data.size < 9 or data.size % 3:
                 annotation.problems.append(
                     f"ROI {name!r} contour {n}: {data.size} numbers, not 3 per point of a polygon; skipped"
                 )
                 continue
+            points += data.size // 3
+            if points > MAX_FILE_POINTS:
+                raise AnnotationError(path, f"its contours hold more than {MAX_FILE_POINTS} points")
             images = item.get("ContourImageSequence", [])
             uid = (
                 str(images[0].ReferencedSOPInstanceUID)
@@ -125,6 +157,31 @@ def read(path: Path) -> Annotation:
     if not annotation.regions:
         annotation.problems.append("the structure set holds no closed contour")
     return annotation
+
+
+def _contour_data(item) -> np.ndarray:
+    """A contour's ``ContourData`` as float64 mm, parsed from the element's text (no per-value
+    pydicom objects), checked: at most :data:`MAX_POLYGON_POINTS` points, finite, within
+    :data:`_MAX_MM`."""
+    element = item.get_item("ContourData") if "ContourData" in item else None
+    if element is None or element.value is None:
+        return np.zeros(0)
+    value = element.value
+    if isinstance(value, bytes):
+        if len(value) > 3 * MAX_POLYGON_POINTS * 24:  # a DS value is at most 16 characters and a "\\"
+            raise ValueError(f"more than {MAX_POLYGON_POINTS} points")
+        try:
+            value = value.decode("ascii").split("\\")
+        except UnicodeDecodeError:
+            raise ValueError("ContourData is not text numbers") from None
+    elif isinstance(value, (str, int, float)):  # one value, already converted by pydicom
+        value = [value]
+    if len(value) > 3 * MAX_POLYGON_POINTS:
+        raise ValueError(f"more than {MAX_POLYGON_POINTS} points")
+    data = finite_array(value, "ContourData")
+    if data.size and np.abs(data).max() > _MAX_MM:
+        raise ValueError(f"a point {np.abs(data).max():g} mm from the origin")
+    return data
 
 
 def _referenced_series(dataset) -> str:
