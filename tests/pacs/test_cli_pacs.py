@@ -104,12 +104,15 @@ def test_failures_are_one_line_naming_the_node(pacs_config, capsys, tmp_path, mo
     )
     assert main(["info", "pacs://nowhere/1.2.3"]) == 2
     assert "no PACS node 'nowhere'" in capsys.readouterr().err
+    # A study whose server fails is left out, named, and listed in problems.csv; with nothing
+    # else to do, the run found no images.
     assert (
         main(["explain", "pacs://offline/1.2.3", "--model", "cxr_resnet18", "--out", str(tmp_path / "o")])
-        == 2
+        == 1
     )
     err = capsys.readouterr().err
     assert "offline: series query failed: cannot connect" in err and "Traceback" not in err
+    assert "pacs://offline/1.2.3" in (tmp_path / "o" / "problems.csv").read_text()
 
 
 @pytest.mark.parametrize("wrong", ["prefix", "ae"])

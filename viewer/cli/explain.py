@@ -18,7 +18,9 @@ Deletion and insertion AUCs (``--faithfulness``, about 100 forwards a map) are l
 asked for; ``--steps N`` sets their steps.
 
 Each study's rows are appended to metrics.csv as it is committed, so --resume goes on with a run
-that was stopped; studies that could not be done are listed in OUT/problems.csv. --workers N or
+that was stopped; studies that could not be done are listed in OUT/problems.csv, a study URL whose
+server failed among them (the run goes on with the others; a URL that is wrong in itself, with
+credentials in it say, stops the run before it starts). --workers N or
 --scheduler ADDRESS run the studies on Dask (``viewer.state.explain_run``)."""
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from viewer.cli.arguments import (
     add_images_model_methods,
     chosen_methods,
     cluster_spec,
-    input_paths,
     load_model,
 )
 from viewer.cli.progress import Progress
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     cluster = cluster_spec(args)
-    inputs = input_paths(args.inputs)
+    inputs, unreachable = _inputs(args.inputs)
     if inputs is None:
         return 2
     model = load_model(args.model, args.device)
@@ -186,13 +187,16 @@ def run(args: argparse.Namespace) -> int:
         if sender is not None:
             sender.close()
     bar.done()
+    if unreachable:  # listed first, as they were met first
+        _list_problems(args.out, [*unreachable, *outcome.problems])
     if sender is not None and sender.failed:
         print(
             f"{sender.failed} studies' results could not be sent; send them with `saliency-viewer pacs send`",
             file=sys.stderr,
         )
     if not outcome.found:
-        print("No images found", file=sys.stderr)
+        missed = f"; {len(unreachable)} study URL(s) could not be retrieved" if unreachable else ""
+        print(f"No images found{missed}", file=sys.stderr)
         return 1
     for source in outcome.unmatched:
         print(f"annotation {source} matches none of the images", file=sys.stderr)
@@ -200,6 +204,32 @@ def run(args: argparse.Namespace) -> int:
         print(f"{outcome.done_before} studies were done already", file=sys.stderr)
     print(f"wrote {outcome.rows} rows to {args.out / 'metrics.csv'}")
     return 0
+
+
+def _inputs(texts: list[str]) -> tuple[list[Path] | None, list[tuple[str, str]]]:
+    """INPUT... as paths, each study URL retrieved into the cache first, and the studies whose
+    server failed as ``(url, reason)``, said now: they go to problems.csv and the run goes on
+    without them. None, with the reason on stderr, when a URL is wrong in itself."""
+    from viewer.cli.pacs import retrieve_each
+    from viewer.io.pacs.nodes import ConfigError
+
+    try:
+        paths, unreachable = retrieve_each(list(texts))
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return None, []
+    for source, reason in unreachable:
+        print(f"skipped {source}: {reason}", file=sys.stderr)
+    return paths, unreachable
+
+
+def _list_problems(out: Path, problems: list[tuple[str, str]]) -> None:
+    """OUT/problems.csv with ``problems``: the run's own, and the study URLs it could not retrieve."""
+    from viewer.io.atomic import replace_bytes
+    from viewer.state.row_files import problems_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    replace_bytes(out / "problems.csv", problems_text(problems))
 
 
 class _Sender:

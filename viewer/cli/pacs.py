@@ -20,6 +20,9 @@ import json
 import sys
 from pathlib import Path
 
+from viewer.cli.terminal import write_control
+from viewer.io.safe_text import printable
+
 HELP = "query, retrieve from and send to a PACS (DICOMweb or DIMSE)"
 
 
@@ -144,38 +147,73 @@ def _retrieve(args: argparse.Namespace) -> int:
 def retrieve_inputs(texts: list[str], *, quiet: bool = True) -> list[Path]:
     """Each text as a path: a study URL is retrieved into the cache (progress on stderr) and becomes
     its folder there; anything else is a path as given. Raises ``ConfigError``/``PacsError``."""
-    from viewer.io.pacs import connect, is_study_url, load_config, open_cache, parse_study_url, retrieve_study
+    return _retrieve_urls(texts, quiet=quiet, keep_going=False)[0]
+
+
+def retrieve_each(texts: list[str], *, quiet: bool = True) -> tuple[list[Path], list[tuple[str, str]]]:
+    """As ``retrieve_inputs``, but a study whose server fails is left out, as ``(url, reason)`` in
+    the second list, and the others are still retrieved. A URL that is wrong in itself (credentials
+    in it, an unknown node, not a UID) raises ``ConfigError`` before any server is asked."""
+    return _retrieve_urls(texts, quiet=quiet, keep_going=True)
+
+
+def _retrieve_urls(
+    texts: list[str], *, quiet: bool, keep_going: bool
+) -> tuple[list[Path], list[tuple[str, str]]]:
+    from viewer.io.pacs import (
+        PacsError,
+        connect,
+        is_study_url,
+        load_config,
+        open_cache,
+        parse_study_url,
+        retrieve_study,
+    )
 
     if not any(is_study_url(t) for t in texts):
-        return [Path(t) for t in texts]
+        return [Path(t) for t in texts], []
     config = load_config()
+    # Every URL read before the first server is asked: a typo in the last stops nothing half done.
+    locations = {text: parse_study_url(text, config) for text in texts if is_study_url(text)}
     cache = open_cache(config)
     show = not quiet or sys.stderr.isatty()
-    paths = []
+    paths: list[Path] = []
+    problems: list[tuple[str, str]] = []
     for text in texts:
         if not is_study_url(text):
             paths.append(Path(text))
             continue
-        location = parse_study_url(text, config)
-        connection = connect(location.node)
+        location = locations[text]
+        series = [location.series_uid] if location.series_uid else None
         try:
-            series = [location.series_uid] if location.series_uid else None
-            done = retrieve_study(
-                connection, cache, location.study_uid, series, on_progress=_progress(str(location), show)
-            )
+            connection = connect(location.node)
+            try:
+                done = retrieve_study(
+                    connection, cache, location.study_uid, series, on_progress=_progress(str(location), show)
+                )
+            except OSError as exc:  # the cache's disk, not the server
+                raise PacsError(
+                    location.node.name, "retrieve", f"cannot write into the cache: {exc.strerror or exc}"
+                ) from None
+            finally:
+                connection.close()
+        except PacsError as exc:
+            if not keep_going:
+                raise
+            problems.append((text, str(exc)))
+            continue
         finally:
-            connection.close()
-        if show:
-            print(file=sys.stderr)
+            if show:
+                print(file=sys.stderr)
         paths.append(done[0].folder if location.series_uid else done[0].folder.parent)
-    return paths
+    return paths, problems
 
 
 def _progress(name: str, show: bool):
     def progress(p) -> None:
         if show:
             counts = f"series {p.series_index + 1}/{p.series_count}, {p.instances}/{p.expected} instances"
-            print(f"\r{name}: {counts}", end="", file=sys.stderr)
+            write_control(sys.stderr, f"\r{printable(name)}: {counts}")
 
     return progress
 

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from viewer.io.pacs import ConfigError, DicomWebNode, DimseNode, PacsConfig, PacsNode, load_config
-from viewer.io.pacs.nodes import DEFAULT_CALLING_AE, config_path, save_config, store_secret
+from viewer.io.pacs.nodes import DEFAULT_CALLING_AE, LIMIT_KEYS, config_path, save_config, store_secret
 
 AUTH = (("None", None), ("HTTP basic", "basic"), ("Bearer token", "bearer"))
 
@@ -218,8 +218,10 @@ class NodeEditor(QDialog):
         name = self.name.text().strip()
         if not name:
             raise ConfigError("a node needs a name")
+        old = self.nodes.get(self.current)
+        # What the dialog has no field for (timeout, deadline, byte budgets) stays as pacs.toml set it.
+        limits = {key: getattr(old, key) for key in LIMIT_KEYS} if old is not None else {}
         if self.kind.currentIndex() == 0:
-            old = self.nodes.get(self.current)
             node: PacsNode = DicomWebNode(
                 name,
                 self.url.text().strip(),
@@ -227,7 +229,7 @@ class NodeEditor(QDialog):
                 auth=self.auth.currentData(),
                 username=self.username.text().strip() or None,
                 password_env=self.password_env.text().strip() or None,
-                timeout=old.timeout if isinstance(old, DicomWebNode) else 30.0,
+                **limits,
             )
         else:
             node = DimseNode(
@@ -239,6 +241,7 @@ class NodeEditor(QDialog):
                 scp_port=self.scp_port.value() or None,
                 tls=self.tls.isChecked(),
                 **self._tls_files(),
+                **limits,
             )
         PacsConfig().with_node(node)  # the same checks as the file's
         return node

@@ -1,5 +1,10 @@
 """PACS: configured nodes, queries, retrieval into a local cache, and sending results back, over
-DICOMweb (``dicomweb-client``) and DIMSE (``pynetdicom``); both are the ``pacs`` extra."""
+DICOMweb (``dicomweb-client``) and DIMSE (``pynetdicom``); both are the ``pacs`` extra.
+
+A server is not trusted: every exchange ends by the node's ``deadline`` and reads no more than its
+byte budgets (``nodes``), DICOMweb follows no redirect to another server (``http_guard``), every
+UID answered is checked before it names a request or a folder (``query``), and a URL holding a
+user name or password is refused without being repeated (``urls``)."""
 
 from viewer.io.pacs.cache import StudyCache
 from viewer.io.pacs.nodes import (

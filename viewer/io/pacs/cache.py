@@ -36,8 +36,8 @@ _STATE = ".series.json"
 def check_uid(uid: str, what: str = "UID") -> str:
     """``uid`` if it is a DICOM UID (digits and dots, at most 64): it becomes a folder name, so a
     server answering ``../..`` must not choose where files go."""
-    if not (0 < len(uid) <= 64 and _UID.match(uid)):
-        raise ValueError(f"{what} {uid[:80]!r} is not a DICOM UID")
+    if not (isinstance(uid, str) and 0 < len(uid) <= 64 and _UID.fullmatch(uid)):
+        raise ValueError(f"{what} {str(uid)[:80]!r} is not a DICOM UID (digits and dots, at most 64)")
     return uid
 
 

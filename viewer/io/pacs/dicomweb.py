@@ -1,14 +1,25 @@
-"""A DICOMweb node through ``dicomweb-client``: QIDO-RS queries, WADO-RS retrieval, STOW-RS sending."""
+"""A DICOMweb node through ``dicomweb-client``: QIDO-RS queries, WADO-RS retrieval, STOW-RS sending.
+
+Every exchange goes through ``http_guard``'s session: within the node's ``deadline`` (a query with
+all its pages, a series retrieved in one answer, each instance retrieved on its own, a send), within
+byte budgets (an answer to a query: ``QUERY_ANSWER_MB``; a retrieval: ``nodes.instance_budget``
+per instance, ``nodes.study_budget`` in all), and never redirected to another server. Every UID a
+server answers with is checked before it is used (``query``).
+"""
 
 from __future__ import annotations
 
 import io
+import logging
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from pydicom import Dataset
+from pydicom.errors import InvalidDicomError
 
-from viewer.io.pacs.nodes import DicomWebNode, PacsError, secret
+from viewer.io.pacs.http_guard import MB, Budget, Deadline, DeadlinePassed, Refusal, guarded_session
+from viewer.io.pacs.nodes import DicomWebNode, PacsError, instance_budget, secret, study_budget
 from viewer.io.pacs.query import (
     INSTANCE_KEYS,
     SERIES_KEYS,
@@ -22,6 +33,9 @@ from viewer.io.pacs.query import (
 
 # Ask for each instance as stored (any transfer syntax): the pixel data arrives byte for byte.
 _AS_STORED = (("application/dicom", "*"),)
+# The most a query's answer may hold, all its pages together: 500 studies' attributes are about
+# 1 MB, a 10 000-instance series' instance list about 3 MB.
+QUERY_ANSWER_MB = 64
 
 
 def _import():
@@ -32,22 +46,10 @@ def _import():
         raise PacsError(
             "DICOMweb", "connection", "needs dicomweb-client: pip install 'saliency-viewer[pacs]'"
         ) from None
+    log = logging.getLogger("dicomweb_client")
+    if log.level == logging.NOTSET:  # it logs the server's Warning headers; failures are said here
+        log.setLevel(logging.ERROR)
     return requests, DICOMwebClient
-
-
-def _session(requests):
-    class LiteralWildcards(requests.Session):
-        """Sends ``*`` in query values as itself: Orthanc (1.10, Debian 12) matches the values
-        without percent-decoding them, so ``PatientName=DOE%2A`` finds nothing; servers that
-        decode read a literal ``*`` the same (RFC 3986 allows it in a query)."""
-
-        def send(self, request, **kwargs):
-            if "?" in (request.url or ""):
-                head, _, query = request.url.partition("?")
-                request.url = head + "?" + query.replace("%2A", "*")
-            return super().send(request, **kwargs)
-
-    return LiteralWildcards()
 
 
 class DicomWebConnection:
@@ -58,8 +60,9 @@ class DicomWebConnection:
         requests, DICOMwebClient = _import()
         self.node = node
         self._requests = requests
-        session = _session(requests)
-        session.trust_env = False  # no proxy from the environment: only the configured server
+        self._deadline = Deadline(node.deadline)
+        self._budget = Budget()
+        session = guarded_session(requests, node.address(), self._deadline, self._budget)
         password = secret(node)
         if node.auth == "basic":
             session.auth = (node.username or "", password or "")
@@ -73,44 +76,84 @@ class DicomWebConnection:
             stow_url_prefix=node.stow_prefix,
             timeout=node.timeout,
         )
-        # 429/408/503/504 are retried by the library: 3 tries, 0.5 s then 1 s apart.
-        self._client.set_http_retry_params(max_attempts=3, wait_exponential_multiplier=500)
+        # The session retries 429/408/503/504 itself (3 tries); the library's retrying would also
+        # repeat a refused redirect or a passed deadline.
+        self._client.set_http_retry_params(retry=False)
 
     def close(self) -> None:
         self._client._session.close()
 
     @contextmanager
-    def _operation(self, name: str) -> Iterator[None]:
-        """Library and HTTP failures as a ``PacsError`` naming the node and ``name``."""
-        requests = self._requests
+    def _operation(self, name: str, *, retrieval: bool = False) -> Iterator[None]:
+        """Library and HTTP failures as a ``PacsError`` naming the node and ``name``; the deadline
+        and the byte budget start afresh."""
+        node = self.node
+        if retrieval:
+            (part, part_note), (total, total_note) = instance_budget(node), study_budget(node)
+            self._budget.start(part, total, part_note, total_note)
+        else:
+            limit = QUERY_ANSWER_MB * MB
+            self._budget.start(
+                limit, limit, "the most a query's answer may hold", "the most a query's answer may hold"
+            )
+        self._deadline.start()
         try:
             yield
-        except requests.exceptions.HTTPError as exc:
+        except DeadlinePassed:
+            raise PacsError(node.name, name, self._too_slow()) from None
+        except Refusal as exc:  # over a budget, or a redirect elsewhere
+            raise PacsError(node.name, name, str(exc)) from None
+        except (
+            self._requests.exceptions.RequestException,
+            TimeoutError,
+            ValueError,
+            OSError,
+            InvalidDicomError,
+        ) as exc:
+            if self._deadline.passed:  # the read the deadline cut short, whatever it raised
+                raise PacsError(node.name, name, self._too_slow()) from None
+            raise self._failure(name, exc) from None
+        finally:
+            self._deadline.stop()
+
+    def _too_slow(self) -> str:
+        return self._deadline.reason(self.node.address())
+
+    def _failure(self, name: str, exc: Exception) -> PacsError:
+        requests, node = self._requests, self.node
+        if isinstance(exc, requests.exceptions.HTTPError):
             status = getattr(exc.response, "status_code", 0) or 0
-            raise PacsError(
-                self.node.name, name, _http_reason(exc.response), transient=status >= 500
-            ) from None
-        except requests.exceptions.ConnectTimeout:
-            raise PacsError(
-                self.node.name, name, f"{self.node.address()} did not answer (timed out)", transient=True
-            ) from None
-        except requests.exceptions.ConnectionError as exc:
+            return PacsError(node.name, name, _http_reason(exc.response), transient=status >= 500)
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return PacsError(node.name, name, f"{node.address()} did not answer (timed out)", transient=True)
+        if isinstance(exc, requests.exceptions.ConnectionError):
             text = str(exc)
             if "Connection refused" in text or "NewConnectionError" in text or "Name or service" in text:
-                reason = f"cannot reach {self.node.address()} (is the server running?)"
+                reason = f"cannot reach {node.address()} (is the server running?)"
             else:  # dropped mid-transfer
-                reason = f"the connection to {self.node.address()} broke off"
-            raise PacsError(self.node.name, name, reason, transient=True) from None
-        except (requests.exceptions.Timeout, TimeoutError):
-            raise PacsError(
-                self.node.name, name, f"{self.node.address()} stopped answering (timed out)", transient=True
-            ) from None
-        except requests.exceptions.RequestException as exc:
-            raise PacsError(self.node.name, name, " ".join(str(exc).split())[:300]) from None
-        except (ValueError, OSError) as exc:  # a malformed or truncated multipart answer
-            raise PacsError(
-                self.node.name, name, f"the server's answer is malformed: {str(exc)[:200]}", transient=True
-            ) from None
+                reason = f"the connection to {node.address()} broke off"
+            return PacsError(node.name, name, reason, transient=True)
+        if isinstance(exc, requests.exceptions.Timeout | TimeoutError):
+            return PacsError(
+                node.name, name, f"{node.address()} stopped answering (timed out)", transient=True
+            )
+        if isinstance(exc, requests.exceptions.RequestException):
+            return PacsError(node.name, name, " ".join(str(exc).split())[:300])
+        # A malformed or truncated multipart answer, or a part that is not DICOM.
+        return PacsError(
+            node.name, name, f"the server's answer is malformed: {str(exc)[:200]}", transient=True
+        )
+
+    @contextmanager
+    def _answer(self, name: str) -> Iterator[None]:
+        """Matches made from the server's answer: a UID that is not one (or an attribute that is
+        not what its VR says) refuses the answer, naming the server."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pydicom's warning about the value said below
+                yield
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise PacsError(self.node.name, name, f"refused the answer: {str(exc)[:200]}") from None
 
     def echo(self) -> None:
         with self._operation("echo"):
@@ -127,22 +170,36 @@ class DicomWebConnection:
                 limit=query.limit if not exact else None, fields=list(STUDY_KEYS), search_filters=sent,
                 fuzzymatching=False,
             )  # fmt: skip
-        matches = [Dataset.from_json(item) for item in found]
-        for keyword, pattern in exact.items():
-            matches = [ds for ds in matches if wildcard_match(pattern, str(ds.get(keyword, "")))]
-        return [StudyMatch.from_dataset(ds) for ds in matches[: query.limit]]
+        with self._answer("query"):
+            matches = [Dataset.from_json(item) for item in found]
+            for keyword, pattern in exact.items():
+                matches = [ds for ds in matches if wildcard_match(pattern, str(ds.get(keyword, "")))]
+            return [StudyMatch.from_dataset(ds) for ds in matches[: query.limit]]
 
     def find_series(self, study_uid: str) -> list[SeriesMatch]:
         with self._operation("series query"):
             found = self._client.search_for_series(study_uid, fields=list(SERIES_KEYS))
-        return [SeriesMatch.from_dataset(Dataset.from_json(item), study_uid) for item in found]
+        with self._answer("series query"):
+            return [SeriesMatch.from_dataset(Dataset.from_json(item), study_uid) for item in found]
 
     def find_instances(self, study_uid: str, series_uid: str) -> list[InstanceMatch]:
+        """Every instance of the series, page after page (a server may answer a few at a time)
+        until a page brings nothing new: the library's own paging asks again for as long as pages
+        come, which a server that ignores ``offset`` makes endless."""
+        found: dict[str, InstanceMatch] = {}
         with self._operation("instance query"):
-            found = self._client.search_for_instances(
-                study_uid, series_uid, fields=list(INSTANCE_KEYS), get_remaining=True
-            )
-        return [InstanceMatch.from_dataset(Dataset.from_json(item), study_uid, series_uid) for item in found]
+            while True:
+                page = self._client.search_for_instances(
+                    study_uid, series_uid, fields=list(INSTANCE_KEYS), offset=len(found) or None
+                )
+                with self._answer("instance query"):
+                    matches = [
+                        InstanceMatch.from_dataset(Dataset.from_json(i), study_uid, series_uid) for i in page
+                    ]
+                new = {m.sop_uid: m for m in matches if m.sop_uid not in found}
+                if not new:
+                    return list(found.values())
+                found.update(new)
 
     def fetch(
         self,
@@ -154,13 +211,16 @@ class DicomWebConnection:
         whole_series: bool,
     ) -> None:
         """``instances`` to ``sink`` as Part-10 bytes, as they arrive; the ``whole_series`` is
-        streamed in one multipart answer, else each instance is asked for on its own."""
-        with self._operation("retrieve"):
+        streamed in one multipart answer, else each instance is asked for on its own (each then
+        has the whole deadline)."""
+        with self._operation("retrieve", retrieval=True), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the library's about a server that sends one part bare
             if whole_series:
                 for ds in self._client.iter_series(study_uid, series_uid, media_types=_AS_STORED):
                     sink(_part10(ds))
             else:
                 for item in instances:
+                    self._deadline.start()
                     ds = self._client.retrieve_instance(
                         study_uid, series_uid, item.sop_uid, media_types=_AS_STORED
                     )

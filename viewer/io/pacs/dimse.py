@@ -5,13 +5,21 @@ sends the instances to a storage SCP the viewer runs on ``scp_port`` for the len
 it takes them only from the node's own host. With ``tls`` every association is DICOM TLS (PS3.15
 B.1): the server's certificate is checked against ``tls_ca`` (else the system's CAs) and its host
 name, and the viewer shows its own certificate where it has one (the C-MOVE SCP needs it).
+
+pynetdicom's timeouts (``timeout``: ACSE, DIMSE and network) are per message: a server that answers
+a C-FIND with one match every few seconds, or a C-GET with one instance, never trips them. The
+node's ``deadline`` bounds each association as a whole: when it passes, the association is aborted.
+A C-FIND answer is also bounded in matches (``MAX_MATCHES``), and every UID in it is checked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
+import threading
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +44,8 @@ _SUCCESS = 0x0000
 _STORED, _CANNOT_UNDERSTAND, _REFUSED = 0x0000, 0xC000, 0xA700
 # Storage contexts proposed at most per association (PS3.8: 128, one kept for the model).
 _MAX_CONTEXTS = 127
+# The most matches one C-FIND may answer: a series of 20 000 instances is already rare.
+MAX_MATCHES = 100_000
 
 
 def _pynetdicom():
@@ -110,9 +120,30 @@ class DimseConnection:
             else:
                 reason = f"cannot connect to {node.host}:{node.port} (is the server running?)"
             raise PacsError(node.name, operation, reason, transient=transient)
+        passed = threading.Event()
+
+        def expire() -> None:
+            passed.set()
+            assoc.abort()
+            with contextlib.suppress(AttributeError):  # wake a wait for the next message at once
+                assoc.dimse.msg_queue.put((None, None))
+
+        timer = threading.Timer(node.deadline, expire)
+        timer.daemon = True
+        timer.start()
         try:
             yield assoc
+        except PacsError:
+            if passed.is_set():
+                raise PacsError(
+                    node.name,
+                    operation,
+                    f"{node.host}:{node.port} did not finish within the {node.deadline:g} s deadline "
+                    "(the node's deadline in pacs.toml)",
+                ) from None
+            raise
         finally:
+            timer.cancel()
             if assoc.is_established:
                 assoc.release()
 
@@ -145,22 +176,41 @@ class DimseConnection:
                 if code in _PENDING:
                     if match is not None:
                         found.append(match)
+                    if len(found) > MAX_MATCHES:
+                        assoc.abort()
+                        raise PacsError(
+                            self.node.name, operation, f"the server answered more than {MAX_MATCHES} matches"
+                        )
                 elif code != _SUCCESS:
                     raise PacsError(self.node.name, operation, f"answered status 0x{code:04X}")
         return found
 
+    @contextmanager
+    def _answer(self, operation: str) -> Iterator[None]:
+        """Matches made from the server's answer: a UID that is not one refuses the answer,
+        naming the server."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pydicom's warning about the value said below
+                yield
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise PacsError(self.node.name, operation, f"refused the answer: {str(exc)[:200]}") from None
+
     def find_studies(self, query: StudyQuery) -> list[StudyMatch]:
         found = self._find("query", identifier("STUDY", query.keys(), STUDY_KEYS))
-        return [StudyMatch.from_dataset(ds) for ds in found[: query.limit]]
+        with self._answer("query"):
+            return [StudyMatch.from_dataset(ds) for ds in found[: query.limit]]
 
     def find_series(self, study_uid: str) -> list[SeriesMatch]:
         found = self._find("series query", identifier("SERIES", {"StudyInstanceUID": study_uid}, SERIES_KEYS))
-        return [SeriesMatch.from_dataset(ds, study_uid) for ds in found]
+        with self._answer("series query"):
+            return [SeriesMatch.from_dataset(ds, study_uid) for ds in found]
 
     def find_instances(self, study_uid: str, series_uid: str) -> list[InstanceMatch]:
         keys = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
         found = self._find("instance query", identifier("IMAGE", keys, INSTANCE_KEYS))
-        return [InstanceMatch.from_dataset(ds, study_uid, series_uid) for ds in found]
+        with self._answer("instance query"):
+            return [InstanceMatch.from_dataset(ds, study_uid, series_uid) for ds in found]
 
     def fetch(
         self,
@@ -182,13 +232,17 @@ class DimseConnection:
         classes = {i.sop_class for i in instances}
         failures: list[Exception] = []
         handler = self._store_handler(sink, failures)
-        if self.node.scp_port:
-            self._move(ds, handler)
-        else:
-            self._get(ds, sorted(c for c in classes if c), handler)
+        try:
+            if self.node.scp_port:
+                self._move(ds, handler)
+            else:
+                self._get(ds, sorted(c for c in classes if c), handler)
+        except PacsError:
+            if not any(isinstance(exc, PacsError) for exc in failures):
+                raise  # else the association was aborted for the reason the sink gave
         for exc in failures:
             if not isinstance(exc, ValueError | OSError):
-                raise exc  # the sink's own signal (a cancellation), as from any other protocol
+                raise exc  # the sink's own signal (a cancellation, a budget), as from any other protocol
         if failures:
             raise PacsError(
                 self.node.name, "retrieve", f"{len(failures)} instance(s) not kept: {failures[0]}"
@@ -206,6 +260,8 @@ class DimseConnection:
                 sink(event.encoded_dataset())
             except Exception as exc:  # raised again by fetch, off the network thread
                 failures.append(exc)
+                if isinstance(exc, PacsError):  # over a budget: nothing more is wanted
+                    event.assoc.abort()
                 return _CANNOT_UNDERSTAND
             return _STORED
 

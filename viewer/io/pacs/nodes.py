@@ -22,9 +22,25 @@
     tls_cert = "~/.config/saliency-viewer/viewer.pem"  # optional: the viewer's own certificate
     tls_key = "~/.config/saliency-viewer/viewer.key"   # ... and its key (for C-MOVE, and servers that ask)
 
+Every node also takes (all optional; the defaults below):
+
+    timeout = 30            # seconds any one read or connection attempt may wait
+    deadline = 600          # seconds one exchange may take in all, its answer included (see below)
+    max_instance_mb = 1536  # the largest instance (one part of a multipart answer) read; default:
+                            # the viewer's budget for one file (viewer.io.budgets: load_bytes)
+    max_study_mb = 20480    # the most one study's retrieval reads
+
+``timeout`` alone does not bound an exchange: a server that sends a byte every few seconds never
+lets a read time out. ``deadline`` does: a query with all its pages, a series retrieved in one
+answer, an instance retrieved on its own, a C-GET or C-MOVE association and a send each end when
+it passes. The byte budgets keep an endless answer from filling memory or the cache; an instance
+larger than the viewer's budget for decoding one file could not be opened anyway, hence that
+default (``SALIENCY_VIEWER_LOAD_BYTES`` moves both).
+
 A node's password or token is read when a connection is made, from the environment variable the
 node names or from the OS keyring (the ``keyring`` package, service ``saliency-viewer``), and is
-never kept in a dataclass, a settings file or a log.
+never kept in a dataclass, a settings file or a log. A URL with a user name or password in it is
+refused (it would be shown in messages and kept in the cache's records).
 """
 
 from __future__ import annotations
@@ -41,6 +57,11 @@ from viewer.io.atomic import replace_bytes
 KEYRING_SERVICE = "saliency-viewer"
 DEFAULT_CALLING_AE = "SALIENCYVIEW"
 DEFAULT_CACHE_GB = 20.0
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_DEADLINE = 600.0  # a 2 GB series over 50 Mbit/s takes about 330 s
+DEFAULT_MAX_STUDY_MB = 20 * 1024  # the cache's own default size
+_MB = 1024 * 1024
+LIMIT_KEYS = ("timeout", "deadline", "max_instance_mb", "max_study_mb")
 _AE_TITLE = re.compile(r"^[\x21-\x5b\x5d-\x7e][\x20-\x5b\x5d-\x7e]{0,15}$")  # no backslash, ASCII
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -62,6 +83,43 @@ class ConfigError(ValueError):
     """The node configuration cannot be read; ``str()`` names the file and the entry."""
 
 
+def credentials_help(node: str = "NODE") -> str:
+    """Where a password goes instead of a URL (said wherever one is refused)."""
+    return (
+        f"set auth and username for the node in pacs.toml and store its password in the OS keyring "
+        f"with `saliency-viewer pacs login {node}` (or name an environment variable with password_env)"
+    )
+
+
+def instance_budget(node: DicomWebNode | DimseNode) -> tuple[int, str]:
+    """The most bytes one instance from ``node`` may hold, and the words that say where that is set:
+    the node's ``max_instance_mb``, else the viewer's budget for one file (decoded, a file larger
+    than that could not be opened: ``viewer.io.budgets``)."""
+    if node.max_instance_mb is not None:
+        return int(node.max_instance_mb * _MB), "the node's max_instance_mb (raise it in pacs.toml)"
+    from viewer.io.budgets import budgets, env_name
+
+    return budgets().load_bytes, (
+        f"the viewer's budget per file ({env_name('load_bytes')} or the node's max_instance_mb raises it)"
+    )
+
+
+def study_budget(node: DicomWebNode | DimseNode) -> tuple[int, str]:
+    """The most bytes one study's retrieval from ``node`` may read, and where that is set."""
+    return int(node.max_study_mb * _MB), "the node's max_study_mb (raise it in pacs.toml)"
+
+
+def _check_limits(node: DicomWebNode | DimseNode) -> None:
+    """Every limit a positive number: a zero or negative deadline would refuse every exchange,
+    a string would fail only when the first connection is made."""
+    for key in LIMIT_KEYS:
+        value = getattr(node, key)
+        if value is None and key == "max_instance_mb":  # the viewer's own budget
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ConfigError(f"node {node.name}: {key} must be a positive number, not {value!r}")
+
+
 @dataclass(frozen=True)
 class DicomWebNode:
     """A DICOMweb service: QIDO-RS, WADO-RS and STOW-RS under one base URL (or their own prefixes)."""
@@ -74,7 +132,10 @@ class DicomWebNode:
     auth: str | None = None  # "basic" | "bearer" | None
     username: str | None = None
     password_env: str | None = None  # the variable holding the password (basic) or token (bearer)
-    timeout: float = 30.0
+    timeout: float = DEFAULT_TIMEOUT
+    deadline: float = DEFAULT_DEADLINE
+    max_instance_mb: float | None = None  # None: the viewer's budget per file
+    max_study_mb: float = DEFAULT_MAX_STUDY_MB
 
     protocol = "dicomweb"
 
@@ -82,12 +143,20 @@ class DicomWebNode:
         return self.dicomweb.rstrip("/")
 
     def check(self) -> None:
+        urls = [self.dicomweb, self.qido_prefix, self.wado_prefix, self.stow_prefix]
+        if any("@" in (url or "") for url in urls):
+            # Not repeated: the text may hold the password itself.
+            raise ConfigError(
+                f"node {self.name}: credentials in the dicomweb URL are refused; "
+                + credentials_help(self.name)
+            )
         if not re.match(r"^https?://[^/\s]+", self.dicomweb):
             raise ConfigError(f"node {self.name}: dicomweb must be an http(s):// URL, not {self.dicomweb!r}")
         if self.auth not in (None, "basic", "bearer"):
             raise ConfigError(f"node {self.name}: auth must be 'basic' or 'bearer', not {self.auth!r}")
         if self.auth == "basic" and not self.username:
             raise ConfigError(f"node {self.name}: auth 'basic' needs a username")
+        _check_limits(self)
 
 
 @dataclass(frozen=True)
@@ -100,11 +169,14 @@ class DimseNode:
     called_ae: str
     calling_ae: str = DEFAULT_CALLING_AE
     scp_port: int | None = None  # given: retrieve by C-MOVE to a storage SCP on this port
-    timeout: float = 30.0
+    timeout: float = DEFAULT_TIMEOUT
     tls: bool = False  # DICOM TLS: the server's certificate verified against tls_ca (else the system's)
     tls_ca: str | None = None
     tls_cert: str | None = None  # the viewer's certificate and key: for servers that require one,
     tls_key: str | None = None  # and for the storage SCP a C-MOVE over TLS sends to
+    deadline: float = DEFAULT_DEADLINE
+    max_instance_mb: float | None = None  # None: the viewer's budget per file
+    max_study_mb: float = DEFAULT_MAX_STUDY_MB
 
     protocol = "dimse"
 
@@ -112,8 +184,11 @@ class DimseNode:
         return f"{self.called_ae}@{self.host}:{self.port}"
 
     def check(self) -> None:
+        if not isinstance(self.host, str) or not re.fullmatch(r"[A-Za-z0-9._:\[\]-]+", self.host):
+            # "user:password@host" among others; not repeated, it may hold the password itself.
+            raise ConfigError(f"node {self.name}: host must be a host name or an IP address")
         for key in ("called_ae", "calling_ae"):
-            if not _AE_TITLE.match(getattr(self, key)):
+            if not _AE_TITLE.fullmatch(getattr(self, key)):
                 raise ConfigError(f"node {self.name}: {key} must be 1-16 ASCII characters, no backslash")
         for key in ("port", "scp_port"):
             value = getattr(self, key)
@@ -129,6 +204,7 @@ class DimseNode:
                 f"node {self.name}: a C-MOVE over TLS (scp_port) needs the viewer's certificate: "
                 "tls_cert and tls_key"
             )
+        _check_limits(self)
 
 
 PacsNode = DicomWebNode | DimseNode
@@ -195,7 +271,7 @@ def load_config(path: Path | None = None) -> PacsConfig:
 
 
 def _node(path: Path, name: str, entry: object) -> PacsNode:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ConfigError(f"{path}: node name {name!r}: letters, digits, '.', '_' or '-' only")
     if not isinstance(entry, dict):
         raise ConfigError(f"{path}: [nodes.{name}] must be a table")
@@ -217,7 +293,10 @@ def _node(path: Path, name: str, entry: object) -> PacsNode:
         node = cls(name=name, **entry)
     except TypeError as exc:  # a required key missing
         raise ConfigError(f"{path}: [nodes.{name}] {exc}") from None
-    node.check()
+    try:
+        node.check()
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return node
 
 

@@ -1,5 +1,10 @@
 """What a PACS is asked (``StudyQuery``) and what it answers (study, series and instance matches),
-the same for DICOMweb (QIDO-RS) and DIMSE (C-FIND): both answer with DICOM attributes."""
+the same for DICOMweb (QIDO-RS) and DIMSE (C-FIND): both answer with DICOM attributes.
+
+Every UID in an answer is checked to be one (digits and dots, at most 64) when the match is made:
+it goes into the next request's URL or identifier and into the cache's folder names, so a server
+answering ``../..`` must not choose either. A bad one raises ``ValueError`` naming it, which each
+protocol turns into a ``PacsError`` naming the server."""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import re
 from dataclasses import dataclass
 
 from pydicom import Dataset
+
+from viewer.io.pacs.cache import check_uid
 
 # Return keys asked for at each level (C-FIND needs them named; QIDO-RS "includefield").
 STUDY_KEYS = (
@@ -79,6 +86,12 @@ def _text(ds: Dataset, keyword: str) -> str:
     return str(value)
 
 
+def _uid(ds: Dataset, keyword: str, what: str, *, required: bool = True) -> str:
+    """The UID ``keyword`` of an answer, checked; empty only where not ``required``."""
+    text = _text(ds, keyword)
+    return check_uid(text, what) if text or required else text
+
+
 def _count(ds: Dataset, keyword: str) -> int | None:
     text = _text(ds, keyword)
     try:
@@ -102,7 +115,7 @@ class StudyMatch:
     @classmethod
     def from_dataset(cls, ds: Dataset) -> StudyMatch:
         return cls(
-            _text(ds, "StudyInstanceUID"),
+            _uid(ds, "StudyInstanceUID", "Study Instance UID"),
             _text(ds, "PatientName"),
             _text(ds, "PatientID"),
             _text(ds, "StudyDate"),
@@ -127,7 +140,7 @@ class SeriesMatch:
     def from_dataset(cls, ds: Dataset, study_uid: str) -> SeriesMatch:
         return cls(
             study_uid,
-            _text(ds, "SeriesInstanceUID"),
+            _uid(ds, "SeriesInstanceUID", "Series Instance UID"),
             _text(ds, "Modality"),
             _count(ds, "SeriesNumber"),
             _text(ds, "SeriesDescription"),
@@ -144,7 +157,12 @@ class InstanceMatch:
 
     @classmethod
     def from_dataset(cls, ds: Dataset, study_uid: str, series_uid: str) -> InstanceMatch:
-        return cls(study_uid, series_uid, _text(ds, "SOPInstanceUID"), _text(ds, "SOPClassUID"))
+        return cls(
+            study_uid,
+            series_uid,
+            _uid(ds, "SOPInstanceUID", "SOP Instance UID"),
+            _uid(ds, "SOPClassUID", "SOP Class UID", required=False),
+        )
 
 
 def identifier(level: str, keys: dict[str, str], returned: tuple[str, ...]) -> Dataset:

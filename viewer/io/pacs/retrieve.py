@@ -1,4 +1,10 @@
-"""Connections by protocol, and retrieval of a study into the cache, series by series, resumable."""
+"""Connections by protocol, and retrieval of a study into the cache, series by series, resumable.
+
+What a retrieval keeps is bounded by the node's budgets: an instance larger than
+``nodes.instance_budget``, or a study past ``max_study_mb`` (counted over its series as they arrive),
+stops the retrieval with the reason. DICOMweb also counts the bytes as they are read
+(``http_guard``), so an endless answer stops before it is held in memory; over DIMSE an instance
+is measured once it has arrived, and the node's ``deadline`` bounds the association."""
 
 from __future__ import annotations
 
@@ -18,8 +24,12 @@ from viewer.io.pacs.nodes import (
     PacsError,
     PacsNode,
     default_cache_folder,
+    instance_budget,
+    study_budget,
 )
 from viewer.io.pacs.query import InstanceMatch, SeriesMatch, StudyMatch, StudyQuery
+
+_MB = 1024 * 1024
 
 
 class Connection(Protocol):
@@ -110,6 +120,7 @@ def retrieve_study(
     if not series:
         raise PacsError(node.name, "retrieve", f"no study {study_uid} on the server")
     series.sort(key=lambda s: (s.number is None, s.number or 0, s.series_uid))
+    spent = _Spent(node, study_uid)
     done: list[RetrievedSeries] = []
     for index, match in enumerate(series):
         if cancelled():
@@ -121,13 +132,40 @@ def retrieve_study(
             result = RetrievedSeries(match, folder, state.expected, 0, True)
         else:
             result = _retrieve_series(
-                connection, cache, match, folder, index, len(series), on_progress, cancelled
+                connection, cache, match, folder, index, len(series), on_progress, cancelled, spent
             )
         done.append(result)
         if on_series is not None:
             on_series(result)
     cache.evict(keep=[r.folder for r in done])
     return done
+
+
+class _Spent:
+    """The bytes a study's retrieval received, against the node's budgets."""
+
+    def __init__(self, node: PacsNode, study_uid: str):
+        self.node, self.study_uid = node, study_uid
+        self.instance_limit, self.instance_note = instance_budget(node)
+        self.study_limit, self.study_note = study_budget(node)
+        self.total = 0
+
+    def add(self, size: int) -> None:
+        node = self.node
+        if size > self.instance_limit:
+            raise PacsError(
+                node.name,
+                "retrieve",
+                f"an instance of study {self.study_uid} holds {size / _MB:.0f} MB, over "
+                f"{self.instance_limit / _MB:g} MB, {self.instance_note}",
+            )
+        self.total += size
+        if self.total > self.study_limit:
+            raise PacsError(
+                node.name,
+                "retrieve",
+                f"study {self.study_uid} passed {self.study_limit / _MB:g} MB, {self.study_note}",
+            )
 
 
 def _retrieve_series(
@@ -139,11 +177,10 @@ def _retrieve_series(
     count: int,
     on_progress: Callable[[RetrieveProgress], None] | None,
     cancelled: Callable[[], bool],
+    spent: _Spent,
 ) -> RetrievedSeries:
     node = connection.node
-    listed = connection.find_instances(match.study_uid, match.series_uid)
-    for item in listed:
-        check_uid(item.sop_uid, "SOP Instance UID")
+    listed = connection.find_instances(match.study_uid, match.series_uid)  # their UIDs checked
     have = cache.instances(folder)
     missing = [i for i in listed if i.sop_uid not in have]
     folder.mkdir(parents=True, exist_ok=True)
@@ -156,6 +193,7 @@ def _retrieve_series(
     def sink(data: bytes) -> None:
         if cancelled():
             raise Cancelled
+        spent.add(len(data))
         cache.put(folder, data)
         arrived[0] += 1
         if on_progress is not None:

@@ -8,6 +8,12 @@ A DICOMweb URL whose base is a configured node's uses that node's credentials; o
 reached without any. DIMSE retrieves by C-GET, or by C-MOVE to port N when ``scp_port`` is given;
 ``tls=1`` speaks DICOM TLS, trusting the system's CAs (a node in ``pacs.toml`` can name its own CA
 and the viewer's certificate).
+
+A URL with a user name or password in it (``http://user:password@host/...``, or a password after a
+``dimse://`` AE title) is refused: a URL is repeated in messages, in ``problems.csv`` and in the
+cache's records, so the password would be too. Credentials belong to a configured node (``auth``,
+``username``, and the password in the OS keyring or ``password_env``). No message here repeats the
+user name or password of the URL it refuses (``redacted``).
 """
 
 from __future__ import annotations
@@ -24,9 +30,12 @@ from viewer.io.pacs.nodes import (
     DimseNode,
     PacsConfig,
     PacsNode,
+    credentials_help,
 )
 
 _SCHEMES = ("http://", "https://", "dimse://", "pacs://")
+# scheme:// and everything up to the last "@": a password may hold "/" or "@" itself.
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>.*)@", re.DOTALL)
 _DICOMWEB = re.compile(
     r"^(?P<base>https?://.+?)/studies/(?P<study>[0-9.]+)(?:/series/(?P<series>[0-9.]+))?/?$"
 )
@@ -49,44 +58,66 @@ def is_study_url(text: str) -> bool:
     return str(text).lower().startswith(_SCHEMES)
 
 
+def redacted(text: str) -> str:
+    """``text`` as it may be shown: a URL without the user name and password it carries (of a
+    ``dimse://`` URL, whose user part is the called AE title, only what follows a ``:`` goes)."""
+    match = _USERINFO.match(text)
+    if not match:
+        return text
+    kept = ""
+    if match["scheme"].lower() == "dimse://":
+        kept = match["userinfo"].split(":", 1)[0].split("@", 1)[0] + "@"
+    return match["scheme"] + kept + text[match.end() :]
+
+
 def parse_study_url(text: str, config: PacsConfig) -> StudyLocation:
-    """The study ``text`` names; ``ConfigError`` saying what is wrong with it otherwise."""
+    """The study ``text`` names; ``ConfigError`` saying what is wrong with it otherwise (the URL
+    shown without credentials, which are refused)."""
     lowered = text.lower()
+    shown = redacted(text)
+    match = _USERINFO.match(text)
+    if match and lowered.startswith("dimse://") and ":" in match["userinfo"]:
+        raise ConfigError(
+            f"{shown}: credentials in the URL are refused; DIMSE has no password "
+            "(dimse://CALLED_AE@HOST:PORT names the server's AE title only)"
+        )
+    if match and not lowered.startswith("dimse://"):
+        raise ConfigError(f"{shown}: credentials in the URL are refused; {credentials_help()}")
     try:
         if lowered.startswith("pacs://"):
             return _node_url(text, config)
         if lowered.startswith("dimse://"):
             return _dimse_url(text)
         return _dicomweb_url(text, config)
-    except ValueError as exc:  # a bad UID or port
-        raise ConfigError(f"{text}: {exc}") from None
+    except ValueError as exc:  # a bad UID or port; ConfigError too, made with the URL shown
+        raise ConfigError(f"{shown}: {exc}") from None
 
 
-def _uids(path: str, text: str) -> tuple[str, str | None]:
+def _uids(path: str) -> tuple[str, str | None]:
     parts = [p for p in path.split("/") if p]
     if not 1 <= len(parts) <= 2:
-        raise ConfigError(f"{text}: expected /<StudyInstanceUID>[/<SeriesInstanceUID>] after the server")
+        raise ValueError("expected /<StudyInstanceUID>[/<SeriesInstanceUID>] after the server")
     study = check_uid(parts[0], "Study Instance UID")
     return study, check_uid(parts[1], "Series Instance UID") if len(parts) == 2 else None
 
 
 def _node_url(text: str, config: PacsConfig) -> StudyLocation:
     parts = urlsplit(text)
-    study, series = _uids(parts.path, text)
+    study, series = _uids(parts.path)
     return StudyLocation(config.node(parts.netloc), study, series)
 
 
 def _dimse_url(text: str) -> StudyLocation:
     parts = urlsplit(text)
     if not parts.username or not parts.hostname or not parts.port:
-        raise ConfigError(f"{text}: expected dimse://CALLED_AE@HOST:PORT/<StudyInstanceUID>")
+        raise ValueError("expected dimse://CALLED_AE@HOST:PORT/<StudyInstanceUID>")
     options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     unknown = sorted(set(options) - {"calling", "scp_port", "tls"})
     if unknown:
-        raise ConfigError(f"{text}: unknown option(s) {', '.join(unknown)} (calling, scp_port, tls)")
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} (calling, scp_port, tls)")
     if options.get("tls", "0") not in ("0", "1"):
-        raise ConfigError(f"{text}: tls is 0 or 1, not {options['tls']!r}")
-    study, series = _uids(parts.path, text)
+        raise ValueError(f"tls is 0 or 1, not {options['tls']!r}")
+    study, series = _uids(parts.path)
     node = DimseNode(
         name=f"{parts.username}@{parts.hostname}:{parts.port}",
         host=parts.hostname,
@@ -103,7 +134,7 @@ def _dimse_url(text: str) -> StudyLocation:
 def _dicomweb_url(text: str, config: PacsConfig) -> StudyLocation:
     match = _DICOMWEB.match(text.split("?")[0].split("#")[0])
     if not match:
-        raise ConfigError(f"{text}: expected http(s)://HOST/PREFIX/studies/<StudyInstanceUID>[/series/<UID>]")
+        raise ValueError("expected http(s)://HOST/PREFIX/studies/<StudyInstanceUID>[/series/<UID>]")
     base = match["base"].rstrip("/")
     study = check_uid(match["study"], "Study Instance UID")
     series = check_uid(match["series"], "Series Instance UID") if match["series"] else None
