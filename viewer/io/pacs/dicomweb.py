@@ -19,7 +19,14 @@ from pydicom import Dataset
 from pydicom.errors import InvalidDicomError
 
 from viewer.io.pacs.http_guard import MB, Budget, Deadline, DeadlinePassed, Refusal, guarded_session
-from viewer.io.pacs.nodes import DicomWebNode, PacsError, instance_budget, secret, study_budget
+from viewer.io.pacs.nodes import (
+    DicomWebNode,
+    PacsError,
+    checked_answer,
+    instance_budget,
+    secret,
+    study_budget,
+)
 from viewer.io.pacs.query import (
     INSTANCE_KEYS,
     SERIES_KEYS,
@@ -144,17 +151,6 @@ class DicomWebConnection:
             node.name, name, f"the server's answer is malformed: {str(exc)[:200]}", transient=True
         )
 
-    @contextmanager
-    def _answer(self, name: str) -> Iterator[None]:
-        """Matches made from the server's answer: a UID that is not one (or an attribute that is
-        not what its VR says) refuses the answer, naming the server."""
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # pydicom's warning about the value said below
-                yield
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise PacsError(self.node.name, name, f"refused the answer: {str(exc)[:200]}") from None
-
     def echo(self) -> None:
         with self._operation("echo"):
             self._client.search_for_studies(limit=1)
@@ -170,7 +166,7 @@ class DicomWebConnection:
                 limit=query.limit if not exact else None, fields=list(STUDY_KEYS), search_filters=sent,
                 fuzzymatching=False,
             )  # fmt: skip
-        with self._answer("query"):
+        with checked_answer(self.node.name, "query"):
             matches = [Dataset.from_json(item) for item in found]
             for keyword, pattern in exact.items():
                 matches = [ds for ds in matches if wildcard_match(pattern, str(ds.get(keyword, "")))]
@@ -179,7 +175,7 @@ class DicomWebConnection:
     def find_series(self, study_uid: str) -> list[SeriesMatch]:
         with self._operation("series query"):
             found = self._client.search_for_series(study_uid, fields=list(SERIES_KEYS))
-        with self._answer("series query"):
+        with checked_answer(self.node.name, "series query"):
             return [SeriesMatch.from_dataset(Dataset.from_json(item), study_uid) for item in found]
 
     def find_instances(self, study_uid: str, series_uid: str) -> list[InstanceMatch]:
@@ -192,7 +188,7 @@ class DicomWebConnection:
                 page = self._client.search_for_instances(
                     study_uid, series_uid, fields=list(INSTANCE_KEYS), offset=len(found) or None
                 )
-                with self._answer("instance query"):
+                with checked_answer(self.node.name, "instance query"):
                     matches = [
                         InstanceMatch.from_dataset(Dataset.from_json(i), study_uid, series_uid) for i in page
                     ]

@@ -19,14 +19,13 @@ import logging
 import socket
 import ssl
 import threading
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from pydicom import Dataset
 
-from viewer.io.pacs.nodes import DimseNode, PacsError
+from viewer.io.pacs.nodes import DimseNode, PacsError, checked_answer
 from viewer.io.pacs.query import (
     INSTANCE_KEYS,
     SERIES_KEYS,
@@ -185,31 +184,20 @@ class DimseConnection:
                     raise PacsError(self.node.name, operation, f"answered status 0x{code:04X}")
         return found
 
-    @contextmanager
-    def _answer(self, operation: str) -> Iterator[None]:
-        """Matches made from the server's answer: a UID that is not one refuses the answer,
-        naming the server."""
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # pydicom's warning about the value said below
-                yield
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise PacsError(self.node.name, operation, f"refused the answer: {str(exc)[:200]}") from None
-
     def find_studies(self, query: StudyQuery) -> list[StudyMatch]:
         found = self._find("query", identifier("STUDY", query.keys(), STUDY_KEYS))
-        with self._answer("query"):
+        with checked_answer(self.node.name, "query"):
             return [StudyMatch.from_dataset(ds) for ds in found[: query.limit]]
 
     def find_series(self, study_uid: str) -> list[SeriesMatch]:
         found = self._find("series query", identifier("SERIES", {"StudyInstanceUID": study_uid}, SERIES_KEYS))
-        with self._answer("series query"):
+        with checked_answer(self.node.name, "series query"):
             return [SeriesMatch.from_dataset(ds, study_uid) for ds in found]
 
     def find_instances(self, study_uid: str, series_uid: str) -> list[InstanceMatch]:
         keys = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
         found = self._find("instance query", identifier("IMAGE", keys, INSTANCE_KEYS))
-        with self._answer("instance query"):
+        with checked_answer(self.node.name, "instance query"):
             return [InstanceMatch.from_dataset(ds, study_uid, series_uid) for ds in found]
 
     def fetch(

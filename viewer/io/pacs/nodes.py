@@ -49,10 +49,14 @@ import json
 import os
 import re
 import tomllib
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from viewer.io.atomic import replace_bytes
+from viewer.io.user_config import config_folder
 
 KEYRING_SERVICE = "saliency-viewer"
 DEFAULT_CALLING_AE = "SALIENCYVIEW"
@@ -77,6 +81,18 @@ class PacsError(Exception):
         self.operation = operation
         self.reason = reason
         self.transient = transient
+
+
+@contextmanager
+def checked_answer(node: str, operation: str) -> Iterator[None]:
+    """Around matches made from a server's answer: a UID that is not one (or an attribute that is
+    not what its VR says) refuses the whole answer, naming the server and the operation."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom's warning about the value said in the refusal
+            yield
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise PacsError(node, operation, f"refused the answer: {str(exc)[:200]}") from None
 
 
 class ConfigError(ValueError):
@@ -236,11 +252,7 @@ def config_path() -> Path:
     """``$SALIENCY_VIEWER_PACS``, else ``pacs.toml`` in the user's configuration folder."""
     if os.environ.get("SALIENCY_VIEWER_PACS"):
         return Path(os.environ["SALIENCY_VIEWER_PACS"]).expanduser()
-    if os.name == "nt":
-        base = os.environ.get("APPDATA", "~")
-    else:
-        base = os.environ.get("XDG_CONFIG_HOME") or "~/.config"
-    return Path(base).expanduser() / "saliency-viewer" / "pacs.toml"
+    return config_folder() / "pacs.toml"
 
 
 def default_cache_folder() -> Path:
