@@ -21,12 +21,15 @@ that were tried.
 from __future__ import annotations
 
 import re
+import zipfile
+import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from viewer.inference.pickle_data import SavedModule
@@ -39,6 +42,12 @@ _OLD_DENSENET = re.compile(
     r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
 )
 _SEQUENTIAL_HEAD = re.compile(r"^(.*)\.(\d+)\.(weight|bias)$")
+
+
+# What reading a damaged file raises, beyond the readers' own refusals.
+_DAMAGED = (
+    OSError, EOFError, ValueError, RuntimeError, MemoryError, zipfile.BadZipFile, zlib.error, SafetensorError,
+)  # fmt: skip
 
 
 class CheckpointError(ValueError):
@@ -57,10 +66,10 @@ class Checkpoint:
 
 def _is_safetensors(path: Path) -> bool:
     # safetensors: an 8-byte little-endian header length, then the JSON header itself.
+    # (Lengths are checked against the file by check_safetensors, which names what is wrong.)
     with open(path, "rb") as f:
         head = f.read(9)
-    size = path.stat().st_size
-    return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < size
+    return len(head) == 9 and head[8:9] == b"{"
 
 
 def read_checkpoint(path: Path) -> Checkpoint:
@@ -85,8 +94,8 @@ def read_checkpoint(path: Path) -> Checkpoint:
                 data = inner
     except (UnsafePickleError, SafetensorsError) as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-    except (OSError, EOFError, ValueError, RuntimeError, MemoryError) as exc:  # damaged or foreign
-        reason = plain(str(exc)).splitlines()[0][:200] if str(exc) else "no detail"
+    except _DAMAGED as exc:  # a damaged or foreign file: say so, without the library's formatting
+        reason = plain(str(exc)).splitlines()[0][:200] if str(exc).strip() else "no detail"
         raise CheckpointError(f"{path}: cannot read weights ({type(exc).__name__}: {reason})") from None
     if not isinstance(data, dict) or not _is_tensor_dict(data):
         raise CheckpointError(f"{path}: no state dict of tensors found")

@@ -183,6 +183,11 @@ class LoadedModel:
         self._volume = (weakref.ref(image), tensor, transform)
         return tensor, transform
 
+    def _check_width(self, logits: torch.Tensor) -> None:
+        error = _width_error(self.manifest, logits)
+        if error is not None:
+            raise error
+
     def predict(self, image: Image, frames: Sequence[int] | None = None, batch_size: int = 16) -> Prediction:
         """Logits and probabilities for the given frames (all frames by default), batched."""
         frames = list(range(image.n_frames)) if frames is None else list(frames)
@@ -190,6 +195,7 @@ class LoadedModel:
             x, _ = self.prepare_volume(image)
             with torch.inference_mode():
                 logits = self.network(x[None].to(self.device)).float().cpu()
+            self._check_width(logits)
             rows = logits.expand(len(frames), -1)
             return Prediction(
                 self.manifest.labels,
@@ -207,6 +213,7 @@ class LoadedModel:
             with torch.inference_mode():
                 logits.append(self.network(inputs).float().cpu())
         all_logits = torch.cat(logits)
+        self._check_width(all_logits)
         return Prediction(
             self.manifest.labels,
             frames,
@@ -214,6 +221,15 @@ class LoadedModel:
             self.probabilities(all_logits).numpy(),
             transforms,
         )
+
+
+def _width_error(manifest: ModelManifest, logits: torch.Tensor) -> ValueError | None:
+    if logits.ndim == 2 and logits.shape[1] == manifest.n_labels:
+        return None
+    return ValueError(
+        f"the network outputs {tuple(logits.shape[1:])} scores per image but the manifest lists "
+        f"{manifest.n_labels} labels"
+    )
 
 
 def _default_layer(manifest: ModelManifest, network: nn.Module, layers: list[LayerOutput]) -> str:

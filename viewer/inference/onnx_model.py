@@ -116,11 +116,17 @@ def convert_onnx(manifest: ModelManifest) -> Built:
         raise
     except OnnxRefused as exc:
         raise ManifestError(manifest.path, f"{manifest.weights.name} is refused: {exc}") from None
-    except Exception as exc:  # a damaged file or an operator onnx2torch lacks: name it
-        raise ManifestError(manifest.path, f"cannot convert {manifest.weights.name}: {exc}") from None
+    except Exception as exc:  # a damaged file or an operator onnx2torch lacks: name it, on one line
+        reason = "; ".join(line.strip(" =>") for line in str(exc).splitlines() if line.strip())[:300]
+        raise ManifestError(
+            manifest.path, f"cannot convert {manifest.weights.name}: {reason or type(exc).__name__}"
+        ) from None
     activation = None
     if manifest.output != "logits":
-        activation = strip_final_activation(graph)
+        try:
+            activation = strip_final_activation(graph)
+        except ValueError as exc:
+            raise ManifestError(manifest.path, f"{manifest.weights.name}: {exc}") from None
     built = Built(ChannelsLast(graph) if nhwc else ChannelsFirst(graph), "onnx", weights_inside=True)
     built.activation, built.activation_source = activation, "the ONNX graph's last node"
     if nhwc:

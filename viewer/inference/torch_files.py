@@ -122,7 +122,7 @@ def _read_zip(path: Path) -> Any:
             raise UnsafePickleError("saved on a big-endian machine; re-save it on a little-endian one")
         storages: dict[str, Storage] = {}
         reader = Reader(lambda pid: storage_id(pid, storages)[0])
-        result = reader.run(io.BytesIO(_member(archive, pickles[0], _MAX_PICKLE_BYTES)))
+        result = reader.run(io.BytesIO(read_member(archive, pickles[0], _MAX_PICKLE_BYTES)))
         for storage in storages.values():
             member = f"{root}data/{storage.key}"
             if member not in names:
@@ -130,20 +130,21 @@ def _read_zip(path: Path) -> Any:
             itemsize = storage.itemsize
             if archive.getinfo(member).compress_type != zipfile.ZIP_STORED:
                 raise refuse(f"storage {storage.key} is compressed; torch.save stores tensors as they are")
-            raw = _member(archive, member, storage.numel * itemsize)
+            raw = read_member(archive, member, storage.numel * itemsize)
             storage.data = _from_bytes(raw, storage.dtype, storage.numel, storage.key)
         return _resolve(result, reader)
 
 
-def _member(archive: zipfile.ZipFile, name: str, limit: int) -> bytes:
-    """A member's bytes, never more than ``limit`` (a ZIP header may claim less than it inflates to)."""
+def read_member(archive: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    """A member's bytes: refused when its header declares more than ``limit``, and read no
+    further than it declares (a ZIP header may claim less than the member inflates to)."""
     info = archive.getinfo(name)
     if info.file_size > limit:
-        raise refuse(f"{name} holds {info.file_size} bytes where {limit} are declared")
+        raise UnsafePickleError(f"{name} holds {info.file_size} bytes, more than the {limit} it may")
     with archive.open(info) as f:
         data = f.read(info.file_size + 1)
     if len(data) != info.file_size:
-        raise refuse(f"{name} does not hold the {info.file_size} bytes its header declares")
+        raise UnsafePickleError(f"{name} does not hold the {info.file_size} bytes its header declares")
     return data
 
 
@@ -194,4 +195,4 @@ def read_pickled(path: Path) -> Any:
     return _read_legacy(path)
 
 
-__all__ = ["read_pickled", "storage_id"]
+__all__ = ["read_member", "read_pickled", "storage_id"]

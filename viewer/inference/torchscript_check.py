@@ -22,14 +22,14 @@ from __future__ import annotations
 import ast
 import io
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from viewer.inference.graph_ops import ALLOWED_OPERATORS, SCRIPT_BUILTINS
 from viewer.inference.pickle_data import Reader, Storage, refuse
-from viewer.inference.safe_pickle import UnsafePickleError
-from viewer.inference.torch_files import storage_id
+from viewer.inference.torch_files import read_member, storage_id
 
 _MAX_CODE_BYTES = 64 * 1024**2
 _MAX_PICKLE_BYTES = 256 * 1024**2
@@ -71,11 +71,11 @@ def check_torchscript(path: Path) -> GraphCheck:
             if sum(i.file_size for i in code) > _MAX_CODE_BYTES:
                 report.unreadable = "more code than any network has"
                 return report
-            sources = {i.filename: _read(archive, i, _MAX_CODE_BYTES) for i in code}
+            sources = {i.filename: read_member(archive, i.filename, _MAX_CODE_BYTES) for i in code}
             for info in infos:
                 if info.filename.rpartition("/")[2] in ("data.pkl", "constants.pkl"):
                     _check_tensors(archive, info, infos)
-    except (zipfile.BadZipFile, OSError, UnsafePickleError, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError) as exc:
         report.unreadable = str(exc).split(". Re-save")[0][:200] or type(exc).__name__
         return report
     methods, functions = _definitions(sources, report)
@@ -85,23 +85,13 @@ def check_torchscript(path: Path) -> GraphCheck:
     return report
 
 
-def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
-    if info.file_size > limit:
-        raise UnsafePickleError(f"{info.filename} is larger than any network's")
-    with archive.open(info) as f:
-        data = f.read(info.file_size + 1)
-    if len(data) != info.file_size:
-        raise UnsafePickleError(f"{info.filename} does not hold the bytes its header declares")
-    return data
-
-
 def _check_tensors(archive: zipfile.ZipFile, info: zipfile.ZipInfo, infos: list[zipfile.ZipInfo]) -> None:
     """Every tensor the pickle declares must fit the storage record the archive holds for it."""
     sizes = {i.filename: i.file_size for i in infos}
     folder = info.filename[: -len(".pkl")]  # data.pkl's records are in data/, constants.pkl's in constants/
     storages: dict[str, Storage] = {}
     reader = Reader(lambda pid: storage_id(pid, storages)[0], torchscript=True)
-    reader.run(io.BytesIO(_read(archive, info, _MAX_PICKLE_BYTES)))
+    reader.run(io.BytesIO(read_member(archive, info.filename, _MAX_PICKLE_BYTES)))
     for storage in storages.values():
         if sizes.get(f"{folder}/{storage.key}") != storage.numel * storage.itemsize:
             raise refuse(f"storage {storage.key} declares {storage.numel} elements; its record differs")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,9 +23,20 @@ from viewer.io.atomic import replace_bytes
 from viewer.io.user_config import config_folder
 
 
+@dataclass(frozen=True)
+class TrustRequest:
+    """What the user is asked to trust: one graph file of one model, and what it runs beyond pure
+    tensor operators (``what`` says it in a sentence)."""
+
+    manifest: Path
+    weights: Path
+    what: str
+    operators: tuple[str, ...]
+
+
 class UntrustedModelError(ManifestError):
-    """A graph file that runs more than pure tensor operators and that the user has not trusted.
-    ``operators`` lists what the check refused; ``weights`` is the file to trust."""
+    """A graph file that runs more than pure tensor operators and that the user has not trusted;
+    ``request`` is what to ask the user."""
 
     def __init__(self, path: Path | str, weights: Path, reason: str, operators: list[str]):
         super().__init__(
@@ -32,8 +44,7 @@ class UntrustedModelError(ManifestError):
             f"{weights.name} {reason}. It could read or write files or run code. If you trust where it "
             f"came from: saliency-viewer model trust {weights} (or answer Trust in the viewer)",
         )
-        self.weights = weights
-        self.operators = operators
+        self.request = TrustRequest(Path(path), weights, f"{weights.name} {reason}", tuple(operators))
 
 
 def store_path() -> Path:
@@ -85,4 +96,12 @@ def untrust(path: Path) -> bool:
     return True
 
 
-__all__ = ["UntrustedModelError", "file_digest", "is_trusted", "store_path", "trust", "untrust"]
+__all__ = [
+    "TrustRequest",
+    "UntrustedModelError",
+    "file_digest",
+    "is_trusted",
+    "store_path",
+    "trust",
+    "untrust",
+]
