@@ -18,6 +18,7 @@ from viewer.explain import DEFAULT_METHODS
 from viewer.explain.registry import title_of
 from viewer.inference.manifest import ManifestError, ModelManifest
 from viewer.inference.model import LoadedModel, Prediction
+from viewer.inference.trust import TrustRequest, trust
 from viewer.io.discovery import Discovery
 from viewer.io.image import Image
 from viewer.io.label_vocabulary import LabelMatcher
@@ -50,6 +51,7 @@ class ViewerSession(AnnotationCommands):
     series_explained = Signal(object, object)  # Image, Explanation over all its frames
     message = Signal(str, int)  # a status line, shown for so many ms
     error = Signal(str)  # something went wrong, said so a user can act on it
+    trust_needed = Signal(object)  # TrustRequest: a model file that may run code, to load only if trusted
     problems_found = Signal(list)  # Problems (files, annotations) to list
     problems_cleared = Signal()
 
@@ -302,6 +304,16 @@ class ViewerSession(AnnotationCommands):
                 on_done=lambda status: self._report_failure("Prediction", status),
             )
         )
+
+    def _got_untrusted(self, request: TrustRequest) -> None:
+        self.trust_needed.emit(request)
+
+    def trust_model(self, request: TrustRequest) -> None:
+        """The user trusts ``request.weights``, this exact file, to run what it runs: record it
+        (see :mod:`viewer.inference.trust`) and load the model."""
+        trust(request.weights, list(request.operators))
+        self.message.emit(f"Trusted {request.weights.name}", 5000)
+        self._predict()
 
     def _got_support(self, reasons: dict[str, str | None]) -> None:
         self.support_changed.emit(reasons)

@@ -23,6 +23,7 @@ from viewer.explain.engine import FRAME_CHUNK, Explanation, explain, support_rea
 from viewer.explain.registry import METHODS
 from viewer.explain.saliency_map import SaliencyMap, on_one_scale
 from viewer.inference.model import LoadedModel
+from viewer.inference.trust import UntrustedModelError
 from viewer.io.discovery import SeriesInfo, discover
 from viewer.io.errors import LoadError
 from viewer.io.image import Image
@@ -138,8 +139,13 @@ def method_support(model: LoadedModel) -> dict[str, str | None]:
 
 def predict(job: JobLike, store: ModelStore, manifest: str | Path, image: Image) -> None:
     """Emits ``support`` (which methods apply to the network, see ``method_support``) and
-    ``prediction`` (per-frame probabilities of every label)."""
-    model = store.get(manifest)
+    ``prediction`` (per-frame probabilities of every label); or, for a graph file that runs more
+    than pure tensor operators and that the user has not trusted, ``untrusted`` (a TrustRequest)."""
+    try:
+        model = store.get(manifest)
+    except UntrustedModelError as exc:
+        job.emit("untrusted", exc.request)
+        return
     job.emit("support", method_support(model))
     job.check()
     job.emit("prediction", model.predict(image))

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from viewer.io.formats import file_patterns
 from viewer.io.pacs import is_study_url
+from viewer.io.safe_text import printable
 from viewer.state.model_choice import ModelCatalog
 from viewer.state.overlay_text import corner_texts, cursor_text
 from viewer.state.pacs_session import PacsSession
@@ -168,6 +169,7 @@ class MainWindow(QMainWindow):
         session.maps_shown.connect(self._on_maps_shown)
         session.message.connect(self.say)
         session.error.connect(lambda message: self.say(message, 15000))
+        session.trust_needed.connect(self.ask_trust)
         session.problems_found.connect(self.problems.add)
         session.problems_cleared.connect(self.problems.clear_problems)
         session.models_changed.connect(
@@ -237,7 +239,8 @@ class MainWindow(QMainWindow):
 
     # --- status -----------------------------------------------------------------------------
     def say(self, message: str, milliseconds: int = 5000) -> None:
-        self.statusBar().showMessage(message, milliseconds)
+        # Messages quote file names, labels and reasons: shown printable, on the one status line.
+        self.statusBar().showMessage(printable(message), milliseconds)
 
     @property
     def errors(self) -> list[str]:
@@ -345,6 +348,15 @@ class MainWindow(QMainWindow):
         )
         if path:
             self.session.add_model(Path(path))
+
+    def ask_trust(self, request) -> None:
+        """A model file that can run more than tensor arithmetic loads only if the user says so."""
+        from viewer.ui.model_card import ask_trust
+
+        if ask_trust(self, request):
+            self.session.trust_model(request)
+        else:
+            self.say(f"Not loaded: {request.what}", 15000)
 
     def show_model_card(self) -> None:
         from viewer.ui.model_card import show_model_card

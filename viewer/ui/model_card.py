@@ -1,10 +1,14 @@
-"""The model card of the model in use, one click from the caution banner or **Model > Model card**."""
+"""The model card of the model in use, one click from the caution banner or **Model > Model card**;
+and the question asked before a model file that may run code is loaded."""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMessageBox, QTextBrowser, QVBoxLayout, QWidget
 
 from viewer.inference.manifest import ModelManifest
+from viewer.inference.trust import TrustRequest
+from viewer.io.safe_text import printable
 
 
 def card_text(manifest: ModelManifest) -> str:
@@ -38,3 +42,27 @@ def show_model_card(parent: QWidget, manifest: ModelManifest) -> QDialog:
     dialog.resize(720, 640)
     dialog.show()
     return dialog
+
+
+def ask_trust(parent: QWidget, request: TrustRequest) -> bool:
+    """Ask, once per file, whether to load a model file that can run more than tensor arithmetic
+    (see :mod:`viewer.inference.trust`); the safe answer is the default."""
+    box = QMessageBox(parent)
+    box.setObjectName("trust_model")
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle("Trust this model file?")
+    box.setTextFormat(Qt.TextFormat.PlainText)
+    box.setText(
+        f"{printable(request.what)}.\n\nSuch a file can read or write files or run code on this "
+        "computer. Load it only if you trust where it came from."
+    )
+    box.setDetailedText(
+        f"File: {printable(request.weights)}\nModel: {printable(request.manifest)}\n"
+        "Operators beyond pure tensor arithmetic:\n"
+        + "\n".join(f"  {printable(op)}" for op in request.operators)
+    )
+    trust = box.addButton("Trust and load", QMessageBox.ButtonRole.AcceptRole)
+    cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(cancel)
+    box.exec()
+    return box.clickedButton() is trust
