@@ -4,8 +4,8 @@ escape sequences in header text and labels, formulas in CSV cells, patient ident
 ``--screenshot``, original UIDs in the names of anonymised results.
 
 Each case builds its input in ``tmp_path`` from a bundled sample and runs the command line in a
-subprocess (``harness.run_cli``), as a user would; the screenshot runs the real window in this
-process (offscreen) and reads the text it draws its corners from at the moment it is grabbed.
+subprocess (``harness.run_cli``), as a user would; the screenshot runs the real window offscreen
+in a child process and reads the text it draws its corners from at the moment it is grabbed.
 """
 
 from __future__ import annotations
@@ -245,36 +245,53 @@ def test_csv_cells_are_never_formulas_and_numbers_stay_numbers(hostile, sentinel
 
 
 # --- the screenshot is an export --------------------------------------------------------------
-def _screenshot_texts(argv: list[str], monkeypatch) -> tuple[int, list[str]]:
-    """Run ``saliency-viewer ARGV --screenshot`` in this process (offscreen) and return its status
-    and every text the window shows (corner labels, list and table cells) when it is grabbed."""
-    from PySide6.QtWidgets import QLabel, QListWidget, QTableWidget
+_SCREENSHOT = """
+import json, sys
+from PySide6.QtWidgets import QLabel, QListWidget, QTableWidget
+from viewer.ui import app
+from viewer.ui.main_window import MainWindow
 
-    from viewer.ui import app
-    from viewer.ui.main_window import MainWindow
+seen = []
+grab = MainWindow.grab
 
-    seen: list[str] = []
-    grab = MainWindow.grab
+def spy(window, *args):
+    seen.extend(label.text() for label in window.findChildren(QLabel) if label.isVisible())
+    for widget in window.findChildren(QListWidget):
+        seen.extend(widget.item(i).text() for i in range(widget.count()))
+    for table in window.findChildren(QTableWidget):
+        seen.extend(
+            table.item(r, c).text()
+            for r in range(table.rowCount())
+            for c in range(table.columnCount())
+            if table.item(r, c) is not None
+        )
+    return grab(window, *args)
 
-    def spy(window, *args):
-        seen.extend(label.text() for label in window.findChildren(QLabel) if label.isVisible())
-        for widget in window.findChildren(QListWidget):
-            seen.extend(widget.item(i).text() for i in range(widget.count()))
-        for table in window.findChildren(QTableWidget):
-            seen.extend(
-                table.item(r, c).text()
-                for r in range(table.rowCount())
-                for c in range(table.columnCount())
-                if table.item(r, c) is not None
-            )
-        return grab(window, *args)
-
-    monkeypatch.setattr(MainWindow, "grab", spy)
-    status = app.main(argv)
-    return status, seen
+MainWindow.grab = spy
+status = app.main(sys.argv[2:])
+with open(sys.argv[1], "w", encoding="utf-8") as out:
+    json.dump({"status": status, "seen": seen}, out)
+"""
 
 
-def test_the_screenshot_hides_patient_identifiers_unless_asked(qapp, tmp_path, monkeypatch):
+def _screenshot_texts(argv: list[str], out: Path) -> tuple[int, list[str]]:
+    """Run ``saliency-viewer ARGV --screenshot`` offscreen in a child process (the app quits its
+    QApplication when done) and return its status and every text the window shows (corner
+    labels, list and table cells) when it is grabbed."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8", "QT_QPA_PLATFORM": "offscreen"}
+    result = subprocess.run(
+        [sys.executable, "-c", _SCREENSHOT, str(out), *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert out.is_file(), result.stderr[-3000:]
+    found = json.loads(out.read_text(encoding="utf-8"))
+    return found["status"], found["seen"]
+
+
+def test_the_screenshot_hides_patient_identifiers_unless_asked(tmp_path):
     study = _cr(
         tmp_path / "study.dcm",
         PatientName="Doe^Jane" + ESCAPES,
@@ -284,13 +301,15 @@ def test_the_screenshot_hides_patient_identifiers_unless_asked(qapp, tmp_path, m
     )
     identifiers = ("Jane", "MRN-7741", "1961", "St Elsewhere")
     args = [str(study), "--model", "cxr_resnet18", "--methods", "gradcam", "--size", "1000x700"]
-    status, texts = _screenshot_texts([*args, "--screenshot", str(tmp_path / "hidden.png")], monkeypatch)
+    status, texts = _screenshot_texts(
+        [*args, "--screenshot", str(tmp_path / "hidden.png")], tmp_path / "a.json"
+    )
     assert status == 0 and (tmp_path / "hidden.png").stat().st_size > 0
     shown = "\n".join(texts)
     assert "W " in shown and "Zoom" in shown, shown  # the corners were drawn, without identifiers
     assert not [word for word in identifiers if word in shown], shown
     status, texts = _screenshot_texts(
-        [*args, "--show-phi", "--screenshot", str(tmp_path / "shown.png")], monkeypatch
+        [*args, "--show-phi", "--screenshot", str(tmp_path / "shown.png")], tmp_path / "b.json"
     )
     shown = "\n".join(texts)
     assert status == 0 and all(word in shown for word in identifiers), shown
