@@ -416,6 +416,12 @@ def test_an_unreachable_study_url_is_a_problem_and_the_run_goes_on(home):
         (problem,) = list(csv.DictReader(f))
     assert problem["source"] == url and "cannot reach" in problem["reason"]
 
+    # info goes on the same way: the URL is said, the local film listed.
+    outcome = _cli(home, "info", url, str(film.parent), timeout=60)
+    assert_clean(outcome, max_seconds=60)
+    assert outcome.returncode == 0 and "cxr_0001" in outcome.stdout, outcome.describe()
+    assert any(url in line and "cannot reach" in line for line in outcome.stderr.splitlines())
+
 
 # --- what the guards must not break -----------------------------------------------------------------
 def test_a_busy_server_is_asked_three_times_in_all():

@@ -21,17 +21,22 @@ def add_images_model_methods(parser: argparse.ArgumentParser, *, all_methods: bo
     )
 
 
-def input_paths(texts: list[str]) -> list[Path] | None:
-    """INPUT... as paths, study URLs retrieved from their PACS into the local cache first; None,
-    with the reason on stderr, if a URL cannot be read or its server fails."""
-    from viewer.cli.pacs import retrieve_inputs
-    from viewer.io.pacs.nodes import ConfigError, PacsError
+def input_paths(texts: list[str]) -> tuple[list[Path], list[tuple[str, str]]] | None:
+    """INPUT... as paths, study URLs retrieved from their PACS into the local cache first, and the
+    study URLs whose server failed as ``(url, reason)``: each said on stderr, the run goes on
+    without them. None, with the reason on stderr, when a URL is wrong in itself (credentials in
+    it, an unknown node): nothing has been asked of any server then."""
+    from viewer.cli.pacs import retrieve_each
+    from viewer.io.pacs.nodes import ConfigError
 
     try:
-        return retrieve_inputs(list(texts))
-    except (ConfigError, PacsError) as exc:
+        paths, unreachable = retrieve_each(list(texts))
+    except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return None
+    for source, reason in unreachable:
+        print(f"skipped {source}: {reason}", file=sys.stderr)
+    return paths, unreachable
 
 
 def chosen_methods(text: str | None) -> list[str] | None:

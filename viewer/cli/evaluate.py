@@ -66,9 +66,10 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    inputs = input_paths(args.inputs)
-    if inputs is None:
+    found = input_paths(args.inputs)
+    if found is None:
         return 2
+    inputs = found[0]
     model = load_model(args.model, args.device)
     if model is None:
         return 2

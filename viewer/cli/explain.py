@@ -34,6 +34,7 @@ from viewer.cli.arguments import (
     add_images_model_methods,
     chosen_methods,
     cluster_spec,
+    input_paths,
     load_model,
 )
 from viewer.cli.progress import Progress
@@ -107,9 +108,10 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     cluster = cluster_spec(args)
-    inputs, unreachable = _inputs(args.inputs)
-    if inputs is None:
+    found = input_paths(args.inputs)
+    if found is None:
         return 2
+    inputs, unreachable = found
     model = load_model(args.model, args.device)
     if model is None:
         return 2
@@ -204,23 +206,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{outcome.done_before} studies were done already", file=sys.stderr)
     print(f"wrote {outcome.rows} rows to {args.out / 'metrics.csv'}")
     return 0
-
-
-def _inputs(texts: list[str]) -> tuple[list[Path] | None, list[tuple[str, str]]]:
-    """INPUT... as paths, each study URL retrieved into the cache first, and the studies whose
-    server failed as ``(url, reason)``, said now: they go to problems.csv and the run goes on
-    without them. None, with the reason on stderr, when a URL is wrong in itself."""
-    from viewer.cli.pacs import retrieve_each
-    from viewer.io.pacs.nodes import ConfigError
-
-    try:
-        paths, unreachable = retrieve_each(list(texts))
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return None, []
-    for source, reason in unreachable:
-        print(f"skipped {source}: {reason}", file=sys.stderr)
-    return paths, unreachable
 
 
 def _list_problems(out: Path, problems: list[tuple[str, str]]) -> None:

@@ -38,10 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from viewer.cli.arguments import input_paths
 
-    paths = input_paths(args.paths)
-    if paths is None:
+    inputs = input_paths(args.paths)
+    if inputs is None:
         return 2
-    found = discover(paths)
+    found = discover(inputs[0])
     if args.json:
         json.dump(to_json(found), sys.stdout, indent=2)
         sys.stdout.write("\n")
