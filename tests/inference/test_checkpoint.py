@@ -92,3 +92,15 @@ def test_pickled_code_is_refused(tmp_path):
         read_state_dict(tmp_path / "evil.pt")
     torch.save(small_model(), tmp_path / "whole_model.pt")  # a pickled torchvision network: allowed
     assert read_state_dict(tmp_path / "whole_model.pt").keys() == small_model().state_dict().keys()
+
+
+def test_a_whole_model_of_another_architecture_is_named_in_the_mismatch(tmp_path):
+    torch.save({"model": torchvision.models.densenet121(num_classes=3)}, tmp_path / "densenet.pt")
+    with pytest.raises(CheckpointError) as error:
+        load_weights(torchvision.models.resnet18(num_classes=3), tmp_path / "densenet.pt")
+    assert "pickled torchvision.models.densenet.DenseNet and network.arch builds a" in str(error.value)
+    # A wrapper around the same architecture is no mismatch: its prefix is stripped.
+    wrapped = torch.nn.Sequential(small_model(), torch.nn.Sigmoid())
+    torch.save(wrapped, tmp_path / "wrapped.pt")
+    checkpoint = load_weights(torchvision.models.resnet18(num_classes=3), tmp_path / "wrapped.pt")
+    assert checkpoint.activation == "sigmoid" and checkpoint.renames == ["prefix 0. (122 keys)"]

@@ -169,6 +169,18 @@ def _strip_to(key: str, names) -> tuple[str, str]:
     return key, ""
 
 
+def _saved_as(checkpoint: Checkpoint, model: nn.Module) -> str:
+    """For a pickled network of another class than the manifest builds: say both (a DenseNet
+    saved whole, network.arch naming a ResNet), the likeliest cause of a mismatch."""
+    saved = checkpoint.whole_model
+    if saved is None or any(isinstance(m, saved.cls) for m in model.modules()):
+        return ""
+    return (
+        f"; the file holds a pickled {saved.cls.__module__}.{saved.cls.__qualname__} and network.arch "
+        f"builds a {type(model).__module__}.{type(model).__qualname__}: name the one it was saved as"
+    )
+
+
 def load_weights(model: nn.Module, path: Path, key_map: Mapping[str, str] = {}) -> Checkpoint:
     """Load a weights file into ``model`` strictly, or raise :class:`CheckpointError` saying why.
     Returns what was read, with the renames applied."""
@@ -190,6 +202,7 @@ def load_weights(model: nn.Module, path: Path, key_map: Mapping[str, str] = {}) 
                 shown = ", ".join(items[:8]) + (f" (and {len(items) - 8} more)" if len(items) > 8 else "")
                 parts.append(f"{len(items)} {title}: {shown}")
         tried = "; renames applied: " + ", ".join(checkpoint.renames) if checkpoint.renames else ""
+        tried += _saved_as(checkpoint, model)
         raise CheckpointError(
             f"{path}: weights do not fit the model: " + "; ".join(parts) + tried
             + " (add [network.key_map] \"old.prefix.\" = \"new.prefix.\" to the manifest for other names)"
