@@ -25,6 +25,7 @@ from viewer.io.label_vocabulary import LabelMatcher
 from viewer.state import tasks
 from viewer.state.map_cache import MapCache
 from viewer.state.model_choice import ModelCatalog
+from viewer.state.model_chooser import ModelChoice, ModelChooser
 from viewer.state.runner import InlineRunner, Job, Runner
 from viewer.state.session_annotation import AnnotationCommands
 from viewer.state.session_layers import LayerBook
@@ -52,6 +53,7 @@ class ViewerSession(AnnotationCommands):
     message = Signal(str, int)  # a status line, shown for so many ms
     error = Signal(str)  # something went wrong, said so a user can act on it
     trust_needed = Signal(object)  # TrustRequest: a model file that may run code, to load only if trusted
+    model_question = Signal(object)  # ModelQuestion: which model for images without a modality
     problems_found = Signal(list)  # Problems (files, annotations) to list
     problems_cleared = Signal()
 
@@ -67,6 +69,8 @@ class ViewerSession(AnnotationCommands):
         self.state = ViewerState()
         self.store = store or tasks.ModelStore()
         self.catalog = catalog or ModelCatalog()
+        self.chooser = ModelChooser(self.catalog)
+        self.choice: ModelChoice | None = None  # how the model for the image on screen was chosen
         self.cache = cache or MapCache()
         self.layers = LayerBook(self.state, self.cache)
         self.discovery: Discovery | None = None
@@ -223,12 +227,11 @@ class ViewerSession(AnnotationCommands):
         self.runner.cancel("predict")
         self.series_index = index
         self._set_prediction(None)
-        better = (
-            self.catalog.for_modality(image.modality, self.state.model) if self.model_for_modality else None
-        )
-        if better is not None:
-            self._use_model(better)  # no prediction yet: the image it is for is not open
-            self.message.emit(f"Model {better} chosen for {image.modality} images", 8000)
+        chooser, model = self.chooser, self.state.model
+        self.choice = chooser.choose(image, model, self.discovery, index) if self.model_for_modality else None
+        if self.choice is not None and self.choice.model is not None:
+            self._use_model(self.choice.model)  # no prediction yet: the image it is for is not open
+            self.message.emit(f"Model {self.choice.model} chosen for {self.choice.images}", 8000)
         self.state.open(image)
         self._update_caution()
         if image.left_out:
@@ -238,6 +241,15 @@ class ViewerSession(AnnotationCommands):
         self.message.emit(f"Opened {kind} {image.rows} x {image.columns}{frames}", 5000)
         self.opened.emit(index, image)
         self._predict()
+        if self.choice is not None and self.choice.question is not None:
+            self.model_question.emit(self.choice.question)
+
+    def answer_model_question(self, model: str) -> None:
+        """The user's model for images without a modality (see ``ModelChooser``), used from now."""
+        self.chooser.answer(model)
+        image = self.state.image
+        self.choice = self.chooser.choose(image, model) if image is not None else None
+        self.choose_model(model)
 
     # --- the model ------------------------------------------------------------------------------
     @property
@@ -339,10 +351,10 @@ class ViewerSession(AnnotationCommands):
         return float(self.prediction.probabilities[self.state.frame, self.prediction.labels.index(label)])
 
     def _update_caution(self) -> None:
-        """On a new image and on each prediction (a new model): synthetic-only models on real
-        images say so, in the panel and in every export."""
-        manifest = self.manifest()
-        self.caution = manifest.caution(self.state.image) if manifest and self.state.image else None
+        """On a new image and on each prediction (a new model): what a user must know of the model
+        on this image (synthetic-only, an assumed modality, another modality) is said in the panel
+        and in every export."""
+        self.caution = self.chooser.caution(self.state.model, self.state.image, self.choice)
         self.caution_changed.emit(self.caution)
 
     # --- explanations ---------------------------------------------------------------------------

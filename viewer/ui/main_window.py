@@ -15,10 +15,12 @@ from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
     QFileDialog,
+    QFrame,
     QLabel,
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QScrollArea,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -102,8 +104,8 @@ class MainWindow(QMainWindow):
                                Qt.DockWidgetArea.BottomDockWidgetArea)  # fmt: skip
         self.docks = {
             "studies": self._dock("Studies", self.browser, left),
-            "model": self._dock("Model and methods", self.model_panel, right),
-            "layers": self._dock("Layers", self.layer_panel, right),
+            "model": self._dock("Model and methods", self.model_panel, right, scroll=True),
+            "layers": self._dock("Layers", self.layer_panel, right, scroll=True),
             "problems": self._dock("Problems", self.problems, bottom),
             "tags": self._dock("DICOM tags", self.tags, bottom),
         }
@@ -141,9 +143,20 @@ class MainWindow(QMainWindow):
         self._restore_layout()
 
     # --- construction -------------------------------------------------------------------------
-    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+    def _dock(
+        self, title: str, widget: QWidget, area: Qt.DockWidgetArea, *, scroll: bool = False
+    ) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock_{title.split()[0].lower()}")
+        if scroll:  # a column of panels shorter than their content scrolls instead of overlapping
+            area_widget = QScrollArea()
+            area_widget.setWidgetResizable(True)
+            area_widget.setFrameShape(QFrame.Shape.NoFrame)
+            area_widget.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+            bar = area_widget.verticalScrollBar().sizeHint().width()
+            area_widget.setMinimumWidth(widget.minimumSizeHint().width() + bar)
+            area_widget.setWidget(widget)
+            widget = area_widget
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
         return dock
@@ -204,8 +217,10 @@ class MainWindow(QMainWindow):
         if geometry is None or not self.restoreGeometry(geometry):
             self._first_size()
         layout = self.settings.value("window/state")
-        if layout is not None:
-            self.restoreState(layout)
+        if layout is None or not self.restoreState(layout):
+            # First run: the model panel (predictions, methods, Run) gets two thirds of the column.
+            right = [self.docks["model"], self.docks["layers"]]
+            self.resizeDocks(right, [640, 320], Qt.Orientation.Vertical)
         self._refresh_recent()
         self.window_menu_actions = build_window_menu(self, self.menus["window"], self.session)
 

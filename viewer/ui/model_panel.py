@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (
 from viewer.explain.registry import METHODS, title_of
 from viewer.io.safe_text import printable
 from viewer.state.session import ViewerSession
+from viewer.ui.model_question import ModelQuestionBar
 
 _FAMILY = {
     "cam": "class activation map",
@@ -58,16 +60,21 @@ class ModelPanel(QWidget):
         self.predictions.horizontalHeader().setStretchLastSection(True)
         self.predictions.verticalHeader().hide()
         self.predictions.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        # Compact rows, and room for four labels even on a 800 px high screen.
+        # Compact rows, and room for five labels (the bundled models' and CheXpert's five findings).
         row = self.predictions.fontMetrics().height() + 8
         self.predictions.verticalHeader().setDefaultSectionSize(row)
-        self.predictions.setMinimumHeight(5 * row + 4)
+        header = self.predictions.horizontalHeader().sizeHint().height()
+        self.predictions.setMinimumHeight(header + 5 * row + 2 * self.predictions.frameWidth())  # 5 labels
         self.predictions.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.predictions.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
         self.predictions.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.predictions.setToolTip("Select a label to explain it (default: the top prediction)")
         self.methods = QListWidget()
         self.methods.setObjectName("methods")
+        # The method list takes the height left, not its preferred: in its scroll area the panel is
+        # as tall as its content asks, and that must leave Run on screen.
+        self.methods.setMinimumHeight(6 * (self.methods.fontMetrics().height() + 2))
+        self.methods.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
         for method_id, cls in METHODS.items():
             item = QListWidgetItem(cls.title)
             item.setData(Qt.ItemDataRole.UserRole, method_id)
@@ -113,6 +120,9 @@ class ModelPanel(QWidget):
         buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        self.question = ModelQuestionBar(session, self)
+        self.question.asked.connect(self._fit_wrapped)
+        layout.addWidget(self.question)
         layout.addWidget(QLabel("Predictions"))
         layout.addWidget(self.caution)
         layout.addWidget(self.predictions, 2)
@@ -224,6 +234,17 @@ class ModelPanel(QWidget):
         """The model's caution for the image on screen (see ``ModelManifest.caution``), or none."""
         self.caution.setText(f'{text} <a href="card" style="color: #ffe08a;">Model card</a>' if text else "")
         self.caution.setVisible(bool(text))
+        self._fit_wrapped()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit_wrapped()
+
+    def _fit_wrapped(self) -> None:
+        """Word-wrapped labels ask for the height their text needs at the panel's width: a layout
+        counts only their one-line minimum, and the lists below would be drawn over them."""
+        for label in (self.caution, self.question.text):
+            label.setMinimumHeight(label.heightForWidth(max(label.width(), 1)) if label.text() else 0)
 
     def _on_selection(self) -> None:
         rows = self.predictions.selectionModel().selectedRows()

@@ -19,10 +19,14 @@ def user_models(settings: QSettings) -> list[str]:
 
 
 def restore_session(settings: QSettings, session: ViewerSession) -> None:
-    """The model in use, the ticked methods, "run on open", the seed and "solo" from last time."""
+    """The model in use (and the one for images without a modality), the ticked methods, "run on
+    open", the seed and "solo" from last time."""
     current = str(settings.value("models/current", ""))
     if current in session.catalog.models:
         session.state.model = current
+    raster = str(settings.value("models/raster", ""))
+    if raster in session.catalog.models:
+        session.chooser.answer(raster)  # asked before: the model for images without a modality
     methods = settings.value("methods/checked", None, type=list)
     if methods:
         session.methods = [m for m in methods if m in METHODS]
@@ -35,6 +39,7 @@ def save_session(settings: QSettings, session: ViewerSession) -> None:
     settings.setValue("methods/run_on_open", session.run_on_open)
     settings.setValue("methods/checked", list(session.methods))
     settings.setValue("models/current", session.state.model)
+    settings.setValue("models/raster", session.chooser.raster_model or "")
     settings.setValue("models/user", [str(p) for p in session.catalog.user.values()])
     settings.setValue("layers/solo", session.layers.solo)
 
