@@ -131,3 +131,28 @@ def test_cli_names_a_wrong_address_or_ae_title(orthanc, pacs_config, capsys, wro
     )
     assert main(["pacs", "query", "bad"]) == 2
     assert expected in capsys.readouterr().err
+
+
+def test_explain_sends_to_a_dicomweb_servers_root_url(own_orthanc, tmp_path, capsys, monkeypatch):
+    """``--send-to`` with the server's root (what STOW-RS posts under), no node configured for it;
+    a root with credentials in it is refused before anything runs, the password repeated nowhere."""
+    orthanc = own_orthanc
+    monkeypatch.setenv("SALIENCY_VIEWER_PACS", str(tmp_path / "none.toml"))  # no node: the URL alone
+    film_path = next(p for p in sample_files() if p.stem == "cxr_0001")
+    film = _study("cxr_0001")
+    before = len(orthanc.study_instances(film))
+    locked = orthanc.dicomweb.replace("http://", "http://radiologist:hunter2@")
+    args = [str(film_path), "--model", "cxr_resnet18", "--methods", "gradcam", "--steps", "0", "--quiet"]
+    assert main(["explain", *args, "--out", str(tmp_path / "refused"), "--send-to", locked]) == 2
+    err = capsys.readouterr().err
+    assert "credentials in the URL are refused" in err and "hunter2" not in err
+    assert not (tmp_path / "refused").exists()
+    code = main(["explain", *args, "--out", str(tmp_path / "out"), "--send-to", orthanc.dicomweb + "/"])
+    assert code == 0, capsys.readouterr().err
+    assert "sent 2 object(s) to 127.0.0.1:" in capsys.readouterr().err
+    items = orthanc.study_instances(film)
+    assert len(items) == before + 2
+    back = [pydicom.dcmread(io.BytesIO(orthanc.file(i["ID"]))) for i in items]
+    seg = next(ds for ds in back if ds.SOPClassUID.name == "Segmentation Storage")
+    assert hd.seg.Segmentation.from_dataset(seg).StudyInstanceUID == film
+    assert any(ds.SOPClassUID.name == "Secondary Capture Image Storage" for ds in back)

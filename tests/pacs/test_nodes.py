@@ -11,6 +11,7 @@ from viewer.io.pacs import (
     PacsConfig,
     PacsError,
     load_config,
+    parse_server_url,
     parse_study_url,
 )
 from viewer.io.pacs.cache import StudyCache, check_uid
@@ -102,6 +103,33 @@ def test_study_urls_of_each_kind():
     ]:
         with pytest.raises(ConfigError, match=message):
             parse_study_url(bad, config)
+
+
+def test_server_urls_to_send_to():
+    """``--send-to`` and ``pacs send`` take a server: a DICOMweb root (STOW-RS posts under it),
+    a DIMSE address without a study, a node, or a study URL's server; credentials still refused."""
+    web = DicomWebNode("web", "http://127.0.0.1:8042/dicom-web", auth="basic", username="u")
+    config = PacsConfig({"web": web})
+    assert parse_server_url("http://127.0.0.1:8042/dicom-web/", config) is web  # its credentials
+    assert parse_server_url(f"http://127.0.0.1:8042/dicom-web/studies/{STUDY}", config) is web
+    assert parse_server_url("http://127.0.0.1:8042/dicom-web/studies", config) is web
+    other = parse_server_url("https://other.org:8443/wado/rs", config)
+    assert other.address() == "https://other.org:8443/wado/rs" and other.auth is None
+    assert parse_server_url("http://pacs.example.org", config).address() == "http://pacs.example.org"
+    dimse = parse_server_url("dimse://ORTHANC@10.0.0.5:4242?calling=ME", config)
+    assert (dimse.host, dimse.port, dimse.called_ae, dimse.calling_ae) == ("10.0.0.5", 4242, "ORTHANC", "ME")
+    assert parse_server_url("pacs://web", config) is web
+    for bad, message in [
+        ("http://radiologist:hunter2@127.0.0.1:8042/dicom-web", "credentials in the URL are refused"),
+        ("https://radiologist@other.org/dicom-web", "credentials in the URL are refused"),
+        ("dimse://AE:hunter2@h:104", "credentials in the URL are refused"),
+        ("http://h/dicom-web?access_token=abc", "takes no query"),
+        ("pacs://nowhere", "no PACS node 'nowhere'"),
+        ("dimse://10.0.0.5:4242", "CALLED_AE@HOST:PORT"),
+    ]:
+        with pytest.raises(ConfigError, match=message) as caught:
+            parse_server_url(bad, config)
+        assert "hunter2" not in str(caught.value) and "abc" not in str(caught.value)
 
 
 def test_cache_refuses_uids_that_would_leave_it(tmp_path):

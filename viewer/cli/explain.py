@@ -13,6 +13,9 @@ Parametric Map over a CT series, a fractional Segmentation over a radiograph), a
 <method>_sc.dcm, the PNG as a Secondary Capture; --anonymize writes them de-identified.
 --send-to NODE_OR_URL (implies --dicom) stores each study's DICOM results on that PACS, into the
 study they come from, as the study is committed; a study that cannot be sent is said and counted.
+NODE_OR_URL is a node of pacs.toml, a DICOMweb server's root URL (http(s)://HOST[:PORT]/PREFIX, as
+http://pacs.example.org/dicom-web: STOW-RS posts under it), dimse://CALLED_AE@HOST:PORT, or a study
+URL (its server); a URL with a user name or password in it is refused.
 
 Deletion and insertion AUCs (``--faithfulness``, about 100 forwards a map) are left out unless
 asked for; ``--steps N`` sets their steps.
@@ -78,8 +81,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--send-to",
         metavar="NODE_OR_URL",
-        help="send each study's DICOM results (implies --dicom) back to this PACS node or server, "
-        "into the study they come from, as each study is done",
+        help="send each study's DICOM results (implies --dicom) back to this PACS, into the study they "
+        "come from, as each study is done: a node of pacs.toml, a DICOMweb server's root URL "
+        "(http(s)://HOST[:PORT]/PREFIX, e.g. http://pacs.example.org/dicom-web), "
+        "dimse://CALLED_AE@HOST:PORT, or a study URL; no user name or password in the URL "
+        "(credentials go to a node: saliency-viewer pacs login NODE)",
     )
     parser.add_argument(
         "--resume", action="store_true", help="go on with OUT: skip the studies already in OUT/metrics.csv"
@@ -228,11 +234,18 @@ class _Sender:
 
     @classmethod
     def open(cls, target: str) -> _Sender | None:
-        from viewer.io.pacs import ConfigError, PacsError, connect, is_study_url, load_config, parse_study_url
+        from viewer.io.pacs import (
+            ConfigError,
+            PacsError,
+            connect,
+            is_study_url,
+            load_config,
+            parse_server_url,
+        )
 
         try:
             config = load_config()
-            node = parse_study_url(target, config).node if is_study_url(target) else config.node(target)
+            node = parse_server_url(target, config) if is_study_url(target) else config.node(target)
             return cls(connect(node))
         except (ConfigError, PacsError) as exc:
             print(f"--send-to: {exc}", file=sys.stderr)

@@ -4,7 +4,7 @@ check a node, query its studies, retrieve them into the local cache, send result
     saliency-viewer pacs echo NODE
     saliency-viewer pacs query NODE [--patient-name 'DOE^*'] [--from 2024-01-01] [--modality CT]
     saliency-viewer pacs retrieve NODE STUDY_UID... | URL...
-    saliency-viewer pacs send NODE_OR_URL FILE... [--model NAME]
+    saliency-viewer pacs send NODE_OR_URL FILE... [--model NAME]   (URL: a server's root, or a study's)
     saliency-viewer pacs login NODE        (stores the node's password in the OS keyring)
 
 A study URL (``http(s)://.../studies/UID``, ``dimse://AE@HOST:PORT/UID``, ``pacs://NODE/UID``)
@@ -49,7 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     retrieve.add_argument("source", help="a node name (then study UIDs) or a study URL")
     retrieve.add_argument("studies", nargs="*", metavar="STUDY_UID_OR_URL")
     send = sub.add_parser("send", help="send DICOM results (PM, SC, SEG, SR) to a node")
-    send.add_argument("target", help="a node name or a DICOMweb/DIMSE URL of the server")
+    send.add_argument(
+        "target",
+        help="a node name, a DICOMweb server's root URL (http(s)://HOST[:PORT]/PREFIX), "
+        "dimse://CALLED_AE@HOST:PORT, or a study URL (its server)",
+    )
     send.add_argument("files", nargs="+", type=Path)
     send.add_argument("--model", help="the model that made them, named in each object sent")
     login = sub.add_parser("login", help="store a node's password or token in the OS keyring")
@@ -219,13 +223,11 @@ def _progress(name: str, show: bool):
 
 
 def _send(args: argparse.Namespace) -> int:
-    from viewer.io.pacs import connect, is_study_url, load_config, parse_study_url
+    from viewer.io.pacs import connect, is_study_url, load_config, parse_server_url
     from viewer.io.pacs.send import read_results, send
 
     config = load_config()
-    node = (
-        parse_study_url(args.target, config).node if is_study_url(args.target) else config.node(args.target)
-    )
+    node = parse_server_url(args.target, config) if is_study_url(args.target) else config.node(args.target)
     algorithm = _algorithm(args.model) if args.model else None
     datasets = read_results(args.files, algorithm)
     connection = connect(node)

@@ -18,7 +18,7 @@ from viewer.io.pacs.nodes import (
 )
 from viewer.io.pacs.query import InstanceMatch, SeriesMatch, StudyMatch, StudyQuery
 from viewer.io.pacs.retrieve import RetrievedSeries, RetrieveProgress, connect, open_cache, retrieve_study
-from viewer.io.pacs.urls import StudyLocation, is_study_url, parse_study_url
+from viewer.io.pacs.urls import StudyLocation, is_study_url, parse_server_url, parse_study_url
 
 __all__ = [
     "ConfigError",
@@ -39,6 +39,7 @@ __all__ = [
     "is_study_url",
     "load_config",
     "open_cache",
+    "parse_server_url",
     "parse_study_url",
     "retrieve_study",
 ]

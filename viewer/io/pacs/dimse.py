@@ -2,9 +2,11 @@
 
 Each operation opens its own association, so a dropped one costs only that operation. C-MOVE
 sends the instances to a storage SCP the viewer runs on ``scp_port`` for the length of the move;
-it takes them only from the node's own host. With ``tls`` every association is DICOM TLS (PS3.15
-B.1): the server's certificate is checked against ``tls_ca`` (else the system's CAs) and its host
-name, and the viewer shows its own certificate where it has one (the C-MOVE SCP needs it).
+it takes them only from the node's own host. What each proposes and accepts (SOP classes, transfer
+syntaxes, roles) is ``negotiation``'s; retrieval itself is ``dimse_retrieve``'s. With ``tls``
+every association is DICOM TLS (PS3.15 B.1): the server's certificate is checked against
+``tls_ca`` (else the system's CAs) and its host name, and the viewer shows its own certificate
+where it has one (the C-MOVE SCP needs it).
 
 pynetdicom's timeouts (``timeout``: ACSE, DIMSE and network) are per message: a server that answers
 a C-FIND with one match every few seconds, or a C-GET with one instance, never trips them. The
@@ -39,10 +41,8 @@ from viewer.io.pacs.query import (
 
 _PENDING = (0xFF00, 0xFF01)
 _SUCCESS = 0x0000
-# C-STORE statuses a storage SCP answers with (PS3.4 Annex B).
-_STORED, _CANNOT_UNDERSTAND, _REFUSED = 0x0000, 0xC000, 0xA700
-# Storage contexts proposed at most per association (PS3.8: 128, one kept for the model).
-_MAX_CONTEXTS = 127
+# Uncompressed little-endian syntaxes, which pynetdicom converts between when sending.
+_CONVERTIBLE = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
 # The most matches one C-FIND may answer: a series of 20 000 instances is already rare.
 MAX_MATCHES = 100_000
 
@@ -65,6 +65,7 @@ class DimseConnection:
     def __init__(self, node: DimseNode):
         self._net, self._sop = _pynetdicom()
         self.node = node
+        self._modalities: dict[tuple[str, str], str] = {}
 
     def close(self) -> None:
         pass  # associations are per operation
@@ -108,6 +109,8 @@ class DimseConnection:
             handshake = _handshake_failure(node, tls) if tls is not None and not assoc.is_rejected else None
             if handshake:
                 reason, transient = handshake, False
+            elif assoc.rejected_contexts and not assoc.accepted_contexts:  # pynetdicom then aborts
+                reason, transient = _none_accepted(ae.requested_contexts, assoc.rejected_contexts), False
             elif assoc.is_rejected:
                 reason = f"{node.host}:{node.port} refused the association ({_titles_hint(node)})"
             elif _reachable(node.host, node.port, node.timeout):
@@ -192,7 +195,11 @@ class DimseConnection:
     def find_series(self, study_uid: str) -> list[SeriesMatch]:
         found = self._find("series query", identifier("SERIES", {"StudyInstanceUID": study_uid}, SERIES_KEYS))
         with checked_answer(self.node.name, "series query"):
-            return [SeriesMatch.from_dataset(ds, study_uid) for ds in found]
+            series = [SeriesMatch.from_dataset(ds, study_uid) for ds in found]
+        # Modality is required at the series level: it orders the storage contexts of a C-GET
+        # whose instances' SOP classes the server does not say (``negotiation.likely_classes``).
+        self._modalities.update({(study_uid, s.series_uid): s.modality for s in series})
+        return series
 
     def find_instances(self, study_uid: str, series_uid: str) -> list[InstanceMatch]:
         keys = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
@@ -211,128 +218,64 @@ class DimseConnection:
     ) -> None:
         """``instances`` (the ``whole_series`` at SERIES level, else by their SOP Instance UIDs)
         by C-MOVE when the node has an ``scp_port``, else by C-GET; each goes to ``sink`` as
-        Part-10 bytes as it arrives."""
-        keys = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
-        if whole_series:
-            ds = identifier("SERIES", keys, ())
-        else:
-            ds = identifier("IMAGE", {**keys, "SOPInstanceUID": "\\".join(i.sop_uid for i in instances)}, ())
-        classes = {i.sop_class for i in instances}
-        failures: list[Exception] = []
-        handler = self._store_handler(sink, failures)
-        try:
-            if self.node.scp_port:
-                self._move(ds, handler)
-            else:
-                self._get(ds, sorted(c for c in classes if c), handler)
-        except PacsError:
-            if not any(isinstance(exc, PacsError) for exc in failures):
-                raise  # else the association was aborted for the reason the sink gave
-        for exc in failures:
-            if not isinstance(exc, ValueError | OSError):
-                raise exc  # the sink's own signal (a cancellation, a budget), as from any other protocol
-        if failures:
-            raise PacsError(
-                self.node.name, "retrieve", f"{len(failures)} instance(s) not kept: {failures[0]}"
-            )
+        Part-10 bytes as it arrives (``dimse_retrieve``)."""
+        from viewer.io.pacs.dimse_retrieve import fetch
 
-    def _store_handler(self, sink: Callable[[bytes], None], failures: list[Exception]):
-        allowed = _addresses(self.node.host)
-
-        def on_store(event) -> int:
-            if self.node.scp_port and event.assoc.requestor.address not in allowed:
-                return _REFUSED  # only the node itself may push into the cache
-            if any(not isinstance(e, ValueError | OSError) for e in failures):
-                return _REFUSED  # cancelled: refuse the rest quickly
-            try:
-                sink(event.encoded_dataset())
-            except Exception as exc:  # raised again by fetch, off the network thread
-                failures.append(exc)
-                if isinstance(exc, PacsError):  # over a budget: nothing more is wanted
-                    event.assoc.abort()
-                return _CANNOT_UNDERSTAND
-            return _STORED
-
-        return on_store
-
-    def _get(self, ds: Dataset, classes: list[str], handler) -> None:
-        net = self._net
-        model = self._sop.StudyRootQueryRetrieveInformationModelGet
-        # The peer accepts one transfer syntax per presentation context, so each syntax gets its
-        # own: the instances then arrive as stored, not transcoded (which Orthanc may not do).
-        syntaxes = list(net.ALL_TRANSFER_SYNTAXES)
-        per_class = max(1, min(len(syntaxes), _MAX_CONTEXTS // max(1, len(classes))))
-        if len(classes) > _MAX_CONTEXTS:
-            raise PacsError(self.node.name, "retrieve", f"the series mixes {len(classes)} SOP classes")
-        ae = self._ae()
-        ae.add_requested_context(model)
-        for uid in classes:
-            for syntax in syntaxes[:per_class]:  # uncompressed first, then the compressed ones
-                ae.add_requested_context(uid, syntax)
-        roles = [net.build_role(uid, scp_role=True) for uid in classes]
-        with self._association(
-            "retrieve", ae, ext_neg=roles, evt_handlers=[(net.evt.EVT_C_STORE, handler)]
-        ) as assoc:
-            self._retrieve_statuses("retrieve", assoc.send_c_get(ds, model), assoc)
-
-    def _move(self, ds: Dataset, handler) -> None:
-        net = self._net
-        model = self._sop.StudyRootQueryRetrieveInformationModelMove
-        scp = self._ae()
-        for context in net.AllStoragePresentationContexts:
-            scp.add_supported_context(context.abstract_syntax, net.ALL_TRANSFER_SYNTAXES)
-        bind = "127.0.0.1" if _addresses(self.node.host) <= {"127.0.0.1", "::1"} else ""
-        tls = self._tls(ssl.Purpose.CLIENT_AUTH)
-        try:
-            server = scp.start_server(
-                (bind, self.node.scp_port),
-                block=False,
-                evt_handlers=[(net.evt.EVT_C_STORE, handler)],
-                ssl_context=tls,
-            )
-        except OSError as exc:
-            raise PacsError(
-                self.node.name, "retrieve", f"cannot listen on port {self.node.scp_port}: {exc.strerror}"
-            ) from None
-        try:
-            ae = self._ae()
-            ae.add_requested_context(model)
-            with self._association("retrieve", ae) as assoc:
-                self._retrieve_statuses("retrieve", assoc.send_c_move(ds, self.node.calling_ae, model), assoc)
-        finally:
-            server.shutdown()
-
-    def _retrieve_statuses(self, operation: str, responses, assoc) -> None:
-        for status, _ in responses:
-            code = self._check(operation, status, assoc)
-            if code in _PENDING:
-                continue
-            failed = int(status.get("NumberOfFailedSuboperations", 0) or 0)
-            if code == 0xA801:
-                raise PacsError(
-                    self.node.name,
-                    operation,
-                    f"the server does not know the move destination {self.node.calling_ae!r} "
-                    f"(add it to its modalities with this computer's address and port {self.node.scp_port})",
-                )
-            if code not in (_SUCCESS, 0xB000) or failed:
-                raise PacsError(
-                    self.node.name,
-                    operation,
-                    f"answered status 0x{code:04X} ({failed} sub-operation(s) failed)",
-                )
+        modality = self._modalities.get((study_uid, series_uid), "")
+        fetch(self, study_uid, series_uid, instances, sink, whole_series=whole_series, modality=modality)
 
     def store(self, datasets: list[Dataset]) -> None:
+        """C-STORE each dataset in its own SOP class and transfer syntax (an uncompressed one may go
+        in the other uncompressed little-endian syntax, which pynetdicom converts to)."""
         ae = self._ae()
-        for pair in sorted({(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) for ds in datasets}):
-            ae.add_requested_context(*pair)
+        for sop_class, syntax in sorted(
+            {(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) for ds in datasets}
+        ):
+            syntaxes = [syntax]
+            if syntax in _CONVERTIBLE:
+                syntaxes += [s for s in _CONVERTIBLE if s != syntax]
+            ae.add_requested_context(sop_class, syntaxes)
         with self._association("send", ae) as assoc:
             for ds in datasets:
-                code = self._check("send", assoc.send_c_store(ds), assoc)
+                try:
+                    status = assoc.send_c_store(ds)
+                except ValueError:  # pynetdicom: no accepted context for it
+                    raise PacsError(self.node.name, "send", _store_refusal(ds, assoc)) from None
+                code = self._check("send", status, assoc)
                 if code != _SUCCESS and not 0xB000 <= code <= 0xBFFF:  # B: stored with a warning
                     raise PacsError(
                         self.node.name, "send", f"refused {ds.SOPInstanceUID}: status 0x{code:04X}"
                     )
+
+
+def _none_accepted(proposed, rejected) -> str:
+    """Why an association failed whose every presentation context the server rejected."""
+    from viewer.io.pacs.negotiation import names
+
+    results = {int(cx.result or 0) for cx in rejected}
+    why = {0x03: "it does not take that SOP class", 0x04: "it does not take that transfer syntax"}
+    return (
+        f"the server accepted no presentation context for {names(cx.abstract_syntax for cx in proposed)} "
+        f"in {names(s for cx in proposed for s in cx.transfer_syntax)} "
+        f"({why.get(results.pop(), 'no reason given') if len(results) == 1 else 'no reason given'})"
+    )
+
+
+def _store_refusal(ds: Dataset, assoc) -> str:
+    """Why ``ds`` cannot be sent on ``assoc``: the presentation context the server did not accept."""
+    from viewer.io.pacs.negotiation import name, names
+
+    sop_class, syntax = str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)
+    taken = [str(cx.transfer_syntax[0]) for cx in assoc.accepted_contexts if cx.abstract_syntax == sop_class]
+    if taken:
+        return (
+            f"the server accepted {name(sop_class)} only in {names(taken)}, not in {name(syntax)} "
+            f"({ds.SOPInstanceUID} is stored so)"
+        )
+    return (
+        f"the server accepted no presentation context for {name(sop_class)} in {name(syntax)} "
+        "(it does not take that SOP class)"
+    )
 
 
 def _path(text: str | None) -> str | None:
@@ -365,10 +308,3 @@ def _reachable(host: str, port: int, timeout: float) -> bool:
         return True
     except OSError:
         return False
-
-
-def _addresses(host: str) -> set[str]:
-    try:
-        return {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except OSError:
-        return {host}
