@@ -370,6 +370,7 @@ class ViewerSession(AnnotationCommands):
             self.message.emit("Waiting for the model's prediction...", 5000)
             return None
         methods = list(methods or self.methods)
+        self.state.layer_held = False  # a new run shows its newest maps as they come
         frame, model = self.state.frame, self.state.model
         missing = self.cache.missing(id(image), frame, model, target, methods)
         self.layers.rebuild()

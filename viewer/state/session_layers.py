@@ -56,8 +56,10 @@ class LayerBook:
             )
         layer.add(smap, indices)
         state.layers.append(layer)
-        # The newest map is what the user waits for: show it on top, selected.
-        state.active_layer = smap.method
+        # The newest map is what the user waits for: show it on top, selected; unless the user is
+        # working on another layer (a style change must land on the layer it was begun on).
+        if not state.layer_held:
+            state.active_layer = smap.method
 
     def set_solo(self, solo: bool) -> None:
         """With "only the selected layer" on, choosing a layer shows it and hides the others, so

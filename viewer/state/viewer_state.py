@@ -38,6 +38,9 @@ class ViewerState:
     model: str = ""
     target: str = ""
     active_layer: str = ""
+    # The user chose the active layer, or is styling it: a map that finishes does not take the
+    # selection from it (until the next run or image).
+    layer_held: bool = False
     layers: LayerList = field(default_factory=LayerList)
 
     def open(self, image: Image) -> None:
@@ -48,6 +51,7 @@ class ViewerState:
         """
         self.layers.clear()
         self.active_layer = ""
+        self.layer_held = False
         self.annotation = None
         self.target = ""
         events = self.events

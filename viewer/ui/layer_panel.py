@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -67,6 +67,9 @@ class LayerPanel(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.info)
 
+        for control in (self.opacity, self.colormap, self.threshold):
+            for widget in (control, *control.findChildren(QWidget)):
+                widget.installEventFilter(self)
         self.list.itemChanged.connect(self._on_item_changed)
         self.list.currentRowChanged.connect(self._on_row_changed)
         self.opacity.valueChanged.connect(lambda v: self._set("opacity", float(v)))
@@ -134,7 +137,15 @@ class LayerPanel(QWidget):
 
     def _on_row_changed(self, row: int) -> None:
         if not self._updating and row >= 0:
+            self.state.layer_held = True  # the user's choice: a finishing method must not take it
             self.state.active_layer = self.list.item(row).data(Qt.ItemDataRole.UserRole)
+
+    def eventFilter(self, watched, event) -> bool:
+        """Touching a style control (a press, a click that opens the colour list, keyboard focus)
+        holds the selection on the layer being styled."""
+        if event.type() in (QEvent.Type.MouseButtonPress, QEvent.Type.FocusIn, QEvent.Type.KeyPress):
+            self.state.layer_held = True
+        return super().eventFilter(watched, event)
 
     # --- controls of the active layer ---------------------------------------------------------
     def _on_active(self, method: str) -> None:
