@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench installer installer-test clean
+.PHONY: install run test lint bench installer installer-test installer-check clean
 
 # pip (not uv/poetry): the torch range admits the 2.14.1 build that pip finds on local disk here.
 $(STAMP): pyproject.toml
@@ -42,6 +42,10 @@ installer:
 
 installer-test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -m slow tests/installer
+
+# What CI runs after the tests (.ci/run): build the bundle (no tarball) and run its --self-test.
+installer-check:
+	QT_QPA_PLATFORM=offscreen $(PYTHON) installer/build.py --no-archive --self-test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist

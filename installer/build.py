@@ -216,7 +216,12 @@ def executable(bundle: Path) -> Path:
 
 
 def self_test(bundle: Path) -> int:
-    return subprocess.run([str(executable(bundle)), "--self-test"], check=False).returncode
+    """The frozen app's ``--self-test`` (every bundled model on the samples); its exit code."""
+    began = time.perf_counter()
+    code = subprocess.run([str(executable(bundle)), "--self-test"], check=False).returncode
+    print(f"bundle --self-test: {'passed' if code == 0 else f'FAILED (exit {code})'} "
+          f"in {time.perf_counter() - began:.0f} s", flush=True)  # fmt: skip
+    return code
 
 
 def drop_page_cache() -> bool:

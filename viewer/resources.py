@@ -1,10 +1,14 @@
-"""Locate the files under ``resources/`` from a source checkout, an installed wheel or a frozen bundle.
+"""Locate the bundled files, ``resources/`` and the demo models of ``models/``, from a source
+checkout, an installed wheel or a frozen bundle.
 
 Every other module asks this one, so the three layouts stay in one place:
 
-- source checkout or editable install: ``<repo>/resources``
-- wheel: ``viewer/_resources`` (hatch copies ``resources/`` there)
-- PyInstaller bundle: ``<sys._MEIPASS>/resources``
+- source checkout or editable install: ``<repo>/resources`` and ``<repo>/models``
+- wheel: ``viewer/_resources`` and ``viewer/_models`` (hatch copies both into the package)
+- PyInstaller bundle: ``<sys._MEIPASS>/resources`` and ``<sys._MEIPASS>/models``
+
+A checkout counts only where ``pyproject.toml`` stands beside the package: in site-packages, a
+``resources`` or ``models`` folder next to ``viewer`` belongs to some other distribution.
 """
 
 from __future__ import annotations
@@ -15,18 +19,26 @@ from functools import cache
 from pathlib import Path
 
 _ENV_OVERRIDE = "SALIENCY_VIEWER_RESOURCES"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _candidates(name: str) -> list[Path]:
+    """Where the bundled folder ``name`` ("resources" or "models") may be, most specific first."""
+    candidates: list[Path] = []
+    if frozen_root := getattr(sys, "_MEIPASS", None):
+        candidates.append(Path(frozen_root) / name)
+    candidates.append(_PACKAGE_DIR / f"_{name}")
+    if (_PACKAGE_DIR.parent / "pyproject.toml").is_file():
+        candidates.append(_PACKAGE_DIR.parent / name)
+    return candidates
 
 
 @cache
 def resources_root() -> Path:
     """The folder that holds the bundled resources (presets, sample studies, icons)."""
-    candidates: list[Path] = []
+    candidates = _candidates("resources")
     if override := os.environ.get(_ENV_OVERRIDE):
-        candidates.append(Path(override))
-    if frozen_root := getattr(sys, "_MEIPASS", None):
-        candidates.append(Path(frozen_root) / "resources")
-    package_dir = Path(__file__).resolve().parent
-    candidates += [package_dir / "_resources", package_dir.parent / "resources"]
+        candidates.insert(0, Path(override))
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
@@ -38,14 +50,9 @@ def resources_root() -> Path:
 
 @cache
 def models_root() -> Path | None:
-    """The folder of bundled demo models (``<repo>/models``, ``viewer/_models`` in a wheel, or
-    ``<bundle>/models``), or None when this installation ships none."""
-    candidates: list[Path] = []
-    if frozen_root := getattr(sys, "_MEIPASS", None):
-        candidates.append(Path(frozen_root) / "models")
-    package_dir = Path(__file__).resolve().parent
-    candidates += [package_dir / "_models", package_dir.parent / "models"]
-    return next((c for c in candidates if c.is_dir()), None)
+    """The folder of bundled demo models (one folder each, holding ``manifest.toml``), or None when
+    this installation ships none."""
+    return next((c for c in _candidates("models") if c.is_dir()), None)
 
 
 def resource_path(*parts: str) -> Path:

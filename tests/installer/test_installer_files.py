@@ -113,3 +113,31 @@ def test_frozen_app_finds_resources_and_models_in_its_bundle(tmp_path, monkeypat
         resources.resources_root.cache_clear()
         resources.models_root.cache_clear()
     assert resources.resources_root() == ROOT / "resources"  # a checkout again
+
+
+def test_installed_package_takes_its_own_models_not_a_neighbours(tmp_path, monkeypatch):
+    """In site-packages, a top-level ``models`` or ``resources`` beside ``viewer`` is another
+    distribution's; only a checkout (``pyproject.toml`` beside the package) reads them."""
+    site = tmp_path / "site-packages"
+    for folder in ("viewer", "models/other_package", "resources"):
+        (site / folder).mkdir(parents=True)
+    monkeypatch.setattr(resources, "_PACKAGE_DIR", site / "viewer")
+    monkeypatch.delattr(sys, "_MEIPASS", raising=False)
+    monkeypatch.delenv("SALIENCY_VIEWER_RESOURCES", raising=False)
+    resources.resources_root.cache_clear()
+    resources.models_root.cache_clear()
+    try:
+        assert resources.models_root() is None
+        with pytest.raises(FileNotFoundError, match="resources folder was not found"):
+            resources.resources_root()
+        (site / "viewer" / "_models").mkdir()
+        (site / "viewer" / "_resources").mkdir()
+        resources.resources_root.cache_clear()
+        resources.models_root.cache_clear()
+        assert resources.models_root() == site / "viewer" / "_models"
+        assert resources.resources_root() == site / "viewer" / "_resources"
+    finally:
+        monkeypatch.undo()
+        resources.resources_root.cache_clear()
+        resources.models_root.cache_clear()
+    assert resources.models_root() == ROOT / "models"  # a checkout again
