@@ -61,6 +61,12 @@ def test_info_on_nothing_useful_fails(tmp_path, capsys):
     assert "missing: no such file or folder" in out
 
 
+def test_info_without_a_path_lists_the_bundled_samples(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "3 series from 30 file(s); 0 skipped" in out and "ct_0001" in out
+
+
 def test_python_dash_m_entry_point(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "viewer", "info", "--json", str(_study(tmp_path))],

@@ -28,9 +28,9 @@ def sample_studies() -> Path:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "paths",
-        nargs="+",
+        nargs="*",
         metavar="PATH",
-        help="files, folders, ZIP archives, DICOMDIRs or study URLs on a PACS",
+        help="files, folders, ZIP archives, DICOMDIRs or study URLs on a PACS (default: the bundled samples)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
 
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from viewer.cli.arguments import input_paths
 
-    inputs = input_paths(args.paths)
+    inputs = input_paths(args.paths or [str(sample_studies())])
     if inputs is None:
         return 2
     found = discover(inputs[0])
