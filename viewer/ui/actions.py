@@ -167,6 +167,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ),
     A("cancel", "model", "Cancel", "cancel", "Esc"),
     A("evaluate", "tools", "Evaluate folder...", "evaluate_folder", enabled="model"),
+    A("getting_started", "help", "Getting started...", "show_getting_started"),
     A("shortcuts", "help", "Keyboard and mouse...", "show_shortcuts", Key.HelpContents),
     A("about", "help", "About", "show_about"),
     A("search_tags", "help", "Search DICOM tags", "focus_tags", "Ctrl+F"),
@@ -225,7 +226,7 @@ def build_menus(window: QMainWindow, session: ViewerSession) -> tuple[dict[str, 
 def build_window_menu(window: QMainWindow, menu: QMenu, session: ViewerSession) -> list[QAction]:
     """The Window menu for the image on screen: its file's windows and the modality's presets."""
     state = session.state
-    for action in menu.actions():
+    for action in [*menu.actions(), *getattr(window, "window_menu_actions", [])]:
         window.removeAction(action)
     menu.clear()
     entries: list[tuple[str, Callable, str | None]] = [
@@ -255,6 +256,16 @@ def build_window_menu(window: QMainWindow, menu: QMenu, session: ViewerSession) 
             action.setShortcut(QKeySequence(key))
         action.triggered.connect(lambda _=False, h=handler: h())
         menu.addAction(action)
+        window.addAction(action)
+        made.append(action)
+    # A preset key with no preset for this image says why instead of doing nothing.
+    taken = {key for _, _, key in entries if key}
+    what = f"{image.modality} images" if image is not None and image.modality else "this image"
+    said = f"No window preset on this key for {what} (presets are for CT); W: the file's window, 0: automatic"
+    for key in (str(k) for k in range(1, 10) if str(k) not in taken):
+        action = QAction(f"Preset {key}", window)
+        action.setShortcut(QKeySequence(key))
+        action.triggered.connect(lambda _=False: window.say(said, 5000))
         window.addAction(action)
         made.append(action)
     return made

@@ -451,6 +451,12 @@ class MainWindow(QMainWindow):
     def show_shortcuts(self) -> None:
         ShortcutsDialog(self).exec()
 
+    def show_getting_started(self) -> None:
+        from viewer.resources import resource_path
+        from viewer.ui.model_card import show_markdown
+
+        self._help = show_markdown(self, "Getting started", resource_path("help", "getting_started.md"))
+
     def show_about(self) -> None:
         from viewer import __version__
 

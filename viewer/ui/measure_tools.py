@@ -166,7 +166,11 @@ class MeasureTools:
         ):
             action = QAction(text, self.window)
             action.triggered.connect(lambda _=False, h=handler: h())
-            (file if "DICOM SR" in text else menu).addAction(action)
+            if "DICOM SR" in text:  # with the other exports, above "Show patient identifiers" and Quit
+                before = next((a for a in file.actions() if a.objectName() == "action_show_phi"), None)
+                file.insertAction(before, action)
+            else:
+                menu.addAction(action)
             self.commands[text] = action
 
     # --- tools ---------------------------------------------------------------------------------

@@ -3,6 +3,8 @@ and the question asked before a model file that may run code is loaded."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMessageBox, QTextBrowser, QVBoxLayout, QWidget
 
@@ -29,11 +31,22 @@ def card_text(manifest: ModelManifest) -> str:
 
 def show_model_card(parent: QWidget, manifest: ModelManifest) -> QDialog:
     """A non-modal window with the card, rendered from Markdown."""
+    return _markdown_window(parent, "model_card", f"Model card: {manifest.name}", card_text(manifest))
+
+
+def show_markdown(parent: QWidget, title: str, path: Path) -> QDialog:
+    """A non-modal window with the Markdown file at ``path`` (the getting-started page)."""
+    name = title.lower().replace(" ", "_")
+    return _markdown_window(parent, name, title, path.read_text(encoding="utf-8", errors="replace"))
+
+
+def _markdown_window(parent: QWidget, name: str, title: str, markdown: str) -> QDialog:
     dialog = QDialog(parent)
-    dialog.setObjectName("model_card")
-    dialog.setWindowTitle(f"Model card: {manifest.name}")
+    dialog.setObjectName(name)
+    dialog.setWindowTitle(title)
     text = QTextBrowser()
-    text.setMarkdown(card_text(manifest))
+    text.setOpenExternalLinks(True)
+    text.setMarkdown(markdown)
     buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
     buttons.rejected.connect(dialog.close)
     layout = QVBoxLayout(dialog)
