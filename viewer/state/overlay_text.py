@@ -1,4 +1,5 @@
-"""The four-corner text of a view (patient, study, series, window, slice, zoom), Qt-free.
+"""The four-corner text of a view (patient, study, series, window, slice, zoom) and the caption
+of an export (method, target and probability, model, the model's caution, the disclaimer), Qt-free.
 
 Exports hide patient identifiers by default: ``hide_phi`` leaves out the name, ID, birth date,
 accession number and institution (the fields ``Identity.PHI_FIELDS`` names). Every header field is
@@ -7,6 +8,9 @@ sender's text, and the corner labels are rich-text capable Qt labels.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from viewer.io.image import Identity, VoiLut, Window
 from viewer.io.safe_text import printable
@@ -88,3 +92,86 @@ def cursor_text(state: ViewerState, where: tuple[int, int] | None) -> str:
         if values is not None:
             text += f"  |  {printable(layer.title)} {float(values[row, col]):+.3f}"
     return text
+
+
+# --- the caption of an export -----------------------------------------------------------------
+DISCLAIMER = "AI-generated, not for diagnosis"
+
+
+@dataclass(frozen=True)
+class Caption:
+    """What an export says under the picture: ``facts`` (method, target with its probability,
+    model; each kept whole on a line), the model's ``caution`` about this image, and the
+    disclaimer, which has a line of its own."""
+
+    facts: tuple[str, ...]
+    caution: str = ""
+    disclaimer: str = DISCLAIMER
+
+    def text(self) -> str:
+        """One line: ``Grad-CAM | effusion p=0.931 | cxr_resnet18 | AI-generated, not for diagnosis``."""
+        return " | ".join(p for p in (*self.facts, self.caution, self.disclaimer) if p)
+
+
+def export_caption(
+    state: ViewerState,
+    *,
+    method: str | None = None,
+    probability: float | None = None,
+    caution: str | None = None,
+) -> Caption:
+    """The caption of the layer of ``method`` (default: the active one) for the target, with the
+    model's ``caution`` (``"<model>: <what to know>"``, the model named just before). Labels and
+    the model's name are the manifest's text: shown through ``printable``."""
+    layer = state.layer(method) if method else state.active()
+    facts = []
+    if layer is not None:
+        facts.append(layer.title)
+    if state.target:
+        facts.append(f"{state.target} p={probability:.3f}" if probability is not None else state.target)
+    if state.model:
+        facts.append(state.model)
+    said = caution.split(": ", 1)[-1] if caution else ""
+    return Caption(tuple(printable(f) for f in facts), printable(said))
+
+
+def wrap_lines(parts: Sequence[str], width: float, advance: Callable[[str], float]) -> list[str]:
+    """``parts`` joined by `` | `` in lines at most ``width`` wide (``advance`` measures a
+    string), broken between parts; a part wider than a line is broken between words, and a word
+    wider than a line between characters. Nothing is left out: the lines hold every character of
+    every part (the separators at a break are dropped)."""
+    lines: list[str] = []
+    line = ""
+    for part in (p for p in parts if p):
+        joined = f"{line} | {part}" if line else part
+        if advance(joined) <= width:
+            line = joined
+            continue
+        if line:
+            lines.append(line)
+        pieces = _break_words(part, width, advance) if advance(part) > width else [part]
+        lines += pieces[:-1]
+        line = pieces[-1]
+    if line:
+        lines.append(line)
+    return lines
+
+
+def _break_words(text: str, width: float, advance: Callable[[str], float]) -> list[str]:
+    lines: list[str] = []
+    line = ""
+    for word in text.split(" "):
+        joined = f"{line} {word}" if line else word
+        if advance(joined) <= width:
+            line = joined
+            continue
+        if line:
+            lines.append(line)
+        line = ""
+        for char in word:  # a word wider than the line: as many characters as fit
+            if line and advance(line + char) > width:
+                lines.append(line)
+                line = ""
+            line += char
+    lines.append(line)
+    return lines

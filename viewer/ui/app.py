@@ -1,14 +1,17 @@
-"""Start the desktop viewer; ``--screenshot`` runs it headless and saves the window to a PNG.
+"""Start the desktop viewer; ``--screenshot``, ``--export`` and ``--export-native`` run it
+headless and save the window, the view or the image.
 
     saliency-viewer [PATH...] [--demo] [--model M] [--methods m1,m2] [--target LABEL]
                     [--annotation FILE] [--layer METHOD] [--compare] [--screenshot OUT.png]
-                    [--show-phi]
+                    [--export VIEW.png] [--export-native IMAGE.png] [--show-phi]
 
-With ``--screenshot`` the real main window is built (the offscreen platform is fine), the input is
+With any of the three the real main window is built (the offscreen platform is fine), the input is
 loaded, the methods run, and once their layers are shown (and with ``--compare``, the comparison
-numbers) the whole window is saved and the program exits 0; any failure exits 1 with a message.
-The screenshot is an export: the patient's identifiers are hidden unless ``--show-phi`` (the
-switch File > Show patient identifiers in exports) shows them.
+numbers) the whole window is saved (``--screenshot``), and the files File > Export screenshot of
+the view and Export image at native resolution write are written by the same code
+(:func:`viewer.ui.exports.save`); the program exits 0, or 1 with a message. These are exports: the
+patient's identifiers are hidden unless ``--show-phi`` (the switch File > Show patient
+identifiers in exports) shows them.
 """
 
 from __future__ import annotations
@@ -87,18 +90,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--screenshot", type=Path, help="save the window to this PNG once ready, then exit")
     parser.add_argument(
+        "--export",
+        type=Path,
+        metavar="PATH",
+        help="headless: write the view as File > Export screenshot of the view does (PNG or JPEG: "
+        "layers, annotation and its legend, colour bar, caption), then exit",
+    )
+    parser.add_argument(
+        "--export-native",
+        type=Path,
+        metavar="PATH",
+        help="headless: write the image at native resolution as File > Export image at native "
+        "resolution does (PNG or JPEG), then exit",
+    )
+    parser.add_argument(
         "--show-phi",
         action="store_true",
-        help="with --screenshot: show the patient's name, ID, birth date and institution, as File > "
-        "Show patient identifiers in exports does (hidden by default, as in every export)",
+        help="with --screenshot or --export...: show the patient's name, ID, birth date and "
+        "institution, as File > Show patient identifiers in exports does (hidden by default, as in "
+        "every export)",
     )
     parser.add_argument(
         "--size",
         type=_size,
-        help="window size WxH (default: 1600x1000 for --screenshot; else the last size, or what fits)",
+        help="window size WxH (default: 1600x1000 for --screenshot and --export...; else the last size, "
+        "or what fits)",
     )
     parser.add_argument(
-        "--timeout", type=float, default=600, help="seconds --screenshot may take (default 600)"
+        "--timeout",
+        type=float,
+        default=600,
+        help="seconds --screenshot or --export... may take (default 600)",
     )
     parser.add_argument(
         "--self-test",
@@ -150,7 +172,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not is_study_url(path) and not Path(path).exists():
             print(f"{path}: no such file or folder", file=sys.stderr)
             return 2
-    app = QApplication.instance() or _new_application(headless_ok=bool(args.screenshot))
+    if problem := _outputs_problem(args):
+        print(problem, file=sys.stderr)
+        return 2
+    headless = bool(args.screenshot or args.export or args.export_native)
+    app = QApplication.instance() or _new_application(headless_ok=headless)
     if app is None:
         return 1
     app.setOrganizationName("SaliencyViewer")
@@ -161,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply_dark_theme(app)
     tasks.warm_up()  # torch's first use on the GUI thread, before the window is live
 
-    if args.screenshot:
+    if headless:
         # Headless runs neither read nor change the user's preferences.
         settings = QSettings(str(Path(tempfile.mkdtemp()) / "settings.ini"), QSettings.Format.IniFormat)
     else:
@@ -175,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if methods:
         window.model_panel.set_checked_methods(methods)
-    if args.screenshot:
+    if headless:
         window.show_phi.setChecked(args.show_phi)  # a screenshot is an export: identifiers hidden
         window.resize(*(args.size or (1600, 1000)))
         return HeadlessRun(window, app, args, paths, annotation, methods).exec()
@@ -197,6 +223,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.layout == "mpr":
         window.tabs.setCurrentWidget(window.mpr)
     return app.exec()
+
+
+def _outputs_problem(args) -> str | None:
+    """Why the exports asked for cannot be written, said before the methods run, or None."""
+    from viewer.ui.exports import FORMATS
+
+    for flag, path in (("--export", args.export), ("--export-native", args.export_native)):
+        if path is None:
+            continue
+        if path.suffix.lower() not in FORMATS:
+            return f"{flag} {path}: use a .png, .jpg or .jpeg file name"
+        if path.exists():
+            return f"{flag} {path}: the file exists (exports never replace a file)"
+    if args.export and args.export == args.export_native:
+        return "--export and --export-native name the same file"
+    return None
 
 
 def _check_desktop() -> int:
@@ -269,7 +311,8 @@ def _after_prediction(window: MainWindow, action) -> None:
 
 
 class HeadlessRun(QObject):
-    """Drives the window through one scripted session and saves a screenshot of it."""
+    """Drives the window through one scripted session and saves a screenshot of it and its
+    exports."""
 
     def __init__(self, window: MainWindow, app: QApplication, args, paths, annotation, methods):
         super().__init__(window)
@@ -281,7 +324,9 @@ class HeadlessRun(QObject):
     def exec(self) -> int:
         window = self.window
         if not self.paths:
-            print("--screenshot needs something to open: PATH... or --demo", file=sys.stderr)
+            args = self.args
+            flag = "--screenshot" if args.screenshot else "--export" if args.export else "--export-native"
+            print(f"{flag} needs something to open: PATH... or --demo", file=sys.stderr)
             return 2
         window.show()
         window.runner.result.connect(self._on_result)
@@ -351,24 +396,32 @@ class HeadlessRun(QObject):
 
     def _save(self) -> None:
         from viewer.io.atomic import write_bytes_new
-        from viewer.ui.exports import encode, render_window
+        from viewer.ui import exports
 
-        out = self.args.screenshot
+        context = self.window.export_context()
+        saved = []
         try:
-            shot = render_window(self.window, self.window.export_context())
-            write_bytes_new(out, encode(shot, out.suffix or ".png"))
+            if out := self.args.screenshot:
+                shot = exports.render_window(self.window, context)
+                saved.append(write_bytes_new(out, exports.encode(shot, out.suffix or ".png")))
+            # The menu's own exports, File > Export screenshot of the view / image at native resolution.
+            for kind, out in (("view", self.args.export), ("native", self.args.export_native)):
+                if out is not None:
+                    saved.append(exports.save(kind, context, out))
         except (OSError, ValueError) as exc:
             self._fail(str(exc))
             return
         layers = ", ".join(layer.title for layer in self.window.state.layers)
-        print(f"saved {out}: {self.window.state.target} ({self.window.state.model}); layers: {layers}")
+        state = self.window.state
+        print(f"saved {', '.join(map(str, saved))}: {state.target} ({state.model}); layers: {layers}")
         self.code = 0
         self._quit()
 
     def _fail(self, message: str) -> None:
         if self.code == 0:
             return
-        print(f"screenshot failed: {message}", file=sys.stderr)
+        what = "screenshot" if self.args.screenshot else "export"
+        print(f"{what} failed: {message}", file=sys.stderr)
         self.code = 1
         self._quit()
 

@@ -14,7 +14,7 @@ from functools import cache
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QPainterPath
+from PySide6.QtGui import QColor, QPainter, QPainterPath
 from PySide6.QtWidgets import QGraphicsPathItem, QLabel
 
 from viewer.io.image import Window
@@ -175,6 +175,38 @@ def pg_colormap(name: str) -> pg.ColorMap:
     return pg.ColorMap(np.linspace(0.0, 1.0, len(table)), table, name=name)
 
 
+def draw_outlined_text(
+    painter: QPainter, rect: QRectF, flags: int, text: str, colour: str = "#f0f0f0", halo: int = 1
+) -> None:
+    """``text`` in light type over a dark outline ``halo`` pixels wide: it reads on black and on
+    a white film alike (corner text, on screen and in exports)."""
+    painter.setPen(QColor(0, 0, 0, 230))
+    for dx in range(-halo, halo + 1):
+        for dy in range(-halo, halo + 1):
+            if dx or dy:
+                painter.drawText(rect.translated(dx, dy), flags, text)
+    painter.setPen(QColor(colour))
+    painter.drawText(rect, flags, text)
+
+
+class OutlinedLabel(QLabel):
+    """A plain-text label drawn with a dark outline (:func:`draw_outlined_text`)."""
+
+    def __init__(self, parent=None, colour: str = "#e8e8e8") -> None:
+        super().__init__(parent)
+        self.colour = colour
+        self.setContentsMargins(1, 1, 1, 1)  # room for the outline
+
+    def paintEvent(self, _event) -> None:
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
+        painter.setFont(self.font())
+        draw_outlined_text(
+            painter, QRectF(self.contentsRect()), int(self.alignment()), self.text(), self.colour
+        )
+        painter.end()
+
+
 class CornerLabels:
     """Four text blocks pinned to the corners of a view's viewport (patient, study, W/L, slice)."""
 
@@ -183,9 +215,10 @@ class CornerLabels:
     def __init__(self, view: pg.GraphicsView):
         self.view = view
         self.right_margin = 0  # the colour bar's width, kept clear on the right
+        self.held = False  # while an export draws them: texts set meanwhile are left out
         self.labels: dict[str, QLabel] = {}
         for corner in self.CORNERS:
-            label = QLabel(view.viewport())
+            label = OutlinedLabel(view.viewport())
             label.setObjectName(f"corner_{corner}")
             label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
             label.setTextFormat(Qt.TextFormat.PlainText)  # header text is never markup
@@ -195,6 +228,8 @@ class CornerLabels:
             self.labels[corner] = label
 
     def set_texts(self, texts: dict[str, str]) -> None:
+        if self.held:
+            return
         for corner, label in self.labels.items():
             label.setText(texts.get(corner, ""))
             label.adjustSize()

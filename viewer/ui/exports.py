@@ -1,10 +1,15 @@
 """Annotated screenshots (the view, the image at native resolution, a contact sheet of all methods),
 the clipboard, and DICOM exports of the map on screen.
 
-Every export burns in what a reader needs to interpret it: method, target label and probability,
-model, and "AI-generated, not for diagnosis". Patient identifiers are hidden unless the user turned
-"Show patient identifiers in exports" on; ``--screenshot`` is an export too (:func:`render_window`).
-Files are written atomically and never replace a file.
+Every export burns in what a reader needs to interpret it, in a band under the picture
+(``ui/export_footer.py``) wrapped to its width so nothing is cut at any size: method, target label
+and probability, model, the model's caution about this image, "AI-generated, not for diagnosis" on
+a line of its own, the legend of the annotation's regions, and the colour bar (the view's own bar
+is in the screenshot of the view; the native image gets one in the band). Corner text is drawn
+with a dark outline, so it reads on a white film. Patient identifiers are hidden unless the user
+turned "Show patient identifiers in exports" on; ``--screenshot`` is an export too
+(:func:`render_window`). Files are written atomically and never replace a file. :func:`save` is the
+one way the File menu and the command line (``--export``, ``--export-native``) write them.
 """
 
 from __future__ import annotations
@@ -22,18 +27,18 @@ from PySide6.QtWidgets import QWidget
 
 from viewer.explain.registry import title_of
 from viewer.io.atomic import write_bytes_new
-from viewer.io.overlay import blend
+from viewer.io.overlay import blend, colormap
 from viewer.io.safe_text import printable
 from viewer.io.voi import to_display
 from viewer.state import SaliencyLayer, ViewerState
-from viewer.state.overlay_text import corner_texts
+from viewer.state.overlay_text import Caption, corner_texts, export_caption
 from viewer.state.session import ViewerSession
-from viewer.ui.canvas import ImageCanvas
-from viewer.ui.layer_items import annotation_outlines, cosmetic_pen, outline_path
+from viewer.ui.canvas import ImageCanvas, draw_outlined_text
+from viewer.ui.export_footer import ColourBar, Footer, with_footer
+from viewer.ui.layer_items import annotation_outlines, cosmetic_pen, label_colour, outline_path
 from viewer.ui.pictures import from_qimage, to_qimage
 
-DISCLAIMER = "AI-generated, not for diagnosis"
-_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
 
 @dataclass(frozen=True)
@@ -57,34 +62,65 @@ class ExportContext:
         return self.session.caution
 
 
+def export_caption_of(ctx: ExportContext, method: str | None = None) -> Caption:
+    """The caption of the layer of ``method`` (default: the active one): see :class:`Caption`."""
+    return export_caption(ctx.state, method=method, probability=ctx.probability(), caution=ctx.caution)
+
+
 def caption(ctx: ExportContext, method: str | None = None) -> str:
-    """``Grad-CAM | effusion p=0.931 | cxr_resnet18 | AI-generated, not for diagnosis``."""
+    """``Grad-CAM | effusion p=0.931 | cxr_resnet18 | AI-generated, not for diagnosis``, one line
+    (a DICOM Secondary Capture's description; pictures wrap it: :func:`footer`)."""
+    return printable(export_caption_of(ctx, method).text())
+
+
+def legend(ctx: ExportContext) -> tuple[tuple[str, str], ...]:
+    """``(label, colour)`` of each annotation label outlined on the slice on screen, in the colours
+    the outlines are drawn with (the label is the annotation file's text: printable)."""
+    state = ctx.state
+    annotation, image = state.annotation, state.image
+    if image is None or annotation is None or not state.show_annotation:
+        return ()
+    labels = annotation.labels
+    return tuple(
+        (printable(label), label_colour(labels, label))
+        for label in labels
+        if annotation.mask(image, label)[state.frame].any()
+    )
+
+
+def colour_bar(ctx: ExportContext, method: str | None = None) -> ColourBar | None:
+    """The colour scale of the layer of ``method`` (default: the active layer, when shown), as
+    the canvas's bar shows it: the whole colour map over [0, 1], or [-1, 1] for a signed map."""
     state = ctx.state
     layer = state.layer(method) if method else state.active()
-    parts = []
-    if layer is not None:
-        parts.append(layer.title)
-    if state.target:
-        probability = ctx.probability()
-        parts.append(f"{state.target} p={probability:.3f}" if probability is not None else state.target)
-    if state.model:
-        parts.append(state.model)
-    if caution := ctx.caution:
-        parts.append(caution.split(": ", 1)[1])  # the model is named just before
-    parts.append(DISCLAIMER)
-    return printable(" | ".join(parts))  # labels and the model's name are the manifest's text
+    if layer is None or (method is None and not layer.visible) or layer.values(state.frame) is None:
+        return None
+    low = -1.0 if layer.signed else 0.0
+    return ColourBar(printable(layer.title), colormap(layer.colormap), low, 1.0)
+
+
+def footer(ctx: ExportContext, method: str | None = None, *, bar: bool = True) -> Footer:
+    return Footer(export_caption_of(ctx, method), legend(ctx), colour_bar(ctx, method) if bar else None)
 
 
 # --- rendering ------------------------------------------------------------------------------
 def render_view(ctx: ExportContext) -> QImage:
     """The canvas as on screen (zoom, pan, visible layers, colour bar, annotation), with the corner
-    text re-rendered without identifiers when they are hidden, and a caption band below."""
+    text re-rendered without identifiers when they are hidden, and the band below (legend,
+    caption; the canvas's own colour bar is in the picture)."""
     canvas = ctx.canvas
     if canvas is None:
         raise ValueError("no view to take a screenshot of")
+    if not canvas.isVisible():
+        # Behind another tab the view has not laid out what changed since (the colour bar's axis
+        # takes its width from its labels once painted): paint, lay out, then grab. Before the
+        # corners are set as exported: the new layout re-zooms, and the window re-writes them.
+        canvas.grab()
+        canvas.layout_item.layout.invalidate()
+        canvas.layout_item.layout.activate()
     with corners_as_exported(ctx):
         shot = canvas.grab().toImage()
-    return with_caption(shot, caption(ctx))
+    return with_footer(shot, footer(ctx, bar=not canvas.colorbar.isVisible()))
 
 
 def render_window(window: QWidget, ctx: ExportContext) -> QImage:
@@ -98,16 +134,20 @@ def render_window(window: QWidget, ctx: ExportContext) -> QImage:
 @contextmanager
 def corners_as_exported(ctx: ExportContext) -> Iterator[None]:
     """The canvas's corner text as exports show it (identifiers hidden unless ``ctx`` shows
-    them) for the duration, then as on screen again."""
+    them) for the duration, held there (a zoom the grab sets off does not write the on-screen
+    text back), then as on screen again."""
     canvas = ctx.canvas
     if canvas is None:
         yield
         return
-    canvas.corners.set_texts(corner_texts(ctx.state, canvas.zoom(), hide_phi=ctx.hide_phi))
+    corners = canvas.corners
+    corners.set_texts(corner_texts(ctx.state, canvas.zoom(), hide_phi=ctx.hide_phi))
+    corners.held = True
     try:
         yield
     finally:
-        canvas.corners.set_texts(corner_texts(ctx.state, canvas.zoom()))
+        corners.held = False
+        corners.set_texts(corner_texts(ctx.state, canvas.zoom()))
 
 
 def compose_native(ctx: ExportContext, layers: list[SaliencyLayer] | None = None) -> np.ndarray:
@@ -156,11 +196,11 @@ def draw_annotation(image: QImage, ctx: ExportContext, scale: float = 1.0) -> No
 
 
 def draw_corners(image: QImage, texts: dict[str, str]) -> None:
+    """The corner text in light type with a dark outline (it reads on a white film too)."""
     painter = QPainter(image)
     font = QFont()
-    font.setPixelSize(max(11, image.width() // 60))
+    font.setPixelSize(max(12, image.width() // 56))
     painter.setFont(font)
-    painter.setPen(QColor("#f0f0f0"))
     margin = font.pixelSize() // 2
     rect = QRectF(margin, margin, image.width() - 2 * margin, image.height() - 2 * margin)
     flags = {
@@ -169,36 +209,24 @@ def draw_corners(image: QImage, texts: dict[str, str]) -> None:
         "bottom_left": Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignLeft,
         "bottom_right": Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignRight,
     }
+    halo = max(1, font.pixelSize() // 12)
     for corner, text in texts.items():
         if text:
-            painter.drawText(rect, int(flags[corner]), text)
+            draw_outlined_text(painter, rect, int(flags[corner]), text, halo=halo)
     painter.end()
 
 
 def with_caption(image: QImage, text: str) -> QImage:
-    """``image`` with a dark band below it holding ``text``."""
-    font = QFont()
-    font.setPixelSize(max(12, min(28, image.width() // 55)))
-    band = int(font.pixelSize() * 2.2)
-    out = QImage(image.width(), image.height() + band, QImage.Format.Format_RGB888)
-    out.fill(QColor("#111111"))
-    painter = QPainter(out)
-    painter.drawImage(0, 0, image)
-    painter.setFont(font)
-    painter.setPen(QColor("#f0f0f0"))
-    painter.drawText(
-        QRectF(8, image.height(), image.width() - 16, band),
-        int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft),
-        text,
-    )
-    painter.end()
-    return out
+    """``image`` with a dark band below it holding ``text`` (wrapped: a contact sheet's tile)."""
+    return with_footer(image, Footer(Caption((text,), disclaimer="")))
 
 
 def render_native(
     ctx: ExportContext, layers: list[SaliencyLayer] | None = None, method: str | None = None
 ) -> QImage:
-    """The image at native resolution with layers, annotation, corner text and caption burned in."""
+    """The image at native resolution with layers, annotation and corner text burned in, and the
+    band below: the colour bar of ``method``'s layer (default: the active one), the legend of the
+    annotation's regions, the caption."""
     state = ctx.state
     image = state.image
     shot = to_qimage(compose_native(ctx, layers))
@@ -208,7 +236,7 @@ def render_native(
         height = round(image.rows * aspect)
         shot = shot.scaled(image.columns, height, mode=Qt.TransformationMode.SmoothTransformation)
     draw_corners(shot, corner_texts(state, 1.0, hide_phi=ctx.hide_phi))
-    return with_caption(shot, caption(ctx, method))
+    return with_footer(shot, footer(ctx, method))
 
 
 def render_contact_sheet(ctx: ExportContext, tile: int = 512) -> QImage:
@@ -228,8 +256,9 @@ def render_contact_sheet(ctx: ExportContext, tile: int = 512) -> QImage:
     for i, (_title, picture) in enumerate(tiles):
         painter.drawImage((i % columns) * width, (i // columns) * height, picture)
     painter.end()
-    head = " | ".join(p for p in (state.target, state.model, DISCLAIMER) if p)
-    return with_caption(sheet, head)
+    whole = export_caption_of(ctx)
+    facts = tuple(printable(p) for p in (state.target, state.model) if p)
+    return with_footer(sheet, Footer(Caption(facts, whole.caution), legend(ctx)))
 
 
 def render_tile(
@@ -250,7 +279,7 @@ def render_tile(
 
 # --- writing --------------------------------------------------------------------------------
 def encode(image: QImage, suffix: str) -> bytes:
-    fmt = _FORMATS.get(suffix.lower())
+    fmt = FORMATS.get(suffix.lower())
     if fmt is None:
         raise ValueError(f"unsupported image format {suffix!r}: use .png, .jpg or .jpeg")
     data = QByteArray()
@@ -278,6 +307,16 @@ def save_native(ctx: ExportContext, path: Path) -> Path:
 def save_contact_sheet(ctx: ExportContext, path: Path) -> Path:
     _require_image(ctx)
     return save_image(render_contact_sheet(ctx), path)
+
+
+SAVES = {"view": save_view, "native": save_native, "sheet": save_contact_sheet}
+
+
+def save(kind: str, ctx: ExportContext, path: Path) -> Path:
+    """Write the export ``kind`` to ``path``: ``view`` (the screen, File > Export screenshot of the
+    view and ``--export``), ``native`` (the image's own grid, File > Export image at native
+    resolution and ``--export-native``) or ``sheet`` (every method). PNG or JPEG by the suffix."""
+    return SAVES[kind](ctx, Path(path))
 
 
 def copy_view(ctx: ExportContext) -> None:

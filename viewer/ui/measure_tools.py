@@ -45,6 +45,7 @@ TOOLS = (
 )
 KIND_OF = {tool: kind for tool, _text, _key, kind in TOOLS}
 COLOUR = "#ffeb3b"
+LABEL_PLATE = (0, 0, 0, 170)
 SR_FILTER = "DICOM SR (*.dcm);;All files (*)"
 
 
@@ -76,7 +77,8 @@ class MeasurementItems:
             outline = QGraphicsPathItem(shape_path(tool, list(m.points)))
             outline.setPen(cosmetic_pen(COLOUR, 1.6))
             outline.setZValue(90)
-            text = pg.TextItem(measured.text(), color=COLOUR, anchor=(0, 1))
+            # On a dark plate: the value reads on a white film as on black.
+            text = pg.TextItem(measured.text(), color=COLOUR, anchor=(0, 1), fill=LABEL_PLATE)
             text.setPos(*max(m.points, key=lambda p: -p[1]))  # by the topmost point
             text.setZValue(91)
             for item in (outline, text):
