@@ -43,7 +43,9 @@ def test_an_nih_sized_png_gets_the_chest_model_whatever_was_in_use(tmp_path, cat
     assert choice.model == "cxr_resnet18" and choice.modality == "CR"
     assert choice.assumed == "taken for a radiograph (1024 x 1024)" and choice.question is None
     caution = chooser.caution("cxr_resnet18", film, choice)
-    assert caution.startswith("cxr_resnet18: ") and "PNG without a modality" in caution
+    assert (
+        caution.startswith("Chest X-ray findings (demo, ResNet-18): ") and "PNG without a modality" in caution
+    )
     # With the chest model already in use, nothing changes and nothing is asked.
     assert chooser.choose(film, "cxr_resnet18").model is None
 

@@ -108,8 +108,8 @@ class ModelChooser:
         self.asked = True
 
     def caution(self, name: str, image: Image | None, choice: ModelChoice | None) -> str | None:
-        """``"<model>: <what to know>"`` for ``image`` (a synthetic-only model on a real image, an
-        assumed modality, a model made for another modality), or None."""
+        """``"<model's display name>: <what to know>"`` for ``image`` (a synthetic-only model on a
+        real image, an assumed modality, a model made for another modality), or None."""
         manifest = self._manifest(name)
         if manifest is None or image is None:
             return None
@@ -124,7 +124,7 @@ class ModelChooser:
             said.append(f"made for {_made_for(manifest)}, not {modality}")
         elif not modality and manifest.modalities:
             said.append(f"made for {_made_for(manifest)}; this image's modality is unknown")
-        return f"{name}: " + "; ".join(said) if said else None
+        return f"{manifest.name}: " + "; ".join(said) if said else None
 
     # -- the catalog's models by what they were made for -----------------------------------------
     def _manifest(self, name: str | None) -> ModelManifest | None:
