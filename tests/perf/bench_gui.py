@@ -11,6 +11,14 @@ model without any GUI, so the ratio says what showing maps progressively costs.
 With ``--against REF`` it also measures open-to-first-image, open-to-first-map and the heartbeat
 while a folder of PNG films streams its thumbnails (``tests/perf/gui_timings.py``), for this
 checkout and for a git worktree of REF, in the same run, and prints the ratios.
+
+It then times LIME and RISE alone in the window on the same film, from Run to the first map on
+screen and to the final one, with the anytime refinement on (the estimate shown as it is
+refined) and off (the code path from before it: one map when the method is done), alternating
+in one window whose network had its batch size tuned first, so both sides run the same batches
+(``--anytime-runs N`` pairs, 0 skips them; ``--anytime-only`` runs only these):
+
+    QT_QPA_PLATFORM=offscreen python tests/perf/bench_gui.py --anytime-only --anytime-runs 2
 """
 
 from __future__ import annotations
@@ -70,6 +78,72 @@ def gui_run(app, methods: list[str]) -> tuple[dict, float]:
     return beat.summary(), seconds
 
 
+def first_and_final(window, method: str, anytime: bool) -> tuple[float, float, str]:
+    """Seconds from Run to ``method``'s first map on screen and to its final map (nothing
+    cached), and the first map's progress ("" when it was the final one)."""
+    session = window.session
+    session.cache.drop_image(id(window.state.image))
+    session.layers.rebuild()
+    session.anytime = anytime
+    first: list[tuple[float, str]] = []
+
+    def inserted(_index, layer) -> None:
+        if layer.method == method and not first:
+            first.append((time.perf_counter(), next(iter(layer.maps.values())).progress))
+
+    done: list[float] = []
+
+    def shown() -> None:
+        done.append(time.perf_counter())
+
+    window.state.layers.events.inserted.connect(inserted)
+    window.maps_shown.connect(shown)
+    start = time.perf_counter()
+    window.run_methods([method])
+    wait_until(lambda: bool(done), 1200, f"the {method} map")
+    window.state.layers.events.inserted.disconnect(inserted)
+    window.maps_shown.disconnect(shown)
+    return first[0][0] - start, done[0] - start, first[0][1]
+
+
+def anytime_rows(app, runs: int) -> None:
+    """First and final map of LIME and RISE, anytime on and off, alternating, in one window whose
+    network has had its batch size tuned first (so both sides run the same batches); medians."""
+    from viewer.explain import context
+    from viewer.explain.registry import get_method
+    from viewer.ui.main_window import MainWindow
+
+    settings = QSettings(str(Path(tempfile.mkdtemp()) / "s.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(settings)
+    window.resize(1600, 1000)
+    window.show()
+    window.model_panel.select_model("cxr_resnet18")
+    window.open_paths([str(STUDY)])
+    wait_until(lambda: window.session.prediction is not None, 120, "the prediction")
+    model = window.session.store.get(window.session.manifest_path)
+    explain(model, window.state.image, [get_method("rise", masks=96, converge=False)], frames=[0])
+    tuned = sorted(set(context._TUNED.values()))
+    print(f"LIME and RISE alone on {STUDY.name}, anytime refinement on vs off (the code path before it),")
+    print(f"{runs} pair(s), one window, batch size tuned first ({tuned}):")
+    for method in ("lime", "rise"):
+        times: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+        for run in range(runs):
+            for anytime in (False, True) if run % 2 else (True, False):
+                first, final, progress = first_and_final(window, method, anytime)
+                times[anytime].append((first, final))
+                shown = f"first map at {progress}" if progress else "first map = final map"
+                mode = "on " if anytime else "off"
+                print(f"  {method} anytime {mode}: first {first:6.2f} s, final {final:6.2f} s ({shown})")
+        (b_first, b_final), (a_first, a_final) = (
+            np.median(np.array(times[k]), axis=0) for k in (False, True)
+        )
+        print(
+            f"{method:5s} first map {b_first:6.2f} s -> {a_first:6.2f} s ({b_first / a_first:.1f}x sooner); "
+            f"final map {b_final:6.2f} s -> {a_final:6.2f} s ({a_final / b_final:.2f}x the time)"
+        )
+    window.close()
+
+
 def engine_run(methods: list[str]) -> float:
     model = LoadedModel.from_manifest(resolve_model("cxr_resnet18"), device="cpu")
     image = load_series(discover([STUDY]).series[0])
@@ -114,12 +188,17 @@ def main() -> int:
     parser.add_argument("--against", metavar="REF", help="also time opening against this git commit")
     parser.add_argument("--films", type=int, default=200, help="PNG films in the --against folder")
     parser.add_argument("--repeats", type=int, default=3, help="--against runs of each side")
+    parser.add_argument("--anytime-runs", type=int, default=1, help="LIME/RISE on-off pairs (0: none)")
+    parser.add_argument("--anytime-only", action="store_true", help="only the LIME/RISE first-map rows")
     args = parser.parse_args()
     if args.against:
         compare(args.against, args.films, args.repeats)
     methods = args.methods.split(",")
     app = QApplication.instance() or QApplication([])
     tasks.warm_up()
+    if args.anytime_only:
+        anytime_rows(app, max(1, args.anytime_runs))
+        return 0
     print(f"{len(methods)} methods ({', '.join(methods)}) on {STUDY.name}, {os.cpu_count()} CPUs")
     stalls, gui_seconds, engine_seconds = [], [], []
     for run in range(args.runs):
@@ -138,6 +217,8 @@ def main() -> int:
     ratio = float(np.median(gui_seconds)) / float(np.median(engine_seconds))
     print(f"worst stall {worst:.1f} ms (goal < 100), median p99 {p99:.1f} ms")
     print(f"GUI run time / engine alone: {ratio:.2f}x (median of {args.runs})")
+    if args.anytime_runs:
+        anytime_rows(app, args.anytime_runs)
     return 0
 
 

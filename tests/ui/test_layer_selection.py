@@ -32,3 +32,27 @@ def test_a_finishing_method_does_not_steal_the_layer_being_styled(qtbot, window)
     with qtbot.waitSignal(window.maps_shown, timeout=300_000):
         window.run_methods(["gradcam++"])
     assert window.state.active_layer == "gradcam++"
+
+
+def test_the_sliders_stay_put_as_the_description_changes_length(qtbot, window):
+    """Going from a layer with a two-line description to one with a long one (and back) must not
+    move the threshold slider: the user reaches for it where it was."""
+    open_and_wait(qtbot, window, [CHEST])
+    with qtbot.waitSignal(window.maps_shown, timeout=300_000):
+        window.run_methods(["gradient", "deconvnet"])
+    panel = window.layer_panel
+    qtbot.waitUntil(panel.isVisible)
+    # A description as long as a sampled method's (its caveat, its samples, whether it settled).
+    long = next(layer for layer in window.state.layers if layer.method == "deconvnet")
+    for smap in long.maps.values():
+        smap.notes += [f"note {i}: the kind of sentence a sampled method says of its map" for i in range(4)]
+
+    def slider_at(row: int):
+        panel.list.setCurrentRow(row)
+        qtbot.wait(50)  # the layout settles
+        height = panel.info.heightForWidth(panel.info.width())
+        return height, panel.threshold.mapToGlobal(panel.threshold.rect().topLeft())
+
+    heights, places = zip(*(slider_at(row) for row in (0, 1, 0, 1)), strict=True)
+    assert heights[0] != heights[1], "the two descriptions should differ in length"
+    assert len(set(places)) == 1, (places, heights)

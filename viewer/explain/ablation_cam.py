@@ -23,6 +23,7 @@ from viewer.explain.registry import Method, register
 @register
 class AblationCAM(Method):
     id = "ablation-cam"
+    seconds = 18.0
     report: ClassVar[dict] = {}
     cost = "sampled"
     title = "Ablation-CAM"

@@ -145,6 +145,7 @@ class ScoreCAM(Method):
     its weight is then exactly 0 and it is skipped."""
 
     id = "scorecam"
+    seconds = 3.5
     report: ClassVar[dict] = {}
     cost = "sampled"
     title = "Score-CAM"
@@ -205,6 +206,7 @@ class ScoreCAMExact(ScoreCAM):
     forward per live channel (1,024 on DenseNet-121, 2,048 on ResNet-50)."""
 
     id = "scorecam-exact"
+    seconds = 15.0
     title = "Score-CAM (every channel)"
 
     @classmethod

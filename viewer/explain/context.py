@@ -77,8 +77,14 @@ class ExplainContext:
         self.batch_size = batch_size  # None: tuned on the machine (see ``batches``)
         self.cancel = cancel
         self.progress = progress
+        # An anytime method's estimate so far (``Method.anytime``): ``preview(raw, notes, short)``
+        # with raw maps ``(T, k, *grid)`` of the first ``k`` inputs (the last one unfinished), what
+        # the map should say of itself and a few words for a caption ("300/1000 samples").
+        self.preview: Callable[[torch.Tensor, list[str], str], None] | None = None
         self._want_input_grads = input_grads
         self._span = (0.0, 1.0)
+        self._untimed = 0.0  # seconds spent in ``untimed`` blocks: no part of any batch's time
+        self.tuning = False  # the batch size is being found: other work now would skew the timing
         self._stack = ExitStack()
         self._pass: RecordedPass | None = None
         self._activation_grads: dict[int, torch.Tensor] = {}
@@ -154,7 +160,7 @@ class ExplainContext:
             return
         key = (id(self.network), tuple(self.inputs.shape[1:]), self.inputs.device.type, kind)
         size = _TUNED.get(key)
-        tuning = size is None
+        tuning = self.tuning = size is None
         cap = largest_batch(self.inputs)
         size = size or min(4, cap)
         best_time, best_size = float("inf"), size
@@ -162,9 +168,9 @@ class ExplainContext:
         while start < n:
             self.check()
             stop = min(n, start + size)
-            began = time.perf_counter()
+            began, aside = time.perf_counter(), self._untimed
             yield start, stop
-            per_item = (time.perf_counter() - began) / (stop - start)
+            per_item = (time.perf_counter() - began - (self._untimed - aside)) / (stop - start)
             self.report(stop / n)
             if tuning and stop - start == size:
                 if per_item < 0.95 * best_time and size < cap:
@@ -175,6 +181,7 @@ class ExplainContext:
                         best_size = size
                     size, tuning = best_size, False
                     _TUNED[key] = size
+                    self.tuning = False
             start = stop
 
     def evaluate(self, batch: torch.Tensor, *, logits: bool = False) -> torch.Tensor:
@@ -201,6 +208,16 @@ class ExplainContext:
         if self.progress is not None:
             low, high = self._span
             self.progress(low + (high - low) * min(1.0, max(0.0, fraction)))
+
+    @contextmanager
+    def untimed(self) -> Iterator[None]:
+        """Work between batches that is not the batches' (a preview of the estimate so far): left
+        out of the timing that tunes the batch size, so it never changes the batches."""
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._untimed += time.perf_counter() - began
 
     @contextmanager
     def part(self, index: int, count: int) -> Iterator[None]:

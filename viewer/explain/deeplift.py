@@ -136,6 +136,7 @@ def deeplift(
 @register
 class DeepLift(Method):
     id = "deeplift"
+    seconds = 0.3
     title = "DeepLIFT"
     family = "gradient"
     cost = "own-pass"

@@ -4,7 +4,10 @@ Work is shared wherever the maths allows (see ``ExplainContext``): one recorded 
 batch of frames serves all CAM-family and gradient-family maps of all target labels, and the
 perturbation methods run batched in ``inference_mode``. Finished maps stream out through
 ``on_result`` one method at a time, progress through ``on_progress(method, fraction)``, and a set
-``cancel`` flag stops the work at the next batch (raising ``Cancelled``).
+``cancel`` flag stops the work at the next batch (raising ``Cancelled``). Anytime methods (LIME,
+RISE) also stream their estimate so far through ``on_preview``: maps marked by their ``progress``
+text, over the frames computed so far, each replaced by the next and at last by the final map,
+which is the same with or without previews.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ def explain(
     on_result: Callable[[SaliencyMap], None] | None = None,
     on_progress: Callable[[str, float], None] | None = None,
     cancel: CancelFlag | None = None,
+    on_preview: Callable[[SaliencyMap], None] | None = None,
 ) -> Explanation:
     """Maps of ``methods`` for ``targets`` (default: the top prediction) over ``frames`` (default:
     every frame; a GUI asks for the slice on screen)."""
@@ -81,6 +85,7 @@ def explain(
             on_result,
             on_progress,
             cancel,
+            on_preview,
         )
 
 
@@ -92,8 +97,9 @@ def support_reason(method: type[Method] | Method, model: LoadedModel) -> str | N
 
 
 def _explain(
-    model, image, methods, targets, frames, seed, batch_size, frame_chunk, on_result, on_progress, cancel
-):
+    model, image, methods, targets, frames, seed, batch_size, frame_chunk, on_result, on_progress, cancel,
+    on_preview,
+):  # fmt: skip
     instances = [get_method(m) if isinstance(m, str) else m for m in methods]
     for method in instances:
         reason = support_reason(method, model)
@@ -145,7 +151,13 @@ def _explain(
                 if on_progress is not None:
                     ctx.progress = lambda f, m=method.id, c=c: on_progress(m, (c + f) / len(chunks))
                 start = time.perf_counter()
+                if on_preview is not None and method.anytime:
+                    ctx.preview = _previewer(
+                        on_preview, model, method, raw[i], chunk.start, result, target_index, transform,
+                        lambda start=start, i=i: seconds[i] + time.perf_counter() - start,
+                    )  # fmt: skip
                 raw[i].append(method.compute(ctx, target_index).float().cpu())
+                ctx.preview = None
                 seconds[i] += time.perf_counter() - start + (first_pass if i == 0 else 0.0)
                 if c == len(chunks) - 1:
                     maps = _finish(
@@ -161,6 +173,34 @@ def _explain(
     if model.volume:  # one output for the series, every frame's row
         result.probabilities = np.repeat(result.probabilities, len(frames), axis=0)
     return result
+
+
+def _previewer(
+    on_preview: Callable[[SaliencyMap], None],
+    model: LoadedModel,
+    method: Method,
+    earlier: list[torch.Tensor],
+    offset: int,
+    result: Explanation,
+    targets: list[int],
+    transform: GridTransform | VolumeTransform,
+    elapsed: Callable[[], float],
+) -> Callable[[torch.Tensor, list[str], str], None]:
+    """What ``ctx.preview`` calls while ``method`` computes a chunk of frames starting at
+    ``offset``: the chunks before it (``earlier``, raw) and its first inputs so far as maps, one per
+    target, on one scale as the final maps will be."""
+
+    def preview(partial: torch.Tensor, notes: list[str], short: str) -> None:
+        raw = torch.cat([*earlier, partial.float().cpu()], dim=1)
+        frames = result.frames if model.volume else result.frames[: offset + partial.shape[1]]
+        maps = _finish(
+            method, raw, result, targets, transform, elapsed(), frames=frames, notes=notes, progress=short
+        )
+        for m in maps:
+            m.notes += _model_notes(model, method, transform)
+            on_preview(m)
+
+    return preview
 
 
 def _model_notes(model: LoadedModel, method: Method, transform: GridTransform | VolumeTransform) -> list[str]:
@@ -207,10 +247,16 @@ def _finish(
     targets: list[int],
     transform: GridTransform | VolumeTransform,
     seconds: float,
+    *,
+    frames: tuple[int, ...] | None = None,
+    notes: list[str] | None = None,
+    progress: str = "",
 ) -> list[SaliencyMap]:
     """Raw ``(T, frames, h, w)`` -> one ``SaliencyMap`` per target, on the model and native grids.
     A 3-D model's raw ``(T, 1, d, h, w)`` becomes a map over every slice; its ``grid`` is the
-    model-input volume ``(D, H, W)``."""
+    model-input volume ``(D, H, W)``. A preview gives its ``frames`` (default: the result's), its
+    ``notes`` (default: the method's for a finished map) and its ``progress``."""
+    frames = result.frames if frames is None else frames
     out = []
     volume = isinstance(transform, VolumeTransform)
     if volume:
@@ -230,7 +276,7 @@ def _finish(
                 method=method.id,
                 target=result.labels[target],
                 target_index=target,
-                frames=result.frames,
+                frames=frames,
                 array=native.numpy().astype(np.float32, copy=False),
                 grid=grid.numpy().astype(np.float32, copy=False),
                 convention=method.convention,
@@ -238,8 +284,10 @@ def _finish(
                 seconds=seconds / len(targets),
                 class_sensitive=method.class_sensitive,
                 params=dict(method.params),
-                notes=([method.caveat] if method.caveat else []) + method.map_notes(target),
+                notes=([method.caveat] if method.caveat else [])
+                + (method.map_notes(target) if notes is None else list(notes)),
                 volume=volume,
+                progress=progress,
             )
         )
     return out

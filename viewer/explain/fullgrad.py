@@ -76,6 +76,7 @@ def _rescale(t: torch.Tensor, dims: tuple[int, ...], eps: float) -> torch.Tensor
 @register
 class FullGrad(Method):
     id = "fullgrad"
+    seconds = 0.7
     title = "FullGrad"
     family = "gradient"
     cost = "own-pass"

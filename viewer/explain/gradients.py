@@ -158,6 +158,7 @@ def input_grads_at(ctx: ExplainContext, points: torch.Tensor, targets: list[int]
 @register
 class IntegratedGradients(Method):
     id = "integrated-gradients"
+    seconds = 3.4
     quick: ClassVar[dict] = {"steps": 4}
     report: ClassVar[dict] = {}
     cost = "sampled"
@@ -192,6 +193,7 @@ class SmoothGrad(Method):
     ``noise`` is sigma as a fraction of the input's value range (the paper suggests 10-20 %)."""
 
     id = "smoothgrad"
+    seconds = 3.2
     quick: ClassVar[dict] = {"samples": 3}
     report: ClassVar[dict] = {"samples": 25}
     cost = "sampled"

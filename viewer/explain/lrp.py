@@ -26,6 +26,7 @@ from viewer.explain.registry import Method, register
 class _LRP(Method):
     family = "relevance"
     cost = "own-pass"
+    seconds = 0.4
     convention = "signed"
     reroutes_layers = True
     cnn_only = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections.abc import Callable, Iterator
 from typing import ClassVar, TypeVar
 
@@ -32,7 +33,8 @@ class _Perturbation(Method):
     volumetric = True  # patches become blocks, superpixels supervoxels
 
     def compute(self, ctx: ExplainContext, targets: list[int]) -> torch.Tensor:
-        maps = []
+        maps: list[torch.Tensor] = []
+        self._finished = maps  # the inputs done so far: a preview of the next shows them too
         n = len(ctx.inputs)
         for b in range(n):
             with ctx.part(b, n):
@@ -73,35 +75,87 @@ class _Stopping(_Perturbation):
     """A sampled method that stops once its estimate has settled: ``converge`` on, checked every
     ``step`` draws from ``minimum`` on; the stability test must pass at two successive checks, so
     one lucky batch does not end the run. The draws are those of the full run, so stopping only
-    truncates them and the map equals the full run's when no check passes."""
+    truncates them and the map equals the full run's when no check passes.
 
+    An anytime method: where the context takes previews (``ctx.preview``, the GUI), the estimate
+    so far is shown after the first batches that take ``PREVIEW_FIRST_S`` (once the batch size is
+    tuned: showing a map while batches are timed would skew the choice), then after the first
+    batch or check ``PREVIEW_EVERY_S`` after the last (each costs about what a finished map does,
+    tens of milliseconds). A preview only reads what the run computed anyway, out of the batches'
+    timing; the batches, the draws and so the final map are the same with or without previews."""
+
+    anytime = True
     count_key: ClassVar[str]  # the parameter giving the maximum number of draws
     minimum_key: ClassVar[str]
     unit: ClassVar[str]  # what is drawn, for the notes
+    PREVIEW_FIRST_S: ClassVar[float] = 0.75
+    PREVIEW_EVERY_S: ClassVar[float] = 3.0
 
     def __init__(self, **params):
         super().__init__(**params)
         self._used: dict[int, list[int]] = {}  # per target: the draws each input used
+        self._finished: list[torch.Tensor] = []
 
     def until_settled(
         self, ctx: ExplainContext, run: Callable[[int, int], None], estimate: Callable[[int], Estimate],
         stable: Callable[[Estimate, Estimate], bool], targets: list[int],
+        as_map: Callable[[Estimate], torch.Tensor] = lambda e: e,
     ) -> Estimate:  # fmt: skip
         """``run`` the draws, ``estimate`` after each ``step`` of them, until ``stable(previous,
-        current)`` held twice in a row (or every draw is used): the last estimate."""
+        current)`` held twice in a row (or every draw is used): the last estimate. ``as_map``
+        turns an estimate into raw maps ``(T, *grid)``, for previews."""
         n = self.params[self.count_key]
-        every = self.params["step"] if self.params["converge"] else n
+        converge = self.params["converge"]
+        every = self.params["step"] if converge else n
         previous, streak, used = None, 0, n
-        for done in checkpoints(ctx, run, n, every):
+        every_s = self.PREVIEW_EVERY_S
+        shown = [time.perf_counter() - every_s + self.PREVIEW_FIRST_S]
+
+        def show(current: Estimate, done: int) -> None:
+            with ctx.untimed():
+                partial = torch.stack([*self._finished, as_map(current).float()], dim=1)
+                short = f"{done}/{n} {self.unit}" + (", settling" if streak else "")
+                ctx.preview(partial, self.preview_notes(done, streak), short)
+            shown[0] = time.perf_counter()
+
+        def estimate_aside(done: int) -> Estimate:
+            with ctx.untimed():
+                return estimate(done)
+
+        def due() -> bool:
+            return ctx.preview is not None and not ctx.tuning and time.perf_counter() - shown[0] >= every_s
+
+        def run_and_show(start: int, stop: int) -> None:
+            run(start, stop)
+            if stop % every and stop < n and due():  # a check shows its own estimate
+                show(estimate_aside(stop), stop)
+
+        for done in checkpoints(ctx, run_and_show, n, every):
             current = estimate(done)
             streak = streak + 1 if previous is not None and stable(previous, current) else 0
             previous, used = current, done
             if streak >= 2 and done >= self.params[self.minimum_key]:
                 break
+            if done < n and due():
+                show(current, done)
         ctx.report(1.0)
         for target in targets:
             self._used.setdefault(target, []).append(used)
         return previous
+
+    def preview_notes(self, done: int, streak: int) -> list[str]:
+        """What a preview says of itself: how many draws so far and whether it is settling."""
+        n, title, unit = self.params[self.count_key], self.title, self.unit
+        if not self.params["converge"]:
+            return [f"{title} so far: {done} of {n} {unit} (convergence stop off); refined as more arrive"]
+        step, minimum = self.params["step"], self.params[self.minimum_key]
+        if streak == 0:
+            state = "not settled yet"
+        elif streak == 1:
+            state = f"steady over the last {step}; one more steady step of {step} ends it"
+        else:
+            state = f"steady; it ends once {minimum} are drawn"
+        return [f"{title} so far: {done} of at most {n} {unit}, {state}; refined as more arrive"]
 
     def settled(self) -> str:
         """What stayed stable when a run stopped early, for the notes."""
@@ -136,6 +190,7 @@ class Occlusion(_Perturbation):
     volume the patches are cubes (each side at most the axis' length)."""
 
     id = "occlusion"
+    seconds = 6.0
     quick: ClassVar[dict] = {"window": 32, "stride": 32}
     report: ClassVar[dict] = {}
     title = "Occlusion"
@@ -179,6 +234,7 @@ class RISE(_Stopping):
     most it draws."""
 
     id = "rise"
+    seconds = 55.0
     quick: ClassVar[dict] = {"masks": 40}
     report: ClassVar[dict] = {"masks": 1000}
     title = "RISE"
@@ -302,6 +358,7 @@ class LIME(_Stopping):
     is the most it draws. Every target must have settled."""
 
     id = "lime"
+    seconds = 60.0
     default = True
     quick: ClassVar[dict] = {"samples": 40, "superpixels": 20}
     report: ClassVar[dict] = {"samples": 500}
@@ -370,4 +427,7 @@ class LIME(_Stopping):
                 (change <= self.params["tolerance"] * np.abs(now).max(axis=0)).all()
             )
 
-        return self.until_settled(ctx, run, estimate, stable, targets)
+        def as_map(c: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(c.T[:, segments])
+
+        return self.until_settled(ctx, run, estimate, stable, targets, as_map)

@@ -1,8 +1,8 @@
 """Saliency methods by canonical id: one class per method, registered on definition.
 
 Everything the rest of the program knows about a method is on its class: title, family,
-convention, cost, caveat, whether it is in the default set, the small parameters unit tests run it
-with and those the saliency report uses. Lists of methods (the default set, the shared-pass ones,
+convention, cost, typical time, caveat, whether it is in the default set, the small parameters unit
+tests run it with and those the saliency report uses. Lists of methods (the default set, the shared-pass ones,
 the report's) are derived from the classes, never written out again.
 """
 
@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 METHODS: dict[str, type[Method]] = {}
 COSTS = ("shared", "own-pass", "sampled")
+# A method that typically takes this long or longer on one image is "slow": the GUI says so in its
+# method list, runs it after the others over a series and offers a default set without it.
+SLOW_SECONDS = 5.0
 
 
 class Method:
@@ -51,6 +54,12 @@ class Method:
     # "own-pass": one forward of its own (per batch of frames) and one backward per label;
     # "sampled": many forwards of its own (per channel, per sample or per perturbation).
     cost: ClassVar[str] = "shared"
+    # Typical seconds for one 2-D image: the bundled chest model (ResNet-18, 256 px) on the CI's
+    # two CPU cores, measured with ``explain`` (a sampled method's default parameters). A guide for
+    # people and for ordering work, not a promise: a GPU or another network changes it.
+    seconds: ClassVar[float] = 0.1
+    # Shows a rough map from its first samples and refines it as more arrive (``ctx.preview``).
+    anytime: ClassVar[bool] = False
     # What a reader must know before trusting the map; every map of the method carries it.
     caveat: ClassVar[str] = ""
     # Ticked before the user chooses: the set researchers compare first.
@@ -143,6 +152,45 @@ def title_of(method_id: str) -> str:
 def default_methods() -> tuple[str, ...]:
     """Ids of the methods ticked before the user chooses, in the registry's order."""
     return tuple(m for m, cls in METHODS.items() if cls.default)
+
+
+def fast_default_methods() -> tuple[str, ...]:
+    """The default set without its slow methods: every map within about a second."""
+    return tuple(m for m in default_methods() if not is_slow(m))
+
+
+def is_slow(method_id: str) -> bool:
+    """Whether a method typically takes ``SLOW_SECONDS`` or more on one image (unknown: no)."""
+    cls = METHODS.get(method_id)
+    return cls is not None and cls.seconds >= SLOW_SECONDS
+
+
+def typical_seconds(method_id: str) -> float:
+    """A method's typical seconds on one image (see ``Method.seconds``; unknown ids: the default)."""
+    cls = METHODS.get(method_id)
+    return cls.seconds if cls is not None else Method.seconds
+
+
+def speed_label(method_id: str) -> str:
+    """How long a method takes, in a few words for a list: ``""`` when under a second, ``"~4 s"``,
+    or ``"slow, ~60 s"``."""
+    cls = METHODS.get(method_id)
+    if cls is None or cls.seconds < 1.0:
+        return ""
+    return ("slow, " if is_slow(method_id) else "") + f"~{cls.seconds:.0f} s"
+
+
+def speed_note(method_id: str) -> str:
+    """How long a method takes, as a sentence for a tooltip."""
+    cls = METHODS.get(method_id)
+    if cls is None:
+        return ""
+    if cls.seconds < 1.0:
+        return "Fast: well under a second per image on a CPU."
+    note = f"Typically ~{cls.seconds:.0f} s per image on two CPU cores"
+    if cls.anytime:
+        return note + "; a first map shows after about 2 s and is refined as samples arrive."
+    return note + (": slow, run after the others." if is_slow(method_id) else ".")
 
 
 def methods_costing(cost: str) -> list[str]:

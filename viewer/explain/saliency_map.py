@@ -24,6 +24,9 @@ class SaliencyMap:
     one input for all its frames, and ``grid`` is that input's ``(D, H, W)``. Both are scaled
     together by ``scale``: the raw maximum (magnitude) over all frames, kept so maps of weak and
     strong evidence can still be told apart after scaling.
+
+    ``progress`` is empty for a finished map; an anytime method's estimate so far (a preview,
+    replaced as samples arrive) says how far it got there, e.g. ``"300/1000 samples"``.
     """
 
     method: str
@@ -39,6 +42,7 @@ class SaliencyMap:
     params: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     volume: bool = False
+    progress: str = ""
 
     def frame(self, index: int) -> np.ndarray:
         """The native-grid map of image frame ``index`` (a frame this map covers)."""
@@ -58,7 +62,8 @@ def on_one_scale(parts: list[SaliencyMap]) -> SaliencyMap:
     """Maps of one method and target computed over different frames (a series explained a few
     slices at a time), as one map over all their frames on one scale: the largest raw magnitude
     of them all, as if they had been computed together. Each map's values are its raw values over
-    its ``scale``, so rescaling is exact. Where two cover a frame, the later one's values count."""
+    its ``scale``, so rescaling is exact. Where two cover a frame, the later one's values count.
+    With a preview among them (``progress``), the result is one too and says what the last says."""
     chosen: dict[int, tuple[SaliencyMap, int]] = {}
     for part in parts:
         for row, frame in enumerate(part.frames):
@@ -74,9 +79,10 @@ def on_one_scale(parts: list[SaliencyMap]) -> SaliencyMap:
         return np.stack(rows).astype(np.float32, copy=False)
 
     first = parts[0]
+    preview = next((part for part in reversed(parts) if part.progress), None)
     seconds = sum(part.seconds for part in {id(p): p for p, _ in chosen.values()}.values())
     return SaliencyMap(
         first.method, first.target, first.target_index, frames, joined("array"), joined("grid"),
-        first.convention, top, seconds, first.class_sensitive, dict(first.params), list(first.notes),
-        first.volume,
+        first.convention, top, seconds, first.class_sensitive, dict(first.params),
+        list((preview or first).notes), first.volume, preview.progress if preview else "",
     )  # fmt: skip

@@ -119,14 +119,21 @@ def real_units(
     return out
 
 
-def read_native(data: bytes, length: int, name: str, dtype: str, bits_stored: int) -> np.ndarray:
+def read_native(
+    data: bytes, length: int, name: str, dtype: str, bits_stored: int, *, before: int = 0, total: int = 0
+) -> np.ndarray:
     """Stored values of uncompressed pixel data from ``data``, a block of ``length`` bytes read
     from the file, with unused high bits cleared or the sign extended; raises
-    :class:`LoadError` if the file ended before the block did."""
+    :class:`LoadError` if the file ended before the block did. A block read after ``before``
+    values of the ``total`` the header declares says how many of the whole the file holds."""
     dt = np.dtype(dtype)
     count = length // dt.itemsize
     if len(data) < count * dt.itemsize:
-        raise LoadError(name, f"pixel data truncated: {len(data) // dt.itemsize} of {count} values")
+        held, declared = before + len(data) // dt.itemsize, max(total, before + count)
+        raise LoadError(
+            name,
+            f"pixel data truncated: the file holds {held:,} of the {declared:,} values its header declares",
+        )
     stored = np.frombuffer(data, dt, count)
     stored = stored.astype(dt.newbyteorder("="), copy=False)
     shift = dt.itemsize * 8 - bits_stored

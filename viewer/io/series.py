@@ -114,8 +114,11 @@ class Discovery:
     series: list[SeriesInfo]
     problems: list[Problem]
     files_examined: int = 0
+    # Annotation files found beside the images (a box CSV, a COCO JSON, a NIfTI label map), by path.
+    annotations: list[str] = field(default_factory=list)
 
     def __add__(self, more: Discovery) -> Discovery:
         """These series and problems followed by those found ``more`` (a later search)."""
         examined = self.files_examined + more.files_examined
-        return Discovery(self.series + more.series, self.problems + more.problems, examined)
+        annotations = self.annotations + [a for a in more.annotations if a not in self.annotations]
+        return Discovery(self.series + more.series, self.problems + more.problems, examined, annotations)

@@ -15,7 +15,6 @@ from pathlib import Path
 from psygnal import Signal
 
 from viewer.explain import DEFAULT_METHODS
-from viewer.explain.registry import title_of
 from viewer.inference.manifest import ManifestError, ModelManifest
 from viewer.inference.model import LoadedModel, Prediction
 from viewer.inference.trust import TrustRequest, trust
@@ -28,11 +27,13 @@ from viewer.state.model_choice import ModelCatalog
 from viewer.state.model_chooser import ModelChoice, ModelChooser
 from viewer.state.runner import InlineRunner, Job, Runner
 from viewer.state.session_annotation import AnnotationCommands
+from viewer.state.session_explain import ExplainCommands
 from viewer.state.session_layers import LayerBook
+from viewer.state.session_opening import OpeningCommands
 from viewer.state.viewer_state import ViewerState
 
 
-class ViewerSession(AnnotationCommands):
+class ViewerSession(AnnotationCommands, OpeningCommands, ExplainCommands):
     """One user's session. Signals (psygnal) tell views what changed; all are emitted on the
     thread that owns the session (the GUI thread)."""
 
@@ -209,6 +210,7 @@ class ViewerSession(AnnotationCommands):
         self.discovered.emit(found)
         if found.problems:
             self.problems_found.emit(list(found.problems))
+        self._offer_annotations(found)  # annotation files beside the images: loaded, kept
         if not found.series:
             skipped = f"; {len(found.problems)} file(s) skipped" if found.problems else ""
             self.report_error(f"No images found{skipped}")
@@ -216,13 +218,10 @@ class ViewerSession(AnnotationCommands):
     def _got_thumbnails(self, batch: list) -> None:
         self.thumbnails.emit(batch)
 
-    def _got_failed(self, payload: tuple[int, str]) -> None:
-        self.report_error(f"Cannot open: {payload[1]}")
-
     def _got_loaded(self, payload: tuple[int, Image]) -> None:
         index, image = payload
         # A new image cancels stale work: a map of the old one must never land on it.
-        self.runner.cancel("explain")
+        self._drop_explanation()  # ... nor what was said about it
         self.runner.cancel("scores")
         self.runner.cancel("predict")
         self.series_index = index
@@ -233,6 +232,7 @@ class ViewerSession(AnnotationCommands):
             self._use_model(self.choice.model)  # no prediction yet: the image it is for is not open
             self.message.emit(f"Model {self.choice.model} chosen for {self.choice.images}", 8000)
         self.state.open(image)
+        self.show_annotation_of(image)  # the loaded annotation files' regions on it, and those drawn
         self._update_caution()
         if image.left_out:
             self.problems_found.emit(list(image.left_out))
@@ -357,129 +357,7 @@ class ViewerSession(AnnotationCommands):
         self.caution = self.chooser.caution(self.state.model, self.state.image, self.choice)
         self.caution_changed.emit(self.caution)
 
-    # --- explanations ---------------------------------------------------------------------------
-    def run_methods(self, methods: Sequence[str] | None = None) -> Job | None:
-        """Compute the maps of ``methods`` (default: the ticked ones) not yet in the cache, for the
-        target on the slice on screen. Before the prediction has come, the run waits for it."""
-        image, target, manifest = self.state.image, self.state.target, self.manifest_path
-        if image is None or manifest is None:
-            self.message.emit("Open an image and choose a model first", 5000)
-            return None
-        if not target:
-            self._pending = lambda: self.run_methods(methods)
-            self.message.emit("Waiting for the model's prediction...", 5000)
-            return None
-        methods = list(methods or self.methods)
-        self.state.layer_held = False  # a new run shows its newest maps as they come
-        frame, model = self.state.frame, self.state.model
-        missing = self.cache.missing(id(image), frame, model, target, methods)
-        self.layers.rebuild()
-        if not missing:
-            self.maps_shown.emit()
-            return None
-        current = self._explain
-        if (
-            current is not None
-            and not current.cancelled
-            and current.request == (id(image), frame, model, target, tuple(missing))
-        ):
-            return current  # the same request is already running: latest wins, it is the latest
-        self._explaining, self._done = missing, []
-        store, seed = self.store, self.seed
-        job = Job(
-            "explain",
-            lambda job: tasks.explain_frame(job, store, manifest, image, frame, target, missing, seed),
-            "Explanation",
-            on_event=self._on_event,
-            on_progress=lambda step, f: self._on_explain_progress(step, f),
-            on_done=lambda status: self._on_explained(job, status),
-        )
-        job.request = (id(image), frame, model, target, tuple(missing))
-        self._explain = job
-        self.explaining.emit(True)
-        self.method_status.emit(f"Computing {len(missing)} methods...")
-        return self.runner.submit(job)
-
-    def explain_series(
-        self, methods: Sequence[str] | None = None, targets: Sequence[str] | None = None, *, show=False
-    ) -> Job | None:
-        """Maps of ``methods`` (default: the ticked ones) over every frame of the image on screen,
-        each on one scale across the series, for ``targets`` (default: the target); announced by
-        ``series_explained`` (and ``show``-n as layers). What ``saliency-viewer explain`` writes."""
-        image, manifest = self.state.image, self.manifest_path
-        if image is None or manifest is None:
-            self.message.emit("Open an image and choose a model first", 5000)
-            return None
-        if not (targets or self.state.target):
-            self._pending = lambda: self.explain_series(methods, targets, show=show)
-            return None
-        methods, targets = list(methods or self.methods), list(targets or [self.state.target])
-        store, seed, around, known = self.store, self.seed, self.state.frame, {}
-        for target in targets if show else ():  # what the cache holds is kept, not recomputed
-            for smap in self.cache.find(id(image), self.state.model, target):
-                known.setdefault((smap.method, target), []).append(smap)
-        return self.runner.submit(
-            Job(
-                "explain",
-                lambda job: tasks.explain_series(
-                    job, store, manifest, image, methods, targets, seed, show, around=around, known=known
-                ),
-                "Explanation",
-                on_event=self._on_event,
-                on_progress=lambda step, f: self.progress.emit("explain", step, f),
-                on_done=lambda status: self._report_failure("Explanation", status),
-            )
-        )
-
-    def _got_series(self, payload) -> None:
-        image, result = payload
-        if image is self.state.image:
-            self.series_explained.emit(image, result)
-
-    def cancel(self) -> None:
-        self._pending = None
-        self.runner.cancel("explain")
-        self.runner.cancel("scores")
-        self.explaining.emit(False)
-        self.method_status.emit("Cancelled")
-
-    def _got_map(self, payload) -> None:
-        smap, indices = payload
-        image = self.state.image
-        if image is None or smap.target != self.state.target:
-            return
-        self.cache.put(id(image), self.state.model, smap, indices)
-        self._done.append(smap.method)
-        self.layers.add(smap, indices)
-
-    def _on_explain_progress(self, step: str, fraction: float) -> None:
-        self.explain_progress.emit(len(self._done), len(self._explaining), step, fraction)
-
-    def _on_explained(self, job: Job, status: str) -> None:
-        if job is not self._explain:
-            return  # superseded: the newer run reports for itself
-        self._explain = None
-        self.explaining.emit(False)
-        self._report_failure("Explanation", status)
-        if status == "done":
-            seconds = sum(m.seconds for layer in self.state.layers for m in layer.maps.values())
-            self.method_status.emit(f"{len(self._done)} maps in {seconds:.1f} s")
-            self.message.emit(f"Computed {', '.join(map(title_of, self._done))}", 5000)
-            self.maps_shown.emit()
-        elif status == "cancelled":
-            self.method_status.emit("Cancelled")
-
-    def _on_target(self, target: str) -> None:
-        self.runner.cancel("explain")
-        self.layers.rebuild()
-        if self.run_on_open and target:
-            self.run_methods()
-
-    def _on_frame(self, _frame: int) -> None:
-        self.layers.rebuild()
-        image = self.state.image
-        if self.run_on_open and self.state.target and image is not None and image.n_frames > 1:
-            self.run_methods()
+    # --- explanations: ExplainCommands (session_explain.py) ---------------------------------
 
     # --- reporting ------------------------------------------------------------------------------
     def _report_failure(self, what: str, status: str) -> None:

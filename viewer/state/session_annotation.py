@@ -1,54 +1,130 @@
-"""The session's annotation commands: load an annotation file over the image on screen, and turn
-a shape the user drew into a region. A part of :class:`~viewer.state.session.ViewerSession`
-(a mixin, as napari's ``ViewerModel`` takes its key and mouse bindings), kept apart so the
-session's file holds one idea per section. No Qt."""
+"""The session's annotation commands: load an annotation file (kept for every image it names until
+unloaded), offer the annotation files an opening found beside its images, and turn a shape the
+user drew into a region. A part of :class:`~viewer.state.session.ViewerSession` (a mixin, as
+napari's ``ViewerModel`` takes its key and mouse bindings), kept apart so the session's file holds
+one idea per section. No Qt."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from viewer.io.annotations import Annotation, AnnotationError, Region, load_annotation
+from viewer.io.annotations import AnnotationError, Region, load_annotation
 from viewer.io.errors import Problem
+from viewer.io.image import Image
+from viewer.io.series import Discovery
+from viewer.state.annotation_book import AnnotationBook, AnnotationFile
+from viewer.state.runner import Job
 
 
 class AnnotationCommands:
-    """Needs the session's ``state``, ``matcher``, ``message``, ``problems_found`` and
-    ``report_error``."""
+    """Needs the session's ``state``, ``runner``, ``discovery``, ``opens``, ``matcher``,
+    ``message``, ``problems_found``, ``report_error`` and ``_on_event``."""
+
+    @cached_property
+    def annotation_book(self) -> AnnotationBook:
+        """The loaded annotation files and each image's annotation (made when first asked for)."""
+        return AnnotationBook()
 
     def load_annotation(self, path: str | Path) -> bool:
-        """Show the annotation file at ``path`` over the image on screen, if it refers to it; an
-        annotation whose labels match none of the model's is shown and reported."""
-        image = self.state.image
-        name = Path(path).name
+        """Load the annotation file at ``path`` and keep it, for the image on screen and every
+        other image it names, until it is unloaded. A file that names neither the image on screen
+        nor any other opened image is refused; labels that match none of the model's are reported."""
         try:
             annotation = load_annotation(path)
         except AnnotationError as exc:
             self.report_error(str(exc))
             return False
-        if image is not None and not annotation.matches(image):
+        file = AnnotationFile.index(path, annotation)
+        image = self.state.image
+        if image is not None and not file.regions_on(image) and not self._names_opened(file):
             self.report_error(
-                f"{name} does not refer to this image (no SOP Instance UID or file name in common)"
+                f"{file.name} does not refer to this image nor to any other opened image "
+                "(no SOP Instance UID or file name in common)"
             )
             return False
-        self.state.annotation = annotation
-        self.state.show_annotation = True
-        self.message.emit(f"Annotation {name}: {', '.join(annotation.labels)}", 5000)
-        matcher = self.matcher
-        known = image is not None and matcher is not None
-        reason = matcher.unmatched_reason(annotation.labels_on(image)) if known else None
-        if reason:
-            self.report_error(f"{name}: {reason}")
-            self.problems_found.emit([Problem(str(path), reason)])
+        self._keep_annotation(file)
         return True
+
+    def unload_annotation(self) -> None:
+        """Unload every loaded annotation file; the regions drawn on each image stay with it."""
+        gone = self.annotation_book.remove()
+        if gone:
+            self.show_annotation_of(self.state.image)
+            self.message.emit(f"Unloaded {', '.join(f.name for f in gone)}", 5000)
+
+    def show_annotation_of(self, image: Image | None) -> None:
+        """Put the annotation of ``image`` (the one on screen) in the state: the loaded files'
+        regions on it and those drawn on it."""
+        annotation = self.annotation_book.for_image(image) if image is not None else None
+        if self.state.annotation is annotation:  # the same object, changed in place: say so
+            self.state.events.annotation.emit(annotation)
+        else:
+            self.state.annotation = annotation
+
+    def _names_opened(self, file: AnnotationFile) -> bool:
+        found = self.discovery
+        return found is not None and any(file.names(series) for series in found.series)
+
+    def _keep_annotation(self, file: AnnotationFile) -> None:
+        self.annotation_book.add(file)
+        image = self.state.image
+        self.show_annotation_of(image)
+        self.state.show_annotation = True
+        annotation = file.annotation
+        on_image = annotation.labels_on(image) if image is not None else ()
+        count = f"{len(annotation.regions)} regions on {file.images() or 'its'} images"
+        here = f"{', '.join(on_image)} on this image" if on_image else "none on this image"
+        self.message.emit(f"Annotation {file.name}: {count}; {here}", 8000)
+        matcher = self.matcher
+        reason = matcher.unmatched_reason(on_image) if on_image and matcher is not None else None
+        if reason:
+            self.report_error(f"{file.name}: {reason}")
+            self.problems_found.emit([Problem(str(file.path), reason)])
+
+    # --- annotation files found beside the images ----------------------------------------------
+    def _offer_annotations(self, found: Discovery) -> None:
+        """Load, in the background, the annotation files an opening found beside its images."""
+        paths, opens = list(found.annotations), self.opens
+        if not paths:
+            return
+        self.runner.submit(
+            Job(
+                "annotation",
+                lambda job: _read_files(job, paths),
+                "Reading annotations",
+                on_event=lambda kind, payload: opens == self.opens and self._on_event(kind, payload),
+            )
+        )
+
+    def _got_annotation_file(self, file: AnnotationFile) -> None:
+        self._keep_annotation(file)
+
+    def _got_annotation_failed(self, problem: Problem) -> None:
+        self.problems_found.emit([problem])
 
     def drawn_region(self, mask: np.ndarray) -> Region | None:
         """A region of the target label on the slice on screen, for a shape the user drew (None
-        for an empty one); an annotation to hold it is made if there is none."""
+        for an empty one); the image's annotation holds it (made if there is none)."""
         image = self.state.image
         if image is None or not mask.any():
             return None
-        if self.state.annotation is None:
-            self.state.annotation = Annotation(source="drawn in the viewer")
+        annotation = self.annotation_book.for_image(image, create=True)
+        if self.state.annotation is not annotation:
+            self.state.annotation = annotation
         return Region.drawn(self.state.target or "finding", mask, image.frames[self.state.frame])
+
+
+def _read_files(job, paths: list[str]) -> None:
+    """Emits ``annotation_file`` (an indexed AnnotationFile) per file read, ``annotation_failed``
+    (a Problem) per file that cannot be."""
+    for path in paths:
+        job.check()
+        try:
+            annotation = load_annotation(path)
+        except AnnotationError as exc:
+            job.emit("annotation_failed", Problem(str(path), f"annotation file: {exc.reason}"))
+            continue
+        job.emit("annotation_file", AnnotationFile.index(path, annotation))

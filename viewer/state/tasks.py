@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
-from viewer.explain.engine import FRAME_CHUNK, Explanation, explain, support_reason
+from viewer.explain.engine import Explanation, explain, support_reason
 from viewer.explain.registry import METHODS
 from viewer.explain.saliency_map import SaliencyMap, on_one_scale
 from viewer.inference.model import LoadedModel
@@ -30,6 +30,7 @@ from viewer.io.image import Image
 from viewer.io.loader import load_series
 from viewer.io.voi import to_display
 from viewer.state.layers import display_indices
+from viewer.state.series_run import SeriesProgress, plan
 
 THUMBNAIL_SIZE = 96
 _THUMBNAIL_BATCH = 32
@@ -160,9 +161,11 @@ def explain_frame(
     target: str,
     methods: Sequence[str],
     seed: int = 0,
+    anytime: bool = True,
 ) -> None:
     """Maps of ``methods`` for ``target`` on one frame; emits ``map`` ``(SaliencyMap, uint8 display
-    indices)`` per finished method."""
+    indices)`` per finished method and, where ``anytime``, ``preview`` (the same) for each estimate
+    so far of an anytime method (LIME, RISE), each to be replaced by the next and by its map."""
     model = store.get(manifest)
     explain(
         model,
@@ -174,6 +177,7 @@ def explain_frame(
         on_result=lambda smap: job.emit("map", (smap, display_indices(smap))),
         on_progress=job.progress,
         cancel=job.cancel,
+        on_preview=(lambda smap: _preview(job, smap)) if anytime else None,
     )
 
 
@@ -189,19 +193,23 @@ def explain_series(
     *,
     around: int = 0,
     known: dict[tuple[str, str], list[SaliencyMap]] | None = None,
+    anytime: bool = True,
 ) -> None:
     """Maps of ``methods`` for ``targets`` over every frame, one scale per map; emits ``series``
     ``(image, Explanation)`` once all are done.
 
-    To ``show`` them as they come, the frames are computed a chunk at a time (the engine's own
-    chunks, so every map equals the one a single call computes), the chunk of frame ``around``
-    first and then outwards, and after each chunk every map so far is emitted as ``map``, all its
-    frames on one scale. Maps ``known`` per (method, target) (the cache's) are kept: frames every
-    one of them covers are not computed again. The ``series`` probabilities of those frames are NaN.
+    To ``show`` them as they come, the work goes as ``series_run.plan`` says: the fast methods
+    over every frame first, then each slow one, each a chunk at a time (the engine's own chunks,
+    so every map equals the one a single call computes), the chunk of frame ``around`` first and
+    then outwards. As each method finishes a chunk its map so far is emitted as ``map``, all its
+    frames on one scale, and where ``anytime`` an anytime method's estimate so far as ``preview``
+    (likewise joined to the frames done). Progress names the method and slices being computed. Maps
+    ``known`` per (method, target) (the cache's) are kept: frames every one of a step's covers are
+    not computed again. The ``series`` probabilities of frames no step computed are NaN.
     """
     model = store.get(manifest)
 
-    def run(frames: list[int] | None, on_progress) -> Explanation:
+    def run(methods: Sequence[str], frames: list[int] | None, on_progress, **kwargs) -> Explanation:
         return explain(
             model,
             image,
@@ -211,43 +219,44 @@ def explain_series(
             seed=seed,
             on_progress=on_progress,
             cancel=job.cancel,
+            **kwargs,
         )
 
     if not show or model.volume:  # a 3-D model explains the whole series in one input anyway
-        result = run(None, job.progress)
+        shows = anytime and show
+        result = run(methods, None, job.progress, on_preview=(lambda m: _preview(job, m)) if shows else None)
         if show:
             for smap in result.maps:
                 job.emit("map", (smap, display_indices(smap)))
         job.emit("series", (image, result))
         return
     parts = {key: list(maps) for key, maps in (known or {}).items()}
-    wanted = [(m, t) for m in methods for t in targets]
-    covered = set.intersection(*({f for smap in parts.get(key, []) for f in smap.frames} for key in wanted))
-    needed = [f for f in range(image.n_frames) if f not in covered]
-    chunks: dict[int, list[int]] = {}
-    for frame in needed:
-        chunks.setdefault(frame // FRAME_CHUNK, []).append(frame)
-    order = sorted(chunks.values(), key=lambda frames: min(abs(f - around) for f in frames))
+    steps = plan(methods, targets, image.n_frames, around, parts)
+    status = SeriesProgress(steps, image.n_frames)
     labels = model.manifest.labels
     probabilities = np.full((image.n_frames, len(labels)), np.nan, np.float32)
-    done = 0
     merged: dict[tuple[str, str], SaliencyMap] = {}  # each (method, target)'s map so far, one scale
-    for number, frames in enumerate(order):
+
+    def preview(smap: SaliencyMap) -> None:
+        smap.progress += f" on slice {smap.frames[-1] + 1}"  # the slice being sampled
+        _preview(job, on_one_scale([*parts.get((smap.method, smap.target), []), smap]))
+
+    def finished(smap: SaliencyMap) -> None:  # as each method finishes: a step is one engine chunk
+        key = (smap.method, smap.target)
+        parts.setdefault(key, []).append(smap)
+        merged[key] = on_one_scale(parts[key])
+        job.emit("map", (merged[key], display_indices(merged[key])))
+
+    for number, step in enumerate(steps):
         job.check()
 
-        where = f"slices {done + 1}-{done + len(frames)} of {len(needed)}"
+        def progress(method: str, fraction: float, number=number) -> None:
+            job.progress(*status.at(number, method, fraction))
 
-        def progress(step: str, fraction: float, number=number, where=where) -> None:
-            job.progress(f"{step}: {where}", (number + fraction) / len(order))
-
-        result = run(frames, progress)
-        probabilities[list(frames)] = result.probabilities
-        for smap in result.maps:
-            key = (smap.method, smap.target)
-            parts.setdefault(key, []).append(smap)
-            merged[key] = on_one_scale(parts[key])
-            job.emit("map", (merged[key], display_indices(merged[key])))
-        done += len(frames)
+        shown = preview if anytime else None
+        result = run(step.methods, list(step.frames), progress, on_result=finished, on_preview=shown)
+        probabilities[list(step.frames)] = result.probabilities
+    wanted = [(m, t) for m in methods for t in targets]
     for key in wanted:  # all known already: shown as they are
         if key not in merged and parts.get(key):
             merged[key] = on_one_scale(parts[key])
@@ -255,6 +264,10 @@ def explain_series(
     maps = [merged[key] for key in wanted if key in merged]
     every = tuple(range(image.n_frames))
     job.emit("series", (image, Explanation(labels, every, probabilities, tuple(targets), maps)))
+
+
+def _preview(job: JobLike, smap: SaliencyMap) -> None:
+    job.emit("preview", (smap, display_indices(smap)))
 
 
 def warm_up() -> None:

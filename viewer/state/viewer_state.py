@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,7 +19,9 @@ from viewer.state.layers import LayerList
 _MIN_WIDTH_FRACTION = 1e-4
 
 
-@evented
+# An annotation is told apart by identity: each image has its own object (edited in place by
+# drawing, and announced then), and comparing two by value would compare their masks.
+@evented(equality_operators={"annotation": operator.is_})
 @dataclass(eq=False)
 class ViewerState:
     """Everything a view of the current image needs, with an event per field (``state.events.X``).
@@ -62,6 +65,18 @@ class ViewerState:
         self.image = image
         events.frame.emit(self.frame, self.frame)
         events.voi.emit(self.voi, self.voi)
+
+    def close(self) -> None:
+        """Show nothing: no image, slice, layers, annotation or target (a study that failed to
+        load leaves nothing of the one before it on screen)."""
+        self.layers.clear()
+        self.active_layer = ""
+        self.layer_held = False
+        self.annotation = None
+        self.target = ""
+        with self.events.frame.blocked():
+            self.frame = 0
+        self.image = None
 
     def auto_window_for(self, image: Image, frame: int) -> Window:
         table = load_presets()

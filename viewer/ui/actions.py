@@ -46,6 +46,7 @@ CONDITIONS: dict[str, Callable[[ViewerSession], bool]] = {
     "dicom": lambda s: s.state.image is not None and s.state.image.kind == "dicom",
     "map_on_dicom": lambda s: len(s.state.layers) > 0 and s.state.image.kind == "dicom",
     "regions": lambda s: s.state.annotation is not None and bool(s.state.annotation.regions),
+    "annotation_file": lambda s: bool(s.annotation_book.files),
     "model": lambda s: s.manifest_path is not None,
     "model_and_image": lambda s: s.manifest_path is not None and s.state.image is not None,
 }
@@ -56,6 +57,14 @@ ACTIONS: tuple[ActionSpec, ...] = (
     A("open_folder", "file", "Open folder...", "ask_open_folder", "Ctrl+Shift+O"),
     A("open_pacs", "file", "Open from PACS...", "pacs_ui.open_dialog", "Ctrl+Shift+P"),
     A("load_annotation", "file", "Load annotation...", "annotations.ask_load", "Ctrl+L"),
+    A(
+        "unload_annotation",
+        "file",
+        "Unload annotation file",
+        "session.unload_annotation",
+        tip="Forget the loaded annotation files on every image (regions drawn in the viewer stay)",
+        enabled="annotation_file",
+    ),
     A(
         "save_json",
         "file",

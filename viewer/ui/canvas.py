@@ -312,6 +312,7 @@ class ImageCanvas(pg.GraphicsView):
             self._remove_overlay(method)
         if image is None:
             self.base.clear()
+            self.viewport().update()  # ImageItem.clear() repaints only its new, empty rectangle
             return
         self.vb.setAspectLocked(True, ratio=1.0 / image.geometry.pixel_aspect)
         self._show_base()

@@ -3,7 +3,8 @@
 Small views share one zoom and pan (linked ViewBoxes) and follow the viewer's slice. Each map has
 its scores under it (pointing game, IoU, energy inside the annotation, deletion/insertion AUC, the
 randomisation sanity verdict when asked), and a sortable table repeats them. Without an annotation
-the maps are still compared with each other (rank correlation) and by faithfulness.
+the maps are still compared with each other (rank correlation) and by faithfulness. A second tab
+scores every opened image the loaded annotation names (``ui/comparison_folder.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -28,9 +30,11 @@ from PySide6.QtWidgets import (
 from viewer.explain.registry import title_of
 from viewer.io.label_vocabulary import LabelMatcher
 from viewer.state import SaliencyLayer, tasks
+from viewer.state.comparison_model import no_maps_text
 from viewer.state.runner import Job
 from viewer.state.session import ViewerSession
 from viewer.ui.canvas import base_display
+from viewer.ui.comparison_folder import FolderScoresView
 from viewer.ui.layer_items import AnnotationItem
 
 COLUMNS = (
@@ -133,6 +137,7 @@ class ComparisonPanel(QWidget):
         self.scores: dict[str, object] = {}
         self.agreement_by_method: dict[str, float] = {}
         self._dirty = True
+        self._computing: tuple[bool, int] = (False, 0)  # an explanation is running, of so many maps
 
         self.grid_host = QWidget()
         self.grid = QGridLayout(self.grid_host)
@@ -166,13 +171,20 @@ class ComparisonPanel(QWidget):
         bottom_layout = QVBoxLayout(bottom)
         bottom_layout.setContentsMargins(0, 0, 0, 0)
         bottom_layout.addLayout(options)
-        bottom_layout.addWidget(self.table)
+        self.folder = FolderScoresView(session)
+        self.bottom_tabs = QTabWidget()
+        self.bottom_tabs.setObjectName("compare_tabs")
+        self.bottom_tabs.addTab(self.table, "This image")
+        self.bottom_tabs.addTab(self.folder, "Every annotated image")
+        bottom_layout.addWidget(self.bottom_tabs)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(scroll)
         splitter.addWidget(bottom)
         splitter.setStretchFactor(0, 4)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([760, 200])
+        self.splitter = splitter
+        self.bottom_tabs.currentChanged.connect(lambda _index: self._room_for_tables())
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -185,6 +197,8 @@ class ComparisonPanel(QWidget):
         state.events.show_annotation.connect(lambda *_: self._show_annotation())
         state.events.image.connect(lambda *_: self._clear())
         state.layers.events.removed.connect(lambda *_: self.refresh())
+        session.explaining.connect(self._on_explaining)
+        session.explain_progress.connect(lambda _done, total, *_: self._on_explaining(True, total))
 
     # --- building the views -----------------------------------------------------------------
     def _clear(self) -> None:
@@ -306,7 +320,7 @@ class ComparisonPanel(QWidget):
         self.scores, self.agreement_by_method = {}, {}
         self._fill_table()
         if image is None or not layers or not self.manifest:
-            self.status.setText("Run some methods to compare them" if image is not None else "")
+            self.status.setText(no_maps_text(image is not None, *self._computing))
             self.runner.cancel("scores")
             return
         mask, marker = self.masks()
@@ -329,6 +343,19 @@ class ComparisonPanel(QWidget):
                 on_done=self._on_finished,
             )
         )
+
+    def _room_for_tables(self) -> None:
+        """The rows of every annotated image need more room than one image's few methods: that tab
+        takes half the height, if it has less."""
+        top, bottom = self.splitter.sizes()
+        if self.bottom_tabs.currentWidget() is self.folder and bottom < (top + bottom) // 2:
+            self.splitter.setSizes([(top + bottom) // 2, (top + bottom) - (top + bottom) // 2])
+
+    def _on_explaining(self, running: bool, count: int = 0) -> None:
+        """A run started or ended: while no map is on screen the status says which."""
+        self._computing = (running, count)
+        if not self._layers():
+            self.status.setText(no_maps_text(self.state.image is not None, running, count))
 
     @property
     def manifest(self) -> str:

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -57,6 +58,16 @@ class LayerPanel(QWidget):
         self.info.setObjectName("layer_info")
         self.info.setWordWrap(True)
         self.info.setStyleSheet("color: #a0a0a0;")
+        self.info.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        # The description changes length with the layer and as an estimate is refined: in a box of
+        # fixed height (scrolling when longer) it never moves the sliders under the user's pointer.
+        self.info_box = QScrollArea()
+        self.info_box.setObjectName("layer_info_box")
+        self.info_box.setWidget(self.info)
+        self.info_box.setWidgetResizable(True)
+        self.info_box.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.info_box.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.info_box.setFixedHeight(7 * self.info.fontMetrics().lineSpacing())
 
         form = QFormLayout()
         form.addRow("Opacity", self.opacity)
@@ -65,7 +76,7 @@ class LayerPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.list, 1)
         layout.addLayout(form)
-        layout.addWidget(self.info)
+        layout.addWidget(self.info_box)
 
         for control in (self.opacity, self.colormap, self.threshold):
             for widget in (control, *control.findChildren(QWidget)):
@@ -97,7 +108,10 @@ class LayerPanel(QWidget):
         return item
 
     def _text(self, layer: SaliencyLayer) -> str:
+        """Title and seconds; an estimate still being refined says how far it got instead."""
         smap = layer.map_for(self.state.frame) or next(iter(layer.maps.values()), None)
+        if smap is not None and smap.progress:
+            return f"{layer.title}  {smap.progress}..."
         seconds = f"  {smap.seconds:.2f} s" if smap is not None else ""
         return f"{layer.title}{seconds}"
 
@@ -127,6 +141,8 @@ class LayerPanel(QWidget):
             self._updating = True
             self.list.item(row).setText(self._text(layer))
             self._updating = False
+        if layer is not None and layer is self._bound:
+            self._show_info(layer)  # its notes: how many samples so far, whether it has settled
 
     def _on_item_changed(self, item: QListWidgetItem) -> None:
         if self._updating:
@@ -177,6 +193,9 @@ class LayerPanel(QWidget):
         self.colormap.setCurrentText(layer.colormap)
         self.threshold.setValue((layer.low, layer.high))
         self._updating = False
+        self._show_info(layer)
+
+    def _show_info(self, layer: SaliencyLayer) -> None:
         smap = layer.map_for(self.state.frame) or next(iter(layer.maps.values()), None)
         lines = [CONVENTION_TEXT[layer.convention]]
         if smap is not None:

@@ -21,7 +21,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from viewer.explain.registry import METHODS, title_of
+from viewer.explain.registry import (
+    METHODS,
+    default_methods,
+    fast_default_methods,
+    speed_label,
+    speed_note,
+    title_of,
+)
 from viewer.io.safe_text import printable
 from viewer.state.session import ViewerSession
 from viewer.ui.model_question import ModelQuestionBar
@@ -33,6 +40,18 @@ _FAMILY = {
     "perturbation": "perturbation",
     "attention": "attention (vision transformers only)",
 }
+
+
+def method_text(method_id: str) -> str:
+    """A method's row in the list: its title, and how long it takes where that is noticeable
+    (``"LIME  (slow, ~60 s)"``), from the registry."""
+    label = speed_label(method_id)
+    return f"{title_of(method_id)}  ({label})" if label else title_of(method_id)
+
+
+def method_tooltip(method_id: str) -> str:
+    cls = METHODS[method_id]
+    return f"{_FAMILY.get(cls.family, cls.family)}; {cls.reference}\n{speed_note(method_id)}"
 
 
 class ModelPanel(QWidget):
@@ -75,14 +94,24 @@ class ModelPanel(QWidget):
         # as tall as its content asks, and that must leave Run on screen.
         self.methods.setMinimumHeight(6 * (self.methods.fontMetrics().height() + 2))
         self.methods.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
-        for method_id, cls in METHODS.items():
-            item = QListWidgetItem(cls.title)
+        for method_id in METHODS:
+            item = QListWidgetItem(method_text(method_id))
             item.setData(Qt.ItemDataRole.UserRole, method_id)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             checked = method_id in session.methods
             item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
-            item.setToolTip(f"{_FAMILY.get(cls.family, cls.family)}; {cls.reference}")
+            item.setToolTip(method_tooltip(method_id))
             self.methods.addItem(item)
+        fast = ", ".join(map(title_of, fast_default_methods()))
+        slow = ", ".join(title_of(m) for m in default_methods() if m not in fast_default_methods())
+        self.default_set = QPushButton("Default set")
+        self.default_set.setObjectName("default_set")
+        self.default_set.setToolTip(
+            f"Tick the default methods: {', '.join(map(title_of, default_methods()))}"
+        )
+        self.fast_set = QPushButton("Fast set")
+        self.fast_set.setObjectName("fast_set")
+        self.fast_set.setToolTip(f"Tick the default methods without the slow ones ({slow}): {fast}")
         self.run_button = QPushButton("Run")
         self.run_button.setObjectName("run")
         self.run_button.setToolTip("Compute the ticked methods for the target (Ctrl+R)")
@@ -128,6 +157,10 @@ class ModelPanel(QWidget):
         layout.addWidget(self.predictions, 2)
         layout.addWidget(QLabel("Methods"))
         layout.addWidget(self.methods, 3)
+        presets = QHBoxLayout()
+        presets.addWidget(self.default_set)
+        presets.addWidget(self.fast_set)
+        layout.addLayout(presets)
         layout.addWidget(self.run_on_open)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
@@ -139,6 +172,8 @@ class ModelPanel(QWidget):
         self.cancel_button.clicked.connect(self.cancel_requested)
         self.predictions.itemSelectionChanged.connect(self._on_selection)
         self.methods.itemChanged.connect(lambda _item: self._store_methods())
+        self.default_set.clicked.connect(lambda: self.set_checked_methods(list(default_methods())))
+        self.fast_set.clicked.connect(lambda: self.set_checked_methods(list(fast_default_methods())))
         self.run_on_open.toggled.connect(lambda on: setattr(session, "run_on_open", on))
         state.events.target.connect(self._show_target)
         state.events.frame.connect(lambda *_: self._show_prediction())
@@ -149,6 +184,7 @@ class ModelPanel(QWidget):
         session.support_changed.connect(self.set_method_support)
         session.explaining.connect(self.set_running)
         session.explain_progress.connect(self.show_progress)
+        session.progress.connect(self._show_lane_progress)
         session.method_status.connect(lambda text: self.status.setText(text))
         self._list_models()
 
@@ -273,10 +309,9 @@ class ModelPanel(QWidget):
             item = self.methods.item(i)
             method_id = item.data(Qt.ItemDataRole.UserRole)
             reason = reasons.get(method_id)
-            cls = METHODS[method_id]
             enabled = item.flags() | Qt.ItemFlag.ItemIsEnabled
             item.setFlags(enabled if reason is None else enabled & ~Qt.ItemFlag.ItemIsEnabled)
-            item.setToolTip(reason or f"{_FAMILY.get(cls.family, cls.family)}; {cls.reference}")
+            item.setToolTip(reason or method_tooltip(method_id))
 
     def set_checked_methods(self, methods: list[str]) -> None:
         self.methods.blockSignals(True)
@@ -292,9 +327,16 @@ class ModelPanel(QWidget):
         self.session.methods = self.checked_methods()
 
     def set_running(self, running: bool) -> None:
+        """Cancel is live for as long as an explanation runs (on the slice or over the series)."""
         self.cancel_button.setEnabled(running)
         if not running:
             self.progress.setValue(0)
+
+    def _show_lane_progress(self, lane: str, step: str, fraction: float) -> None:
+        """A run over every slice says which method and slices it is computing."""
+        if lane == "explain":
+            self.progress.setValue(round(fraction * 1000))
+            self.status.setText(f"{step}  {fraction:.0%}")
 
     def show_progress(self, done: int, total: int, step: str, fraction: float) -> None:
         """``done`` of ``total`` methods finished; ``step`` is at ``fraction``."""

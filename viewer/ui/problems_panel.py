@@ -23,8 +23,13 @@ class ProblemsPanel(QTableWidget):
         self.setSortingEnabled(True)
 
     def add(self, problems: list[Problem]) -> None:
+        """List ``problems``; one already listed (a study that failed again) is not repeated."""
+        listed = set(self.problems())
         self.setSortingEnabled(False)
         for problem in problems:
+            if (printable(problem.path), printable(problem.reason)) in listed:
+                continue
+            listed.add((printable(problem.path), printable(problem.reason)))
             row = self.rowCount()
             self.insertRow(row)
             # A file's name and a reason quoting its header are the file's text: shown printable.

@@ -137,6 +137,7 @@ class DicomSeriesLoader:
         loc = record.pixel_location
         target = self._output((record.rows, record.columns), np.float32)[self.offsets[index]]
         row_bytes = loc.length // record.rows
+        itemsize = np.dtype(loc.dtype).itemsize
         block = max(1, _BLOCK_PIXELS // record.columns)
         with record.ref.stream() as stream:
             stream.seek(loc.offset)
@@ -144,7 +145,13 @@ class DicomSeriesLoader:
                 r1 = min(record.rows, r0 + block)
                 length = (r1 - r0) * row_bytes
                 stored = pixel_decode.read_native(
-                    stream.read(length), length, str(record.ref), loc.dtype, record.bits_stored
+                    stream.read(length),
+                    length,
+                    str(record.ref),
+                    loc.dtype,
+                    record.bits_stored,
+                    before=r0 * row_bytes // itemsize,
+                    total=loc.length // itemsize,
                 )
                 pixel_decode.real_units(
                     stored.reshape(r1 - r0, record.columns),

@@ -1,0 +1,195 @@
+"""The session's explanation commands: run the ticked methods on the slice on screen or over every
+slice, show each map as it comes (an anytime method's estimate as it is refined), cancel, and say
+what is going on. A part of :class:`~viewer.state.session.ViewerSession` (a mixin, as
+``AnnotationCommands``), kept apart so the session's file holds one idea per section. No Qt.
+
+One explanation runs at a time (the ``explain`` lane: latest request wins). While it runs,
+``explaining`` is True (the GUI's Cancel button is live); when it ends, however it ends, or when a
+new image opens, the method status is replaced, so no run's text outlives it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from viewer.explain.registry import is_slow, title_of, typical_seconds
+from viewer.state import tasks
+from viewer.state.runner import Job
+
+
+class ExplainCommands:
+    """Needs the session's ``state``, ``runner``, ``store``, ``cache``, ``layers``, ``seed``,
+    ``methods``, ``run_on_open``, ``manifest_path``, ``_pending``, ``_explain``, ``_explaining``,
+    ``_done``, its signals ``explain_progress``, ``explaining``, ``method_status``,
+    ``maps_shown``, ``series_explained``, ``progress`` and ``message``, ``_on_event`` and
+    ``_report_failure``."""
+
+    # Show LIME's and RISE's estimate as it is refined (off: one map when each is done, as before).
+    anytime = True
+
+    def run_methods(self, methods: Sequence[str] | None = None) -> Job | None:
+        """Compute the maps of ``methods`` (default: the ticked ones) not yet in the cache, for the
+        target on the slice on screen, the fast ones first. Before the prediction has come, the run
+        waits for it."""
+        image, target, manifest = self.state.image, self.state.target, self.manifest_path
+        if image is None or manifest is None:
+            self.message.emit("Open an image and choose a model first", 5000)
+            return None
+        if not target:
+            self._pending = lambda: self.run_methods(methods)
+            self.message.emit("Waiting for the model's prediction...", 5000)
+            return None
+        methods = list(methods or self.methods)
+        self.state.layer_held = False  # a new run shows its newest maps as they come
+        frame, model = self.state.frame, self.state.model
+        missing = self.cache.missing(id(image), frame, model, target, methods)
+        missing.sort(key=lambda m: (is_slow(m), typical_seconds(m) if is_slow(m) else 0.0))
+        self.layers.rebuild()
+        if not missing:
+            self.maps_shown.emit()
+            return None
+        current = self._explain
+        request = (id(image), frame, model, target, tuple(missing))
+        if current is not None and not current.cancelled and current.request == request:
+            return current  # the same request is already running: latest wins, it is the latest
+        self._explaining, self._done = missing, []
+        store, seed, anytime = self.store, self.seed, self.anytime
+        job = Job(
+            "explain",
+            lambda job: tasks.explain_frame(
+                job, store, manifest, image, frame, target, missing, seed, anytime
+            ),
+            "Explanation",
+            on_event=self._on_event,
+            on_progress=lambda step, f: self._on_explain_progress(step, f),
+            on_done=lambda status: self._on_explained(job, status),
+        )
+        job.request = request
+        return self._start(job, f"Computing {len(missing)} methods...")
+
+    def explain_series(
+        self, methods: Sequence[str] | None = None, targets: Sequence[str] | None = None, *, show=False
+    ) -> Job | None:
+        """Maps of ``methods`` (default: the ticked ones) over every frame of the image on screen,
+        each on one scale across the series, for ``targets`` (default: the target); announced by
+        ``series_explained`` (and ``show``-n as layers as they come: the fast methods over every
+        slice first, see ``series_run``). What ``saliency-viewer explain`` writes."""
+        image, manifest = self.state.image, self.manifest_path
+        if image is None or manifest is None:
+            self.message.emit("Open an image and choose a model first", 5000)
+            return None
+        if not (targets or self.state.target):
+            self._pending = lambda: self.explain_series(methods, targets, show=show)
+            return None
+        methods, targets = list(methods or self.methods), list(targets or [self.state.target])
+        store, seed, around, known, anytime = self.store, self.seed, self.state.frame, {}, self.anytime
+        for target in targets if show else ():  # what the cache holds is kept, not recomputed
+            for smap in self.cache.find(id(image), self.state.model, target):
+                known.setdefault((smap.method, target), []).append(smap)
+        if show:
+            self.state.layer_held = False
+        self._explaining, self._done = methods, []
+        job = Job(
+            "explain",
+            lambda job: tasks.explain_series(
+                job,
+                store,
+                manifest,
+                image,
+                methods,
+                targets,
+                seed,
+                show,
+                around=around,
+                known=known,
+                anytime=anytime,
+            ),
+            "Explanation",
+            on_event=self._on_event,
+            on_progress=lambda step, f: self.progress.emit("explain", step, f),
+            on_done=lambda status: self._on_explained(job, status, slices=image.n_frames),
+        )
+        return self._start(job, f"Computing {len(methods)} methods on {image.n_frames} slices...")
+
+    def _start(self, job: Job, status: str) -> Job:
+        self._started = time.monotonic()
+        self._explain = job
+        self.explaining.emit(True)
+        self.method_status.emit(status)
+        return self.runner.submit(job)
+
+    def _got_series(self, payload) -> None:
+        image, result = payload
+        if image is self.state.image:
+            self.series_explained.emit(image, result)
+
+    def cancel(self) -> None:
+        """Stop the running explanation (and scoring) at once; its unfinished estimates go."""
+        self._pending = None
+        running = self._explain is not None
+        self._explain = None  # what the stopped job still reports is not this run's any more
+        self.runner.cancel("explain")
+        self.runner.cancel("scores")
+        self.layers.drop_previews()
+        self.explaining.emit(False)
+        self.method_status.emit("Cancelled")
+        if running:
+            self.message.emit("Cancelled", 3000)
+
+    def _drop_explanation(self) -> None:
+        """A new image: the running explanation is of the old one; nothing of it is said."""
+        self._explain = None
+        self.runner.cancel("explain")
+        self.layers.drop_previews()
+        self.explaining.emit(False)
+        self.method_status.emit("")
+
+    def _got_map(self, payload) -> None:
+        smap, indices = payload
+        image = self.state.image
+        if image is None or smap.target != self.state.target:
+            return
+        self.cache.put(id(image), self.state.model, smap, indices)
+        self._done.append(smap.method)
+        self.layers.add(smap, indices)
+
+    def _got_preview(self, payload) -> None:
+        """An anytime method's estimate so far: shown in its layer, never cached."""
+        smap, indices = payload
+        if self.state.image is not None and smap.target == self.state.target:
+            self.layers.preview(smap, indices)
+
+    def _on_explain_progress(self, step: str, fraction: float) -> None:
+        self.explain_progress.emit(len(self._done), len(self._explaining), step, fraction)
+
+    def _on_explained(self, job: Job, status: str, slices: int = 0) -> None:
+        if job is not self._explain:
+            return  # superseded or cancelled: the newer run, or the cancel, reported for itself
+        self._explain = None
+        self.explaining.emit(False)
+        self._report_failure("Explanation", status)
+        if status != "done":
+            self.layers.drop_previews()
+            self.method_status.emit("Cancelled" if status == "cancelled" else "Failed")
+            return
+        seconds = time.monotonic() - self._started
+        computed = list(dict.fromkeys(self._done))
+        where = f" on {slices} slices" if slices else ""
+        self.method_status.emit(f"{len(computed)} maps{where} in {seconds:.1f} s")
+        self.message.emit(f"Computed {', '.join(map(title_of, computed))}{where}", 5000)
+        if not slices:
+            self.maps_shown.emit()
+
+    def _on_target(self, target: str) -> None:
+        self.runner.cancel("explain")
+        self.layers.drop_previews()
+        self.layers.rebuild()
+        if self.run_on_open and target:
+            self.run_methods()
+
+    def _on_frame(self, _frame: int) -> None:
+        self.layers.rebuild()
+        image = self.state.image
+        if self.run_on_open and self.state.target and image is not None and image.n_frames > 1:
+            self.run_methods()
