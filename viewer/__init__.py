@@ -1,3 +1,55 @@
-"""Saliency Viewer: see where a CNN is looking, on real DICOM, next to the radiologist's annotation."""
+"""Saliency Viewer: see where a CNN is looking, on real DICOM, next to the radiologist's annotation.
+
+The public Python API (``viewer.explain``, ``viewer.Explanation``, ``viewer.show``,
+``viewer.Viewer``, ``viewer.run``) is loaded on first use: ``import viewer`` imports neither torch
+nor Qt, so the I/O layer keeps its no-torch promise. The names in ``__all__`` are public and follow
+semantic versioning (see CHANGELOG.md and docs/notebook.md).
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+# Public name -> the module that defines it. Imported here by name only (not by an import
+# statement, not even under TYPE_CHECKING): viewer.io imports this package for __version__, and a
+# static import would make it depend on torch. Type checkers read viewer/__init__.pyi instead.
+_LAZY = {
+    "explain": "viewer.api.explain",
+    "Explanation": "viewer.api.explanation",
+    "InputError": "viewer.api.sources",
+    "NetworkError": "viewer.inference.in_memory",
+    "InputSpec": "viewer.inference.manifest",
+    "METHODS": "viewer.explain.registry",
+    # The window: the one part of the API that needs Qt, so it lives in the Qt layer.
+    "Viewer": "viewer.ui.notebook",
+    "show": "viewer.ui.notebook",
+    "run": "viewer.ui.notebook",
+}
+
+__all__ = [
+    "METHODS",
+    "Explanation",
+    "InputError",
+    "InputSpec",
+    "NetworkError",
+    "Viewer",
+    "__version__",
+    "explain",
+    "run",
+    "show",
+]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'viewer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -345,6 +345,12 @@ def _input_spec(path: Path, table: dict, in_channels: int) -> InputSpec:
     )
 
 
+def parse_input(table: dict, in_channels: int, path: Path) -> InputSpec:
+    """An ``[input]`` table given by other means than a manifest (the notebook API's
+    ``preprocess``), checked as a manifest's is; ``path`` names where it came from in errors."""
+    return _input_spec(path, table, in_channels)
+
+
 def _table(path: Path, data: dict, key: str) -> dict:
     table = data[key]
     if not isinstance(table, dict):

@@ -87,10 +87,20 @@ class LoadedModel:
     without module hooks (TorchScript) has no target layer: only methods that need none apply.
     """
 
-    def __init__(self, manifest: ModelManifest, device: str | None = None):
+    def __init__(
+        self,
+        manifest: ModelManifest,
+        device: str | None = None,
+        *,
+        built: Built | None = None,
+        layers: list[LayerOutput] | None = None,
+    ):
+        """``built`` and ``layers`` are given by a caller that already holds the network and its
+        probed layers (an in-memory network, :mod:`viewer.inference.in_memory`): nothing is then
+        built from the manifest nor probed again."""
         self.manifest = manifest
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        built = build(manifest)
+        built = built or build(manifest)
         self.family = built.family
         self.hooks = built.hooks
         self.notes = list(built.notes)
@@ -112,7 +122,7 @@ class LoadedModel:
                 )
         else:
             try:
-                self.layers = probe_layers(self.network, input_shape)
+                self.layers = probe_layers(self.network, input_shape) if layers is None else layers
             except RuntimeError as exc:
                 raise ManifestError(
                     manifest.path,
@@ -173,6 +183,13 @@ class LoadedModel:
         while len(self._prepared) > _PREPARED_FRAMES:
             self._prepared.popitem(last=False)
         return tensor, transform
+
+    def provide(self, image: Image, frame: int, tensor: torch.Tensor, transform: GridTransform) -> None:
+        """Use ``tensor`` as the network's input for ``image``'s ``frame``: a caller that holds the
+        input itself (a notebook's tensor is the network's input) skips the manifest's pipeline."""
+        self._prepared[(id(image), frame)] = (weakref.ref(image), tensor, transform)
+        while len(self._prepared) > _PREPARED_FRAMES:
+            self._prepared.popitem(last=False)
 
     def prepare_volume(self, image: Image) -> tuple[torch.Tensor, VolumeTransform]:
         """A 3-D model's input for the whole series and its transform (made once per image)."""

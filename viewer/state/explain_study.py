@@ -98,7 +98,7 @@ def explain_study(session, series: SeriesInfo, name: str, annotations, options: 
 def _write_study(session, image, result, name, annotations, options, folder: Path, notes) -> ExplainedStudy:
     """The study's files (predictions.json, each map's .npy, .png and DICOM) and metrics rows."""
     model, matcher = session.store.get(session.manifest_path), session.matcher
-    predictions = _write_predictions(folder, model.manifest.name, result, session.caution)
+    predictions = write_predictions(folder, model.manifest.name, result, session.caution)
     matching = [a for a in annotations if a.matches(image)]
     for annotation in matching:
         if reason := matcher.unmatched_reason(annotation.labels_on(image)):
@@ -111,7 +111,7 @@ def _write_study(session, image, result, name, annotations, options, folder: Pat
     try:
         for smap in result.maps:
             best = int(np.argmax(result.probabilities[:, smap.target_index]))  # key slice of a series
-            key, rgb = _write_map(folder, image, smap, best, several_targets=len(result.targets) > 1)
+            key, rgb = write_map(folder, image, smap, best, several_targets=len(result.targets) > 1)
             if nifti is not None:  # a series: the map over it in 3D Slicer or ITK-SNAP
                 pending.append(
                     nifti.submit(write_map_nifti, image, smap.array, smap.frames, folder / f"{key}.nii.gz")
@@ -154,7 +154,7 @@ def _write_study(session, image, result, name, annotations, options, folder: Pat
     )
 
 
-def _write_predictions(folder: Path, model_name: str, result, caution: str | None) -> dict[str, float]:
+def write_predictions(folder: Path, model_name: str, result, caution: str | None) -> dict[str, float]:
     """predictions.json: each label's probability (a series: its largest over slices, and per
     slice), and the model's caution about this image, if it has one."""
     probabilities = result.probabilities
@@ -170,7 +170,7 @@ def _write_predictions(folder: Path, model_name: str, result, caution: str | Non
     return predictions
 
 
-def _write_map(folder: Path, image, smap, best: int, *, several_targets: bool):
+def write_map(folder: Path, image, smap, best: int, *, several_targets: bool):
     """<method>.npy on the native grid and <method>.png over the windowed image (key slice);
     returns the files' stem and the PNG's pixels."""
     key = f"{smap.method}_{smap.target}" if several_targets else smap.method

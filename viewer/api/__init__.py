@@ -1,0 +1,16 @@
+"""The public Python API (``import viewer``): explain a network where it already is, in a notebook
+or a script, and open the viewer's window on it.
+
+This package sits at the top of the layering, beside the CLI: it composes the inference,
+explanation and state layers, and reaches the Qt window only inside :mod:`viewer.api.window`,
+imported when a window is asked for. ``viewer/__init__.py`` re-exports these names lazily, so
+``import viewer`` stays cheap and imports neither torch nor Qt.
+"""
+
+from viewer.api.explain import explain
+from viewer.api.explanation import Explanation
+from viewer.api.sources import InputError
+from viewer.inference.in_memory import NetworkError
+from viewer.inference.manifest import InputSpec
+
+__all__ = ["Explanation", "InputError", "InputSpec", "NetworkError", "explain"]
