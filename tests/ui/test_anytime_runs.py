@@ -160,3 +160,18 @@ def test_a_series_run_does_the_fast_methods_first_says_where_it_is_and_cancel_st
     # A new image replaces the run's status.
     open_and_wait(qtbot, window, [CHEST])
     assert panel.status.text() == ""
+
+
+def test_cancel_during_an_estimate_drops_it_and_shows_the_newest_finished_map(qtbot, window, small_sampling):
+    open_and_wait(qtbot, window, [CHEST])
+    previews = []
+    _follow_layers(
+        window, lambda layer, new=False: previews.append(layer.method) if layer.method == "lime" else None
+    )
+    window.run_methods(["gradcam", "lime"])
+    qtbot.waitUntil(lambda: "lime" in previews and window.state.active_layer == "lime", timeout=300_000)
+    assert window.state.layer("lime").map_for(0).progress  # an estimate, not the final map
+    qtbot.mouseClick(window.model_panel.cancel_button, Qt.MouseButton.LeftButton)
+    assert [layer.method for layer in window.state.layers] == ["gradcam"]  # nothing of LIME stays
+    assert window.state.active_layer == "gradcam" and window.state.layer("gradcam").visible
+    assert window.model_panel.status.text() == "Cancelled"

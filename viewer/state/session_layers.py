@@ -47,6 +47,10 @@ class LayerBook:
         keep = {m.method for m in wanted} | {smap.method for smap, _ in previews}
         for layer in [layer for layer in state.layers if layer.method not in keep]:
             state.layers.remove(layer)
+        if state.active_layer and state.layer(state.active_layer) is None and len(state.layers):
+            # The selected layer went (an estimate whose run was cancelled): the newest one left is
+            # selected and, with "only the selected layer" on, shown, so a map stays on screen.
+            state.active_layer = state.layers[-1].method
         for layer in state.layers:
             layer.maps.clear()
         for smap, indices in [(m, self.cache.indices(m)) for m in wanted] + previews:

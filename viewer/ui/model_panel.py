@@ -94,6 +94,10 @@ class ModelPanel(QWidget):
         # as tall as its content asks, and that must leave Run on screen.
         self.methods.setMinimumHeight(6 * (self.methods.fontMetrics().height() + 2))
         self.methods.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
+        # A long row ("Score-CAM (every channel)  (slow, ~120 s)") loses the middle of its title,
+        # never the time at its end, and the list never scrolls sideways.
+        self.methods.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.methods.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         for method_id in METHODS:
             item = QListWidgetItem(method_text(method_id))
             item.setData(Qt.ItemDataRole.UserRole, method_id)
