@@ -1,9 +1,9 @@
 """Saliency Viewer: see where a CNN is looking, on real DICOM, next to the radiologist's annotation.
 
-The public Python API (``viewer.explain``, ``viewer.Explanation``, ``viewer.show``,
-``viewer.Viewer``, ``viewer.run``) is loaded on first use: ``import viewer`` imports neither torch
-nor Qt, so the I/O layer keeps its no-torch promise. The names in ``__all__`` are public and follow
-semantic versioning (see CHANGELOG.md and docs/notebook.md).
+The public Python API (``viewer.explain``, ``viewer.Explanation``, ...) is loaded on first use:
+``import viewer`` imports neither torch nor Qt, so the I/O layer keeps its no-torch promise. The
+names in ``__all__`` are public and follow semantic versioning (see CHANGELOG.md and
+docs/notebook.md).
 """
 
 from __future__ import annotations
@@ -22,24 +22,9 @@ _LAZY = {
     "NetworkError": "viewer.inference.in_memory",
     "InputSpec": "viewer.inference.manifest",
     "METHODS": "viewer.explain.registry",
-    # The window: the one part of the API that needs Qt, so it lives in the Qt layer.
-    "Viewer": "viewer.ui.notebook",
-    "show": "viewer.ui.notebook",
-    "run": "viewer.ui.notebook",
 }
 
-__all__ = [
-    "METHODS",
-    "Explanation",
-    "InputError",
-    "InputSpec",
-    "NetworkError",
-    "Viewer",
-    "__version__",
-    "explain",
-    "run",
-    "show",
-]
+__all__ = ["METHODS", "Explanation", "InputError", "InputSpec", "NetworkError", "__version__", "explain"]
 
 
 def __getattr__(name: str):

@@ -5,9 +5,6 @@ from viewer.api.sources import InputError as InputError
 from viewer.explain.registry import METHODS as METHODS
 from viewer.inference.in_memory import NetworkError as NetworkError
 from viewer.inference.manifest import InputSpec as InputSpec
-from viewer.ui.notebook import Viewer as Viewer
-from viewer.ui.notebook import run as run
-from viewer.ui.notebook import show as show
 
 __version__: str
 __all__ = [
@@ -16,9 +13,6 @@ __all__ = [
     "InputError",
     "InputSpec",
     "NetworkError",
-    "Viewer",
     "__version__",
     "explain",
-    "run",
-    "show",
 ]

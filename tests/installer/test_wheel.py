@@ -48,6 +48,7 @@ def test_wheel_carries_every_bundled_model_and_no_training_script(wheel):
     assert not [n for n in names if n.startswith("viewer/_models/") and n.endswith(".py")]
     assert "viewer/_resources/samples/dicom/cxr_0001.dcm" in names
     assert "viewer/_resources/icons/saliency-viewer.svg" in names
+    assert {"viewer/py.typed", "viewer/__init__.pyi"} <= names  # the public API's types (PEP 561)
     assert not [n for n in names if n.startswith("viewer/_resources/docs/")]  # README screenshots
     sources = {
         f"{p.relative_to(ROOT)}" for p in (ROOT / "viewer").rglob("*.py") if "__pycache__" not in p.parts
