@@ -3,10 +3,11 @@ or study URLs: retrieved from their PACS into the cache first).
 
 Writes, per image (per series for CT), into OUT/<id>/: <method>.npy (float32 on the native pixel
 grid: rows x cols, or slices x rows x cols), <method>.png (the map over the windowed image; for a
-series, the slice where the target is most probable), for a series <method>.nii.gz (the map on the
-series' voxel grid: size, spacing, origin, direction), predictions.json; and OUT/metrics.csv with
-one row per image and method. Localization columns are filled where an annotation matches the
-image (--annotation: any annotation format the viewer reads, or a folder of them).
+series, the slice where the target is most probable; --previews jpeg or none for another or none),
+for a series <method>.nii.gz (the map on the series' voxel grid: size, spacing, origin, direction),
+predictions.json; and OUT/metrics.csv with one row per image and method. Localization columns are
+filled where an annotation matches the image (--annotation: any annotation format the viewer reads,
+or a folder of them).
 
 With --dicom, also per map and DICOM source: <method>.dcm, the values in the source's study (a
 Parametric Map over a CT series, a fractional Segmentation over a radiograph), and
@@ -88,6 +89,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(credentials go to a node: saliency-viewer pacs login NODE)",
     )
     parser.add_argument(
+        "--previews",
+        choices=("png", "jpeg", "none"),
+        default="png",
+        help="the picture written beside each map, over the image: png (default), jpeg (a tenth of "
+        "the size, lossy) or none (the .npy maps only: the fastest)",
+    )
+    parser.add_argument(
         "--resume", action="store_true", help="go on with OUT: skip the studies already in OUT/metrics.csv"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -153,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
         args.sanity,
         args.dicom,
         args.anonymize,
+        previews=args.previews,
     )
     request = ExplainRequest(inputs, list(args.annotation), options, args.out, args.resume, cluster)
     bar = Progress(enabled=not args.quiet and sys.stderr.isatty())

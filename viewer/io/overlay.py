@@ -75,25 +75,46 @@ def blend(
     ``(rows, cols, 3)``, so layers can be stacked) with the map over it."""
     if grey.shape[:2] != saliency.shape:
         raise ValueError(f"image {grey.shape[:2]} and map {saliency.shape} differ in shape")
-    rgba = overlay_lut(cmap, signed=signed, low=low, high=high)[to_index(saliency, signed=signed)]
-    alpha = rgba[..., 3:4].astype(np.float32) / 255 * opacity
+    return _paint(_base(grey), saliency, cmap, opacity, signed, low, high)
+
+
+def _base(grey: np.ndarray) -> np.ndarray:
+    """The display image as float32 0..255 with a channel axis: what every map over it shares."""
     base = np.clip(np.asarray(grey, np.float32), 0, 1) * 255
-    if base.ndim == 2:
-        base = base[..., None]
+    return base[..., None] if base.ndim == 2 else base
+
+
+@cache
+def _lut(cmap: str, signed: bool, low: float, high: float) -> np.ndarray:
+    return overlay_lut(cmap, signed=signed, low=low, high=high)  # made once per run, not per map
+
+
+def _paint(base, saliency, cmap: str, opacity: float, signed: bool, low: float, high: float) -> np.ndarray:
+    rgba = _lut(cmap, signed, low, high)[to_index(saliency, signed=signed)]
+    alpha = rgba[..., 3:4].astype(np.float32) / 255 * opacity
     return np.rint(base * (1 - alpha) + rgba[..., :3] * alpha).astype(np.uint8)
+
+
+class FramePainter:
+    """One frame of an image, windowed as stored, made ready once for every map drawn over it:
+    a film's five maps share its windowing and its 0..255 base (``map_over_frame`` per map)."""
+
+    def __init__(self, image: Image, frame: int):
+        self.shape = (image.rows, image.columns)
+        self.base = _base(to_display(image, frame))
+
+    def paint(self, saliency: np.ndarray, convention: str) -> np.ndarray:
+        """RGB uint8: the map over the frame, as ``map_over_frame`` draws it."""
+        if saliency.shape != self.shape:
+            raise ValueError(f"image {self.shape} and map {saliency.shape} differ in shape")
+        return _paint(self.base, saliency, colormap_for(convention), 0.5, convention == "signed", 0.05, 1.0)
 
 
 def map_over_frame(image: Image, frame: int, saliency: np.ndarray, convention: str) -> np.ndarray:
     """RGB uint8: one frame of ``image``, windowed as stored, with its map (``saliency``, rows x
     cols) over it in the convention's colour map, transparent below 5 %: the picture the batch
-    outputs show (``explain``'s PNGs, the evaluation report's best and worst images)."""
-    return blend(
-        to_display(image, frame),
-        saliency,
-        cmap=colormap_for(convention),
-        signed=convention == "signed",
-        low=0.05,
-    )
+    outputs show (``explain``'s previews, the evaluation report's best and worst images)."""
+    return FramePainter(image, frame).paint(saliency, convention)
 
 
 def outline_segments(mask: np.ndarray) -> np.ndarray:

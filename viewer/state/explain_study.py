@@ -4,7 +4,6 @@ work, run in this process or on a cluster worker (``viewer.state.explain_run``).
 
 from __future__ import annotations
 
-import io
 import json
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,7 +15,8 @@ from viewer.explain.comparison import score_map
 from viewer.explain.registry import title_of
 from viewer.io.atomic import write_bytes_new, write_new
 from viewer.io.nifti_map import can_write_nifti, write_map_nifti
-from viewer.io.overlay import map_over_frame
+from viewer.io.overlay import FramePainter
+from viewer.io.previews import PREVIEWS
 from viewer.io.safe_text import printable
 from viewer.io.series import Discovery, SeriesInfo
 from viewer.state.study_failure import StudyFailed
@@ -54,6 +54,7 @@ class ExplainOptions:
     sanity: bool = False
     dicom: bool = False
     anonymize: bool = False
+    previews: str = "png"  # the picture beside each map: a key of ``io.previews.PREVIEWS``
 
 
 @dataclass
@@ -108,10 +109,21 @@ def _write_study(session, image, result, name, annotations, options, folder: Pat
     # the GIL) while the other files and the scores are made.
     nifti = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nifti") if can_write_nifti(image) else None
     pending: list[Future] = []
+    painters: dict[int, FramePainter] = {}  # per key frame: windowed once for all its maps
     try:
         for smap in result.maps:
             best = int(np.argmax(result.probabilities[:, smap.target_index]))  # key slice of a series
-            key, rgb = write_map(folder, image, smap, best, several_targets=len(result.targets) > 1)
+            frame = smap.frames[best]
+            key, rgb = write_map(
+                folder,
+                image,
+                smap,
+                best,
+                several_targets=len(result.targets) > 1,
+                painter=painters.get(frame) or painters.setdefault(frame, FramePainter(image, frame)),
+                previews=options.previews,
+                pixels=options.dicom,  # the Secondary Capture shows them
+            )
             if nifti is not None:  # a series: the map over it in 3D Slicer or ITK-SNAP
                 pending.append(
                     nifti.submit(write_map_nifti, image, smap.array, smap.frames, folder / f"{key}.nii.gz")
@@ -170,14 +182,32 @@ def write_predictions(folder: Path, model_name: str, result, caution: str | None
     return predictions
 
 
-def write_map(folder: Path, image, smap, best: int, *, several_targets: bool):
-    """<method>.npy on the native grid and <method>.png over the windowed image (key slice);
-    returns the files' stem and the PNG's pixels."""
+def write_map(
+    folder: Path,
+    image,
+    smap,
+    best: int,
+    *,
+    several_targets: bool,
+    painter: FramePainter | None = None,
+    previews: str = "png",
+    pixels: bool = False,
+):
+    """<method>.npy on the native grid and its preview over the windowed image (key slice):
+    ``previews`` names the kind (``io.previews.PREVIEWS``: <method>.png by default). ``painter``
+    is the key frame made ready once for all its maps. Returns the files' stem and the preview's
+    pixels (None where there is no preview and ``pixels`` was not asked for)."""
     key = f"{smap.method}_{smap.target}" if several_targets else smap.method
     values = smap.array if image.n_frames > 1 else smap.array[0]
     write_new(folder / f"{key}.npy", lambda f: np.save(f, values))  # no copy in memory first
-    rgb = map_over_frame(image, smap.frames[best], smap.array[best], smap.convention)
-    write_bytes_new(folder / f"{key}.png", _png(rgb))
+    preview = PREVIEWS[previews]
+    if preview is None and not pixels:
+        return key, None
+    painter = painter or FramePainter(image, smap.frames[best])
+    rgb = painter.paint(smap.array[best], smap.convention)
+    if preview is not None:
+        suffix, encode = preview
+        write_bytes_new(folder / f"{key}{suffix}", encode(rgb))
     return key, rgb
 
 
@@ -232,11 +262,3 @@ def _annotation_masks(image, target: str, annotations, matcher) -> tuple:
         mask |= annotation.mask(image, target, matcher)
         marker = annotation.marker_mask(image) if annotation.marker is not None else marker
     return mask, marker
-
-
-def _png(rgb) -> bytes:
-    from PIL import Image as PILImage
-
-    buffer = io.BytesIO()
-    PILImage.fromarray(rgb).save(buffer, format="PNG")
-    return buffer.getvalue()
