@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from viewer.inference.manifest import InputSpec
 from viewer.io.image import Image, Window
+from viewer.io.raster import pipeline_scale
 from viewer.io.voi import apply_window, auto_window, to_display
 
 
@@ -54,10 +55,23 @@ class GridTransform:
 def intensity_channels(
     values: np.ndarray, spec: InputSpec, in_channels: int, *, image: Image | None = None, frame: int = 0
 ) -> np.ndarray:
-    """Channels ``(C, rows, cols)`` in [0, 1] from a frame's real-world values, as the manifest says."""
+    """Channels ``(C, rows, cols)`` in [0, 1] from a frame's real-world values, as the manifest says.
+
+    With ``intensity = "voi"`` a PNG/JPEG/TIFF film has no VOI of its own: its stored values go in
+    as training pipelines read them, ``x / 255`` (16-bit ``x / 65535``, see
+    :func:`viewer.io.raster.pipeline_scale`), so the probabilities are the ones ``ToTensor`` or
+    ``preprocess_input`` give on the same file. A colour image fills three channels with its
+    R, G and B (``x / 255``), or its channels' mean for another count.
+    """
     if spec.intensity == "windows":
         return np.stack([apply_window(values, Window(c, w, "LINEAR_EXACT")) for c, w in spec.windows])
-    if spec.intensity == "voi" and image is not None:
+    if spec.intensity == "voi" and image is not None and image.is_color:
+        rgb = np.moveaxis(to_display(image, frame), -1, 0)
+        return rgb if in_channels == rgb.shape[0] else np.repeat(rgb.mean(axis=0)[None], in_channels, axis=0)
+    scale = pipeline_scale(image) if spec.intensity == "voi" and image is not None else None
+    if scale is not None:
+        grey = image.frame(frame).astype(np.float32) / np.float32(scale)
+    elif spec.intensity == "voi" and image is not None:
         grey = to_display(image, frame)  # the file's VOI, then MONOCHROME1 inversion
     elif spec.intensity == "voi":
         grey = np.clip(values, 0.0, 1.0).astype(np.float32)  # already display values (training)

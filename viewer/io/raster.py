@@ -205,6 +205,20 @@ def _pillow_reason(exc: Exception) -> str:
     return describe_exception(exc)
 
 
+def pipeline_scale(image: Image) -> float | None:
+    """What a training pipeline divides a grey raster's stored values by, or None where the image
+    is not such a raster.
+
+    torchvision's ``ToTensor``, Keras' ``preprocess_input`` and notebooks read an 8-bit file as
+    ``x / 255`` (16-bit: ``x / 65535``): a model trained on PNG/JPEG films expects exactly that,
+    not the display window's ``(x + 0.5) / 256`` nor a percentile stretch. Deeper integer and
+    float pages (Pillow's "I", "F") have no such convention and return None.
+    """
+    if image.kind != "raster" or image.is_color:
+        return None
+    return {8: 255.0, 16: 65535.0}.get(image.bits_stored or 0)
+
+
 def _eight_bit_window() -> Window:
     return Window(127.5, 256.0, "LINEAR_EXACT", "Full range", "auto")
 
