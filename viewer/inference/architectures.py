@@ -22,13 +22,13 @@ from viewer.inference.torchscript_check import check_torchscript
 from viewer.inference.trust import UntrustedModelError, is_trusted
 
 # Extras of the saliency-viewer package, by the library they install.
-EXTRAS = {"timm": "timm", "monai": "monai", "torchxrayvision": "xrv", "onnx2torch": "onnx"}
+EXTRAS = {"timm": "timm", "monai": "monai", "torchxrayvision": "xrv", "onnx2torch": "onnx", "keras": "keras"}
 
 
 Builder = Callable[[ModelManifest, str], Built]
 FAMILIES: dict[str, Builder] = {}
 # Families named without a colon (their weights file is the whole network).
-_WHOLE_FILE = ("torchscript", "onnx")
+_WHOLE_FILE = ("torchscript", "onnx", "keras")
 
 
 def family(name: str) -> Callable[[Builder], Builder]:
@@ -216,6 +216,16 @@ def _onnx(manifest: ModelManifest, _name: str) -> Built:
 
     require(manifest, "onnx2torch")
     return convert_onnx(manifest)
+
+
+@family("keras")
+def _keras(manifest: ModelManifest, _name: str) -> Built:
+    # Keras 3 on its PyTorch backend: the .keras / .h5 file is the network (see keras_model).
+    from viewer.inference.keras_model import convert_keras, use_torch_backend
+
+    use_torch_backend()
+    require(manifest, "keras")
+    return convert_keras(manifest)
 
 
 def set_input_channels(network: nn.Module, channels: int) -> None:

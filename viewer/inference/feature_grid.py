@@ -74,9 +74,21 @@ def _strides_agree(rows: int, cols: int, height: int, width: int) -> bool:
 
 
 def grid_of(
-    shape: tuple[int, ...], height: int, width: int, prefix_hint: int | None = None
+    shape: tuple[int, ...],
+    height: int,
+    width: int,
+    prefix_hint: int | None = None,
+    channels_last: bool = False,
 ) -> FeatureGrid | None:
-    """The grid a layer output of ``shape`` holds for an input of ``height`` x ``width``, or None."""
+    """The grid a layer output of ``shape`` holds for an input of ``height`` x ``width``, or None.
+    ``channels_last``: the network says its 4-D outputs are ``(B, H, W, C)`` (Keras), which shapes
+    alone cannot tell when ``C`` equals the grid's size."""
+    if channels_last and len(shape) == 4:
+        return (
+            FeatureGrid("nhwc", shape[1], shape[2])
+            if _strides_agree(shape[1], shape[2], height, width)
+            else None
+        )
     if len(shape) == 5:  # a 3-D network: (B, C, depth, rows, cols)
         if shape[2] >= 1 and _strides_agree(shape[3], shape[4], height, width):
             return FeatureGrid("nchw", shape[3], shape[4], depth=shape[2])
@@ -126,11 +138,14 @@ def probe_layers(network: nn.Module, input_shape: tuple[int, ...]) -> list[Layer
     order: list[LayerOutput] = []
     height, width = input_shape[-2:]
     hint = _prefix_hint(network)
+    nhwc = bool(getattr(network, "channels_last_features", False))
 
     def seen(module, _args, output, name):
         if isinstance(output, torch.Tensor) and not isinstance(module, _NOT_FEATURES):
             shape = tuple(output.shape)
-            order.append(LayerOutput(name, type(module).__name__, shape, grid_of(shape, height, width, hint)))
+            order.append(
+                LayerOutput(name, type(module).__name__, shape, grid_of(shape, height, width, hint, nhwc))
+            )
 
     hooks = [
         module.register_forward_hook(lambda m, i, o, name=name: seen(m, i, o, name))
