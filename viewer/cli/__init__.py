@@ -52,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         build_parser().print_help()
         return 2
+    if getattr(args, "trust_code", False):
+        from viewer.inference.user_code import allow_user_code
+
+        allow_user_code()  # the user's consent for this run (see viewer/inference/user_code.py)
     try:
         return COMMANDS[args.command].run(args)
     except KeyboardInterrupt:

@@ -19,6 +19,18 @@ def add_images_model_methods(parser: argparse.ArgumentParser, *, all_methods: bo
         help="comma-separated method ids (default: the viewer's default set)"
         + ("; 'all' for every method" if all_methods else ""),
     )
+    add_trust_code(parser)
+
+
+TRUST_CODE_HELP = (
+    'import the Python file a manifest\'s arch = "python:net.py:Class" names (your own code: '
+    "importing runs it); never for a model from a ZIP, a PACS or an address"
+)
+
+
+def add_trust_code(parser: argparse.ArgumentParser) -> None:
+    """--trust-code: the user's consent, for this run, to import the code of python: models."""
+    parser.add_argument("--trust-code", action="store_true", help=TRUST_CODE_HELP)
 
 
 def input_paths(texts: list[str]) -> tuple[list[Path], list[tuple[str, str]]] | None:

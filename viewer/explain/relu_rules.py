@@ -8,9 +8,11 @@ ReLU-like call, whatever its origin, through one autograd function whose backwar
 at backward time. One recorded forward pass can therefore serve the plain gradient, Guided
 Backprop and DeconvNet in turn.
 
-ReLU-like here means ``relu`` (functional, method, module, in-place or not), ``relu6`` and
-``hardtanh`` with a lower bound of 0 (ReLU6 in MobileNetV2). In-place calls are computed out
-of place: the forward values are the same, and no saved tensor can be overwritten. Every other
+ReLU-like here means ``relu`` (functional, method, module, in-place or not, or the ATen
+operator an exported program calls), ``relu6`` and ``hardtanh`` with a lower bound of 0 (ReLU6
+in MobileNetV2). In-place calls are computed out of place: the forward values are the same, and
+no saved tensor can be overwritten (an exported graph reads an in-place call's result from its
+node, never from the tensor it overwrote, so that holds there too). Every other
 non-linearity (SiLU, Hardswish, GELU, sigmoid gates, leaky ReLU) keeps its true gradient under
 every rule, which is also what the peer libraries do.
 """
@@ -75,15 +77,21 @@ class _RouteReLUs(TorchFunctionMode):
         return _ReLULike.apply(x, upper, self.state)
 
 
-_RELU = {F.relu, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_, F.relu_}
-_HARDTANH = {F.hardtanh, F.hardtanh_}
+_ATEN = torch.ops.aten
+# A torch.export program (viewer/inference/exported_program.py) calls ATen overloads directly.
+_RELU = {
+    F.relu, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_, F.relu_,
+    _ATEN.relu.default, _ATEN.relu_.default,
+}  # fmt: skip
+_HARDTANH = {F.hardtanh, F.hardtanh_, _ATEN.hardtanh.default, _ATEN.hardtanh_.default}
+_RELU6 = {F.relu6, _ATEN.relu6.default}
 
 
 def _relu_upper_bound(func, args, kwargs) -> float | bool | None:
     """None for a plain ReLU, the upper bound for ReLU6-like clamps, False for anything else."""
     if func in _RELU:
         return None
-    if func is F.relu6:
+    if func in _RELU6:
         return 6.0
     if func in _HARDTANH:
         low = args[1] if len(args) > 1 else kwargs.get("min_val", -1.0)

@@ -17,9 +17,11 @@ import torchvision
 from torch import nn
 
 from viewer.inference.built import Built
+from viewer.inference.exported_program import build_exported
 from viewer.inference.manifest import ManifestError, ModelManifest
 from viewer.inference.torchscript_check import check_torchscript
 from viewer.inference.trust import UntrustedModelError, is_trusted
+from viewer.inference.user_code import build_user_code
 
 # Extras of the saliency-viewer package, by the library they install.
 EXTRAS = {"timm": "timm", "monai": "monai", "torchxrayvision": "xrv", "onnx2torch": "onnx", "keras": "keras"}
@@ -28,7 +30,7 @@ EXTRAS = {"timm": "timm", "monai": "monai", "torchxrayvision": "xrv", "onnx2torc
 Builder = Callable[[ModelManifest, str], Built]
 FAMILIES: dict[str, Builder] = {}
 # Families named without a colon (their weights file is the whole network).
-_WHOLE_FILE = ("torchscript", "onnx", "keras")
+_WHOLE_FILE = ("torchscript", "onnx", "pt2", "keras")
 
 
 def family(name: str) -> Callable[[Builder], Builder]:
@@ -208,6 +210,10 @@ def _scripted_last_op(network: nn.Module) -> str | None:
         return outputs[0].node().kind() if len(outputs) == 1 else None
     except (AttributeError, RuntimeError):
         return None
+
+
+family("pt2")(build_exported)  # torch.export programs: viewer/inference/exported_program.py
+family("python")(build_user_code)  # the user's own class, by consent: viewer/inference/user_code.py
 
 
 @family("onnx")

@@ -164,10 +164,15 @@ def _output(report: ModelReport, model: LoadedModel) -> None:
 
 
 def _output_width(model: LoadedModel) -> int | None:
-    if model.layers:
-        shape = model.layers[-1].shape
-        return shape[-1] if len(shape) == 2 else None
-    return None
+    """The width of what the network returns, from one forward pass on zeros (the last module
+    run is not the output: a gated head, ``score(x) * sigmoid(gate(x))``, ends in its gate)."""
+    shape = (1, model.manifest.in_channels, *model.manifest.input.size)
+    try:
+        with torch.no_grad():
+            out = model.network(torch.zeros(shape, device=model.device))
+    except RuntimeError:
+        return None
+    return out.shape[-1] if isinstance(out, torch.Tensor) and out.dim() == 2 else None
 
 
 def _input(report: ModelReport, m: ModelManifest) -> None:

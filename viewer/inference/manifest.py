@@ -179,6 +179,8 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
         network,
         {"arch", "weights", "in_channels", "target_layer", "kwargs", "key_map", "output"},
     )
+    if "arch" not in network and str(network.get("weights", "")).endswith(".pt2"):
+        network = {**network, "arch": "pt2"}  # a torch.export program is the whole network
     for key in ("arch", "weights", "in_channels"):
         if key not in network:
             raise ManifestError(path, f"missing required key 'network.{key}'")

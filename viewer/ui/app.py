@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--demo", action="store_true", help="open the bundled sample chest study and model")
     parser.add_argument("--model", help="a bundled model's name, or a manifest.toml")
+    parser.add_argument(
+        "--trust-code",
+        action="store_true",
+        help='import the Python file a manifest\'s arch = "python:net.py:Class" names (your own code); '
+        "never for a model from a ZIP, a PACS or an address",
+    )
     parser.add_argument("--methods", help="comma-separated method ids to run (e.g. gradcam,lime); 'all'")
     parser.add_argument("--target", help="label to explain (default: the top prediction)")
     parser.add_argument(
@@ -144,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.trust_code:
+        from viewer.inference.user_code import allow_user_code
+
+        allow_user_code()  # python: models of this session may be imported (the user's consent)
     methods = _methods(args.methods)
     if isinstance(methods, str):
         print(methods, file=sys.stderr)
