@@ -269,3 +269,15 @@ def test_missing_keras_names_the_extra(tmp_path, monkeypatch):
 
 def test_backend_is_torch():
     assert keras.backend.backend() == "torch" and os.environ["KERAS_BACKEND"] == "torch"
+
+
+def test_model_trust_cli_names_the_lambda(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SALIENCY_VIEWER_TRUST", str(tmp_path / "trust.json"))
+    monkeypatch.setenv("KERAS_SENTINEL", str(tmp_path / "lambda-ran"))
+    shutil.copy(FIXTURES / "lambda.h5", tmp_path / "lambda.h5")
+    assert main(["model", "trust", str(tmp_path / "lambda.h5")]) == 0
+    out = capsys.readouterr().out
+    assert "layer 'leave_mark' (Lambda)" in out and "Trusted" in out
+    assert not (tmp_path / "lambda-ran").exists()  # trusting reads the configuration only
+    assert main(["model", "trust", str(FIXTURES / "small_cnn.h5")]) == 0
+    assert "nothing to trust" in capsys.readouterr().out

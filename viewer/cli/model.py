@@ -108,11 +108,34 @@ def _trust(name: str, grant: bool) -> int:
         done = untrust(path)
         print(f"{path}: {'no longer trusted' if done else 'was not trusted'}")
         return 0
+    if path.suffix.lower() in (".h5", ".hdf5", ".keras"):
+        return _trust_keras(path)
     check = check_torchscript(path)
     if check.safe:
         print(f"{path}: nothing to trust: it runs pure tensor operators only")
         return 0
     print(f"{path} {check.reason()}.")
     trust(path, sorted(check.refused) or [check.reason()])
+    print(f"Trusted (this exact file, by its SHA-256) in {store_path()}.")
+    return 0
+
+
+def _trust_keras(path: Path) -> int:
+    """Trust a Keras file whose configuration has Lambda layers or custom objects (code)."""
+    from viewer.inference.keras_config import KerasConfigError
+    from viewer.inference.keras_model import check_keras_file, describe_refusals, use_torch_backend
+    from viewer.inference.trust import store_path, trust
+
+    use_torch_backend()
+    try:
+        found = check_keras_file(path)
+    except (ImportError, KerasConfigError, OSError) as exc:
+        print(f"saliency-viewer: {path}: {exc}", file=sys.stderr)
+        return 1
+    if not found:
+        print(f"{path}: nothing to trust: it holds only Keras' built-in layers")
+        return 0
+    print(f"{path} {describe_refusals(found)}.")
+    trust(path, [f"{r.class_name} in layer {r.layer}" for r in found])
     print(f"Trusted (this exact file, by its SHA-256) in {store_path()}.")
     return 0
