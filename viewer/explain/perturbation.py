@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from typing import ClassVar, TypeVar
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 
@@ -307,6 +306,8 @@ def superpixels(x: torch.Tensor, count: int) -> np.ndarray:
     SLIC follows edges such as the heart border, diaphragm and ribs better than the quickshift
     default of ``lime_image`` does on grey-scale films, and SimpleITK is already a dependency.
     """
+    import SimpleITK as sitk  # here: its 0.1-0.2 s of start-up only for the runs that use LIME
+
     grey = x.float().mean(dim=0).cpu().numpy()
     span = float(grey.max() - grey.min()) or 1.0
     grey = (grey - grey.min()) * (100.0 / span)
