@@ -53,11 +53,30 @@ def testdata():
     return get
 
 
+# Markers given by where a test lives, so `-m` selects them without every file repeating them:
+# a folder's tests, or a file's (a test elsewhere that needs one says so with its own marker).
+_FOLDER_MARKS = {"ui": "gui", "pacs": "pacs"}
+_FILE_MARKS = {
+    "test_cli_explain_cluster.py": "cluster",
+    "test_cli_evaluate_cluster.py": "cluster",
+    "test_servers.py": "pacs",  # tests/security: the viewer against hostile servers on loopback
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects: the marks given here count
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``slow`` run only when asked for: ``pytest -m slow`` (or any -m naming them)."""
-    if "slow" in (config.getoption("markexpr") or ""):
-        return
-    skip = pytest.mark.skip(reason="slow: run with -m slow (e.g. make installer-test)")
+    """Mark tests ``gui``, ``pacs`` or ``cluster`` by their place (see ``_FOLDER_MARKS``), and
+    ``slow`` the parameters a ``slow_for(name, values)`` marker names."""
+    root = config.rootpath / "tests"
     for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+        for mark in item.iter_markers("slow_for"):
+            name, values = mark.args
+            callspec = getattr(item, "callspec", None)
+            if callspec is not None and callspec.params.get(name) in values:
+                item.add_marker("slow")
+        path = item.path
+        parts = path.relative_to(root).parts if path.is_relative_to(root) else ()
+        if parts and parts[0] in _FOLDER_MARKS:
+            item.add_marker(_FOLDER_MARKS[parts[0]])
+        if path.name in _FILE_MARKS:
+            item.add_marker(_FILE_MARKS[path.name])

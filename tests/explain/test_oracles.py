@@ -145,14 +145,9 @@ def test_eigencam_is_pytorch_grad_cams_projection_up_to_its_arbitrary_sign(case)
     assert got.max() >= abs(got.min())
 
 
-def resnet_unless_slow(case, request) -> None:
-    """One architecture by default for the peers that take half a minute each; all with -m slow."""
-    if case[0] != "resnet18" and "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip(f"slow on {case[0]}: run with -m slow (ResNet-18 runs by default)")
-
-
-def test_scorecam_equals_pytorch_grad_cam_in_its_variant(case, request):
-    resnet_unless_slow(case, request)
+# The peers that take half a minute each run on ResNet-18 by default, on all four with -m slow.
+@pytest.mark.slow_for("case", [arch for arch in ARCHS if arch != "resnet18"])
+def test_scorecam_equals_pytorch_grad_cam_in_its_variant(case):
     expected = grad_cam_lib(case, ScoreCAM)
     got = upsampled_unit(ours(case, "scorecam-exact", weights="softmax-channels"))
     assert expected.max() > 0, "degenerate test case: empty map"
@@ -237,9 +232,8 @@ def test_occlusion_equals_captum(case):
     assert torch.allclose(expected[:, 0], expected[:, 2])  # the window spans every channel
 
 
-def test_lime_equals_lime_image_with_the_same_superpixels(case, request):
-    if case[0] == "vgg11":
-        resnet_unless_slow(case, request)  # the other three (DenseNet included) run by default
+@pytest.mark.slow_for("case", ["vgg11"])  # the other three (DenseNet included) run by default
+def test_lime_equals_lime_image_with_the_same_superpixels(case):
     lime_image = pytest.importorskip("lime.lime_image")
     _, net, x, target = case
     method = get_method("lime", samples=300, converge=False)  # lime_image uses every sample

@@ -38,6 +38,7 @@ def _phantoms(folder) -> None:
     assert main(["phantom", "cxr", "--n", "3", "--size", "256", "--seed", "5", "--out", str(folder)]) == 0
 
 
+@pytest.mark.cluster
 def test_evaluate_folder_on_a_dask_scheduler_gives_the_in_process_summary(qtbot, window, tmp_path):
     distributed = pytest.importorskip("distributed")
     _phantoms(tmp_path / "set")
