@@ -222,3 +222,15 @@ def test_a_file_that_is_not_a_program_is_named(tmp_path, trust_store):
     (tmp_path / "net.pt2").write_bytes(b"not a zip")
     with pytest.raises(UntrustedModelError, match=r"net\.pt2 cannot check its code"):
         LoadedModel.from_manifest(write_manifest(tmp_path, "pt2", "net.pt2", labels=LABELS), "cpu")
+
+
+def test_model_trust_names_what_a_program_runs(tmp_path, capsys, trust_store):
+    from viewer.cli import main as cli_main
+    from viewer.inference.trust import is_trusted
+
+    good = export_pt2(seeded(CustomNet()), tmp_path / "good.pt2")
+    assert cli_main(["model", "trust", str(good)]) == 0
+    assert "nothing to trust" in capsys.readouterr().out and not is_trusted(good)
+    edited = rewrite(good, tmp_path / "net.pt2", edit_program(_retarget))
+    assert cli_main(["model", "trust", str(edited)]) == 0
+    assert "aten::from_file" in capsys.readouterr().out and is_trusted(edited)

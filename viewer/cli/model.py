@@ -5,16 +5,21 @@ the weights' keys, output kind, input pipeline, target layer and candidates), on
 IMAGE (default: a bundled sample the model accepts) with per-label probabilities and timing, and
 the warnings a researcher needs. Exit code 0 when the viewer can use the model, 1 when not.
 
-``model trust FILE`` lets a TorchScript file run operators beyond pure tensor arithmetic (it
-prints them first; trust is by the file's SHA-256, so a changed file is refused again);
-``model untrust FILE`` takes that back."""
+``model trust FILE`` lets a TorchScript or ``.pt2`` file run operators beyond pure tensor
+arithmetic (it prints them first; trust is by the file's SHA-256, so a changed file is refused
+again); ``model untrust FILE`` takes that back. ``model init FILE`` writes a manifest from what a
+weights file shows (``viewer/cli/model_init.py``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import zipfile
 from pathlib import Path
+
+from viewer.cli.arguments import add_trust_code
+from viewer.cli.model_init import add_init, run_init
 
 HELP = "check a model: what the viewer understood of its manifest and weights, and one forward pass"
 
@@ -30,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     check.add_argument("--json", action="store_true", help="print the report as one JSON document")
     check.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    add_trust_code(check)
+    add_init(sub)
     for action, text in (
         ("trust", "let a TorchScript file run operators beyond pure tensor arithmetic (you consent)"),
         ("untrust", "take back your trust in a model file"),
@@ -42,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.action in ("trust", "untrust"):
         return _trust(args.model, args.action == "trust")
+    if args.action == "init":
+        return run_init(args, lambda manifest: _image(None, manifest), lambda report: _emit(report, False))
     from viewer.inference.catalog import resolve_model
     from viewer.inference.doctor import ModelReport, check_model
     from viewer.inference.manifest import ManifestError, load_manifest
@@ -93,6 +102,7 @@ def _image(path: Path | None, manifest):
 def _trust(name: str, grant: bool) -> int:
     """Record (or take back) the user's trust in one graph file, after showing what it runs."""
     from viewer.inference.catalog import resolve_model
+    from viewer.inference.exported_check import check_exported_program
     from viewer.inference.manifest import ManifestError, load_manifest
     from viewer.inference.torchscript_check import check_torchscript
     from viewer.inference.trust import store_path, trust, untrust
@@ -110,7 +120,11 @@ def _trust(name: str, grant: bool) -> int:
         return 0
     if path.suffix.lower() in (".h5", ".hdf5", ".keras"):
         return _trust_keras(path)
-    check = check_torchscript(path)
+    check = (
+        check_exported_program(path)
+        if zipfile.is_zipfile(path) and _is_pt2(path)
+        else check_torchscript(path)
+    )
     if check.safe:
         print(f"{path}: nothing to trust: it runs pure tensor operators only")
         return 0
@@ -139,3 +153,9 @@ def _trust_keras(path: Path) -> int:
     trust(path, [f"{r.class_name} in layer {r.layer}" for r in found])
     print(f"Trusted (this exact file, by its SHA-256) in {store_path()}.")
     return 0
+
+
+def _is_pt2(path: Path) -> bool:
+    """A torch.export archive (it records its format), not a TorchScript one."""
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/archive_format") for name in archive.namelist())
