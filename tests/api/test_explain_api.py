@@ -35,6 +35,19 @@ def test_import_viewer_is_cheap():
         _ = viewer.nothing
 
 
+def test_explain_is_both_the_function_and_the_engine_package():
+    """``viewer.explain`` names the public function and the engine's subpackage: importing the
+    subpackage first (as the CLI and these tests do) must not hide the function."""
+    code = (
+        "from viewer.explain import engine; import viewer; import viewer.explain.registry; "
+        "assert viewer.explain.engine is engine and callable(viewer.explain); print('ok')"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        == "ok\n"
+    )
+
+
 def hooks_of(net: nn.Module) -> int:
     return sum(
         len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
