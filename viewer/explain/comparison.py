@@ -19,6 +19,7 @@ import torch
 from viewer.explain.context import CancelFlag, Cancelled, ExplainContext
 from viewer.explain.faithfulness import causal_curves
 from viewer.explain.localization import localization, pointing_game
+from viewer.explain.metric_catalog import column_of
 from viewer.explain.registry import get_method
 from viewer.explain.saliency_map import SaliencyMap
 from viewer.explain.sanity import cascading_randomization
@@ -63,25 +64,20 @@ class MapScores:
         return self.substrate_drop is not None and abs(self.substrate_drop) < MIN_SUBSTRATE_DROP
 
     def as_row(self) -> dict[str, str]:
-        """Table cells keyed by the CLI's metrics.csv column names: "" for a missing score, "1"/"0"
-        for the pointing games, 4 decimals for scores, 3 for seconds."""
-        return {
-            "method": self.method,
-            "target": self.target,
-            "seconds": f"{self.seconds:.3f}",
-            "pointing_game": _cell(self.pointing_game),
-            "iou_otsu": _cell(self.iou_otsu),
-            "energy_in_mask": _cell(self.energy_inside),
-            "deletion_auc": _cell(self.deletion_auc),
-            "insertion_auc": _cell(self.insertion_auc),
-            "substrate_drop": _cell(self.substrate_drop),
-            "dice_otsu": _cell(self.dice_otsu),
-            "iou_top": _cell(self.iou_top),
-            "auprc": _cell(self.auprc),
-            "pointing_game_marker": _cell(self.pointing_game_marker),
-            "sanity_spearman": _cell(self.sanity_spearman),
-            "sanity_verdict": self.sanity_verdict or "",
-        }
+        """Table cells keyed by the CLI's metrics.csv column names (the metric catalogue's): ""
+        for a missing score, "1"/"0" for the pointing games, 4 decimals for scores, 3 for seconds."""
+        row = {"method": self.method, "target": self.target, "seconds": f"{self.seconds:.3f}"}
+        for name in _ROW_SCORES:
+            row[column_of(name, "metrics.csv")] = _cell(getattr(self, name))
+        row["sanity_verdict"] = self.sanity_verdict or ""
+        return row
+
+
+# metrics.csv's score columns after method, target and seconds, in the order it has always had.
+_ROW_SCORES = (
+    "pointing_game", "iou_otsu", "energy_inside", "deletion_auc", "insertion_auc", "substrate_drop",
+    "dice_otsu", "iou_top", "auprc", "pointing_game_marker", "sanity_spearman",
+)  # fmt: skip
 
 
 def score_map(

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from viewer.explain.metric_catalog import metric, title_of_metric
 from viewer.explain.registry import title_of
 from viewer.io.label_vocabulary import LabelMatcher
 from viewer.state import SaliencyLayer, tasks
@@ -37,26 +38,13 @@ from viewer.ui.canvas import base_display
 from viewer.ui.comparison_folder import FolderScoresView
 from viewer.ui.layer_items import AnnotationItem
 
-COLUMNS = (
-    ("Method", None),
-    ("Pointing game", "pointing_game"),
-    ("IoU (Otsu)", "iou_otsu"),
-    ("Energy in annotation", "energy_inside"),
-    ("Deletion AUC", "deletion_auc"),
-    ("Insertion AUC", "insertion_auc"),
-    ("Agreement (mean rho)", "agreement"),
-    ("Sanity", "sanity_verdict"),
-    ("Seconds", "seconds"),
-)
-TIPS = {
-    "pointing_game": "Does the map's maximum fall inside the annotation (15 px tolerance)?",
-    "iou_otsu": "Overlap of the Otsu-thresholded map with the annotation (CheXlocalize)",
-    "energy_inside": "Share of the map's total saliency inside the annotation",
-    "deletion_auc": "Probability while removing the most salient pixels first: lower is more faithful",
-    "insertion_auc": "Probability while restoring the most salient pixels first: higher is more faithful",
-    "agreement": "Mean Spearman rank correlation with the other maps",
-    "sanity_verdict": "Cascading model randomisation (Adebayo et al.): a map that stays the same fails",
-}
+# The table's scores, in order; titles and tips are the metric catalogue's (one name per score).
+SCORES = (
+    "pointing_game", "iou_otsu", "energy_inside", "deletion_auc", "insertion_auc", "agreement",
+    "sanity_verdict", "seconds",
+)  # fmt: skip
+COLUMNS = (("Method", None), *((title_of_metric(m), m) for m in SCORES))
+TIPS = {m: metric(m).definition for m in SCORES if m != "seconds"}
 
 FLAT_TIP = (
     "Blurring the whole image barely changes the target's probability, so every map's curve is "

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from viewer.explain.evaluation import RADIOLOGISTS
+from viewer.explain.metric_catalog import column_of, title_of_metric
 from viewer.explain.registry import title_of
 from viewer.io.safe_text import printable
 from viewer.state.comparison_model import FolderScores
@@ -31,11 +32,11 @@ IMAGE_COLUMNS = (
     ("Label", "label"),
     ("Method", "method"),
     ("p", "probability"),
-    ("IoU (Otsu)", "iou"),
-    ("Dice", "dice"),
-    ("Hit", "hit"),
-    ("Energy inside", "energy"),
-    ("AUPRC", "auprc"),
+    # evaluate's rows name these scores by its own columns; their titles are the catalogue's
+    *(
+        (title_of_metric(m), column_of(m, "evaluate"))
+        for m in ("iou_otsu", "dice_otsu", "pointing_game_strict", "energy_inside", "auprc")
+    ),
     ("Annotated as", "annotation_label"),
 )
 SUMMARY_COLUMNS = (
