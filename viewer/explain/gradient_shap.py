@@ -22,6 +22,7 @@ from viewer.explain.registry import Method, register
 @register
 class GradientShap(Method):
     id = "gradient-shap"
+    seeded = True
     seconds = 1.4
     title = "GradientSHAP"
     family = "gradient"

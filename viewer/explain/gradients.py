@@ -193,6 +193,7 @@ class SmoothGrad(Method):
     ``noise`` is sigma as a fraction of the input's value range (the paper suggests 10-20 %)."""
 
     id = "smoothgrad"
+    seeded = True
     seconds = 3.2
     quick: ClassVar[dict] = {"samples": 3}
     report: ClassVar[dict] = {"samples": 25}

@@ -233,6 +233,7 @@ class RISE(_Stopping):
     most it draws."""
 
     id = "rise"
+    seeded = True
     seconds = 55.0
     quick: ClassVar[dict] = {"masks": 40}
     report: ClassVar[dict] = {"masks": 1000}
@@ -359,6 +360,7 @@ class LIME(_Stopping):
     is the most it draws. Every target must have settled."""
 
     id = "lime"
+    seeded = True
     seconds = 60.0
     default = True
     quick: ClassVar[dict] = {"samples": 40, "superpixels": 20}

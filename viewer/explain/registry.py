@@ -60,6 +60,9 @@ class Method:
     seconds: ClassVar[float] = 0.1
     # Shows a rough map from its first samples and refines it as more arrive (``ctx.preview``).
     anytime: ClassVar[bool] = False
+    # Draws random numbers (``ctx.generator`` or ``ctx.seed``): another seed gives another map, so its
+    # stability across seeds is worth measuring (``viewer.explain.stability_runs``).
+    seeded: ClassVar[bool] = False
     # What a reader must know before trusting the map; every map of the method carries it.
     caveat: ClassVar[str] = ""
     # Ticked before the user chooses: the set researchers compare first.

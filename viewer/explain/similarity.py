@@ -65,3 +65,40 @@ def unit_scaled(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float64)
     span = x.max() - x.min()
     return (x - x.min()) / span if span > 0 else np.zeros_like(x)
+
+
+def _box_mean(x: np.ndarray, size: int) -> np.ndarray:
+    """Mean over a ``size`` x ``size`` window at every pixel, the edges mirrored (d c b a | a b c d):
+    ``scipy.ndimage.uniform_filter(x, size)`` with its default mode "reflect", by summed areas."""
+    r = size // 2
+    padded = np.pad(x, r, mode="symmetric")
+    c = np.cumsum(padded, axis=0)
+    c = np.concatenate([np.zeros((1, c.shape[1])), c])
+    rows = c[size:] - c[:-size]
+    c = np.cumsum(rows, axis=1)
+    c = np.concatenate([np.zeros((c.shape[0], 1)), c], axis=1)
+    return (c[:, size:] - c[:, :-size]) / (size * size)
+
+
+def structural_similarity(a: np.ndarray, b: np.ndarray, data_range: float = 1.0, win_size: int = 7) -> float:
+    """Mean SSIM with scikit-image's defaults: a uniform ``win_size`` window (7 x 7), sample
+    covariances (N / (N - 1)), K1 0.01, K2 0.03, borders of half a window cropped. The stability
+    protocol (Arun et al. 2021) names ``structural_similarity(a, b, data_range=1)`` as it is, so its
+    numbers are comparable with theirs; :func:`ssim` (Gaussian window) is the other common form."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"two 2-D maps of one shape are needed, not {a.shape} and {b.shape}")
+    if min(a.shape) < win_size:
+        raise ValueError(f"maps of {a.shape[0]} x {a.shape[1]} are smaller than the {win_size} px window")
+    n = win_size * win_size
+    norm = n / (n - 1)
+    ux, uy = _box_mean(a, win_size), _box_mean(b, win_size)
+    vx = norm * (_box_mean(a * a, win_size) - ux * ux)
+    vy = norm * (_box_mean(b * b, win_size) - uy * uy)
+    vxy = norm * (_box_mean(a * b, win_size) - ux * uy)
+    c1 = (0.01 * data_range) ** 2
+    c2 = (0.03 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    pad = (win_size - 1) // 2
+    return float(s[pad:-pad, pad:-pad].mean())

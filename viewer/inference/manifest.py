@@ -16,6 +16,7 @@ Example (``models/cxr_resnet18/manifest.toml``)::
     [network]
     arch = "resnet18"                         # torchvision name, timm:/monai:/xrv:NAME, onnx, torchscript
     weights = "weights.safetensors"           # safetensors or a torch.save file (any name), relative path
+                                              # (or a list of checkpoints: ["fold1.safetensors", ...])
     in_channels = 1
     target_layer = "layer4"                   # optional; found automatically when absent
     output = "auto"                           # "logits", "probabilities", or "auto" (found from the file)
@@ -37,7 +38,7 @@ Example (``models/cxr_resnet18/manifest.toml``)::
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -117,6 +118,13 @@ class ModelManifest:
     intended_use: str = ""
     # Names an annotation file may use for a label, beyond the public vocabularies' synonyms.
     label_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Every checkpoint of ``weights = ["fold1.safetensors", ...]`` (one architecture trained several
+    # times); ``weights`` is the first, the one the viewer explains with. Stability compares them all.
+    checkpoints: tuple[Path, ...] = ()
+
+    def checkpoint(self, weights: Path) -> ModelManifest:
+        """This manifest with ``weights`` (one of ``checkpoints``) as its only checkpoint."""
+        return replace(self, weights=weights, checkpoints=(weights,))
 
     def label_matcher(self) -> LabelMatcher:
         """Matches annotation labels (any public vocabulary, this model's aliases) to ``labels``."""
@@ -184,9 +192,8 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
     for key in ("arch", "weights", "in_channels"):
         if key not in network:
             raise ManifestError(path, f"missing required key 'network.{key}'")
-    weights = (path.parent / str(network["weights"])).resolve()
-    if not weights.is_file():
-        raise ManifestError(path, f"weights file not found: {weights}")
+    checkpoints = _checkpoints(path, network["weights"])
+    weights = checkpoints[0]
     in_channels = network["in_channels"]
     if not isinstance(in_channels, int) or in_channels < 1:
         raise ManifestError(path, "network.in_channels must be a positive integer")
@@ -220,6 +227,7 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
         labels=tuple(labels),
         arch=str(network["arch"]),
         weights=weights,
+        checkpoints=checkpoints,
         in_channels=in_channels,
         input=spec,
         target_layer=network.get("target_layer"),
@@ -234,6 +242,18 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
         intended_use=str(data.get("intended_use", "")),
         label_aliases={k: tuple(v) for k, v in aliases.items()},
     )
+
+
+def _checkpoints(path: Path, given: object) -> tuple[Path, ...]:
+    """``network.weights``: one file, or a list of checkpoints of the same network."""
+    names = given if isinstance(given, list) else [given]
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ManifestError(path, 'network.weights must be a file name or a list of them, e.g. ["fold1.pt"]')
+    files = tuple((path.parent / n).resolve() for n in names)
+    for weights in files:
+        if not weights.is_file():
+            raise ManifestError(path, f"weights file not found: {weights}")
+    return files
 
 
 # Builder arguments with which a library fetches or reads weights by itself (torchvision's
