@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench installer installer-test installer-check clean
+.PHONY: install run test lint docs bench installer installer-test installer-check clean
 
 # pip (not uv/poetry): the torch range admits the 2.14.1 build that pip finds on local disk here.
 $(STAMP): pyproject.toml
@@ -30,6 +30,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
+# The documentation site in site/ (mkdocs.yml; strict: a broken link or table fails the build).
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
 bench: $(STAMP)
 	$(BIN)/python tests/perf/bench_io.py
 	$(BIN)/python tests/perf/bench_explain.py
@@ -48,4 +52,4 @@ installer-check:
 	QT_QPA_PLATFORM=offscreen $(PYTHON) installer/build.py --no-archive --self-test
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build dist
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist site

@@ -8,6 +8,7 @@ the report's) are derived from the classes, never written out again.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
@@ -18,6 +19,29 @@ if TYPE_CHECKING:
 
 METHODS: dict[str, type[Method]] = {}
 COSTS = ("shared", "own-pass", "sampled")
+
+
+class Family(StrEnum):
+    """What a method reads of the network; its ``description`` is what the method list says."""
+
+    CAM = "cam"
+    GRADIENT = "gradient"
+    RELEVANCE = "relevance"
+    PERTURBATION = "perturbation"
+    ATTENTION = "attention"
+
+    @property
+    def description(self) -> str:
+        return _FAMILY_TEXT[self]
+
+
+_FAMILY_TEXT = {
+    Family.CAM: "class activation map",
+    Family.GRADIENT: "gradient",
+    Family.RELEVANCE: "relevance propagation (convolutional networks)",
+    Family.PERTURBATION: "perturbation",
+    Family.ATTENTION: "attention (vision transformers only)",
+}
 # A method that typically takes this long or longer on one image is "slow": the GUI says so in its
 # method list, runs it after the others over a series and offers a default set without it.
 SLOW_SECONDS = 5.0
@@ -33,7 +57,7 @@ class Method:
 
     id: ClassVar[str]
     title: ClassVar[str]
-    family: ClassVar[str]  # "cam", "gradient", "relevance", "perturbation" or "attention"
+    family: ClassVar[Family | str]  # one of Family (a plain string of its value is taken too)
     convention: ClassVar[Convention]
     reference: ClassVar[str]
     class_sensitive: ClassVar[bool] = True
@@ -99,6 +123,9 @@ def register(cls: type[Method]) -> type[Method]:
         raise ValueError(f"method id {cls.id!r} registered twice")
     if cls.cost not in COSTS:
         raise ValueError(f"method {cls.id!r}: cost {cls.cost!r} is not one of {', '.join(COSTS)}")
+    if cls.family not in set(Family):
+        raise ValueError(f"method {cls.id!r}: family {cls.family!r} is not one of {', '.join(Family)}")
+    cls.family = Family(cls.family)
     METHODS[cls.id] = cls
     return cls
 

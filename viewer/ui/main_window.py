@@ -46,6 +46,7 @@ from viewer.ui.measure_tools import MeasureTools
 from viewer.ui.model_panel import ModelPanel
 from viewer.ui.mpr_view import MprView
 from viewer.ui.pacs_commands import PacsCommands
+from viewer.ui.panels import PANELS
 from viewer.ui.preferences import PreferencesDialog, load_bindings
 from viewer.ui.problems_panel import ProblemsPanel
 from viewer.ui.shortcuts import ShortcutsDialog
@@ -136,6 +137,12 @@ class MainWindow(QMainWindow):
         self.pacs_ui.measurements = self.measure.book
         self.docks["measurements"] = self._dock("Measurements", self.measure.panel, right)
         self.docks["measurements"].hide()
+        areas = {"left": left, "right": right, "bottom": bottom}
+        for panel in PANELS.values():  # panels registered by extensions (viewer.ui.panels)
+            self.docks[panel.id] = self._dock(
+                panel.title, panel.make(self.session), areas[panel.area], name=panel.id
+            )
+            self.docks[panel.id].setVisible(panel.visible)
         for dock in self.docks.values():
             self.menus["view"].addAction(dock.toggleViewAction())
         self._bind_preferences()
@@ -144,10 +151,10 @@ class MainWindow(QMainWindow):
 
     # --- construction -------------------------------------------------------------------------
     def _dock(
-        self, title: str, widget: QWidget, area: Qt.DockWidgetArea, *, scroll: bool = False
+        self, title: str, widget: QWidget, area: Qt.DockWidgetArea, *, scroll: bool = False, name: str = ""
     ) -> QDockWidget:
         dock = QDockWidget(title, self)
-        dock.setObjectName(f"dock_{title.split()[0].lower()}")
+        dock.setObjectName(f"dock_{name or title.split()[0].lower()}")  # saved layouts find it by it
         if scroll:  # a column of panels shorter than their content scrolls instead of overlapping
             area_widget = QScrollArea()
             area_widget.setWidgetResizable(True)

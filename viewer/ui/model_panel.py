@@ -33,14 +33,6 @@ from viewer.io.safe_text import printable
 from viewer.state.session import ViewerSession
 from viewer.ui.model_question import ModelQuestionBar
 
-_FAMILY = {
-    "cam": "class activation map",
-    "gradient": "gradient",
-    "relevance": "relevance propagation (convolutional networks)",
-    "perturbation": "perturbation",
-    "attention": "attention (vision transformers only)",
-}
-
 
 def method_text(method_id: str) -> str:
     """A method's row in the list: its title, and how long it takes where that is noticeable
@@ -51,7 +43,7 @@ def method_text(method_id: str) -> str:
 
 def method_tooltip(method_id: str) -> str:
     cls = METHODS[method_id]
-    return f"{_FAMILY.get(cls.family, cls.family)}; {cls.reference}\n{speed_note(method_id)}"
+    return f"{cls.family.description}; {cls.reference}\n{speed_note(method_id)}"
 
 
 class ModelPanel(QWidget):

@@ -4,7 +4,7 @@ A reader is a class with ``kind`` (its series' ``SeriesInfo.kind``), ``title``, 
 the open dialog), ``sniff(head) -> int`` (how sure it is that these first 132 bytes are its format:
 0 = not mine; the surest reader wins), ``read(ref, head)`` (a header record, or a Problem), ``group(records,
 problems)`` (records into series) and ``load(series, ...)`` (pixels). A new format is one module
-here, added to ``READERS``.
+here, registered with :func:`register_reader` (the built-in ones are listed in ``READERS``).
 """
 
 from __future__ import annotations
@@ -34,6 +34,14 @@ class Reader(Protocol):
 
 
 READERS: tuple[Reader, ...] = (DicomReader(), RasterReader())
+
+
+def register_reader(new: Reader) -> Reader:
+    """Add a reader (after the built-in ones, so DICOM series are found first); returns it. A
+    reader of an existing ``kind`` replaces that one."""
+    global READERS
+    READERS = (*(r for r in READERS if r.kind != new.kind), new)
+    return new
 
 
 def reader(kind: str) -> Reader:
