@@ -52,7 +52,8 @@ from viewer.ui.self_test import wait_until  # noqa: E402
 STUDY = resources_root() / "samples" / "dicom" / "cxr_0002.dcm"
 
 
-def gui_run(app, methods: list[str]) -> tuple[dict, float]:
+def window_on_film():
+    """A window of its own (fresh settings) with the chest model's prediction of the film on screen."""
     from viewer.ui.main_window import MainWindow
 
     settings = QSettings(str(Path(tempfile.mkdtemp()) / "s.ini"), QSettings.Format.IniFormat)
@@ -62,6 +63,11 @@ def gui_run(app, methods: list[str]) -> tuple[dict, float]:
     window.model_panel.select_model("cxr_resnet18")
     window.open_paths([str(STUDY)])
     wait_until(lambda: window.session.prediction is not None, 120, "the prediction")
+    return window
+
+
+def gui_run(app, methods: list[str]) -> tuple[dict, float]:
+    window = window_on_film()
     done = []
     window.maps_shown.connect(lambda: done.append(time.perf_counter()))
     app.processEvents()
@@ -111,15 +117,8 @@ def anytime_rows(app, runs: int) -> None:
     network has had its batch size tuned first (so both sides run the same batches); medians."""
     from viewer.explain import context
     from viewer.explain.registry import get_method
-    from viewer.ui.main_window import MainWindow
 
-    settings = QSettings(str(Path(tempfile.mkdtemp()) / "s.ini"), QSettings.Format.IniFormat)
-    window = MainWindow(settings)
-    window.resize(1600, 1000)
-    window.show()
-    window.model_panel.select_model("cxr_resnet18")
-    window.open_paths([str(STUDY)])
-    wait_until(lambda: window.session.prediction is not None, 120, "the prediction")
+    window = window_on_film()
     model = window.session.store.get(window.session.manifest_path)
     explain(model, window.state.image, [get_method("rise", masks=96, converge=False)], frames=[0])
     tuned = sorted(set(context._TUNED.values()))
