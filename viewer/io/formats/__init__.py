@@ -13,6 +13,7 @@ from typing import Protocol
 
 from viewer.io.errors import Problem
 from viewer.io.formats.dicom import DicomReader
+from viewer.io.formats.memory import MemoryReader
 from viewer.io.formats.raster import RasterReader
 from viewer.io.image import Image
 from viewer.io.series import SeriesInfo
@@ -33,7 +34,7 @@ class Reader(Protocol):
     def load(self, series: SeriesInfo, **options) -> Image: ...
 
 
-READERS: tuple[Reader, ...] = (DicomReader(), RasterReader())
+READERS: tuple[Reader, ...] = (DicomReader(), RasterReader(), MemoryReader())
 
 
 def register_reader(new: Reader) -> Reader:
