@@ -35,6 +35,8 @@ from viewer.inference.manifest import InputSpec, ManifestError, ModelManifest, T
 from viewer.inference.model import LoadedModel
 
 FAMILY = "in-memory"
+# An in-memory model's manifest.path and weights: a placeholder that names no file (see is_in_memory).
+_PREFIX = "<in-memory "
 
 
 class NetworkError(ValueError):
@@ -70,6 +72,12 @@ def borrowed(network: nn.Module) -> Iterator[nn.Module]:
                 p.requires_grad_(requires_grad)
             if p.grad is not grad:
                 p.grad = grad
+
+
+def is_in_memory(path: str | Path | None) -> bool:
+    """Whether a manifest path is an in-memory model's placeholder: there is no file to read,
+    check, trust or remember for it (the model store holds the model itself)."""
+    return path is not None and str(path).startswith(_PREFIX)
 
 
 def network_device(network: nn.Module) -> torch.device:
@@ -176,7 +184,7 @@ def model_from_network(
         raise NetworkError("labels must be unique")
     task, output = _head(probe, task)
     title = name or type(network).__name__
-    location = Path(f"<in-memory {title}>")
+    location = Path(f"{_PREFIX}{title}>")
     manifest = ModelManifest(
         path=location,
         name=title,
@@ -196,4 +204,12 @@ def model_from_network(
         raise NetworkError(f"{title}: {exc.reason}") from None
 
 
-__all__ = ["FAMILY", "NetworkError", "borrowed", "layer_name", "model_from_network", "network_device"]
+__all__ = [
+    "FAMILY",
+    "NetworkError",
+    "borrowed",
+    "is_in_memory",
+    "layer_name",
+    "model_from_network",
+    "network_device",
+]

@@ -144,6 +144,8 @@ class LoadedModel:
         self._prepared: OrderedDict[tuple[int, int], tuple[weakref.ref, torch.Tensor, GridTransform]] = (
             OrderedDict()
         )
+        # Inputs given with provide(keep=True), by (image id, frame), while their image lives.
+        self._kept: dict[tuple[int, int], tuple[weakref.ref, torch.Tensor, GridTransform]] = {}
         self.preparations = 0  # frames actually pre-processed (tests count them)
         self._volume: tuple[weakref.ref, torch.Tensor, VolumeTransform] | None = None
 
@@ -173,6 +175,9 @@ class LoadedModel:
                 f"{self.manifest.name} is a 3-D model: it reads the whole series (prepare_volume)"
             )
         key = (id(image), frame)
+        kept = self._kept.get(key)
+        if kept is not None and kept[0]() is image:
+            return kept[1], kept[2]
         hit = self._prepared.get(key)
         if hit is not None and hit[0]() is image:
             self._prepared.move_to_end(key)
@@ -184,9 +189,17 @@ class LoadedModel:
             self._prepared.popitem(last=False)
         return tensor, transform
 
-    def provide(self, image: Image, frame: int, tensor: torch.Tensor, transform: GridTransform) -> None:
+    def provide(
+        self, image: Image, frame: int, tensor: torch.Tensor, transform: GridTransform, *, keep: bool = False
+    ) -> None:
         """Use ``tensor`` as the network's input for ``image``'s ``frame``: a caller that holds the
-        input itself (a notebook's tensor is the network's input) skips the manifest's pipeline."""
+        input itself (a notebook's tensor is the network's input) skips the manifest's pipeline.
+        ``keep``: for as long as ``image`` lives, not only while it is among the frames seen last
+        (a window keeps such an image open; the pipeline could not remake its input)."""
+        if keep:
+            self._kept = {k: v for k, v in self._kept.items() if v[0]() is not None}
+            self._kept[(id(image), frame)] = (weakref.ref(image), tensor, transform)
+            return
         self._prepared[(id(image), frame)] = (weakref.ref(image), tensor, transform)
         while len(self._prepared) > _PREPARED_FRAMES:
             self._prepared.popitem(last=False)

@@ -1,19 +1,26 @@
-"""The models a user can choose: the bundled demo models and the ones they added by manifest."""
+"""The models a user can choose: the bundled demo models, the ones they added by manifest, and
+networks handed over in memory (a notebook's ``nn.Module``, for this run only)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from viewer.inference.catalog import bundled_models
+from viewer.inference.in_memory import is_in_memory
 from viewer.inference.manifest import ManifestError, ModelManifest, load_manifest
 
 
 class ModelCatalog:
-    """Model name -> manifest path, bundled first; manifests are parsed once and kept."""
+    """Model name -> manifest path, bundled first; manifests are parsed once and kept.
+
+    ``user`` models are remembered between runs (by their manifest files); ``in_memory`` ones
+    have a placeholder path and the manifest made for them, are never read from disk and never
+    remembered (they are gone when the Python session that holds them ends)."""
 
     def __init__(self, user: list[str | Path] | None = None) -> None:
         self.bundled = bundled_models()
         self.user: dict[str, Path] = {}
+        self.in_memory: dict[str, Path] = {}
         self._manifests: dict[Path, ModelManifest] = {}
         for path in user or []:
             try:
@@ -24,17 +31,34 @@ class ModelCatalog:
 
     @property
     def models(self) -> dict[str, Path]:
-        return {**self.bundled, **self.user}
+        return {**self.bundled, **self.user, **self.in_memory}
 
     def path(self, name: str) -> Path | None:
         return self.models.get(name)
 
     def manifest(self, path: str | Path) -> ModelManifest:
         """The parsed manifest at ``path`` (raises ``ManifestError`` or ``OSError``)."""
-        key = Path(path).resolve()
+        key = Path(path) if is_in_memory(path) else Path(path).resolve()
         if key not in self._manifests:
+            if is_in_memory(path):
+                raise ManifestError(key, "no such model in memory")
             self._manifests[key] = load_manifest(key)
         return self._manifests[key]
+
+    def add_in_memory(self, manifest: ModelManifest) -> str:
+        """List a model held in memory under its manifest's name (see :meth:`in_memory_name`)."""
+        self._manifests[Path(manifest.path)] = manifest
+        self.in_memory[manifest.name] = Path(manifest.path)
+        return manifest.name
+
+    def in_memory_name(self, title: str) -> str:
+        """How a network of class ``title`` is listed: ``"ChestCOVNet (in memory)"``, or
+        ``"... (in memory, 2)"`` when that is taken (a network handed over again after more
+        training is another model: its maps are its own)."""
+        candidate, k = f"{title} (in memory)", 2
+        while candidate in self.models:
+            candidate, k = f"{title} (in memory, {k})", k + 1
+        return candidate
 
     def add(self, path: str | Path) -> str:
         """Add a user model by its manifest; its name (raises ``ManifestError``/``OSError``)."""

@@ -296,6 +296,17 @@ class ViewerSession(AnnotationCommands, OpeningCommands, ExplainCommands):
         self.models_changed.emit()
         return self.choose_model(name)
 
+    def hold_model(self, model: LoadedModel) -> str:
+        """List and use a model already loaded in this process (a notebook's network, see
+        :mod:`viewer.inference.in_memory`): the store keeps it under its placeholder path, so
+        predictions and maps run on it in the background as on any model, and nothing reads,
+        trusts or remembers a file for it. Its catalog name."""
+        name = self.catalog.add_in_memory(model.manifest)
+        self.store.put(model)
+        self.models_changed.emit()
+        self.choose_model(name)
+        return name
+
     def _use_model(self, name: str) -> None:
         self.state.layers.clear()
         self._set_prediction(None)

@@ -22,6 +22,7 @@ from PIL import Image as PILImage
 from viewer.explain.engine import Explanation, explain, support_reason
 from viewer.explain.registry import METHODS
 from viewer.explain.saliency_map import SaliencyMap, on_one_scale
+from viewer.inference.in_memory import is_in_memory
 from viewer.inference.model import LoadedModel
 from viewer.inference.trust import UntrustedModelError
 from viewer.io.discovery import SeriesInfo, discover
@@ -117,18 +118,29 @@ def thumbnail_of(image: Image, size: int = THUMBNAIL_SIZE) -> np.ndarray:
 
 
 class ModelStore:
-    """Models loaded once and kept, by manifest path (used from the worker thread only)."""
+    """Models loaded once and kept, by manifest path (used from the worker thread only).
+
+    An in-memory model (a notebook's network, :mod:`viewer.inference.in_memory`) is kept under its
+    placeholder path as it is, never resolved against the working folder (a notebook may change
+    it), and never loaded from a file: there is none."""
 
     def __init__(self) -> None:
         self._models: dict[str, LoadedModel] = {}
 
+    @staticmethod
+    def _key(manifest: str | Path) -> str:
+        return str(manifest) if is_in_memory(manifest) else str(Path(manifest).resolve())
+
     def put(self, model: LoadedModel) -> None:
-        """Keep a model loaded elsewhere (the CLI's, on its own device) under its manifest."""
-        self._models[str(Path(model.manifest.path).resolve())] = model
+        """Keep a model loaded elsewhere (the CLI's, on its own device; a network in memory)
+        under its manifest."""
+        self._models[self._key(model.manifest.path)] = model
 
     def get(self, manifest: str | Path) -> LoadedModel:
-        key = str(Path(manifest).resolve())
+        key = self._key(manifest)
         if key not in self._models:
+            if is_in_memory(manifest):
+                raise LookupError(f"{manifest}: this viewer holds no such in-memory model")
             self._models[key] = LoadedModel.from_manifest(key, device="cpu")
         return self._models[key]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMessageBox, QTextBrowser, QVBoxLayout, QWidget
 
+from viewer.inference.in_memory import is_in_memory
 from viewer.inference.manifest import ModelManifest
 from viewer.inference.trust import TrustRequest
 from viewer.io.safe_text import printable
@@ -17,7 +18,13 @@ def card_text(manifest: ModelManifest) -> str:
     """The card's Markdown, or what the manifest itself says when the model has no card."""
     if manifest.card is not None and manifest.card.is_file():
         return manifest.card.read_text(encoding="utf-8", errors="replace")
-    lines = [f"# {manifest.name}", "", "This model has no model card (manifest key `card`)."]
+    origin = (
+        "This model came from memory: a network handed to the viewer by the Python session that "
+        "opened this window (a notebook or a script). It has no file, manifest or model card."
+        if is_in_memory(manifest.path)
+        else "This model has no model card (manifest key `card`)."
+    )
+    lines = [f"# {manifest.name}", "", origin]
     for title, value in (
         ("Domain", manifest.domain),
         ("Trained on", manifest.trained_on),

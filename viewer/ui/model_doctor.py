@@ -9,6 +9,7 @@ from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPlainTextEdit, QVBoxLayout, QWidget
 
 from viewer.inference.doctor import ModelReport, check_model
+from viewer.inference.in_memory import is_in_memory
 from viewer.io.image import Image
 from viewer.ui.worker import Job, JobRunner
 
@@ -33,6 +34,16 @@ class ModelCheckDialog(QDialog):
         layout.addWidget(buttons)
         self.resize(760, 640)
         name = image.identity.series_description if image is not None else ""
+        self.job: Job | None = None
+        if is_in_memory(manifest):  # nothing to check on disk: its network was probed when handed over
+            self.setWindowTitle("Check model")
+            self.status.setWordWrap(True)
+            self.status.setText(
+                "The model doctor checks model files (manifest, weights, graph). This model came from "
+                "memory, from the Python session that opened this window: it has no file to check. "
+                "Its layers and outputs were probed when it was handed over."
+            )
+            return
 
         def run(job: Job) -> None:
             job.emit("model-check", check_model(manifest, image, image_name=name or "the image on screen"))

@@ -36,10 +36,15 @@ def restore_session(settings: QSettings, session: ViewerSession) -> None:
 
 
 def save_session(settings: QSettings, session: ViewerSession) -> None:
+    """Models held in memory (a notebook's network) are never written: they die with their
+    Python session, and the next run must not look for them."""
     settings.setValue("methods/run_on_open", session.run_on_open)
     settings.setValue("methods/checked", list(session.methods))
-    settings.setValue("models/current", session.state.model)
-    settings.setValue("models/raster", session.chooser.raster_model or "")
+    in_memory = session.catalog.in_memory
+    if session.state.model not in in_memory:
+        settings.setValue("models/current", session.state.model)
+    if session.chooser.raster_model not in in_memory:
+        settings.setValue("models/raster", session.chooser.raster_model or "")
     settings.setValue("models/user", [str(p) for p in session.catalog.user.values()])
     settings.setValue("layers/solo", session.layers.solo)
 
