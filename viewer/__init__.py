@@ -23,9 +23,23 @@ _LAZY = {
     "NetworkError": "viewer.inference.in_memory",
     "InputSpec": "viewer.inference.manifest",
     "METHODS": "viewer.explain.registry",
+    "Viewer": "viewer.window",  # the window: Qt is imported on first use only
+    "show": "viewer.window",
+    "run": "viewer.window",
 }
 
-__all__ = ["METHODS", "Explanation", "InputError", "InputSpec", "NetworkError", "__version__", "explain"]
+__all__ = [
+    "METHODS",
+    "Explanation",
+    "InputError",
+    "InputSpec",
+    "NetworkError",
+    "Viewer",
+    "__version__",
+    "explain",
+    "run",
+    "show",
+]
 
 
 class _ExplainPackage(types.ModuleType):

@@ -5,6 +5,9 @@ from viewer.api.sources import InputError as InputError
 from viewer.explain.registry import METHODS as METHODS
 from viewer.inference.in_memory import NetworkError as NetworkError
 from viewer.inference.manifest import InputSpec as InputSpec
+from viewer.window import Viewer as Viewer
+from viewer.window import run as run
+from viewer.window import show as show
 
 __version__: str
 __all__ = [
@@ -13,6 +16,9 @@ __all__ = [
     "InputError",
     "InputSpec",
     "NetworkError",
+    "Viewer",
     "__version__",
     "explain",
+    "run",
+    "show",
 ]

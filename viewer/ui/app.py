@@ -189,13 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = QApplication.instance() or _new_application(headless_ok=headless)
     if app is None:
         return 1
-    app.setOrganizationName("SaliencyViewer")
-    app.setApplicationName("Saliency Viewer")
-    app.setApplicationVersion(__version__)
-    app.setWindowIcon(QIcon(str(resource_path("icons", "saliency-viewer.svg"))))
-    app.setDesktopFileName("saliency-viewer")  # Wayland matches the window to the .desktop entry
-    apply_dark_theme(app)
-    tasks.warm_up()  # torch's first use on the GUI thread, before the window is live
+    configure(app)
 
     if headless:
         # Headless runs neither read nor change the user's preferences.
@@ -233,6 +227,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.layout == "mpr":
         window.tabs.setCurrentWidget(window.mpr)
     return app.exec()
+
+
+def configure(app: QApplication) -> None:
+    """Make ``app`` the viewer's: its names (where QSettings keeps the preferences), icon, theme,
+    and torch warmed up on the GUI thread before a window is live. Also for an application that
+    a notebook's ``%gui qt`` or a script made (``viewer.Viewer``)."""
+    app.setOrganizationName("SaliencyViewer")
+    app.setApplicationName("Saliency Viewer")
+    app.setApplicationVersion(__version__)
+    app.setWindowIcon(QIcon(str(resource_path("icons", "saliency-viewer.svg"))))
+    app.setDesktopFileName("saliency-viewer")  # Wayland matches the window to the .desktop entry
+    apply_dark_theme(app)
+    tasks.warm_up()  # torch's first use on the GUI thread, before the window is live
 
 
 def _outputs_problem(args) -> str | None:
