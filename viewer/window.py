@@ -42,6 +42,7 @@ from viewer.io import Image
 from viewer.io.discovery import Discovery
 from viewer.io.formats.memory import memory_series
 from viewer.state.layers import display_indices
+from viewer.state.tasks import thumbnail_of
 from viewer.ui import notebook_window
 from viewer.ui.app import select_model
 
@@ -174,6 +175,8 @@ class Viewer:
         series = [memory_series(h.image, h.name) for h in self._held]
         self._opening = True
         self.session.open_found(Discovery(series, []), first)
+        # Decoded already: their pictures are made here at once (a file's come from its own job).
+        self.session.thumbnails.emit([(i, thumbnail_of(h.image)) for i, h in enumerate(self._held)])
 
     def run_methods(self, methods: Sequence[str] | str | None = None) -> None:
         """Compute ``methods`` (default: the ticked ones) on the image on screen, for the target,
