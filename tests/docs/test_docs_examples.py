@@ -32,6 +32,10 @@ def examples(page: Path) -> list[tuple[str, str | None]]:
 @pytest.mark.parametrize("page", PAGES)
 def test_examples_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    from PySide6.QtCore import QSettings
+
+    # A window an example opens keeps its preferences here, not in the user's own.
+    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp_path))
     namespace: dict = {"__name__": "__docs__"}
     found = examples(ROOT / page)
     assert found, f"{page} has no python examples"
