@@ -2,8 +2,9 @@
 or a script, and open the viewer's window on it.
 
 This package sits at the top of the layering, beside the CLI: it composes the inference,
-explanation and state layers, and reaches the Qt window only inside :mod:`viewer.api.window`,
-imported when a window is asked for. ``viewer/__init__.py`` re-exports these names lazily, so
+explanation and state layers, and never imports Qt; the window (``viewer.Viewer``) is
+:mod:`viewer.window`, one layer above, which uses this package and :mod:`viewer.ui`.
+``viewer/__init__.py`` re-exports these names lazily, so
 ``import viewer`` stays cheap and imports neither torch nor Qt.
 """
 
