@@ -76,7 +76,7 @@ def explain_study(session, series: SeriesInfo, name: str, annotations, options: 
     start = len(session.errors)
 
     def left_out(problems) -> None:
-        notes.extend(f"skipped {p.source}: {p.reason}" for p in problems)
+        notes.extend(f"skipped {p.path}: {p.reason}" for p in problems)
 
     explained: list = []
     on_explained = session.series_explained.connect(lambda image, result: explained.append(result))
