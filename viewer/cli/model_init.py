@@ -52,7 +52,7 @@ def run_init(args: argparse.Namespace, sample, emit) -> int:
 
 
 def _labels(text: str | None, outputs: int | None) -> list[str]:
-    from viewer.inference.model_init import InitError
+    from viewer.inference.model_init import InitError, parse_labels
 
     if text is None:
         if not sys.stdin.isatty():
@@ -61,9 +61,4 @@ def _labels(text: str | None, outputs: int | None) -> list[str]:
                 + (f" ({outputs} names, in output order)" if outputs else "")
             )
         text = input(f"Labels, comma-separated{f' ({outputs}, in output order)' if outputs else ''}: ")
-    labels = [label.strip() for label in text.split(",") if label.strip()]
-    if not labels or len(set(labels)) != len(labels):
-        raise InitError("--labels needs distinct, non-empty names")
-    if outputs is not None and len(labels) != outputs:
-        raise InitError(f"the network has {outputs} outputs but {len(labels)} labels were given")
-    return labels
+    return parse_labels(text, outputs)

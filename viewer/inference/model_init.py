@@ -289,6 +289,17 @@ def manifest_text(weights: Path, found: Inferred, labels: list[str], name: str) 
     return "\n".join([*notes, *lines]) + "\n"
 
 
+def parse_labels(text: str, outputs: int | None) -> list[str]:
+    """Comma-separated label names, one per output in output order (the command line's
+    ``--labels`` and the window's question); ``InitError`` says what is wrong with them."""
+    labels = [label.strip() for label in text.split(",") if label.strip()]
+    if not labels or len(set(labels)) != len(labels):
+        raise InitError("the labels must be distinct, non-empty names")
+    if outputs is not None and len(labels) != outputs:
+        raise InitError(f"the network has {outputs} outputs but {len(labels)} labels were given")
+    return labels
+
+
 def write_manifest(weights: Path, text: str, force: bool = False) -> Path:
     """``manifest.toml`` beside ``weights``, written whole or not at all; an existing one is
     replaced only with ``force``."""
@@ -301,4 +312,6 @@ def write_manifest(weights: Path, text: str, force: bool = False) -> Path:
     return target
 
 
-__all__ = ["READERS", "Inferred", "InitError", "infer_model", "manifest_text", "write_manifest"]
+__all__ = [
+    "READERS", "Inferred", "InitError", "infer_model", "manifest_text", "parse_labels", "write_manifest"
+]  # fmt: skip

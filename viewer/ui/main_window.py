@@ -44,6 +44,7 @@ from viewer.ui.exports import ExportContext
 from viewer.ui.layer_panel import LayerPanel
 from viewer.ui.measure_tools import MeasureTools
 from viewer.ui.model_panel import ModelPanel
+from viewer.ui.model_setup import ModelAdding
 from viewer.ui.mpr_view import MprView
 from viewer.ui.pacs_commands import PacsCommands
 from viewer.ui.panels import PANELS
@@ -127,6 +128,7 @@ class MainWindow(QMainWindow):
         self.annotations = AnnotationTools(self, self.session, self.canvas.vb, self.last_folder, self.say)
         self.exporter = ExportDialogs(self, self.export_context, self.last_folder, self.say)
         self.pacs_ui = PacsCommands(self, self.session, self.pacs, self.export_context, self.say)
+        self.model_adding = ModelAdding(self, self.session, self.runner, self.last_folder)
         self.actions_by_id, self.menus = build_menus(self, self.session)
         self.annotations.install(self.menus["edit"])
         self.measure = MeasureTools(
@@ -365,11 +367,7 @@ class MainWindow(QMainWindow):
         self.session.cancel()
 
     def ask_add_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Add model", self.last_folder(), "Model manifest (*.toml)"
-        )
-        if path:
-            self.session.add_model(Path(path))
+        self.model_adding.ask()
 
     def ask_trust(self, request) -> None:
         """A model file that can run more than tensor arithmetic loads only if the user says so."""
