@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from viewer import __version__
-from viewer.cli import evaluate, explain, info, model, pacs, phantom
+from viewer.cli import evaluate, explain, info, model, pacs, phantom, stability
 
 # name -> module with add_arguments(parser) and run(args) -> exit code
 COMMANDS = {
@@ -20,6 +20,7 @@ COMMANDS = {
     "phantom": phantom,
     "explain": explain,
     "evaluate": evaluate,
+    "stability": stability,
     "model": model,
     "pacs": pacs,
 }

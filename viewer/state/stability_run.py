@@ -1,0 +1,284 @@
+"""A stability run (``saliency-viewer stability``), Qt-free: for every film, method and pair of
+models (checkpoints of one architecture, or architectures with the same labels), seeds of the
+random methods and small input changes, how alike the maps are (``viewer.explain.stability``).
+
+Writes, in ``OUT``:
+
+- ``stability.csv``, one row per image, method and pair, appended image by image and synced (a
+  run that dies resumes with ``resume``). Columns: ``image, method, target, kind, model_a,
+  model_b, seed_a, seed_b, perturbation, ssim, spearman, max_sensitivity, avg_sensitivity,
+  samples, seconds``. ``kind`` says what was compared: ``models`` (two models' maps, same seed),
+  ``seeds`` (one model, two seeds of a random method: ``seed_a``/``seed_b``), ``noise`` (one
+  model, Quantus' sensitivities over ``samples`` noisy inputs; ssim/spearman their mean against
+  the clean map), ``shift`` and ``window`` (one model, the map of the moved film moved back, or
+  of the film under another VOI, against the map of the film as it is). ``seconds`` is what the
+  row's maps cost (for ``models`` and ``seeds``: all the maps of that set, on the first row).
+- ``maps/<image>/<method>/<model>.npy`` (each model's map on the image's grid, float32),
+  ``<model> seed <n>.npy`` for seeds, and ``agreement.npy`` / ``disagreement.npy``, the per-pixel
+  mean and standard deviation of the protocol maps over the models.
+- ``summary.csv``: per method, kind and perturbation, the mean of each measure with a percentile
+  bootstrap 95 % interval over the rows (pairs of one image are not independent: read the
+  intervals as a guide), and the mean seconds.
+- ``problems.csv`` when a film or a method could not be compared, with why.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from viewer.explain.engine import UnsupportedMethod, support_reason
+from viewer.explain.evaluation import bootstrap_mean
+from viewer.explain.registry import get_method
+from viewer.explain.stability import agreement, pair_scores
+from viewer.explain.stability_runs import (
+    across_models,
+    across_seeds,
+    compared_frame,
+    noise_sensitivity,
+    seeded_methods,
+    shift_likeness,
+    top_label,
+    window_likeness,
+)
+from viewer.inference.model import LoadedModel
+from viewer.io import discover
+from viewer.io.atomic import replace_bytes
+from viewer.io.loader import load_series
+from viewer.io.naming import series_name, unique_name
+from viewer.io.safe_text import printable
+from viewer.state.row_files import RowAppender, problems_text, read_raw_rows, rows_text
+from viewer.state.study_failure import failure
+
+COLUMNS = (
+    "image", "method", "target", "kind", "model_a", "model_b", "seed_a", "seed_b", "perturbation",
+    "ssim", "spearman", "max_sensitivity", "avg_sensitivity", "samples", "seconds",
+)  # fmt: skip
+SUMMARY_COLUMNS = (
+    "method", "kind", "perturbation", "n",
+    "ssim", "ssim_low", "ssim_high", "spearman", "spearman_low", "spearman_high",
+    "max_sensitivity", "max_sensitivity_low", "max_sensitivity_high", "avg_sensitivity", "seconds",
+)  # fmt: skip
+
+
+@dataclass
+class StabilityRequest:
+    inputs: list[Path]
+    models: dict[str, LoadedModel]  # name (as in the CSV) -> model, in the order given
+    methods: list[str]
+    out: Path
+    target: str | None = None  # default: the first model's top label on each film
+    seeds: int = 0  # seeds per random method (0 or 1: no seed rows)
+    radius: float | None = None  # uniform noise on the network input (None: no noise rows)
+    samples: int = 10
+    shifts: tuple[tuple[int, int], ...] = ()
+    windows: tuple[float, ...] = ()  # window width factors
+    seed: int = 0
+    bootstrap: int = 1000
+    resume: bool = False
+
+
+@dataclass
+class StabilityOutcome:
+    images: int = 0  # compared by this run
+    done_before: int = 0
+    rows: int = 0
+    summary: list[dict] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+def check_models(models: dict[str, LoadedModel]) -> None:
+    """Models compared must answer the same question: the same labels (any order)."""
+    first_name, first = next(iter(models.items()))
+    for name, model in models.items():
+        if set(model.manifest.labels) != set(first.manifest.labels):
+            raise ValueError(
+                f"{name} has labels {', '.join(model.manifest.labels)}, {first_name} has "
+                f"{', '.join(first.manifest.labels)}: stability compares models with the same labels"
+            )
+        if model.volume:
+            raise ValueError(f"{name} is a 3-D model; stability compares maps of 2-D models")
+
+
+def run_stability(
+    request: StabilityRequest,
+    *,
+    on_image: Callable[[int, int, str], None] = lambda n, total, name: None,
+) -> StabilityOutcome:
+    """Compare every film under ``request.inputs``; raises ``ValueError`` when results are there
+    without ``resume`` or the models do not share their labels (before anything is written)."""
+    out = request.out
+    table = out / "stability.csv"
+    if table.exists() and not request.resume:
+        raise ValueError(f"{table} exists; add --resume to go on with it, or choose a new folder")
+    check_models(request.models)
+    outcome = StabilityOutcome()
+    found = discover(request.inputs)
+    outcome.problems += [(p.path, p.reason) for p in found.problems]
+    used: set[str] = set()
+    names = [unique_name(series_name(series), used) for series in found.series]
+    done = {row["image"] for row in read_raw_rows(table)} if request.resume else set()
+    pending = [(s, n) for s, n in zip(found.series, names, strict=True) if n not in done]
+    outcome.done_before = len(names) - len(pending)
+    out.mkdir(parents=True, exist_ok=True)
+    with RowAppender(table, COLUMNS) as append:
+        for k, (series, name) in enumerate(pending, 1):
+            on_image(k, len(pending), name)
+            try:
+                rows = _one_image(request, series, name, outcome.problems)
+            except Exception as exc:  # one bad film never stops the run: it is listed with why
+                outcome.problems.append((name, failure(exc)))
+                continue
+            append(rows)
+            outcome.images += 1
+    rows = list(read_raw_rows(table))
+    outcome.rows = len(rows)
+    outcome.summary = summarise(rows, n=request.bootstrap, seed=request.seed)
+    replace_bytes(out / "summary.csv", rows_text(outcome.summary, SUMMARY_COLUMNS))
+    if outcome.problems:
+        replace_bytes(out / "problems.csv", problems_text(outcome.problems))
+    return outcome
+
+
+def _one_image(request: StabilityRequest, series, name: str, problems: list) -> list[dict]:
+    image = load_series(series)
+    frame = compared_frame(image)
+    models = request.models
+    first = next(iter(models.values()))
+    target = request.target or top_label(first, image, frame)
+    rows: list[dict] = []
+    seeded = set(seeded_methods())
+    for method in request.methods:
+        usable = {}
+        for model_name, model in models.items():
+            reason = support_reason(get_method(method), model)
+            if reason is None:
+                usable[model_name] = model
+            else:
+                problems.append((f"{name}: {method} on {model_name}", reason))
+        if not usable:
+            continue
+        base = {"image": name, "method": method, "target": target}
+        folder = request.out / "maps" / name / _file_name(method)
+        try:
+            rows += _compare_models(usable, image, method, target, frame, request.seed, base, folder)
+            for model_name, model in usable.items():
+                if method in seeded and request.seeds >= 2:
+                    seeds = range(request.seed, request.seed + request.seeds)
+                    timed = across_seeds(model, image, method, target, frame, seeds)
+                    for s, m in timed.maps.items():
+                        _save(folder / f"{_file_name(model_name)} {_file_name(s)}.npy", m)
+                    rows += _pair_rows(base, "seeds", timed, {s: model_name for s in timed.maps})
+                rows += _perturbations(request, model, model_name, image, method, target, frame, base)
+        except UnsupportedMethod as exc:
+            problems.append((f"{name}: {method}", str(exc)))
+    return rows
+
+
+def _compare_models(models, image, method, target, frame, seed, base, folder) -> list[dict]:
+    timed = across_models(models, image, method, target, frame, seed)
+    for model_name, m in timed.maps.items():
+        _save(folder / f"{_file_name(model_name)}.npy", m)
+    if len(timed.maps) < 2:
+        return []
+    mean, deviation = agreement(timed.maps.values())
+    _save(folder / "agreement.npy", mean)
+    _save(folder / "disagreement.npy", deviation)
+    return _pair_rows(base, "models", timed, {n: n for n in timed.maps})
+
+
+def _pair_rows(base: dict, kind: str, timed, model_of: dict[str, str]) -> list[dict]:
+    rows = []
+    for i, pair in enumerate(pair_scores(timed.maps)):
+        rows.append(
+            base
+            | {
+                "kind": kind,
+                "model_a": model_of[pair.a],
+                "model_b": model_of[pair.b],
+                "seed_a": timed.seeds[pair.a],
+                "seed_b": timed.seeds[pair.b],
+                "ssim": pair.ssim,
+                "spearman": pair.spearman,
+                "seconds": timed.seconds if i == 0 else None,
+            }
+        )
+    return rows
+
+
+def _perturbations(request, model, model_name, image, method, target, frame, base) -> list[dict]:
+    """The rows of small input changes for one model: noise, shifts, other windows."""
+    results = []
+    if request.radius is not None:
+        noise = noise_sensitivity(
+            model, image, method, target, frame, radius=request.radius, samples=request.samples,
+            seed=request.seed,
+        )  # fmt: skip
+        results.append(("noise", noise))
+    for dy, dx in request.shifts:
+        results.append(("shift", shift_likeness(model, image, method, target, frame, dy, dx, request.seed)))
+    for factor in request.windows:
+        windowed = window_likeness(model, image, method, target, frame, factor, request.seed)
+        if windowed is not None:
+            results.append(("window", windowed))
+    rows = []
+    for kind, p in results:
+        rows.append(
+            base
+            | {
+                "kind": kind,
+                "model_a": model_name,
+                "model_b": model_name,
+                "seed_a": request.seed,
+                "seed_b": request.seed,
+                "perturbation": p.perturbation,
+                "ssim": p.ssim,
+                "spearman": p.spearman,
+                "max_sensitivity": p.sensitivity.max if p.sensitivity else None,
+                "avg_sensitivity": p.sensitivity.mean if p.sensitivity else None,
+                "samples": p.samples,
+                "seconds": p.seconds,
+            }
+        )
+    return rows
+
+
+def summarise(rows: list[dict], *, n: int = 1000, seed: int = 0) -> list[dict]:
+    """Per method, kind and perturbation: means with percentile bootstrap 95 % intervals."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["method"], row["kind"], row.get("perturbation") or ""), []).append(row)
+    out = []
+    for (method, kind, perturbation), group in groups.items():
+        entry: dict = {"method": method, "kind": kind, "perturbation": perturbation, "n": len(group)}
+        for measure in ("ssim", "spearman", "max_sensitivity"):
+            mean, low, high = bootstrap_mean(_numbers(group, measure), n=n, seed=seed)
+            entry |= {measure: mean, f"{measure}_low": low, f"{measure}_high": high}
+        entry["avg_sensitivity"] = _mean(_numbers(group, "avg_sensitivity"))
+        entry["seconds"] = _mean(_numbers(group, "seconds"))
+        out.append(entry)
+    return out
+
+
+def _numbers(rows: list[dict], key: str) -> list[float]:
+    return [float(r[key]) for r in rows if r.get(key) not in (None, "")]
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _file_name(text: str) -> str:
+    """A model's, method's or seed's name as a file name (no separators, never hidden)."""
+    return re.sub(r"[^A-Za-z0-9 ._()\[\]-]+", "_", printable(text)).strip().lstrip(".-") or "map"
+
+
+def _save(path: Path, values: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(values, np.float32))
+    replace_bytes(path, buffer.getvalue())
