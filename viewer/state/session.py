@@ -182,7 +182,25 @@ class ViewerSession(AnnotationCommands, OpeningCommands, ExplainCommands):
         )
 
     def _on_event(self, kind: str, payload) -> None:
-        getattr(self, f"_got_{kind}")(payload)
+        """A background job's result (``job.emit(kind, payload)`` in :mod:`~viewer.state.tasks`),
+        to the handler of its kind."""
+        handlers = {
+            "discovered": self._got_discovered,
+            "thumbnails": self._got_thumbnails,
+            "loaded": self._got_loaded,
+            "failed": self._got_failed,
+            "untrusted": self._got_untrusted,
+            "support": self._got_support,
+            "prediction": self._got_prediction,
+            "map": self._got_map,
+            "preview": self._got_preview,
+            "series": self._got_series,
+            "annotation_file": self._got_annotation_file,
+            "annotation_failed": self._got_annotation_failed,
+        }
+        if kind not in handlers:
+            raise KeyError(f"no session handler for a job's {kind!r} result (known: {', '.join(handlers)})")
+        handlers[kind](payload)
 
     def _on_opened(self, status: str) -> None:
         self._report_failure("Opening", status)
