@@ -1,5 +1,4 @@
 import os
-import shutil
 import subprocess
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -7,16 +6,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest
 from pydicom.data import get_testdata_file
 
+from tests.system import need_program
 
-def need_program(program: str) -> str:
-    """The path of a system program a test needs: a skip here, a failure in CI (.ci/run installs
-    what the tests need, so a missing one there is a broken CI script, not an optional extra)."""
-    path = shutil.which(program)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{program} is missing: .ci/run installs it")
-        pytest.skip(f"{program} is not installed (Debian: see .ci/run)")
-    return path
+# The real main window (window, settings) for every test that asks for it, wherever it lives.
+pytest_plugins = ["tests.plugins.gui"]
 
 
 @pytest.fixture(scope="module")

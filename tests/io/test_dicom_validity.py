@@ -17,7 +17,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from tests.conftest import need_program
+from tests.system import need_program
 from viewer.io import discover, load_series
 from viewer.io.annotation_writer import save_annotation_seg
 from viewer.io.annotations import load_annotation

@@ -11,8 +11,8 @@ import highdicom as hd
 import pydicom
 import pytest
 
-from tests.pacs.conftest import sample_files
 from tests.pacs.orthanc import ORTHANC_AE, VIEWER_AE, free_port
+from tests.pacs.servers import sample_files
 from viewer.cli import main
 from viewer.inference.catalog import resolve_model
 from viewer.inference.manifest import load_manifest

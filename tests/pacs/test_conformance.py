@@ -15,9 +15,9 @@ import pytest
 from pydicom import uid
 
 from tests.pacs.archive import ARCHIVE_AE, Archive
-from tests.pacs.conftest import start_orthanc
 from tests.pacs.encoded import make_study
 from tests.pacs.orthanc import ORTHANC_AE, VIEWER_AE, free_port
+from tests.pacs.servers import start_orthanc
 from viewer.io import discover, load_series
 from viewer.io.pacs import DimseNode, PacsError, StudyCache, connect, retrieve_study
 from viewer.io.pacs.negotiation import (

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pydicom
 import pytest
 
-from tests.pacs.conftest import nodes_of, sample_files, start_orthanc
 from tests.pacs.orthanc import ORTHANC_AE, VIEWER_AE
+from tests.pacs.servers import nodes_of, sample_files, start_orthanc
 from viewer.io.pacs import (
     DicomWebNode,
     DimseNode,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.pacs.certificates import make_pki
-from tests.pacs.conftest import sample_files, start_orthanc
 from tests.pacs.orthanc import ORTHANC_AE, VIEWER_AE
+from tests.pacs.servers import sample_files, start_orthanc
 from viewer.io.pacs import ConfigError, DimseNode, PacsError, StudyCache, StudyQuery, connect, retrieve_study
 
 

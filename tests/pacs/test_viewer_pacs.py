@@ -11,9 +11,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from tests.pacs.conftest import nodes_of, sample_files, start_orthanc
 from tests.pacs.orthanc import free_port
-from tests.ui.conftest import run_and_wait
+from tests.pacs.servers import nodes_of, sample_files, start_orthanc
+from tests.ui.helpers import run_and_wait
 from viewer.io.dicom_writer import StudyInfo, write_ct_series
 from viewer.io.measurements import Measurement
 from viewer.io.pacs import DimseNode, PacsConfig, StudyQuery, load_config

@@ -32,9 +32,9 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.pacs.conftest import nodes_of
 from tests.pacs.orthanc import Orthanc, dicomweb_plugin, orthanc_executable
 from tests.pacs.perf_series import write_series
+from tests.pacs.servers import nodes_of
 from viewer.cli.info import sample_studies
 from viewer.io.dicom_writer import StudyInfo, write_ct_series
 from viewer.io.pacs import PacsConfig, StudyCache, connect, retrieve_study

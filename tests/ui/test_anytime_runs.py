@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from tests.ui.conftest import CHEST, CT, open_and_wait, run_and_wait
+from tests.ui.helpers import CHEST, CT, open_and_wait, run_and_wait
 from viewer.explain import context as explain_context
 from viewer.explain import explain
 from viewer.explain.perturbation import LIME, RISE

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.ui.conftest import CHEST, CHEST_TRUTH, CT, open_and_wait, run_and_wait
+from tests.ui.helpers import CHEST, CHEST_TRUTH, CT, open_and_wait, run_and_wait
 from viewer.explain.comparison import score_map
 from viewer.ui.comparison import COLUMNS
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from tests.ui.conftest import open_and_wait
+from tests.ui.helpers import open_and_wait
 
 FILMS = ("00000001_000", "00000002_000", "00000003_000")  # the third is in no box
 BOXES = (
@@ -151,7 +151,7 @@ def qtbot_left():
 
 
 def test_compare_says_maps_are_being_computed_during_a_re_run(qtbot, window):
-    from tests.ui.conftest import CHEST, run_and_wait
+    from tests.ui.helpers import CHEST, run_and_wait
 
     open_and_wait(qtbot, window, [CHEST])
     run_and_wait(qtbot, window, ["gradcam", "gradcam++"])

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import need_program
+from tests.system import need_program
 from viewer.ui import desktop_check
 
 # glibc and the C++ runtime: present wherever Python runs, so never worth a package hint.

@@ -8,7 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from tests.ui.conftest import CHEST, CT, open_and_wait, run_and_wait
+from tests.ui.helpers import CHEST, CT, open_and_wait, run_and_wait
 from viewer.io.dicom_export import anonymized_uid
 from viewer.ui import exports
 

@@ -24,8 +24,8 @@ from PySide6.QtCore import QPoint, QPointF
 from PySide6.QtGui import QColor, QFontMetrics, QImage, QRegion
 from PySide6.QtWidgets import QWidget
 
-from tests.conftest import need_program
-from tests.ui.conftest import CHEST, CHEST_TRUTH, CT, CT_TRUTH, open_and_wait, run_and_wait
+from tests.system import need_program
+from tests.ui.helpers import CHEST, CHEST_TRUTH, CT, CT_TRUTH, open_and_wait, run_and_wait
 from viewer.io.image import Window
 from viewer.state import ViewerState
 from viewer.state.overlay_text import wrap_lines

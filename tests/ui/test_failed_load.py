@@ -7,7 +7,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from tests.ui.conftest import CHEST, open_and_wait, run_and_wait
+from tests.ui.helpers import CHEST, open_and_wait, run_and_wait
 
 ROWS = COLUMNS = 1024
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
-from tests.ui.conftest import CHEST, open_and_wait
+from tests.ui.helpers import CHEST, open_and_wait
 
 
 def test_a_finishing_method_does_not_steal_the_layer_being_styled(qtbot, window):

@@ -11,7 +11,7 @@ from PySide6.QtGui import QAction, QDropEvent, QMouseEvent, QWheelEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from tests.ui.conftest import CHEST, CHEST_TRUTH, CT, CT_TRUTH, FAST_METHODS, open_and_wait, run_and_wait
+from tests.ui.helpers import CHEST, CHEST_TRUTH, CT, CT_TRUTH, FAST_METHODS, open_and_wait, run_and_wait
 from viewer.ui import exports
 
 
@@ -335,7 +335,7 @@ def test_problems_panel_lists_bad_files_and_the_rest_still_opens(qtbot, window, 
 def test_a_zipped_folder_lists_every_series_and_the_browser_opens_them(qtbot, window, tmp_path):
     import zipfile
 
-    from tests.ui.conftest import SAMPLES
+    from tests.ui.helpers import SAMPLES
 
     archive = tmp_path / "studies.zip"
     with zipfile.ZipFile(archive, "w") as z:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 
-from tests.ui.conftest import open_and_wait
+from tests.ui.helpers import open_and_wait
 from tests.ui.test_main_window import _drag
 from viewer.io.shapes import rasterize
 from viewer.resources import resource_path

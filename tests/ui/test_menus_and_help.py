@@ -8,7 +8,7 @@ from PIL import Image as PILImage
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QTextBrowser
 
-from tests.ui.conftest import CHEST, open_and_wait, run_and_wait
+from tests.ui.helpers import CHEST, open_and_wait, run_and_wait
 
 
 def test_quit_is_the_last_command_of_the_file_menu(window):

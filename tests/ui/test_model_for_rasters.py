@@ -9,7 +9,7 @@ from PIL import Image as PILImage
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QComboBox, QFrame, QPushButton
 
-from tests.ui.conftest import open_and_wait
+from tests.ui.helpers import open_and_wait
 from viewer.state.runner import InlineRunner
 from viewer.state.session import ViewerSession
 from viewer.ui.settings import restore_session, save_session

@@ -9,7 +9,7 @@ import tomllib
 import torchvision
 from safetensors.torch import save_file
 
-from tests.ui.conftest import CHEST, open_and_wait
+from tests.ui.helpers import CHEST, open_and_wait
 
 
 def test_a_weights_file_becomes_a_model_with_the_labels_asked_for(qtbot, window, tmp_path):

@@ -10,7 +10,7 @@ import SimpleITK as sitk
 from PySide6.QtCore import QPoint, QPointF, Qt
 
 from tests.ui import stalls
-from tests.ui.conftest import open_and_wait
+from tests.ui.helpers import open_and_wait
 from viewer.explain.saliency_map import SaliencyMap
 from viewer.io.image import FrameInfo, Geometry, Identity, Image, Window
 from viewer.resources import resource_path

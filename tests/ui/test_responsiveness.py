@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from tests.ui import stalls
-from tests.ui.conftest import CHEST, open_and_wait
+from tests.ui.helpers import CHEST, open_and_wait
 from viewer.explain import DEFAULT_METHODS
 from viewer.state import tasks
 

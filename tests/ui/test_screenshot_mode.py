@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.ui.conftest import CHEST
+from tests.ui.helpers import CHEST
 
 
 def _run(*args, timeout=600, **env_overrides):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QPoint, Qt
 
-from tests.ui.conftest import open_and_wait
+from tests.ui.helpers import open_and_wait
 from viewer.resources import resource_path
 
 HEAD_CT = resource_path("samples", "dicom", "ct_0001")

@@ -1,11 +1,7 @@
-"""A real main window per test, with its own settings file and the bundled samples."""
+"""The bundled samples the GUI tests open, and the waits they share (the window itself is the
+``window`` fixture of :mod:`tests.plugins.gui`)."""
 
 from __future__ import annotations
-
-from pathlib import Path
-
-import pytest
-from PySide6.QtCore import QSettings
 
 from viewer.resources import resources_root
 
@@ -16,25 +12,6 @@ CT = SAMPLES / "dicom" / "ct_0001"  # 28 slices, subdural + intraparenchymal
 CHEST_TRUTH = SAMPLES / "annotations" / "cxr_0002.json"
 CT_TRUTH = SAMPLES / "annotations" / "ct_0001.json"
 FAST_METHODS = ["gradcam", "gradcam++", "guided-backprop", "guided-gradcam", "deconvnet"]
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> QSettings:
-    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-
-
-@pytest.fixture
-def window(qtbot, settings):
-    from viewer.ui.main_window import MainWindow
-
-    win = MainWindow(settings)
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    win.pacs_runner.shutdown()
-    win.runner.shutdown()
 
 
 def open_and_wait(qtbot, window, paths, timeout=60_000):
