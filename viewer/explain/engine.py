@@ -13,7 +13,7 @@ which is the same with or without previews.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from viewer.explain.context import CancelFlag, ExplainContext
 from viewer.explain.registry import Method, get_method, unsupported_reason
 from viewer.explain.saliency_map import SaliencyMap
+from viewer.explain.targets import SegmentationPass
 from viewer.inference.model import LoadedModel, default_target_index
 from viewer.inference.preprocess import GridTransform
 from viewer.inference.volume import VolumeTransform
@@ -42,6 +43,8 @@ class Explanation:
     probabilities: np.ndarray  # (frames, labels)
     targets: tuple[str, ...]
     maps: list[SaliencyMap] = field(default_factory=list)
+    # A segmenter's own masks (frames, labels, rows, cols) bool on the native grid; None otherwise.
+    masks: np.ndarray | None = None
 
     def get(self, method: str, target: str | None = None) -> SaliencyMap:
         target = target or self.targets[0]
@@ -69,9 +72,14 @@ def explain(
     on_progress: Callable[[str, float], None] | None = None,
     cancel: CancelFlag | None = None,
     on_preview: Callable[[SaliencyMap], None] | None = None,
+    regions: Mapping[str, np.ndarray] | None = None,
 ) -> Explanation:
     """Maps of ``methods`` for ``targets`` (default: the top prediction) over ``frames`` (default:
-    every frame; a GUI asks for the slice on screen)."""
+    every frame; a GUI asks for the slice on screen).
+
+    A segmenter's (``task = "segmentation"``) target is a region of a label: by default the
+    model's own mask of it on each frame, or ``regions[label]``, a bool mask on the native grid
+    (``(rows, cols)``, or one per frame of the image); see :mod:`viewer.explain.targets`."""
     with torch.inference_mode(False):  # gradients are needed even if the caller holds inference mode
         return _explain(
             model,
@@ -86,6 +94,7 @@ def explain(
             on_progress,
             cancel,
             on_preview,
+            regions,
         )
 
 
@@ -98,7 +107,7 @@ def support_reason(method: type[Method] | Method, model: LoadedModel) -> str | N
 
 def _explain(
     model, image, methods, targets, frames, seed, batch_size, frame_chunk, on_result, on_progress, cancel,
-    on_preview,
+    on_preview, regions,
 ):  # fmt: skip
     instances = [get_method(m) if isinstance(m, str) else m for m in methods]
     for method in instances:
@@ -117,6 +126,11 @@ def _explain(
         transform = prepared[0][1]
         inputs = torch.stack([x for x, _ in prepared]).to(model.device)
     input_grads = any(m.needs_input_grads for m in instances)
+    segmentation = None
+    if model.manifest.task == "segmentation":
+        # A region is one frame's: each frame gets a context of its own, scoring its regions.
+        segmentation = SegmentationPass.run(model, inputs, frames, transform, regions)
+        frame_chunk = 1
 
     chunks = [slice(i, i + frame_chunk) for i in range(0, len(inputs), frame_chunk)]
     raw: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(instances))}
@@ -124,21 +138,28 @@ def _explain(
     probabilities: list[torch.Tensor] = []
     target_index: list[int] = []
     result = Explanation(labels, frames, np.zeros((0, len(labels))), ())
+    method_targets: list[int] = []  # what methods see: labels, or a segmenter's regions 0..T-1
+    region_pixels: dict[int, list[int]] = {}
+    if segmentation is not None:
+        target_index = _resolve_targets(targets or list(regions or ()), labels, segmentation.probabilities)
+        result.targets = tuple(labels[t] for t in target_index)
+        result.masks = segmentation.masks
+        method_targets = list(range(len(target_index)))
 
     for c, chunk in enumerate(chunks):
-        ctx = ExplainContext.for_model(
-            model,
-            inputs[chunk],
-            seed=seed,
-            batch_size=batch_size,
-            input_grads=input_grads,
-            cancel=cancel,
-        )
+        options = {"seed": seed, "batch_size": batch_size, "input_grads": input_grads, "cancel": cancel}
+        if segmentation is None:
+            ctx = ExplainContext.for_model(model, inputs[chunk], **options)
+        else:
+            ctx, chosen = segmentation.context(model, inputs[chunk], c, target_index, **options)
+            for region in chosen:
+                region_pixels.setdefault(region.label, []).append(region.pixels)
         with ctx:
             start = time.perf_counter()
-            logits = ctx.logits if instances else ctx.evaluate(ctx.inputs, logits=True)
-            probabilities.append(ctx.probabilities(logits.float()).cpu())
-            if c == 0:
+            if segmentation is None:
+                logits = ctx.logits if instances else ctx.evaluate(ctx.inputs, logits=True)
+                probabilities.append(ctx.probabilities(logits.float()).cpu())
+            if c == 0 and segmentation is None:
                 # Choosing the default target needs every frame's prediction: one more pass, only
                 # when no target was asked for.
                 all_p = (
@@ -146,6 +167,7 @@ def _explain(
                 )
                 target_index = _resolve_targets(targets, labels, all_p)
                 result.targets = tuple(labels[t] for t in target_index)
+                method_targets = target_index
             first_pass = time.perf_counter() - start
             for i, method in enumerate(instances):
                 if on_progress is not None:
@@ -156,7 +178,7 @@ def _explain(
                         on_preview, model, method, raw[i], chunk.start, result, target_index, transform,
                         lambda start=start, i=i: seconds[i] + time.perf_counter() - start,
                     )  # fmt: skip
-                raw[i].append(method.compute(ctx, target_index).float().cpu())
+                raw[i].append(method.compute(ctx, method_targets).float().cpu())
                 ctx.preview = None
                 seconds[i] += time.perf_counter() - start + (first_pass if i == 0 else 0.0)
                 if c == len(chunks) - 1:
@@ -165,11 +187,15 @@ def _explain(
                     )
                     for m in maps:
                         m.notes += _model_notes(model, method, transform)
+                        if segmentation is not None:
+                            m.notes.append(segmentation.note(m.target_index, region_pixels[m.target_index]))
                     result.maps += maps
                     if on_result is not None:
                         for m in maps:
                             on_result(m)
-    result.probabilities = torch.cat(probabilities).numpy()
+    result.probabilities = (
+        torch.cat(probabilities).numpy() if segmentation is None else segmentation.probabilities.numpy()
+    )
     if model.volume:  # one output for the series, every frame's row
         result.probabilities = np.repeat(result.probabilities, len(frames), axis=0)
     return result

@@ -19,6 +19,7 @@ from torch import nn
 from viewer.inference.built import Built
 from viewer.inference.exported_program import build_exported
 from viewer.inference.manifest import ManifestError, ModelManifest
+from viewer.inference.segmentation import torchvision_kwargs
 from viewer.inference.torchscript_check import check_torchscript
 from viewer.inference.trust import UntrustedModelError, is_trusted
 from viewer.inference.user_code import build_user_code
@@ -86,7 +87,7 @@ def require(manifest: ModelManifest, module: str):
 @family("torchvision")
 def _torchvision(manifest: ModelManifest, name: str) -> Built:
     network = torchvision.models.get_model(
-        name, weights=None, num_classes=manifest.n_labels, **manifest.arch_kwargs
+        name, weights=None, num_classes=manifest.n_labels, **torchvision_kwargs(name), **manifest.arch_kwargs
     )
     if manifest.in_channels != 3:
         set_input_channels(network, manifest.in_channels)

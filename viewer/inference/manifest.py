@@ -3,7 +3,8 @@
 Example (``models/cxr_resnet18/manifest.toml``)::
 
     name = "Chest X-ray findings (demo)"
-    task = "multilabel"                       # sigmoid per label; "multiclass" = softmax
+    task = "multilabel"                       # sigmoid per label; "multiclass" = softmax;
+                                              # "segmentation": (B, labels, H, W) maps, one channel a label
     labels = ["nodule", "consolidation", "effusion", "cardiomegaly", "pneumothorax"]
     modalities = ["CR", "DX"]                 # optional: DICOM modalities the model is meant for
     domain = "synthetic"                      # "synthetic", "clinical" or "research" (default)
@@ -20,6 +21,7 @@ Example (``models/cxr_resnet18/manifest.toml``)::
     in_channels = 1
     target_layer = "layer4"                   # optional; found automatically when absent
     output = "auto"                           # "logits", "probabilities", or "auto" (found from the file)
+    # activation = "softmax"                  # segmentation only: "softmax" (argmax masks) or "sigmoid"
 
     [network.key_map]                         # optional prefix renames, for names not matched by themselves
     "encoder.stem." = "conv1."
@@ -46,7 +48,9 @@ from viewer.io.dicom_writer import is_phantom
 from viewer.io.image import Image
 from viewer.io.label_vocabulary import LabelMatcher
 
-Task = Literal["multilabel", "multiclass"]
+Task = Literal["multilabel", "multiclass", "segmentation"]
+_TASKS = ("multilabel", "multiclass", "segmentation")
+Activation = Literal["sigmoid", "softmax"]
 Domain = Literal["synthetic", "clinical", "research"]
 _DOMAINS = ("synthetic", "clinical", "research")
 Resize = Literal["letterbox", "stretch", "center-crop"]
@@ -121,6 +125,9 @@ class ModelManifest:
     # Every checkpoint of ``weights = ["fold1.safetensors", ...]`` (one architecture trained several
     # times); ``weights`` is the first, the one the viewer explains with. Stability compares them all.
     checkpoints: tuple[Path, ...] = ()
+    # A segmenter's per-pixel activation (task = "segmentation"): None infers it (see
+    # ``viewer.inference.segmentation.segmentation_head``).
+    activation: Activation | None = None
 
     def checkpoint(self, weights: Path) -> ModelManifest:
         """This manifest with ``weights`` (one of ``checkpoints``) as its only checkpoint."""
@@ -172,8 +179,8 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
         if key not in data:
             raise ManifestError(path, f"missing required key '{key}'")
     task = data["task"]
-    if task not in ("multilabel", "multiclass"):
-        raise ManifestError(path, f"task must be 'multilabel' or 'multiclass', not {task!r}")
+    if task not in _TASKS:
+        raise ManifestError(path, f"task must be one of {', '.join(_TASKS)}, not {task!r}")
     labels = data["labels"]
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
         raise ManifestError(path, "labels must be a non-empty list of names")
@@ -185,7 +192,7 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
         path,
         "network.",
         network,
-        {"arch", "weights", "in_channels", "target_layer", "kwargs", "key_map", "output"},
+        {"arch", "weights", "in_channels", "target_layer", "kwargs", "key_map", "output", "activation"},
     )
     if "arch" not in network and str(network.get("weights", "")).endswith(".pt2"):
         network = {**network, "arch": "pt2"}  # a torch.export program is the whole network
@@ -205,6 +212,7 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
     if output not in _OUTPUTS:
         raise ManifestError(path, f"network.output must be one of {', '.join(_OUTPUTS)}, not {output!r}")
     spec = _input_spec(path, _table(path, data, "input"), in_channels)
+    activation = _activation(path, task, network.get("activation"), spec)
     card = data.get("card")
     modalities = data.get("modalities", [])
     if not isinstance(modalities, list) or not all(isinstance(m, str) and m for m in modalities):
@@ -241,7 +249,23 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
         trained_on=str(data.get("trained_on", "")),
         intended_use=str(data.get("intended_use", "")),
         label_aliases={k: tuple(v) for k, v in aliases.items()},
+        activation=activation,
     )
+
+
+def _activation(path: Path, task: str, given: object, spec: InputSpec) -> Activation | None:
+    """``network.activation`` of a segmenter: how its per-pixel logits become probabilities."""
+    if task != "segmentation":
+        if given is not None:
+            raise ManifestError(
+                path, "network.activation is for task = segmentation; the task sets it otherwise"
+            )
+        return None
+    if spec.volume:
+        raise ManifestError(path, "task = segmentation reads 2-D inputs (or adjacent slices) in this version")
+    if given is not None and given not in ("sigmoid", "softmax"):
+        raise ManifestError(path, f"network.activation must be sigmoid or softmax, not {given!r}")
+    return given  # type: ignore[return-value]
 
 
 def _checkpoints(path: Path, given: object) -> tuple[Path, ...]:

@@ -26,6 +26,15 @@ from viewer.inference.feature_grid import (
 from viewer.inference.manifest import ManifestError, ModelManifest, load_manifest
 from viewer.inference.output_head import OutputHead, task_head
 from viewer.inference.preprocess import GridTransform, prepare_frame
+from viewer.inference.segmentation import (
+    default_layer,
+    native_masks,
+    presence,
+    segment,
+    segmentation_head,
+    take_main_output,
+)
+from viewer.inference.segmentation import width_error as segmentation_width_error
 from viewer.inference.volume import VolumeTransform, prepare_volume
 from viewer.io.image import Image
 
@@ -46,6 +55,9 @@ class Prediction:
     probabilities: np.ndarray
     transforms: list[GridTransform]
     per_volume: bool = False
+    # A segmenter's masks ``(frames, labels, rows, cols)`` bool on the native grid; its ``logits`` and
+    # ``probabilities`` rows are then each label's largest over the frame's pixels.
+    masks: np.ndarray | None = None
 
     def default_target(self) -> str:
         """The label explained when the user chose none (see :func:`default_target_index`)."""
@@ -61,6 +73,10 @@ def default_target_index(probabilities: np.ndarray | torch.Tensor) -> int:
 
 def output_head(manifest: ModelManifest, built: Built, checkpoint: Checkpoint | None) -> OutputHead:
     """How the network's outputs become probabilities (see :mod:`viewer.inference.output_head`)."""
+    if manifest.task == "segmentation":
+        if checkpoint is not None and checkpoint.activation:
+            return segmentation_head(manifest, checkpoint.activation, "the saved model's head")
+        return segmentation_head(manifest, built.activation, built.activation_source)
     if manifest.output == "logits":
         return task_head(manifest.task)
     if built.activation:
@@ -101,6 +117,8 @@ class LoadedModel:
         self.manifest = manifest
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         built = built or build(manifest)
+        if manifest.task == "segmentation":
+            take_main_output(built.network)  # torchvision's {"out": ...} as one tensor
         self.family = built.family
         self.hooks = built.hooks
         self.notes = list(built.notes)
@@ -221,6 +239,8 @@ class LoadedModel:
     def predict(self, image: Image, frames: Sequence[int] | None = None, batch_size: int = 16) -> Prediction:
         """Logits and probabilities for the given frames (all frames by default), batched."""
         frames = list(range(image.n_frames)) if frames is None else list(frames)
+        if self.manifest.task == "segmentation":
+            return self._predict_masks(image, frames, batch_size)
         if self.volume:
             x, _ = self.prepare_volume(image)
             with torch.inference_mode():
@@ -252,6 +272,29 @@ class LoadedModel:
             transforms,
         )
 
+    def segment(self, inputs: torch.Tensor, batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+        """A segmenter's logits and probabilities ``(N, K, H, W)`` on the input grid, width checked."""
+        logits, probabilities = segment(self.network, self.head, inputs.to(self.device), batch_size)
+        if (error := segmentation_width_error(self.manifest, logits)) is not None:
+            raise error
+        return logits, probabilities
+
+    def _predict_masks(self, image: Image, frames: list[int], batch_size: int) -> Prediction:
+        prepared = [self.prepare(image, f) for f in frames]
+        logits, probabilities = self.segment(torch.stack([x for x, _ in prepared]), batch_size)
+        transforms = [t for _, t in prepared]
+        masks = np.stack(
+            [native_masks(p, t, self.head.activation) for p, t in zip(probabilities, transforms, strict=True)]
+        )
+        return Prediction(
+            self.manifest.labels,
+            frames,
+            presence(logits).numpy(),
+            presence(probabilities).numpy(),
+            transforms,
+            masks=masks,
+        )
+
 
 def _width_error(manifest: ModelManifest, logits: torch.Tensor) -> ValueError | None:
     if logits.ndim == 2 and logits.shape[1] == manifest.n_labels:
@@ -263,6 +306,8 @@ def _width_error(manifest: ModelManifest, logits: torch.Tensor) -> ValueError | 
 
 
 def _default_layer(manifest: ModelManifest, network: nn.Module, layers: list[LayerOutput]) -> str:
+    if manifest.task == "segmentation" and (layer := default_layer(layers, manifest.n_labels)):
+        return layer
     try:
         return choose_target_layer(network, layers)
     except ValueError as exc:

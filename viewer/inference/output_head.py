@@ -25,12 +25,15 @@ class OutputHead:
     # A monotone recalibration after the activation (TorchXRayVision's operating-point scaling).
     calibrate: Callable[[torch.Tensor], torch.Tensor] | None = None
     calibration: str = ""
+    # The axis softmax normalises over: the labels' (-1) for a classifier, 1 (channels) for a
+    # segmenter's (B, K, H, W) maps.
+    axis: int = -1
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         if self.activation == "sigmoid":
             p = torch.sigmoid(logits)
         elif self.activation == "softmax":
-            p = torch.softmax(logits, dim=-1)
+            p = torch.softmax(logits, dim=self.axis)
         else:
             p = logits
         return self.calibrate(p) if self.calibrate is not None else p
