@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	# Quantus (the stability tests' oracle) without its opencv-python, which would replace grad-cam's
+	# headless OpenCV and put a second set of Qt plugins beside PySide6's (see pyproject.toml).
+	$(BIN)/python -m pip install --quiet --no-deps "quantus>=0.6"
 	touch $(STAMP)
 
 install: $(STAMP)
