@@ -58,7 +58,29 @@ def contributing() -> str:
     return text.replace("](docs/", "](")  # its links into docs/ as the site's own pages
 
 
-GENERATED = {"methods": methods_table, "metrics": metrics_table, "contributing": contributing}
+def security() -> str:
+    """SECURITY.md at the repository root, as a page of the site."""
+    text = (ROOT / "SECURITY.md").read_text()
+    return text.split("\n", 1)[1] if text.startswith("# ") else text
+
+
+GENERATED = {
+    "methods": methods_table,
+    "metrics": metrics_table,
+    "contributing": contributing,
+    "security": security,
+}
+
+
+def on_files(files, config):
+    """The README's screenshots (resources/docs/, where the wheel leaves them out) as the site's
+    assets/: the pages show them as ``assets/<name>``."""
+    from mkdocs.structure.files import File
+
+    for picture in sorted((ROOT / "resources" / "docs").glob("*")):
+        if picture.suffix.lower() in (".png", ".jpg", ".jpeg", ".svg"):
+            files.append(File.generated(config, f"assets/{picture.name}", abs_src_path=str(picture)))
+    return files
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:  # MkDocs calls it by these names
