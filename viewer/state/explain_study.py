@@ -19,6 +19,7 @@ from viewer.io.overlay import FramePainter
 from viewer.io.previews import PREVIEWS
 from viewer.io.safe_text import printable
 from viewer.io.series import Discovery, SeriesInfo
+from viewer.state.segmentation_files import write_segmentation
 from viewer.state.study_failure import StudyFailed
 
 COLUMNS = (
@@ -155,6 +156,10 @@ def _write_study(session, image, result, name, annotations, options, folder: Pat
             nifti.shutdown(wait=True)
     for written in pending:
         written.result()  # a failed write fails the study, as it did when written in line
+    if getattr(result, "masks", None) is not None:  # a segmenter: its own masks, against the annotations
+        write_segmentation(
+            folder, image, result, lambda label: _annotation_masks(image, label, matching, matcher)[0]
+        )
     top = max(predictions, key=predictions.get)
     return ExplainedStudy(
         name,
