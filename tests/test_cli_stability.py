@@ -9,45 +9,16 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
-from safetensors.torch import save_file
 
+from tests.checkpoint_copies import PERTURBED, RANDOM, TRAINED, three_checkpoints
 from viewer.cli import main
-from viewer.explain.sanity import randomise
-from viewer.inference.catalog import bundled_models
-from viewer.inference.model import LoadedModel
 from viewer.resources import resource_path
-
-TRAINED, PERTURBED, RANDOM = "trained", "perturbed", "random"
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     """A folder with manifest.toml naming three weights files of the demo chest ResNet-18."""
-    folder = tmp_path_factory.mktemp("checkpoints")
-    source = bundled_models()["cxr_resnet18"]
-    network = LoadedModel.from_manifest(source).network
-    state = {k: v.detach().clone().contiguous() for k, v in network.state_dict().items()}
-    save_file(state, str(folder / f"{TRAINED}.safetensors"))
-    g = torch.Generator().manual_seed(0)
-    noisy = {
-        k: v + 0.02 * v.std() * torch.randn(v.shape, generator=g)
-        if v.is_floating_point() and v.numel() > 1
-        else v
-        for k, v in state.items()
-    }
-    save_file(noisy, str(folder / f"{PERTURBED}.safetensors"))
-    randomise(network, seed=1)
-    save_file(
-        {k: v.detach().clone().contiguous() for k, v in network.state_dict().items()},
-        str(folder / f"{RANDOM}.safetensors"),
-    )
-    text = source.read_text().replace(
-        'weights = "weights.safetensors"',
-        f'weights = ["{TRAINED}.safetensors", "{PERTURBED}.safetensors", "{RANDOM}.safetensors"]',
-    )
-    (folder / "manifest.toml").write_text(text.replace('card = "MODEL_CARD.md"\n', ""))
-    return folder
+    return three_checkpoints(tmp_path_factory.mktemp("checkpoints"))
 
 
 def rows(path):

@@ -174,8 +174,13 @@ def unsupported_reason(
 
 
 def title_of(method_id: str) -> str:
-    """A method's title for people (``"Grad-CAM++"``); an unknown id stands for itself."""
+    """A method's title for people (``"Grad-CAM++"``); a map derived from a method's maps
+    (``"gradcam:agreement"``, see ``viewer.state.map_stability``) says so (``"Grad-CAM
+    (agreement)"``); an unknown id stands for itself."""
     cls = METHODS.get(method_id)
+    base, _, part = method_id.partition(":")
+    if cls is None and part and base in METHODS:
+        return f"{METHODS[base].title} ({part})"
     return cls.title if cls is not None else method_id
 
 

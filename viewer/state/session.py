@@ -23,6 +23,7 @@ from viewer.io.image import Image
 from viewer.io.label_vocabulary import LabelMatcher
 from viewer.state import tasks
 from viewer.state.map_cache import MapCache
+from viewer.state.map_stability import MapStability
 from viewer.state.model_choice import ModelCatalog
 from viewer.state.model_chooser import ModelChoice, ModelChooser
 from viewer.state.runner import InlineRunner, Job, Runner
@@ -74,6 +75,7 @@ class ViewerSession(AnnotationCommands, OpeningCommands, ExplainCommands):
         self.choice: ModelChoice | None = None  # how the model for the image on screen was chosen
         self.cache = cache or MapCache()
         self.layers = LayerBook(self.state, self.cache)
+        self.stability = MapStability(self)  # Model > Stability of the maps...
         self.discovery: Discovery | None = None
         self.series_index = -1
         self.opens = 0  # how often something was opened: what arrives later is added only to its own
