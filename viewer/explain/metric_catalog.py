@@ -135,6 +135,16 @@ METRICS: dict[str, Metric] = {
             needs="maps",
         ),
         Metric(
+            "stability_ssim",
+            "Stability (SSIM)",
+            "Mean SSIM between the method's maps of the same image across seeds (random methods) or "
+            "the model's checkpoints: |value| summed over channels, min-max scaled, scikit-image's "
+            "default window.",
+            "higher",
+            "Arun et al., Radiology: AI 2021 (repeatability and reproducibility)",
+            needs="model",
+        ),
+        Metric(
             "sanity_spearman",
             "Sanity rank correlation",
             "Spearman correlation of the map with the map of the fully randomised network.",

@@ -270,6 +270,8 @@ class MapStability:
         else:
             self._say(summary_text(request.results, request.skipped))
         self.changed.emit()
+        if status == "done" and request.results and request.key() == self._here():
+            self.session.maps_shown.emit()  # new layers are in the state: the views compare them
 
     def _set_running(self, running: bool) -> None:
         self.running = running

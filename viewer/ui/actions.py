@@ -174,6 +174,13 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "Ctrl+Shift+R",
         enabled="volume",
     ),
+    A(
+        "stability",
+        "model",
+        "Stability of the maps...",
+        "comparison.ask_stability",
+        enabled="model_and_image",
+    ),
     A("cancel", "model", "Cancel", "cancel", "Esc"),
     A("evaluate", "tools", "Evaluate folder...", "evaluate_folder", enabled="model"),
     A("getting_started", "help", "Getting started...", "show_getting_started"),

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
+    QInputDialog,
     QLabel,
     QScrollArea,
     QSplitter,
@@ -41,7 +42,7 @@ from viewer.ui.layer_items import AnnotationItem
 # The table's scores, in order; titles and tips are the metric catalogue's (one name per score).
 SCORES = (
     "pointing_game", "iou_otsu", "energy_inside", "deletion_auc", "insertion_auc", "agreement",
-    "sanity_verdict", "seconds",
+    "stability_ssim", "sanity_verdict", "seconds",
 )  # fmt: skip
 COLUMNS = (("Method", None), *((title_of_metric(m), m) for m in SCORES))
 TIPS = {m: metric(m).definition for m in SCORES if m != "seconds"}
@@ -186,6 +187,7 @@ class ComparisonPanel(QWidget):
         state.events.image.connect(lambda *_: self._clear())
         state.layers.events.removed.connect(lambda *_: self.refresh())
         session.explaining.connect(self._on_explaining)
+        session.stability.changed.connect(self._fill_table)
         session.explain_progress.connect(lambda _done, total, *_: self._on_explaining(True, total))
 
     # --- building the views -----------------------------------------------------------------
@@ -429,6 +431,8 @@ class ComparisonPanel(QWidget):
                     value = title_of(method)
                 elif key == "agreement":
                     value = self.agreement_by_method.get(method)
+                elif key == "stability_ssim":
+                    value = self._stability(method)
                 else:
                     value = getattr(scores, key)
                 item = _SortItem(value)
@@ -437,6 +441,27 @@ class ComparisonPanel(QWidget):
                     item.setToolTip(FLAT_TIP)
                 self.table.setItem(row, column, item)
         self.table.setSortingEnabled(True)
+
+    def _stability(self, method: str) -> float | None:
+        """The method's mean SSIM across seeds or checkpoints on this slice, when computed."""
+        result = self.session.stability.results().get(method)
+        return result.ssim if result is not None else None
+
+    def ask_stability(self) -> None:
+        """Model > Stability of the maps...: how many seeds besides the session's the random
+        methods are compared over (the others go over the model's checkpoints), then the run."""
+        seeds, ok = QInputDialog.getInt(
+            self.window(),
+            "Stability of the maps",
+            "Random methods (LIME, RISE, SmoothGrad, GradientSHAP) are run with the session's seed and "
+            "this many more;\nthe others are compared over the model's checkpoints, where its "
+            "manifest lists several.\nSeeds besides the session's:",
+            2,
+            1,
+            20,
+        )
+        if ok:
+            self.session.stability.start(extra_seeds=seeds)
 
     def table_rows(self) -> list[list[str]]:
         return [
