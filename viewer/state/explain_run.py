@@ -188,7 +188,7 @@ def _new_folder(staging: Path, name: str) -> Path:
 
 def _in_process(model, pending, annotations, request: ExplainRequest, on_begin, on_progress) -> Iterator:
     """The studies explained here one by one: ``(name, (study, files), None)`` or a failure."""
-    session = ViewerSession.batch(model, seed=request.options.seed)
+    session = ViewerSession.batch(model, seed=request.options.seed, predict=False)
     session.progress.connect(lambda lane, step, f: lane == "explain" and on_progress(step, f))
     staging = request.out / STAGING
     for n, (series, name) in enumerate(pending, 1):
@@ -212,7 +212,7 @@ def explain_task(model, out: str, token: str, annotation_paths, options: Explain
     key = (id(model), options.seed)
     if key not in _sessions:
         _sessions.clear()
-        _sessions[key] = ViewerSession.batch(model, seed=options.seed)
+        _sessions[key] = ViewerSession.batch(model, seed=options.seed, predict=False)
     staging = Path(out) / STAGING
     try:
         shared = (staging / _TOKEN).read_text() == token

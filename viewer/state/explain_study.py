@@ -85,7 +85,10 @@ def explain_study(session, series: SeriesInfo, name: str, annotations, options: 
     try:
         session.open_found(Discovery([series], []))
         image = session.state.image
-        if image is not None and session.series_index == 0 and session.state.target:
+        # A session that predicts on open has the target once the prediction came (none: it
+        # failed, and said why); one that does not leaves it to the explanation's own forward.
+        ready = session.state.target or not session.predict_on_open
+        if image is not None and session.series_index == 0 and ready:
             session.explain_series(list(options.methods), list(options.targets) or None)
         failed = "; ".join(session.errors[start:])
     finally:

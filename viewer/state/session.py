@@ -91,6 +91,10 @@ class ViewerSession(AnnotationCommands, OpeningCommands, ExplainCommands):
         # What opening does besides showing the image; a batch run (the CLI) turns both off.
         self.make_thumbnails = True  # pictures of every series found, for the browser
         self.model_for_modality = True  # switch to a model made for the opened image's modality
+        # Predict each opened image at once (the panel shows it). A batch explanation run turns it
+        # off: the engine's own recorded forward gives the probabilities and the default target,
+        # so a film goes through the network once for both, not twice (issue 38).
+        self.predict_on_open = True
         self._explain: Job | None = None
         self._explaining: list[str] = []  # the methods the running explanation computes
         self._done: list[str] = []  # ... and those of them finished
@@ -102,12 +106,15 @@ class ViewerSession(AnnotationCommands, OpeningCommands, ExplainCommands):
         events.frame.connect(self._on_frame)
 
     @classmethod
-    def batch(cls, model: LoadedModel, *, seed: int = 0) -> ViewerSession:
+    def batch(cls, model: LoadedModel, *, seed: int = 0, predict: bool = True) -> ViewerSession:
         """A session for a batch run (the CLI): work done inline, ``model`` (already loaded, on its
-        own device) used throughout, no thumbnails."""
+        own device) used throughout, no thumbnails. Without ``predict``, an opened image is not
+        predicted on its own: ``explain_series`` then leaves the target (the top prediction) to the
+        explanation's forward pass, which also gives the probabilities."""
         session = cls(InlineRunner())
         session.store.put(model)
         session.make_thumbnails = session.model_for_modality = False
+        session.predict_on_open = predict
         session.seed = seed
         session._use_model(session.catalog.name_of(model.manifest.path))
         return session
@@ -260,7 +267,8 @@ class ViewerSession(AnnotationCommands, OpeningCommands, ExplainCommands):
         kind = image.identity.modality or image.kind
         self.message.emit(f"Opened {kind} {image.rows} x {image.columns}{frames}", 5000)
         self.opened.emit(index, image)
-        self._predict()
+        if self.predict_on_open:
+            self._predict()
         if self.choice is not None and self.choice.question is not None:
             self.model_question.emit(self.choice.question)
 

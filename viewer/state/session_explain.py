@@ -20,8 +20,8 @@ from viewer.state.runner import Job
 
 class ExplainCommands:
     """Needs the session's ``state``, ``runner``, ``store``, ``cache``, ``layers``, ``seed``,
-    ``methods``, ``run_on_open``, ``manifest_path``, ``_pending``, ``_explain``, ``_explaining``,
-    ``_done``, its signals ``explain_progress``, ``explaining``, ``method_status``,
+    ``methods``, ``run_on_open``, ``predict_on_open``, ``manifest_path``, ``_pending``, ``_explain``,
+    ``_explaining``, ``_done``, its signals ``explain_progress``, ``explaining``, ``method_status``,
     ``maps_shown``, ``series_explained``, ``progress`` and ``message``, ``_on_event`` and
     ``_report_failure``."""
 
@@ -72,17 +72,21 @@ class ExplainCommands:
         self, methods: Sequence[str] | None = None, targets: Sequence[str] | None = None, *, show=False
     ) -> Job | None:
         """Maps of ``methods`` (default: the ticked ones) over every frame of the image on screen,
-        each on one scale across the series, for ``targets`` (default: the target); announced by
+        each on one scale across the series, for ``targets`` (default: the target, or in a session
+        that does not predict on open the top prediction of the explanation's own forward, so the
+        network runs once for both); announced by
         ``series_explained`` (and ``show``-n as layers as they come: the fast methods over every
         slice first, see ``series_run``). What ``saliency-viewer explain`` writes."""
         image, manifest = self.state.image, self.manifest_path
         if image is None or manifest is None:
             self.message.emit("Open an image and choose a model first", 5000)
             return None
-        if not (targets or self.state.target):
+        chooses = not self.predict_on_open  # no prediction comes: the engine's forward picks the target
+        if not (targets or self.state.target or chooses):
             self._pending = lambda: self.explain_series(methods, targets, show=show)
             return None
-        methods, targets = list(methods or self.methods), list(targets or [self.state.target])
+        methods = list(methods or self.methods)
+        targets = list(targets or ([] if chooses else [self.state.target]))  # []: the top prediction
         store, seed, around, known, anytime = self.store, self.seed, self.state.frame, {}, self.anytime
         for target in targets if show else ():  # what the cache holds is kept, not recomputed
             for smap in self.cache.find(id(image), self.state.model, target):
