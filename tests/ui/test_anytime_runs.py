@@ -113,10 +113,13 @@ def test_a_series_run_does_the_fast_methods_first_says_where_it_is_and_cancel_st
     covered: dict[str, set[int]] = {}
 
     def record(layer, new=False) -> None:
+        smap = next(iter(layer.maps.values()))
+        if smap.progress:  # an estimate: its slices are not computed yet (what it adds is not counted)
+            log.append(("map", layer.method, frozenset(), smap.progress, window.model_panel.status.text()))
+            return
         frames = set(layer.maps)
         added = frames - covered.get(layer.method, set())
         covered[layer.method] = frames
-        smap = next(iter(layer.maps.values()))
         log.append(("map", layer.method, frozenset(added), smap.progress, window.model_panel.status.text()))
 
     _follow_layers(window, record)

@@ -15,7 +15,7 @@ def test_evaluate_folder_runs_in_the_background_and_lists_the_summary(qtbot, win
     )
     window.model_panel.set_checked_methods(["gradcam", "guided-backprop"])
     next(a for a in window.findChildren(QAction) if a.text() == "Evaluate folder...").trigger()
-    dialog = window._evaluate
+    dialog = window.models.evaluation
     assert dialog.isVisible() and dialog.methods == ["gradcam", "guided-backprop"]
     dialog.open_report_when_done = False  # no browser in a test
     assert dialog.start() is None and "Choose the images" in dialog.status.text()
@@ -45,7 +45,7 @@ def test_evaluate_folder_on_a_dask_scheduler_gives_the_in_process_summary(qtbot,
     assert window.model_panel.select_model("cxr_resnet18")  # the phantoms are chest films
     window.model_panel.set_checked_methods(["gradcam"])
     next(a for a in window.findChildren(QAction) if a.text() == "Evaluate folder...").trigger()
-    dialog = window._evaluate
+    dialog = window.models.evaluation
     here = tmp_path / "here"  # the same evaluation in one process, with the model the window uses
     args = ["evaluate", str(tmp_path / "set" / "dicom"), "--model", dialog.manifest, "--annotation",
             str(tmp_path / "set" / "annotations"), "--methods", "gradcam", "--bootstrap", "50"]  # fmt: skip

@@ -409,8 +409,8 @@ def test_a_phantom_model_on_a_real_film_says_so_and_its_exports_too(qtbot, windo
     assert "trained on synthetic phantoms only" in exports.caption(window.export_context())
     with qtbot.waitSignal(window.model_panel.card_requested):
         banner.linkActivated.emit("card")
-    assert window._card.isVisible() and "Model card" in window._card.windowTitle()
-    window._card.close()
+    assert window.models.card.isVisible() and "Model card" in window.models.card.windowTitle()
+    window.models.card.close()
     open_and_wait(qtbot, window, [CHEST])  # the product's own phantom: nothing to warn about
     assert not banner.isVisible() and "phantoms only" not in exports.caption(window.export_context())
 
@@ -419,7 +419,7 @@ def test_model_check_dialog_reports_on_the_image_on_screen(qtbot, window, testda
     open_and_wait(qtbot, window, [testdata("RG1_UNCR.dcm")])
     action = next(a for a in window.findChildren(QAction) if a.text() == "Check model...")
     action.trigger()
-    dialog = window._check
+    dialog = window.models.doctor
     assert dialog.isVisible() and dialog.status.text().startswith("Checking")
     qtbot.waitUntil(lambda: dialog.report is not None, timeout=60_000)
     text = dialog.text.toPlainText()
@@ -463,7 +463,7 @@ def test_scrolling_a_series_reads_no_header_while_the_tag_browser_is_hidden(qtbo
         window.state.step_frame(1)
     assert window.tags.reads == reads  # hidden: nothing read from disk
     assert window.tags.source == window.state.image.frames[window.state.frame].source
-    window.focus_tags()  # shown: the slice on screen's header, read once
+    window.view.focus_tags()  # shown: the slice on screen's header, read once
     assert window.tags.reads == reads + 1 and "Instance Number" in window.tags.visible_rows()
 
 

@@ -17,8 +17,8 @@ def test_a_weights_file_becomes_a_model_with_the_labels_asked_for(qtbot, window,
     network = torchvision.models.resnet18(weights=None, num_classes=3)
     weights = tmp_path / "my_chest_net.safetensors"
     save_file({k: v.contiguous() for k, v in network.state_dict().items()}, weights)
-    window.model_adding.add_file(weights)
-    dialog = window.model_adding.dialog
+    window.models.add_file(weights)
+    dialog = window.models.setup
     qtbot.waitUntil(lambda: dialog.found is not None, timeout=120_000)
     assert dialog.what.text().startswith("resnet18, 3 channel(s)") and "3 outputs" in dialog.what.text()
     assert "(3, in output order)" in dialog.status.text()
@@ -35,7 +35,7 @@ def test_a_weights_file_becomes_a_model_with_the_labels_asked_for(qtbot, window,
     assert window.session.state.model == "My chest net" == window.model_panel.models.currentText()
     qtbot.waitUntil(lambda: window.session.prediction is not None, timeout=120_000)
     assert window.session.prediction.labels == ("effusion", "nodule", "pneumothorax")
-    check = window.model_adding.check
+    check = window.models.doctor
     qtbot.waitUntil(lambda: check.report is not None, timeout=120_000)
     assert check.report.ok, check.report.text()
 
@@ -43,8 +43,8 @@ def test_a_weights_file_becomes_a_model_with_the_labels_asked_for(qtbot, window,
 def test_a_file_that_is_no_model_is_named_with_the_reason(qtbot, window, tmp_path):
     junk = tmp_path / "notes.pt"
     junk.write_bytes(b"not a model at all")
-    window.model_adding.add_file(junk)
-    dialog = window.model_adding.dialog
+    window.models.add_file(junk)
+    dialog = window.models.setup
     qtbot.waitUntil(lambda: dialog.status.text().startswith("Cannot add notes.pt"), timeout=60_000)
     assert "tried:" in dialog.status.text()
     assert not dialog.buttons.button(dialog.buttons.StandardButton.Ok).isEnabled()

@@ -34,7 +34,7 @@ def _click(qtbot, window, plane: str, row: float, col: float, modifier=Qt.Keyboa
 
 
 def _show_mpr(qtbot, window):
-    window.toggle_mpr()
+    window.view.toggle_mpr()
     qtbot.waitUntil(lambda: window.tabs.currentWidget() is window.mpr and window.mpr.isVisible())
     qtbot.wait(50)
 

@@ -53,8 +53,8 @@ CONDITIONS: dict[str, Callable[[ViewerSession], bool]] = {
 
 A = ActionSpec
 ACTIONS: tuple[ActionSpec, ...] = (
-    A("open_files", "file", "Open file(s)...", "ask_open_files", Key.Open),
-    A("open_folder", "file", "Open folder...", "ask_open_folder", "Ctrl+Shift+O"),
+    A("open_files", "file", "Open file(s)...", "opening.ask_files", Key.Open),
+    A("open_folder", "file", "Open folder...", "opening.ask_folder", "Ctrl+Shift+O"),
     A("open_pacs", "file", "Open from PACS...", "pacs_ui.open_dialog", "Ctrl+Shift+P"),
     A("load_annotation", "file", "Load annotation...", "annotations.ask_load", "Ctrl+L"),
     A(
@@ -135,36 +135,36 @@ ACTIONS: tuple[ActionSpec, ...] = (
     A("send_pacs", "file", "Send to PACS...", "pacs_ui.ask_send", enabled="dicom"),
     A("show_phi", "file", "Show patient identifiers in exports", checkable=True),
     A("quit", "file", "Quit", "close", Key.Quit, separator=True),
-    A("preferences", "edit", "Preferences...", "show_preferences", Key.Preferences, separator=True),
+    A("preferences", "edit", "Preferences...", "help.preferences", Key.Preferences, separator=True),
     A("pacs_nodes", "edit", "PACS nodes...", "pacs_ui.edit_nodes"),
     A("fit", "view", "Fit to window", "canvas.fit", "="),
     A("actual_size", "view", "Actual size (1:1)", "canvas.actual_size", "Ctrl+1"),
     A("zoom_in", "view", "Zoom in", "canvas.zoom_by", "+", (1.25,)),
     A("zoom_out", "view", "Zoom out", "canvas.zoom_by", "-", (0.8,)),
-    A("reset_view", "view", "Reset view and window", "reset_view", "R"),
+    A("reset_view", "view", "Reset view and window", "view.reset", "R"),
     A("next_slice", "view", "Next slice", "state.step_frame", "Down", (1,), separator=True),
     A("previous_slice", "view", "Previous slice", "state.step_frame", "Up", (-1,)),
     A("next_slice_fast", "view", "Next slice (fast)", "state.step_frame", "PgDown", (5,)),
     A("previous_slice_fast", "view", "Previous slice (fast)", "state.step_frame", "PgUp", (-5,)),
     A("first_slice", "view", "First slice", "state.set_frame", "Home", (0,)),
     A("last_slice", "view", "Last slice", "state.set_frame", "End", (10**9,)),
-    A("corners", "view", "Toggle corner text", "toggle", "T", ("show_corners",), separator=True),
-    A("annotation", "view", "Toggle annotation", "toggle", "A", ("show_annotation",)),
-    A("fill", "view", "Annotation outline / filled", "toggle_fill", "Shift+A"),
+    A("corners", "view", "Toggle corner text", "view.toggle", "T", ("show_corners",), separator=True),
+    A("annotation", "view", "Toggle annotation", "view.toggle", "A", ("show_annotation",)),
+    A("fill", "view", "Annotation outline / filled", "view.toggle_fill", "Shift+A"),
     A("toggle_layer", "view", "Toggle selected layer", "session.layers.toggle_active", "V"),
     A("toggle_layers", "view", "Hide or show all layers", "session.layers.toggle_all", "H"),
     A("solo", "view", "Show only the selected layer", shortcut="S", checkable=True),
     A("next_layer", "view", "Next layer", "session.layers.cycle", "Ctrl+Down", (1,)),
     A("previous_layer", "view", "Previous layer", "session.layers.cycle", "Ctrl+Up", (-1,)),
-    A("compare", "view", "Comparison panel", "toggle_compare", "C"),
-    A("mpr", "view", "MPR: axial, coronal and sagittal", "toggle_mpr", "M", enabled="volume"),
+    A("compare", "view", "Comparison panel", "view.toggle_compare", "C"),
+    A("mpr", "view", "MPR: axial, coronal and sagittal", "view.toggle_mpr", "M", enabled="volume"),
     A("mpr_mip", "view", "MPR: maps as maximum-intensity projections", shortcut="Shift+M", checkable=True),
     A("cine", "view", "Play / pause cine", "cine.toggle", "Space", enabled="volume", separator=True),
     A("cine_faster", "view", "Cine faster", "cine.faster", "]"),
     A("cine_slower", "view", "Cine slower", "cine.slower", "["),
-    A("add_model", "model", "Add model (manifest.toml)...", "ask_add_model"),
-    A("model_card", "model", "Model card...", "show_model_card", enabled="model"),
-    A("check_model", "model", "Check model...", "check_model", enabled="model"),
+    A("add_model", "model", "Add model (manifest or weights file)...", "models.ask_add"),
+    A("model_card", "model", "Model card...", "models.show_card", enabled="model"),
+    A("check_model", "model", "Check model...", "models.check", enabled="model"),
     A("run", "model", "Run methods", "run_methods", "Ctrl+R", enabled="model_and_image"),
     A(
         "run_series",
@@ -182,11 +182,11 @@ ACTIONS: tuple[ActionSpec, ...] = (
         enabled="model_and_image",
     ),
     A("cancel", "model", "Cancel", "cancel", "Esc"),
-    A("evaluate", "tools", "Evaluate folder...", "evaluate_folder", enabled="model"),
-    A("getting_started", "help", "Getting started...", "show_getting_started"),
-    A("shortcuts", "help", "Keyboard and mouse...", "show_shortcuts", Key.HelpContents),
-    A("about", "help", "About", "show_about"),
-    A("search_tags", "help", "Search DICOM tags", "focus_tags", "Ctrl+F"),
+    A("evaluate", "tools", "Evaluate folder...", "models.evaluate_folder", enabled="model"),
+    A("getting_started", "help", "Getting started...", "help.getting_started"),
+    A("shortcuts", "help", "Keyboard and mouse...", "help.shortcuts", Key.HelpContents),
+    A("about", "help", "About", "help.about"),
+    A("search_tags", "help", "Search DICOM tags", "view.focus_tags", "Ctrl+F"),
 )
 del A
 
@@ -247,7 +247,7 @@ def build_window_menu(window: QMainWindow, menu: QMenu, session: ViewerSession) 
     menu.clear()
     entries: list[tuple[str, Callable, str | None]] = [
         ("From file", state.reset_window, "W"),
-        ("Auto (percentiles)", lambda: window.window_auto(), "0"),
+        ("Auto (percentiles)", lambda: window.view.window_auto(), "0"),
         ("Invert", lambda: setattr(state, "invert", not state.invert), "I"),
     ]
     image = state.image

@@ -12,25 +12,17 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import (
-    QApplication,
-    QDockWidget,
-    QFileDialog,
-    QFrame,
     QLabel,
     QMainWindow,
-    QMessageBox,
     QProgressBar,
-    QScrollArea,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from viewer.io.formats import file_patterns
-from viewer.io.pacs import is_study_url
 from viewer.io.safe_text import printable
 from viewer.state.model_choice import ModelCatalog
-from viewer.state.overlay_text import corner_texts, cursor_text
+from viewer.state.overlay_text import cursor_text
 from viewer.state.pacs_session import PacsSession
 from viewer.state.session import ViewerSession
 from viewer.ui import settings as saved
@@ -41,19 +33,22 @@ from viewer.ui.cine import Cine
 from viewer.ui.comparison import ComparisonPanel
 from viewer.ui.export_dialogs import ExportDialogs
 from viewer.ui.exports import ExportContext
+from viewer.ui.help_commands import HelpCommands
 from viewer.ui.layer_panel import LayerPanel
 from viewer.ui.measure_tools import MeasureTools
+from viewer.ui.model_commands import ModelCommands
 from viewer.ui.model_panel import ModelPanel
-from viewer.ui.model_setup import ModelAdding
 from viewer.ui.mpr_view import MprView
+from viewer.ui.open_commands import OpenCommands
 from viewer.ui.pacs_commands import PacsCommands
 from viewer.ui.panels import PANELS
-from viewer.ui.preferences import PreferencesDialog, load_bindings
+from viewer.ui.preferences import load_bindings
 from viewer.ui.problems_panel import ProblemsPanel
-from viewer.ui.shortcuts import ShortcutsDialog
 from viewer.ui.slice_strip import SliceStrip
 from viewer.ui.study_browser import StudyBrowser
 from viewer.ui.tag_browser import TagBrowser
+from viewer.ui.view_commands import ViewCommands
+from viewer.ui.window_layout import make_dock, place, restore_layout, save_layout
 from viewer.ui.worker import JobRunner
 
 
@@ -105,11 +100,11 @@ class MainWindow(QMainWindow):
         left, right, bottom = (Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea,
                                Qt.DockWidgetArea.BottomDockWidgetArea)  # fmt: skip
         self.docks = {
-            "studies": self._dock("Studies", self.browser, left),
-            "model": self._dock("Model and methods", self.model_panel, right, scroll=True),
-            "layers": self._dock("Layers", self.layer_panel, right, scroll=True),
-            "problems": self._dock("Problems", self.problems, bottom),
-            "tags": self._dock("DICOM tags", self.tags, bottom),
+            "studies": make_dock(self, "Studies", self.browser, left),
+            "model": make_dock(self, "Model and methods", self.model_panel, right, scroll=True),
+            "layers": make_dock(self, "Layers", self.layer_panel, right, scroll=True),
+            "problems": make_dock(self, "Problems", self.problems, bottom),
+            "tags": make_dock(self, "DICOM tags", self.tags, bottom),
         }
         self.tabifyDockWidget(self.docks["problems"], self.docks["tags"])
         self.docks["problems"].raise_()
@@ -128,7 +123,10 @@ class MainWindow(QMainWindow):
         self.annotations = AnnotationTools(self, self.session, self.canvas.vb, self.last_folder, self.say)
         self.exporter = ExportDialogs(self, self.export_context, self.last_folder, self.say)
         self.pacs_ui = PacsCommands(self, self.session, self.pacs, self.export_context, self.say)
-        self.model_adding = ModelAdding(self, self.session, self.runner, self.last_folder)
+        self.models = ModelCommands(self)
+        self.opening = OpenCommands(self)
+        self.view = ViewCommands(self)
+        self.help = HelpCommands(self)
         self.actions_by_id, self.menus = build_menus(self, self.session)
         self.annotations.install(self.menus["edit"])
         self.measure = MeasureTools(
@@ -137,12 +135,12 @@ class MainWindow(QMainWindow):
         self.measure.install(self.menus["tools"], self.menus["file"], self.annotations.tools)
         self.mpr.measure_with(self.measure)
         self.pacs_ui.measurements = self.measure.book
-        self.docks["measurements"] = self._dock("Measurements", self.measure.panel, right)
+        self.docks["measurements"] = make_dock(self, "Measurements", self.measure.panel, right)
         self.docks["measurements"].hide()
         areas = {"left": left, "right": right, "bottom": bottom}
         for panel in PANELS.values():  # panels registered by extensions (viewer.ui.panels)
-            self.docks[panel.id] = self._dock(
-                panel.title, panel.make(self.session), areas[panel.area], name=panel.id
+            self.docks[panel.id] = make_dock(
+                self, panel.title, panel.make(self.session), areas[panel.area], name=panel.id
             )
             self.docks[panel.id].setVisible(panel.visible)
         for dock in self.docks.values():
@@ -152,60 +150,42 @@ class MainWindow(QMainWindow):
         self._restore_layout()
 
     # --- construction -------------------------------------------------------------------------
-    def _dock(
-        self, title: str, widget: QWidget, area: Qt.DockWidgetArea, *, scroll: bool = False, name: str = ""
-    ) -> QDockWidget:
-        dock = QDockWidget(title, self)
-        dock.setObjectName(f"dock_{name or title.split()[0].lower()}")  # saved layouts find it by it
-        if scroll:  # a column of panels shorter than their content scrolls instead of overlapping
-            area_widget = QScrollArea()
-            area_widget.setWidgetResizable(True)
-            area_widget.setFrameShape(QFrame.Shape.NoFrame)
-            area_widget.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-            bar = area_widget.verticalScrollBar().sizeHint().width()
-            area_widget.setMinimumWidth(widget.minimumSizeHint().width() + bar)
-            area_widget.setWidget(widget)
-            widget = area_widget
-        dock.setWidget(widget)
-        self.addDockWidget(area, dock)
-        return dock
-
     def _bind_preferences(self) -> None:
         self.show_phi = self.actions_by_id["show_phi"]
         self.show_phi.setChecked(self.settings.value("export/show_phi", False, type=bool))
         self.show_phi.toggled.connect(lambda on: self.settings.setValue("export/show_phi", on))
         self.solo = self.actions_by_id["solo"]
         self.solo.setChecked(self.session.layers.solo)
-        self.solo.toggled.connect(self._on_solo)
+        self.solo.toggled.connect(self.view.set_solo)
         self.actions_by_id["mpr_mip"].toggled.connect(self.mpr.set_mip)
 
     def _connect(self) -> None:
         session, events = self.session, self.state.events
         self.runner.finished.connect(lambda *_: self.busy.setVisible(self.runner.busy))
-        session.discovered.connect(self._on_discovered)
+        session.discovered.connect(lambda found: self.browser.set_series(found.series))
         session.thumbnails.connect(lambda batch: self.browser.set_thumbnails(batch))
         session.opened.connect(lambda index, _image: self.browser.mark_current(index))
-        session.progress.connect(self._on_progress)
-        session.explain_progress.connect(self._on_explain_progress)
+        session.progress.connect(self.view.show_progress)
+        session.explain_progress.connect(self.view.show_explain_progress)
         session.explaining.connect(lambda on: self.busy.show() if on else None)
         session.maps_shown.connect(self._on_maps_shown)
         session.message.connect(self.say)
         session.error.connect(lambda message: self.say(message, 15000))
-        session.trust_needed.connect(self.ask_trust)
+        session.trust_needed.connect(self.models.ask_trust)
         session.problems_found.connect(self.problems.add)
         session.problems_cleared.connect(self.problems.clear_problems)
         session.models_changed.connect(
             lambda: self.settings.setValue("models/user", [str(p) for p in session.catalog.user.values()])
         )
         self.browser.series_chosen.connect(session.open_series)
-        self.model_panel.add_model_requested.connect(self.ask_add_model)
-        self.model_panel.card_requested.connect(self.show_model_card)
+        self.model_panel.add_model_requested.connect(self.models.ask_add)
+        self.model_panel.card_requested.connect(self.models.show_card)
         self.model_panel.run_requested.connect(self.run_methods)
         self.model_panel.cancel_requested.connect(self.cancel)
-        self.problems.count_changed.connect(self._on_problem_count)
-        self.canvas.vb.window_dragged.connect(self._on_window_drag)
+        self.problems.count_changed.connect(self.view.show_problem_count)
+        self.canvas.vb.window_dragged.connect(self.view.window_drag)
         self.canvas.vb.slice_scrolled.connect(self.state.step_frame)
-        self.mpr.window_dragged.connect(self._on_window_drag)
+        self.mpr.window_dragged.connect(self.view.window_drag)
         self.cine.playing.connect(
             lambda on: self.say(f"Cine at {self.cine.fps} fps" if on else "Cine stopped", 3000)
         )
@@ -213,49 +193,24 @@ class MainWindow(QMainWindow):
         self.canvas.cursor_moved.connect(
             lambda where: self.cursor_label.setText(cursor_text(self.state, where))
         )
-        self.canvas.view_changed.connect(self._update_corners)
+        self.canvas.view_changed.connect(self.view.update_corners)
         events.image.connect(self._on_image)
         events.frame.connect(self._on_frame)
-        events.voi.connect(self._update_corners)
-        events.invert.connect(self._update_corners)
+        events.voi.connect(self.view.update_corners)
+        events.invert.connect(self.view.update_corners)
         events.show_corners.connect(self.canvas.corners.set_visible)
         self.comparison.scores_shown.connect(self.scores_shown)
 
     def _restore_layout(self) -> None:
-        geometry = self.settings.value("window/geometry")
-        if geometry is None or not self.restoreGeometry(geometry):
-            self._first_size()
-        layout = self.settings.value("window/state")
-        if layout is None or not self.restoreState(layout):
-            # First run: the model panel (predictions, methods, Run) gets two thirds of the column.
-            right = [self.docks["model"], self.docks["layers"]]
-            self.resizeDocks(right, [640, 320], Qt.Orientation.Vertical)
-        self._refresh_recent()
+        restore_layout(self, self.docks)
+        self.opening.refresh_recent()
         self.window_menu_actions = build_window_menu(self, self.menus["window"], self.session)
 
-    def _first_size(self) -> None:
-        """1400 x 900 where the screen has room; on a smaller screen (1280 x 800 laptops) 95 % of
-        its free area, so no edge is off-screen."""
-        screen = self.screen() or QApplication.primaryScreen()
-        free = screen.availableGeometry() if screen is not None else None
-        if free is None:
-            self.resize(1400, 900)
-            return
-        self.place(min(1400, round(free.width() * 0.95)), min(900, round(free.height() * 0.95)))
-
     def place(self, width: int, height: int) -> None:
-        """Size the window and centre it on its screen's free area (never above or left of it)."""
-        self.resize(width, height)
-        screen = self.screen() or QApplication.primaryScreen()
-        if screen is not None:
-            free = screen.availableGeometry()
-            x = free.x() + max(0, (free.width() - width) // 2)
-            y = free.y() + max(0, (free.height() - height) // 2)
-            self.move(x, y)
+        place(self, width, height)
 
     def closeEvent(self, event) -> None:
-        self.settings.setValue("window/geometry", self.saveGeometry())
-        self.settings.setValue("window/state", self.saveState())
+        save_layout(self)
         saved.save_session(self.settings, self.session)
         self.pacs_runner.shutdown()
         self.runner.shutdown()
@@ -270,60 +225,17 @@ class MainWindow(QMainWindow):
     def errors(self) -> list[str]:
         return self.session.errors
 
-    def _on_progress(self, _lane: str, step: str, fraction: float) -> None:
-        self.busy.show()
-        self.busy.setValue(round(fraction * 1000))
-        self.say(f"{step}... {fraction:.0%}", 0)
-
-    def _on_explain_progress(self, done: int, total: int, step: str, fraction: float) -> None:
-        self.busy.setValue(round((done + fraction) / max(total, 1) * 1000))
-
     def _on_maps_shown(self) -> None:
         self.comparison.refresh()
         self.maps_shown.emit()
 
-    def _on_problem_count(self, count: int) -> None:
-        self.docks["problems"].setWindowTitle(f"Problems ({count})" if count else "Problems")
-        if count:
-            self.docks["problems"].show()
-            self.docks["problems"].raise_()
-
     # --- opening --------------------------------------------------------------------------
     def open_paths(self, paths: list[str | Path]):
-        """Open files and folders; study URLs among them are retrieved from their PACS and
-        opened as they arrive."""
-        paths = [str(p) for p in paths]
-        urls = [p for p in paths if is_study_url(p)]
-        paths = [p for p in paths if not is_study_url(p)]
-        if urls:
-            job = self.pacs_ui.open_urls(urls)
-            if not paths:
-                return job
-        saved.remember_recent(self.settings, paths)
-        self._refresh_recent()
-        self.busy.setValue(0)
-        self.busy.show()
-        return self.session.open_paths(paths)
-
-    def ask_open_files(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Open images", self.last_folder(), file_patterns())
-        if files:
-            self.open_paths(files)
-
-    def ask_open_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open folder", self.last_folder())
-        if folder:
-            self.open_paths([folder])
+        """Open files and folders (study URLs: retrieved from their PACS); see :class:`OpenCommands`."""
+        return self.opening.open_paths(paths)
 
     def last_folder(self) -> str:
         return saved.last_folder(self.settings)
-
-    def _refresh_recent(self) -> None:
-        menu = self.menus["recent"]
-        menu.clear()
-        for path in saved.recent(self.settings):
-            menu.addAction(path).triggered.connect(lambda _=False, p=path: self.open_paths([p]))
-        menu.setEnabled(not menu.isEmpty())
 
     def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasUrls():
@@ -335,19 +247,16 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
             self.open_paths(paths)
 
-    def _on_discovered(self, found) -> None:
-        self.browser.set_series(found.series)
-
     def _on_image(self, image) -> None:
         self.tags.show_source(image.frames[0].source if image is not None else "")
         self.window_menu_actions = build_window_menu(self, self.menus["window"], self.session)
-        self._update_corners()
+        self.view.update_corners()
 
     def _on_frame(self, frame: int) -> None:
         image = self.state.image
         if image is not None:
             self.tags.show_source(image.frames[frame].source)
-        self._update_corners()
+        self.view.update_corners()
 
     # --- model and methods ----------------------------------------------------------------------
     def run_methods(self, methods: list[str] | None = None):
@@ -366,112 +275,10 @@ class MainWindow(QMainWindow):
             return
         self.session.cancel()
 
-    def ask_add_model(self) -> None:
-        self.model_adding.ask()
-
-    def ask_trust(self, request) -> None:
-        """A model file that can run more than tensor arithmetic loads only if the user says so."""
-        from viewer.ui.model_card import ask_trust
-
-        if ask_trust(self, request):
-            self.session.trust_model(request)
-        else:
-            self.say(f"Not loaded: {request.what}", 15000)
-
-    def show_model_card(self) -> None:
-        from viewer.ui.model_card import show_model_card
-
-        manifest = self.session.manifest()
-        if manifest is not None:
-            self._card = show_model_card(self, manifest)
-
-    def evaluate_folder(self) -> None:
-        """A data-set evaluation with the model in use and the ticked methods, in the background."""
-        from viewer.ui.evaluate_dialog import EvaluateDialog
-
-        manifest = self.session.manifest_path
-        if manifest is not None:
-            self._evaluate = EvaluateDialog(
-                self, self.runner, self.session.store, str(manifest), self.session.methods
-            )
-            self._evaluate.show()
-
-    def check_model(self) -> None:
-        """The model doctor's report on the model in use, run on the image on screen."""
-        from viewer.ui.model_doctor import show_model_check
-
-        manifest = self.session.manifest_path
-        if manifest is not None:
-            self._check = show_model_check(self, self.runner, str(manifest), self.state.image)
-
-    # --- view -------------------------------------------------------------------------------
-    def _on_window_drag(self, dx: float, dy: float) -> None:
-        low, high = self.state.value_range()
-        step = (high - low) * self.bindings.window_sensitivity
-        sign = -1.0 if self.bindings.level_up_when_dragging_up else 1.0
-        self.state.adjust_window(d_center=sign * dy * step, d_width=dx * step)
-
-    def reset_view(self) -> None:
-        self.state.reset_window()
-        if self.state.image is not None:
-            self.state.invert = self.state.image.invert
-        self.canvas.fit()
-
-    def window_auto(self) -> None:
-        if self.state.image is not None:
-            self.state.voi = self.state.auto_window_for(self.state.image, self.state.frame)
-
-    def toggle(self, field: str) -> None:
-        setattr(self.state, field, not getattr(self.state, field))
-
-    def toggle_fill(self) -> None:
-        self.state.annotation_style = "fill" if self.state.annotation_style == "outline" else "outline"
-
-    def toggle_compare(self) -> None:
-        self.tabs.setCurrentIndex(1 if self.tabs.currentIndex() == 0 else 0)
-
-    def toggle_mpr(self) -> None:
-        self.tabs.setCurrentWidget(self.canvas if self.tabs.currentWidget() is self.mpr else self.mpr)
-
-    def _on_solo(self, solo: bool) -> None:
-        self.settings.setValue("layers/solo", solo)
-        self.session.layers.set_solo(solo)
-
-    def _update_corners(self, *_args) -> None:
-        self.canvas.corners.set_texts(corner_texts(self.state, self.canvas.zoom()))
-
-    def focus_tags(self) -> None:
-        self.docks["tags"].show()
-        self.docks["tags"].raise_()
-        self.tags.filter.setFocus()
-
     # --- exports ----------------------------------------------------------------------------
     def export_context(self) -> ExportContext:
         return ExportContext(self.session, self.canvas, hide_phi=not self.show_phi.isChecked())
 
-    # --- help -------------------------------------------------------------------------------
-    def show_preferences(self) -> None:
-        PreferencesDialog(self.bindings, self.settings, self, edit_nodes=self.pacs_ui.edit_nodes).exec()
-
-    def show_shortcuts(self) -> None:
-        ShortcutsDialog(self).exec()
-
-    def show_getting_started(self) -> None:
-        from viewer.resources import resource_path
-        from viewer.ui.model_card import show_markdown
-
-        self._help = show_markdown(self, "Getting started", resource_path("help", "getting_started.md"))
-
-    def show_about(self) -> None:
-        from viewer import __version__
-
-        QMessageBox.about(
-            self,
-            "Saliency Viewer",
-            f"Saliency Viewer {__version__}\nSee where a CNN is looking, next to the radiologist's "
-            "annotation.\nFor research and demonstration; not for clinical use.",
-        )
-
     def showEvent(self, event) -> None:
         super().showEvent(event)
-        self._update_corners()
+        self.view.update_corners()

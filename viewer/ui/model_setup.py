@@ -3,8 +3,8 @@
 The file is read in the background for what it shows about itself (architecture, input channels
 and size, output width and kind: :mod:`viewer.inference.model_init`); the dialog shows that and
 asks for the one thing no file says, the labels. Accepting writes ``manifest.toml`` beside the
-file (whole or not at all, replacing one only when the user says so); the main window then adds
-the model and opens the model doctor's report on it."""
+file (whole or not at all, replacing one only when the user says so); then the model is added
+and the model doctor's report opens (:mod:`viewer.ui.model_commands`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
-    QFileDialog,
     QFormLayout,
     QLabel,
     QLineEdit,
@@ -32,14 +31,7 @@ from viewer.inference.model_init import (
     write_manifest,
 )
 from viewer.io.safe_text import printable
-from viewer.state.session import ViewerSession
 from viewer.ui.worker import Job, JobRunner
-
-# What Add model... opens: a manifest, or a weights file the viewer writes one for.
-MODEL_FILES = (
-    "Models (*.toml *.pt *.pth *.bin *.safetensors *.pt2 *.onnx *.ts *.torchscript);;"
-    "Model manifest (*.toml);;All files (*)"
-)
 
 
 def describe(found: Inferred) -> str:
@@ -138,32 +130,3 @@ class ModelSetupDialog(QDialog):
             self, "Replace manifest", f"{target} exists. Replace it with one for {self.weights.name}?"
         )
         return answer == QMessageBox.StandardButton.Yes
-
-
-class ModelAdding:
-    """The window's **Add model...**: a manifest is added as it is; a weights file gets one
-    written beside it first (:class:`ModelSetupDialog`), then the model doctor's report."""
-
-    def __init__(self, parent: QWidget, session: ViewerSession, runner: JobRunner, last_folder) -> None:
-        self.parent, self.session, self.runner, self.last_folder = parent, session, runner, last_folder
-        self.dialog: ModelSetupDialog | None = None
-        self.check = None  # the model doctor's window on the model just added
-
-    def ask(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self.parent, "Add model", self.last_folder(), MODEL_FILES)
-        if path:
-            self.add_file(Path(path))
-
-    def add_file(self, path: Path) -> None:
-        if path.suffix.lower() == ".toml":
-            self.session.add_model(path)
-            return
-        self.dialog = ModelSetupDialog(self.parent, self.runner, path)
-        self.dialog.written.connect(self._add_written)
-        self.dialog.show()
-
-    def _add_written(self, manifest: Path) -> None:
-        from viewer.ui.model_doctor import show_model_check
-
-        if self.session.add_model(manifest):
-            self.check = show_model_check(self.parent, self.runner, manifest, self.session.state.image)
