@@ -15,9 +15,9 @@ import pytest
 from tests.io.test_dicom_validity import dciodvfy, validate  # noqa: F401 (the fixture)
 from viewer.io import discover, load_series
 from viewer.io.dicom_header import read_dataset
+from viewer.io.drawn_shapes import rasterize
 from viewer.io.measurement_sr import read_measurement_report, write_measurement_report
 from viewer.io.measurements import Measurement, MeasurementError, measure
-from viewer.io.shapes import rasterize
 from viewer.resources import resource_path
 
 HEAD_CT = resource_path("samples", "dicom", "ct_0001")

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from viewer.io.drawn_shapes import rasterize
 from viewer.io.overlay import outline_segments
-from viewer.io.shapes import rasterize
 
 
 def test_rectangle_and_ellipse_cover_the_pixels_whose_centres_they_contain():

@@ -248,7 +248,7 @@ def test_a_tiff_that_runs_out_of_memory_says_so(tmp_path, monkeypatch):
     def exhausted(_page):
         raise MemoryError
 
-    monkeypatch.setattr("viewer.io.raster._to_array", exhausted)
+    monkeypatch.setattr("viewer.io.raster_files._to_array", exhausted)
     with pytest.raises(LoadError) as caught:
         load_series(series)
     assert "not enough memory" in caught.value.reason

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from viewer.resources import resources_root
 from viewer.state import tasks
+from viewer.state.layer_book import style_kind
 from viewer.state.runner import InlineRunner
 from viewer.state.session import ViewerSession
-from viewer.state.session_layers import style_kind
 
 SAMPLES = resources_root() / "samples" / "dicom"
 

@@ -10,7 +10,7 @@ from PIL import Image as PILImage
 
 from viewer.io import discover, load_series
 from viewer.resources import resources_root
-from viewer.state.model_choice import ModelCatalog
+from viewer.state.model_catalog import ModelCatalog
 from viewer.state.model_chooser import ModelChooser
 from viewer.state.runner import InlineRunner
 from viewer.state.session import ViewerSession

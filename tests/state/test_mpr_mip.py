@@ -10,8 +10,8 @@ from viewer.io.image import FrameInfo, Geometry, Identity, Image, Window
 from viewer.io.mpr import PLANE_AXES
 from viewer.io.overlay import to_index
 from viewer.state import ViewerState
+from viewer.state.crosshair import Crosshair
 from viewer.state.layers import SaliencyLayer, display_indices
-from viewer.state.mpr import Crosshair
 
 
 def _series(shape) -> Image:

@@ -9,7 +9,7 @@ import pytest
 from viewer.explain.engine import explain
 from viewer.resources import resources_root
 from viewer.state import tasks
-from viewer.state.model_choice import ModelCatalog
+from viewer.state.model_catalog import ModelCatalog
 from viewer.state.runner import InlineRunner
 from viewer.state.session import ViewerSession
 

@@ -12,7 +12,7 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 
 from tests.ui.helpers import open_and_wait
 from tests.ui.test_main_window import _drag
-from viewer.io.shapes import rasterize
+from viewer.io.drawn_shapes import rasterize
 from viewer.resources import resource_path
 
 HEAD_CT = resource_path("samples", "dicom", "ct_0001")

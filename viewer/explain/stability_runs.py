@@ -23,7 +23,7 @@ from viewer.explain.saliency_map import SaliencyMap
 from viewer.explain.stability import Sensitivity, compare, overlap, sensitivity, shifted, uniform_noises
 from viewer.inference.model import LoadedModel
 from viewer.io.image import Image, Window
-from viewer.io.raster import pipeline_scale
+from viewer.io.raster_files import pipeline_scale
 from viewer.io.voi import auto_window, default_voi
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from viewer.inference.manifest import InputSpec
 from viewer.io.image import Image, Window
-from viewer.io.raster import pipeline_scale
+from viewer.io.raster_files import pipeline_scale
 from viewer.io.voi import apply_window, auto_window, to_display
 
 
@@ -59,7 +59,7 @@ def intensity_channels(
 
     With ``intensity = "voi"`` a PNG/JPEG/TIFF film has no VOI of its own: its stored values go in
     as training pipelines read them, ``x / 255`` (16-bit ``x / 65535``, see
-    :func:`viewer.io.raster.pipeline_scale`), so the probabilities are the ones ``ToTensor`` or
+    :func:`viewer.io.raster_files.pipeline_scale`), so the probabilities are the ones ``ToTensor`` or
     ``preprocess_input`` give on the same file. A colour image fills three channels with its
     R, G and B (``x / 255``), or its channels' mean for another count.
     """

@@ -27,8 +27,8 @@ from viewer.io.atomic import write_bytes_new
 from viewer.io.dicom_derived import MANUFACTURER, complete_conditional, projection_measures, with_type2
 from viewer.io.dicom_header import read_dataset
 from viewer.io.dicom_writer import make_uid, write_atomic
+from viewer.io.drawn_shapes import bbox_of
 from viewer.io.image import Image
-from viewer.io.shapes import bbox_of
 from viewer.io.sources import FileRef
 
 # The format :func:`viewer.io.annotations.load_annotation` reads (the phantom tool writes it too).

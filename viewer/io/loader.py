@@ -1,5 +1,5 @@
 """Load a discovered series into an :class:`~viewer.io.image.Image`, by the reader of its format
-(DICOM: :mod:`viewer.io.formats.dicom_pixels`; PNG/JPEG/TIFF: :mod:`viewer.io.raster`)."""
+(DICOM: :mod:`viewer.io.formats.dicom_pixels`; PNG/JPEG/TIFF: :mod:`viewer.io.raster_files`)."""
 
 from __future__ import annotations
 

@@ -25,9 +25,9 @@ from typing import Literal
 
 import numpy as np
 
+from viewer.io.drawn_shapes import rasterize
 from viewer.io.image import Image
 from viewer.io.mpr import PLANES, Reformat
-from viewer.io.shapes import rasterize
 
 MeasureKind = Literal["length", "angle", "rectangle", "ellipse", "polygon"]
 KINDS: tuple[str, ...] = ("length", "angle", "rectangle", "ellipse", "polygon")

@@ -29,8 +29,8 @@ from pydicom.sr.coding import Code
 from viewer import __version__
 from viewer.io.dicom_derived import complete_conditional, projection_measures
 from viewer.io.dicom_writer import StudyInfo, make_uid, write_atomic, write_ct_series, write_radiograph
+from viewer.io.drawn_shapes import bbox_of
 from viewer.io.safe_text import csv_writer
-from viewer.io.shapes import bbox_of
 from viewer.phantoms.chest import CHEST_LABELS, ChestCase, render_chest
 from viewer.phantoms.head_ct import CT_LABELS, HeadCase, render_head_ct
 

@@ -28,7 +28,7 @@ from viewer.inference.manifest import ManifestError, ModelManifest
 from viewer.io.discovery import Discovery
 from viewer.io.image import Image
 from viewer.io.sources import FileRef
-from viewer.state.model_choice import ModelCatalog
+from viewer.state.model_catalog import ModelCatalog
 
 # A picture this large on its long side is taken for a radiograph (CT slices are 512 x 512).
 RADIOGRAPH_SIDE = 1024

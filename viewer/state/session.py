@@ -22,14 +22,14 @@ from viewer.io.discovery import Discovery
 from viewer.io.image import Image
 from viewer.io.label_vocabulary import LabelMatcher
 from viewer.state import tasks
+from viewer.state.layer_book import LayerBook
 from viewer.state.map_cache import MapCache
 from viewer.state.map_stability import MapStability
-from viewer.state.model_choice import ModelCatalog
+from viewer.state.model_catalog import ModelCatalog
 from viewer.state.model_chooser import ModelChoice, ModelChooser
 from viewer.state.runner import InlineRunner, Job, Runner
 from viewer.state.session_annotation import AnnotationCommands
 from viewer.state.session_explain import ExplainCommands
-from viewer.state.session_layers import LayerBook
 from viewer.state.session_opening import OpeningCommands
 from viewer.state.viewer_state import ViewerState
 

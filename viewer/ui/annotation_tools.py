@@ -8,7 +8,7 @@ from pathlib import Path
 from PySide6.QtGui import QAction, QKeySequence, QUndoStack
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMenu
 
-from viewer.io.shapes import rasterize
+from viewer.io.drawn_shapes import rasterize
 from viewer.state.session import ViewerSession
 from viewer.ui.actions import check_only, drawing_tools
 from viewer.ui.annotation_commands import AddRegion

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from viewer.io.safe_text import printable
-from viewer.state.model_choice import ModelCatalog
+from viewer.state.model_catalog import ModelCatalog
 from viewer.state.overlay_text import cursor_text
 from viewer.state.pacs_session import PacsSession
 from viewer.state.session import ViewerSession

@@ -1,7 +1,7 @@
 """The MPR layout: axial, coronal and sagittal views of the volume on screen, with a linked
 crosshair, every saliency layer and the annotation in each plane, and one shared window.
 
-A view of :class:`~viewer.state.mpr.Crosshair` (the point and the display volumes) and of the
+A view of :class:`~viewer.state.crosshair.Crosshair` (the point and the display volumes) and of the
 :class:`ViewerState` (window, layers and their styles). Each plane is one ViewBox with small
 items: the base image, an image item per layer, the annotation's outlines, two crosshair lines
 in the colours of the planes they stand for (3D Slicer's: axial red, coronal green, sagittal
@@ -20,7 +20,7 @@ from viewer.io.image import Window
 from viewer.io.mpr import PLANE_AXES, PLANES
 from viewer.io.voi import apply_voi_lut, apply_window
 from viewer.state import SaliencyLayer, ViewerState
-from viewer.state.mpr import Crosshair
+from viewer.state.crosshair import Crosshair
 from viewer.ui.canvas import ImageViewBox, MouseBindings, grey_lut, window_levels
 from viewer.ui.layer_items import cosmetic_pen, label_colour, outline_path
 from viewer.ui.measure_tools import MeasureTools

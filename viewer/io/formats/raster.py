@@ -1,4 +1,4 @@
-"""PNG, JPEG and TIFF files (:mod:`viewer.io.raster`): each file is a series of its own."""
+"""PNG, JPEG and TIFF files (:mod:`viewer.io.raster_files`): each file is a series of its own."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 from viewer.io.errors import Problem
 from viewer.io.image import Identity, Image
-from viewer.io.raster import RasterRecord, load_raster, raster_format, read_raster_header
+from viewer.io.raster_files import RasterRecord, load_raster, raster_format, read_raster_header
 from viewer.io.series import SeriesInfo
 from viewer.io.sources import FileRef
 
