@@ -283,8 +283,8 @@ def test_a_missing_extra_is_named(tmp_path, monkeypatch, arch, module, extra):
 
 def test_unknown_family_is_named(tmp_path):
     torch.save({}, tmp_path / "w.pt")
-    with pytest.raises(ManifestError, match=r"unknown family 'keras'.*timm:NAME"):
-        LoadedModel.from_manifest(write_manifest(tmp_path, "keras:vgg16", "w.pt", labels=LABELS), "cpu")
+    with pytest.raises(ManifestError, match=r"unknown family 'caffe'.*timm:NAME"):
+        LoadedModel.from_manifest(write_manifest(tmp_path, "caffe:vgg16", "w.pt", labels=LABELS), "cpu")
 
 
 def test_network_output_probabilities_on_a_state_dict(tmp_path, film):
