@@ -34,7 +34,7 @@ from viewer.io.loader import load_series
 from viewer.phantoms.studies import write_chest_set
 
 # Every CAM, gradient and relevance method of a CNN (one pass each at most), then the sampled
-# ones with the settings each class declares for the report (documented in README).
+# ones with the settings each class declares for the report (documented in docs/explanations.md).
 FAST = ",".join(m for m in cnn_methods() if METHODS[m].cost in ("shared", "own-pass"))
 SLOW = {m: METHODS[m].report for m in cnn_methods() if METHODS[m].cost == "sampled"}
 

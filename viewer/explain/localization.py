@@ -1,7 +1,7 @@
 """How well a map agrees with an annotation mask (the radiologist's, or a phantom's ground truth).
 
 Maps and masks share a grid (any dimension: a radiograph, or slices x rows x cols for a series).
-Conventions follow the published protocols (see the README's metrics section):
+Conventions follow the published protocols (see docs/metrics.md and docs/explanations.md):
 
 - pointing game: the map's maximum lies inside the mask, or within ``tolerance`` pixels of it
   (Zhang et al. 2016 use 15 px; 0 gives CheXlocalize's argmax hit rate);

@@ -193,7 +193,7 @@ def _state_dict(path: Path) -> Inferred | None:
             return inferred
     raise InitError(
         f"{path.name} holds a state dict of {len(state)} tensors that matches none of the architectures "
-        f"tried: {', '.join(tried)}; write the manifest by hand (network.arch, see the README)"
+        f"tried: {', '.join(tried)}; write the manifest by hand (network.arch, see docs/models.md)"
     )
 
 
