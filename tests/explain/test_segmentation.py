@@ -108,6 +108,7 @@ def test_gradient_equals_captum_saliency(case):
     assert_close(ours(case, "gradient"), expected, tol=1e-5)
 
 
+@pytest.mark.slow_for("case", ["deeplab"])  # 30 s on two cores; the U-Net case runs by default
 def test_integrated_gradients_equals_captum(case):
     x = case[2]
     expected = IntegratedGradients(region_sum(case)).attribute(
