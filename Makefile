@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 	# Quantus (the stability tests' oracle) without its opencv-python, which would replace grad-cam's
 	# headless OpenCV and put a second set of Qt plugins beside PySide6's (see pyproject.toml).
 	$(BIN)/python -m pip install --quiet --no-deps "quantus>=0.6"
+	$(BIN)/python -m pip install --quiet "cachetools>=5"  # quantus' one dependency the test extra lacks
 	touch $(STAMP)
 
 install: $(STAMP)
