@@ -140,18 +140,34 @@ def wrap_lines(parts: Sequence[str], width: float, advance: Callable[[str], floa
     string), broken between parts; a part wider than a line is broken between words, and a word
     wider than a line between characters. Nothing is left out: the lines hold every character of
     every part (the separators at a break are dropped)."""
+    return _fill([p for p in parts if p], 0, width, advance)
+
+
+# What joins the units of each level: parts, the words of a part, the characters of a word.
+_JOINS = (" | ", " ", "")
+
+
+def _fill(units: Sequence[str], level: int, width: float, advance: Callable[[str], float]) -> list[str]:
+    """Greedy lines of ``units`` joined by ``_JOINS[level]``; a unit wider than a line is filled
+    at the next level (its words, then its characters), a character on a line of its own."""
+    join = _JOINS[level]
     lines: list[str] = []
     line = ""
-    for part in (p for p in parts if p):
-        joined = f"{line} | {part}" if line else part
+    for unit in units:
+        joined = f"{line}{join}{unit}" if line else unit
         if advance(joined) <= width:
             line = joined
             continue
         if line:
             lines.append(line)
-        pieces = _break_words(part, width, advance) if advance(part) > width else [part]
+        finer = level + 1 < len(_JOINS) and advance(unit) > width
+        pieces = (
+            _fill(unit.split(" ") if level == 0 else list(unit), level + 1, width, advance)
+            if finer
+            else [unit]
+        )
         lines += pieces[:-1]
-        line = pieces[-1]
+        line = pieces[-1] if pieces else ""
     if line:
         lines.append(line)
     return lines
