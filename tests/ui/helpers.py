@@ -1,7 +1,11 @@
-"""The bundled samples the GUI tests open, and the waits they share (the window itself is the
-``window`` fixture of :mod:`tests.plugins.gui`)."""
+"""The bundled samples the GUI tests open, the waits they share (the window itself is the
+``window`` fixture of :mod:`tests.plugins.gui`), and the viewer run headless as a command."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 from viewer.resources import resources_root
 
@@ -27,3 +31,15 @@ def open_and_wait(qtbot, window, paths, timeout=60_000):
 def run_and_wait(qtbot, window, methods, timeout=300_000):
     with qtbot.waitSignal(window.maps_shown, timeout=timeout):
         window.run_methods(methods)
+
+
+def run_viewer(*args, timeout=600, **env_overrides) -> subprocess.CompletedProcess:
+    """``python -m viewer ARGS`` in a child process, offscreen (headless screenshots, exports)."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", **env_overrides}
+    return subprocess.run(
+        [sys.executable, "-m", "viewer", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )

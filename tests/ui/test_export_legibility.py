@@ -11,10 +11,8 @@ Where tesseract is installed (CI installs it: .ci/run) the words are read back f
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +23,7 @@ from PySide6.QtGui import QColor, QFontMetrics, QImage, QRegion
 from PySide6.QtWidgets import QWidget
 
 from tests.system import need_program
-from tests.ui.helpers import CHEST, CHEST_TRUTH, CT, CT_TRUTH, open_and_wait, run_and_wait
+from tests.ui.helpers import CHEST, CHEST_TRUTH, CT, CT_TRUTH, open_and_wait, run_and_wait, run_viewer
 from viewer.io.image import Window
 from viewer.state import ViewerState
 from viewer.state.overlay_text import wrap_lines
@@ -323,20 +321,9 @@ def test_corner_text_and_measurements_read_on_a_white_film(qtbot, window, tmp_pa
 
 
 # --- the command line -----------------------------------------------------------------------------
-def _cli(*args, timeout=600):
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-    return subprocess.run(
-        [sys.executable, "-m", "viewer", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-
-
 def test_export_flags_write_the_files_the_menu_writes(qtbot, window, tmp_path, monkeypatch):
     view, native, shot = tmp_path / "v.png", tmp_path / "n.png", tmp_path / "s.png"
-    result = _cli(
+    result = run_viewer(
         "--demo", "--methods", "gradcam", "--size", "1280x800",
         "--export", view, "--export-native", native, "--screenshot", shot,
     )  # fmt: skip
@@ -361,7 +348,7 @@ def test_export_flags_write_the_files_the_menu_writes(qtbot, window, tmp_path, m
     assert np.array_equal(cli_view[-band:], menu_rgb[-band:])
     assert _has_view_bar(cli_view[:-band], 200)
     # Said before anything runs: a file that exists, a format that is not an image's.
-    exists = _cli("--demo", "--export-native", native)
+    exists = run_viewer("--demo", "--export-native", native)
     assert exists.returncode == 2 and "exists" in exists.stderr
-    bad = _cli("--demo", "--export", tmp_path / "view.tiff")
+    bad = run_viewer("--demo", "--export", tmp_path / "view.tiff")
     assert bad.returncode == 2 and ".png" in bad.stderr
