@@ -201,7 +201,7 @@ def test_split_thresholds_tune_on_validation_images_and_report_the_rest(evaluate
 
 
 def test_report_shows_each_methods_best_and_worst_images_with_map_and_outline(evaluated):
-    from viewer.state.evaluation_gallery import OUTLINE_RGB
+    from viewer.io.overlay import OUTLINE_RGB
 
     rows = [r for r in read(evaluated / "per_image.csv") if r["method"] != "radiologists" and r["iou"]]
     report = (evaluated / "report.html").read_text()
@@ -225,7 +225,7 @@ def test_report_shows_each_methods_best_and_worst_images_with_map_and_outline(ev
 
 
 def test_gallery_keeps_the_k_best_and_worst_on_disk_and_prunes_the_rest(tmp_path):
-    from viewer.state.evaluation_gallery import Gallery
+    from viewer.batch.evaluation_gallery import Gallery
 
     gallery = Gallery(tmp_path, k=2)
     for n, score in enumerate([0.5, 0.9, 0.1, 0.7, 0.3, 0.95, 0.05]):

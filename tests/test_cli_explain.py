@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
+from viewer.batch.explain_study import COLUMNS
 from viewer.cli import main
 from viewer.resources import resource_path
-from viewer.state.explain_study import COLUMNS
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from viewer.batch.explain_study import COLUMNS
 from viewer.explain import Cancelled, ExplainContext, explain, get_method
 from viewer.explain.comparison import MIN_SUBSTRATE_DROP, MapScores, agreement, score_map
 from viewer.explain.faithfulness import causal_curves
@@ -20,7 +21,6 @@ from viewer.inference.model import LoadedModel
 from viewer.io import discover, load_series
 from viewer.io.annotations import load_annotation
 from viewer.resources import resource_path
-from viewer.state.explain_study import COLUMNS
 
 
 class Flag:

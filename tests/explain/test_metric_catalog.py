@@ -7,11 +7,11 @@ import dataclasses
 
 import pytest
 
+from viewer.batch.explain_study import COLUMNS as METRIC_COLUMNS
 from viewer.explain.comparison import MapScores
 from viewer.explain.evaluation import PER_IMAGE, map_scores
 from viewer.explain.localization import LocalizationScores
 from viewer.explain.metric_catalog import FILES, METRICS, column_of, metric, title_of_metric
-from viewer.state.explain_study import COLUMNS as METRIC_COLUMNS
 
 
 def test_every_score_of_a_map_has_one_catalogue_entry():

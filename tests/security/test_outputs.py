@@ -235,8 +235,8 @@ def test_csv_cells_are_never_formulas_and_numbers_stay_numbers(hostile, sentinel
         for cell in row:
             assert not cell.startswith(FORMULA_START), (cell, row)
         assert 0 <= float(row[header.index("probability")]) <= 1
+    from viewer.batch.row_files import rows_text
     from viewer.io.safe_text import csv_cell, csv_value
-    from viewer.state.row_files import rows_text
 
     table = rows_text([{"a": "-0.5000", "b": -0.5, "c": "-1e-05;0.2500", "d": "-x"}], ("a", "b", "c", "d"))
     assert table.decode().splitlines()[1] == "-0.5000,-0.5000,-1e-05;0.2500,'-x"

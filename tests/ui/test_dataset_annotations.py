@@ -127,7 +127,7 @@ def test_compare_scores_every_opened_image_the_annotation_names(qtbot, window, f
     ]
     assert all(r[9] in ("Cardiomegaly", "Effusion") for r in scored)
     # The numbers are the evaluation's (evaluate_one on the same image and annotation).
-    from viewer.state.evaluation_study import evaluate_one
+    from viewer.explain.study_scores import evaluate_one
 
     model = window.session.store.get(window.session.manifest_path)
     series = next(s for s in window.session.discovery.series if FILMS[1] in s.paths[0])

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from viewer.batch.explain_study import COLUMNS, write_map, write_predictions
+from viewer.batch.row_files import RowAppender
 from viewer.explain.comparison import MapScores
 from viewer.explain.engine import Explanation as EngineResult
 from viewer.explain.registry import title_of
@@ -26,8 +28,6 @@ from viewer.explain.saliency_map import SaliencyMap
 from viewer.io import Image
 from viewer.io.overlay import map_over_frame
 from viewer.io.voi import to_display
-from viewer.state.explain_study import COLUMNS, write_map, write_predictions
-from viewer.state.row_files import RowAppender
 
 # Scores a notebook table shows (the rest of metrics.csv's columns are kept in ``metrics`` too).
 _SHOWN = ("pointing_game", "energy_inside", "iou_otsu", "auprc")

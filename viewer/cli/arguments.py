@@ -90,7 +90,7 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cluster_spec(args: argparse.Namespace):
     """The ``ClusterSpec`` of --workers / --scheduler / --device; None to run in this process."""
-    from viewer.state.cluster_spec import ClusterSpec
+    from viewer.batch.cluster_spec import ClusterSpec
 
     if not (args.workers or args.scheduler):
         return None

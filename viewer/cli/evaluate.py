@@ -51,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from viewer.batch.evaluation_run import EvaluationRequest, run_evaluation
     from viewer.cli.progress import Progress
-    from viewer.state.evaluation_run import EvaluationRequest, run_evaluation
 
     if args.split_thresholds is not None and not 0 < args.split_thresholds < 1:
         print("--split-thresholds takes the validation fraction, between 0 and 1", file=sys.stderr)

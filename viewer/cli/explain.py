@@ -25,7 +25,7 @@ Each study's rows are appended to metrics.csv as it is committed, so --resume go
 that was stopped; studies that could not be done are listed in OUT/problems.csv, a study URL whose
 server failed among them (the run goes on with the others; a URL that is wrong in itself, with
 credentials in it say, stops the run before it starts). --workers N or
---scheduler ADDRESS run the studies on Dask (``viewer.state.explain_run``)."""
+--scheduler ADDRESS run the studies on Dask (``viewer.batch.explain_run``)."""
 
 from __future__ import annotations
 
@@ -103,10 +103,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from viewer.batch.explain_run import ExplainRequest, run_explain
+    from viewer.batch.explain_study import ExplainOptions
     from viewer.explain import METHODS
     from viewer.explain.engine import support_reason
-    from viewer.state.explain_run import ExplainRequest, run_explain
-    from viewer.state.explain_study import ExplainOptions
 
     method_ids = chosen_methods(args.methods)
     if method_ids is None:
@@ -225,8 +225,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _list_problems(out: Path, problems: list[tuple[str, str]]) -> None:
     """OUT/problems.csv with ``problems``: the run's own, and the study URLs it could not retrieve."""
+    from viewer.batch.row_files import problems_text
     from viewer.io.atomic import replace_bytes
-    from viewer.state.row_files import problems_text
 
     out.mkdir(parents=True, exist_ok=True)
     replace_bytes(out / "problems.csv", problems_text(problems))

@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from viewer.state.stability_run import StabilityRequest, run_stability
+    from viewer.batch.stability_run import StabilityRequest, run_stability
 
     methods = chosen_methods(args.methods)
     shifts = _shifts(args.shift)

@@ -55,3 +55,14 @@ def describe_exception(exc: BaseException) -> str:
     if not text:
         text = type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+class StudyFailed(Exception):
+    """A study that could not be opened, predicted or explained; the message says why."""
+
+
+def failure(exc: BaseException) -> str:
+    """Why a study failed, in one line: the message of a ``StudyFailed``, else the exception's
+    type and the first line of its message."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text if isinstance(exc, StudyFailed) else f"{type(exc).__name__}: {text}"

@@ -7,10 +7,12 @@ opacity grows with the magnitude, so zero attribution stays see-through.
 
 from __future__ import annotations
 
+import io
 import json
 from functools import cache
 
 import numpy as np
+from PIL import Image as PILImage
 
 from viewer.io.image import Image
 from viewer.io.voi import to_display
@@ -137,3 +139,28 @@ def outline_segments(mask: np.ndarray) -> np.ndarray:
             for a, b in zip(starts, ends, strict=True):
                 segments.append((a, i, b, i) if horizontal else (i, a, i, b))
     return np.array(segments, np.float32).reshape(-1, 4)
+
+
+THUMBNAIL_SIZE = 200
+OUTLINE_RGB = (40, 255, 90)
+
+
+def annotated_thumbnail(image: Image, saliency: np.ndarray, truth: np.ndarray, convention: str) -> bytes:
+    """A PNG of the frame where the annotation is largest: the map blended over the windowed image,
+    the annotation's outline on top, the long side ``THUMBNAIL_SIZE`` pixels (aspect kept)."""
+    frame = int(np.argmax(truth.reshape(len(truth), -1).sum(axis=1)))
+    rgb = map_over_frame(image, frame, saliency[frame], convention)
+    height, width = image.rows * image.geometry.pixel_aspect, image.columns
+    scale = THUMBNAIL_SIZE / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = np.array(PILImage.fromarray(rgb).resize(size, PILImage.BILINEAR))
+    mask = np.asarray(PILImage.fromarray(truth[frame]).resize(size, PILImage.NEAREST), bool)
+    inner = mask.copy()
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    small[mask & ~inner] = OUTLINE_RGB
+    buffer = io.BytesIO()
+    PILImage.fromarray(small).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -22,11 +22,11 @@ from psygnal import Signal
 
 from viewer.explain.context import Cancelled
 from viewer.explain.evaluation import RADIOLOGISTS, summarise
+from viewer.explain.study_scores import evaluate_one
+from viewer.io.errors import failure
 from viewer.io.naming import series_name, unique_name
 from viewer.io.series import SeriesInfo
-from viewer.state.evaluation_study import evaluate_one
 from viewer.state.runner import Job
-from viewer.state.study_failure import failure
 
 LANE = "folder_scores"
 BOOTSTRAP = 1000  # resamples for the summary's intervals, as ``evaluate`` draws by default

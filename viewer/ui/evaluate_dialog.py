@@ -31,10 +31,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from viewer.batch.cluster_spec import ClusterSpec
+from viewer.batch.evaluation_run import EvaluationOutcome, EvaluationRequest, run_evaluation
 from viewer.io.safe_text import printable
 from viewer.state import tasks
-from viewer.state.cluster_spec import ClusterSpec
-from viewer.state.evaluation_run import EvaluationOutcome, EvaluationRequest, run_evaluation
 from viewer.ui.worker import Job, JobRunner
 
 _SHOWN = ("label", "method", "n", "miou", "miou_low", "miou_high", "hit_rate", "hit_low", "hit_high")

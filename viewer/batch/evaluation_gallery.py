@@ -10,20 +10,11 @@ before it), and files an interrupted run left behind are pruned at the end.
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-from PIL import Image as PILImage
-
 from viewer.io.atomic import replace_bytes
-from viewer.io.image import Image
-from viewer.io.overlay import map_over_frame
-
-THUMBNAIL_SIZE = 200
-OUTLINE_RGB = (40, 255, 90)
 
 Entry = tuple[float, str]  # (IoU, image name): ties fall to the name, so reruns choose alike
 
@@ -78,24 +69,3 @@ class Gallery:
         for path in self.folder.rglob("*.png"):
             if path not in keep:
                 path.unlink()
-
-
-def picture(image: Image, saliency: np.ndarray, truth: np.ndarray, convention: str) -> bytes:
-    """A PNG of the frame where the annotation is largest: the map blended over the windowed image,
-    the annotation's outline on top, the long side ``THUMBNAIL_SIZE`` pixels (aspect kept)."""
-    frame = int(np.argmax(truth.reshape(len(truth), -1).sum(axis=1)))
-    rgb = map_over_frame(image, frame, saliency[frame], convention)
-    height, width = image.rows * image.geometry.pixel_aspect, image.columns
-    scale = THUMBNAIL_SIZE / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small = np.array(PILImage.fromarray(rgb).resize(size, PILImage.BILINEAR))
-    mask = np.asarray(PILImage.fromarray(truth[frame]).resize(size, PILImage.NEAREST), bool)
-    inner = mask.copy()
-    inner[1:] &= mask[:-1]
-    inner[:-1] &= mask[1:]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
-    small[mask & ~inner] = OUTLINE_RGB
-    buffer = io.BytesIO()
-    PILImage.fromarray(small).save(buffer, format="PNG")
-    return buffer.getvalue()

@@ -11,13 +11,13 @@ import json
 import numpy as np
 import pytest
 
+from viewer.batch.explain_run import ExplainRequest, run_explain
+from viewer.batch.explain_study import ExplainOptions
 from viewer.cli import main
 from viewer.inference.catalog import resolve_model
 from viewer.inference.model import LoadedModel
 from viewer.io import discover, load_series
 from viewer.phantoms.studies import write_chest_set
-from viewer.state.explain_run import ExplainRequest, run_explain
-from viewer.state.explain_study import ExplainOptions
 
 SEED_SET = "gradcam,gradcam++,guided-backprop,guided-gradcam,deconvnet"
 # predictions.json of `saliency-viewer explain` at commit 108607c (a git worktree of it) on these

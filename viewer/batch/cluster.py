@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 
+from viewer.batch.cluster_spec import ClusterSpec
 from viewer.inference.model import LoadedModel
-from viewer.state.cluster_spec import ClusterSpec
-from viewer.state.study_failure import failure
+from viewer.io.errors import failure
 
 IN_FLIGHT_PER_WORKER = 2
 

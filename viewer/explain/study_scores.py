@@ -1,5 +1,6 @@
-"""One study of a data-set evaluation: its rows and the pictures of its scored maps. The unit
-of work, run in this process or on a cluster worker (``viewer.state.cluster``)."""
+"""One study scored against its annotations: the rows of a data-set evaluation and the pictures of
+its scored maps. The unit of work of ``evaluate`` (in this process or on a cluster worker, see
+``viewer.batch``) and of the comparison panel's folder-wide scores, so both give the same numbers."""
 
 from __future__ import annotations
 
@@ -8,14 +9,7 @@ from functools import partial
 from viewer.explain import explain, get_method
 from viewer.explain.evaluation import RADIOLOGISTS, map_scores, reader_agreement, truths
 from viewer.io.loader import load_series
-from viewer.state.cluster import worker_annotations
-from viewer.state.evaluation_gallery import picture
-
-
-def evaluate_task(model, annotation_paths: tuple[str, ...], methods, seed: int, series, name: str):
-    """On a cluster worker: one study's rows, and the pictures of its scored maps as PNG bytes."""
-    rows, pictures = evaluate_one(model, series, name, worker_annotations(annotation_paths), methods, seed)
-    return rows, [(label, method, iou, draw()) for label, method, iou, draw in pictures]
+from viewer.io.overlay import annotated_thumbnail
 
 
 def evaluate_one(
@@ -48,7 +42,7 @@ def evaluate_one(
             scores = map_scores(smap.array, truth)
             rows.append(_row(name, smap.target, smap.method, probability, truth.annotation_labels, **scores))
             if scores["iou"] is not None:
-                draw = partial(picture, image, smap.array, truth.union, smap.convention)
+                draw = partial(annotated_thumbnail, image, smap.array, truth.union, smap.convention)
                 pictures.append((smap.target, smap.method, scores["iou"], draw))
     for label, truth in found.items():
         agreement = reader_agreement(truth)

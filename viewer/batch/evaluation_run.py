@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from viewer.batch.cluster import worker_annotations
+from viewer.batch.cluster_spec import ClusterSpec
+from viewer.batch.evaluation_gallery import Gallery
+from viewer.batch.row_files import RowAppender, problems_text, read_raw_rows, rows_text, sort_rows
 from viewer.explain.context import CancelFlag, Cancelled
 from viewer.explain.evaluation import (
     PER_IMAGE,
@@ -19,16 +23,13 @@ from viewer.explain.evaluation import (
     summarise,
     validation_images,
 )
+from viewer.explain.study_scores import evaluate_one
 from viewer.inference.model import LoadedModel
 from viewer.io import discover
 from viewer.io.annotations import AnnotationError, annotation_files, load_annotation
 from viewer.io.atomic import replace_bytes
+from viewer.io.errors import failure
 from viewer.io.naming import series_name, unique_name
-from viewer.state.cluster_spec import ClusterSpec
-from viewer.state.evaluation_gallery import Gallery
-from viewer.state.evaluation_study import evaluate_one, evaluate_task
-from viewer.state.row_files import RowAppender, problems_text, read_raw_rows, rows_text, sort_rows
-from viewer.state.study_failure import failure
 
 
 @dataclass
@@ -41,7 +42,7 @@ class EvaluationRequest:
     seed: int = 0
     resume: bool = False
     split_thresholds: float | None = None
-    cluster: ClusterSpec | None = None  # run the studies on Dask (viewer.state.cluster)
+    cluster: ClusterSpec | None = None  # run the studies on Dask (viewer.batch.cluster)
 
 
 @dataclass
@@ -101,7 +102,7 @@ def run_evaluation(
     if request.cluster is None:
         results = _in_process(model, pending, len(names), annotations, request, on_image, on_progress, cancel)
     else:
-        from viewer.state.cluster import run_on_cluster
+        from viewer.batch.cluster import run_on_cluster
 
         common = (tuple(str(a.source) for a in annotations), list(request.methods), request.seed)
         results = _from_cluster(
@@ -210,7 +211,7 @@ def write_outputs(
     replace_bytes(request.out / "summary.csv", rows_text(outcome.summary, SUMMARY))
     replace_bytes(request.out / "problems.csv", problems_text(outcome.problems))
     try:
-        from viewer.state.evaluation_report import render_report
+        from viewer.batch.evaluation_report import render_report
     except ImportError as exc:
         outcome.report_problem = str(exc)
     else:
@@ -221,3 +222,9 @@ def write_outputs(
 
 
 __all__ = ["EvaluationOutcome", "EvaluationRequest", "run_evaluation"]
+
+
+def evaluate_task(model, annotation_paths: tuple[str, ...], methods, seed: int, series, name: str):
+    """On a cluster worker: one study's rows, and the pictures of its scored maps as PNG bytes."""
+    rows, pictures = evaluate_one(model, series, name, worker_annotations(annotation_paths), methods, seed)
+    return rows, [(label, method, iou, draw()) for label, method, iou, draw in pictures]

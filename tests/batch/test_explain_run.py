@@ -7,12 +7,12 @@ import io
 import zipfile
 from pathlib import Path
 
+from viewer.batch.explain_run import STAGING, _commit, explain_task
+from viewer.batch.explain_study import ExplainOptions
 from viewer.inference.catalog import resolve_model
 from viewer.inference.model import LoadedModel
 from viewer.io import discover
 from viewer.resources import resource_path
-from viewer.state.explain_run import STAGING, _commit, explain_task
-from viewer.state.explain_study import ExplainOptions
 
 
 def test_a_worker_that_cannot_see_out_sends_the_study_back_as_an_archive(tmp_path):

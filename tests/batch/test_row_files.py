@@ -12,10 +12,10 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from viewer.batch.evaluation_run import read_rows
+from viewer.batch.row_files import RowAppender, cell, keep_rows, read_raw_rows, sort_rows
 from viewer.explain.evaluation import PER_IMAGE, THRESHOLDS, bootstrap_mean, summarise
 from viewer.io.atomic import replace_bytes, write_bytes_new
-from viewer.state.evaluation_run import read_rows
-from viewer.state.row_files import RowAppender, cell, keep_rows, read_raw_rows, sort_rows
 
 
 def write(path, text: str) -> None:

@@ -1,5 +1,5 @@
 """A batch explanation run (``saliency-viewer explain``), Qt-free, in this process or on a Dask
-cluster (``viewer.state.cluster``).
+cluster (``viewer.batch.cluster``).
 
 Each study's files are made in a staging folder, ``OUT/.partial/``, and moved into
 ``OUT/<study>/`` by one rename, then its rows are appended to ``OUT/metrics.csv`` and synced: a
@@ -22,17 +22,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from viewer.batch.cluster import worker_annotations
+from viewer.batch.cluster_spec import ClusterSpec
+from viewer.batch.explain_study import COLUMNS, ExplainedStudy, ExplainOptions, explain_study
+from viewer.batch.row_files import RowAppender, keep_rows, problems_text, read_raw_rows, sort_rows
 from viewer.inference.model import LoadedModel
 from viewer.io import discover
 from viewer.io.annotations import AnnotationError, annotation_files, load_annotation
 from viewer.io.atomic import replace_bytes
+from viewer.io.errors import failure
 from viewer.io.naming import series_name, unique_name
-from viewer.state.cluster import worker_annotations
-from viewer.state.cluster_spec import ClusterSpec
-from viewer.state.explain_study import COLUMNS, ExplainedStudy, ExplainOptions, explain_study
-from viewer.state.row_files import RowAppender, keep_rows, problems_text, read_raw_rows, sort_rows
 from viewer.state.session import ViewerSession
-from viewer.state.study_failure import failure
 
 STAGING = ".partial"
 _TOKEN = ".run-token"
@@ -108,7 +108,7 @@ def run_explain(
     if request.cluster is None:
         results = _in_process(model, pending, annotations, request, on_begin, on_progress)
     else:
-        from viewer.state.cluster import run_on_cluster
+        from viewer.batch.cluster import run_on_cluster
 
         token = secrets.token_hex(8)
         common = (str(out.resolve()), token, tuple(str(a.source) for a in annotations), options)

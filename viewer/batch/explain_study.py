@@ -1,6 +1,6 @@
 """One study of ``saliency-viewer explain``: opened, predicted and explained by a batch session,
 its files written into a folder of their own and its ``metrics.csv`` rows returned. The unit of
-work, run in this process or on a cluster worker (``viewer.state.explain_run``)."""
+work, run in this process or on a cluster worker (``viewer.batch.explain_run``)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
+from viewer.batch.segmentation_files import write_segmentation
 from viewer.explain.comparison import score_map
 from viewer.explain.registry import title_of
 from viewer.io.atomic import write_bytes_new, write_new
+from viewer.io.errors import StudyFailed
 from viewer.io.nifti_map import can_write_nifti, write_map_nifti
 from viewer.io.overlay import FramePainter
 from viewer.io.previews import PREVIEWS
 from viewer.io.safe_text import printable
 from viewer.io.series import Discovery, SeriesInfo
-from viewer.state.segmentation_files import write_segmentation
-from viewer.state.study_failure import StudyFailed
 
 COLUMNS = (
     "image",

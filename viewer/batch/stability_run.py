@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from viewer.batch.row_files import RowAppender, problems_text, read_raw_rows, rows_text
 from viewer.explain.engine import UnsupportedMethod, support_reason
 from viewer.explain.evaluation import bootstrap_mean
 from viewer.explain.registry import get_method
@@ -49,11 +50,10 @@ from viewer.explain.stability_runs import (
 from viewer.inference.model import LoadedModel
 from viewer.io import discover
 from viewer.io.atomic import replace_bytes
+from viewer.io.errors import failure
 from viewer.io.loader import load_series
 from viewer.io.naming import series_name, unique_name
 from viewer.io.safe_text import printable
-from viewer.state.row_files import RowAppender, problems_text, read_raw_rows, rows_text
-from viewer.state.study_failure import failure
 
 COLUMNS = (
     "image", "method", "target", "kind", "model_a", "model_b", "seed_a", "seed_b", "perturbation",
