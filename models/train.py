@@ -244,12 +244,18 @@ def evaluate(r: Recipe, model, images, labels, masks, markers, batch: int = 32) 
 # --- training ---------------------------------------------------------------------------------
 
 
-def train(r: Recipe, out: Path, seed: int, workers: int) -> dict:
+def train(
+    r: Recipe, out: Path, seed: int, workers: int, threads: int = 0, data_seed: int | None = None
+) -> dict:
+    """``seed`` drives the initial weights, the batch order and the augmentation; ``data_seed``
+    (``seed`` unless given) the phantoms, so that checkpoints of one training set can differ by
+    their ``seed`` alone (repeatability, issue 37)."""
+    data_seed = seed if data_seed is None else data_seed
     torch.manual_seed(seed)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
     start = time.perf_counter()
-    images, labels, _, _ = make_data(r, seed, r.n_train, workers)
-    test = make_data(r, seed + 7919, r.n_test, workers)  # a seed the training never sees
+    images, labels, _, _ = make_data(r, data_seed, r.n_train, workers)
+    test = make_data(r, data_seed + 7919, r.n_test, workers)  # a seed the training never sees
     print(
         f"data: {len(images)} train, {len(test[0])} test images in {time.perf_counter() - start:.0f} s",
         flush=True,
@@ -292,6 +298,7 @@ def train(r: Recipe, out: Path, seed: int, workers: int) -> dict:
             "n_train": len(images),
             "epochs": r.epochs,
             "seed": seed,
+            "data_seed": data_seed,
             "torch": torch.__version__,
             "cpu_threads": torch.get_num_threads(),
         }
@@ -415,11 +422,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=max(1, min(2, os.cpu_count() or 1)))
     parser.add_argument("--quick", action="store_true", help="a tenth of the data, for a smoke test")
     parser.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    parser.add_argument("--data-seed", type=int, help="seed of the phantoms (default: --seed)")
     args = parser.parse_args()
     r = recipe(args.kind, args.shortcut, args.quick)
     if args.epochs:
         r.epochs = args.epochs
-    metrics = train(r, args.out, args.seed, args.workers)
+    metrics = train(r, args.out, args.seed, args.workers, args.threads, args.data_seed)
     print(json.dumps({"auroc": metrics["auroc"], "pointing_game": metrics["pointing_game"]}, indent=1))
 
 
