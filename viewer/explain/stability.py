@@ -19,8 +19,9 @@ The protocol, one definition for every comparison the viewer makes:
 Sensitivity follows Quantus (Yeh et al. 2019; Quantus ``MaxSensitivity``/``AvgSensitivity`` with
 their defaults): for N inputs ``x' = x + u``, ``u`` uniform in ``[-r, r]`` per input value, the
 ratio ``||e(x) - e(x')||_F / ||e(x)||_F`` of the raw explanations; its maximum and its mean over
-the N samples (:func:`sensitivity`). This module is numpy only: what computes the maps lives in
-``viewer.explain.stability_runs``.
+the N samples (:func:`sensitivity`). The local Lipschitz estimate follows Quantus'
+``LocalLipschitzEstimate`` (:func:`local_lipschitz`). This module is numpy only: what computes
+the maps lives in ``viewer.explain.stability_runs``.
 """
 
 from __future__ import annotations
@@ -112,6 +113,56 @@ def sensitivity(
     if not ratios:
         raise ValueError("sensitivity needs at least one perturbed input")
     return Sensitivity(float(np.max(ratios)), float(np.mean(ratios)), tuple(ratios))
+
+
+def gaussian_noises(
+    shape: tuple[int, ...], std: float, samples: int, rng: np.random.Generator | np.random.RandomState
+) -> Iterator[np.ndarray]:
+    """``samples`` draws of zero-mean Gaussian noise of standard deviation ``std`` per value
+    (Quantus' ``batch_gaussian_noise``, the perturbation of its ``LocalLipschitzEstimate``)."""
+    for _ in range(samples):
+        yield rng.normal(0.0, std, size=shape)
+
+
+def max_scaled(values: np.ndarray) -> np.ndarray:
+    """``values / max |values|`` (Quantus' ``normalise_by_max``; all zeros stay zeros)."""
+    values = np.asarray(values, np.float64)
+    peak = float(np.max(np.abs(values))) if values.size else 0.0
+    return values / peak if peak > 0 else values
+
+
+@dataclass(frozen=True)
+class Lipschitz:
+    """Quantus' local Lipschitz estimate of one explanation, and each sample's ratio."""
+
+    estimate: float
+    ratios: tuple[float, ...]
+
+
+def local_lipschitz(
+    explain: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    noises: Iterable[np.ndarray],
+    reference: np.ndarray | None = None,
+    normalise: bool = True,
+) -> Lipschitz:
+    """Max over ``noises`` of ``||e(x) - e(x')||_2 / (||x - x'||_2 + 1e-10)``, ``x' = x + u``
+    (Alvarez-Melis and Jaakkola 2018, as Quantus' ``LocalLipschitzEstimate`` computes it with its
+    defaults: Euclidean distances of the flattened arrays, each map divided by its maximum
+    magnitude first when ``normalise``). Unlike sensitivity this divides by how far the input
+    moved, so it compares noise levels; normalising makes it compare methods whose maps differ
+    in scale. ``reference`` is ``e(x)`` when the caller has it already."""
+    x = np.asarray(x, np.float64)
+    scale = max_scaled if normalise else (lambda v: np.asarray(v, np.float64))
+    a = scale(explain(x) if reference is None else reference).ravel()
+    ratios = []
+    for u in noises:
+        moved = x + u
+        b = scale(explain(moved)).ravel()
+        ratios.append(float(np.linalg.norm(a - b)) / (float(np.linalg.norm(x - moved)) + 1e-10))
+    if not ratios:
+        raise ValueError("the local Lipschitz estimate needs at least one perturbed input")
+    return Lipschitz(float(np.max(ratios)), tuple(ratios))
 
 
 def shifted(values: np.ndarray, dy: int, dx: int) -> np.ndarray:
