@@ -55,11 +55,11 @@ class ExportContext:
         return self.session.state
 
     def probability(self) -> float | None:
-        return self.session.probability()
+        return self.session.model.probability()
 
     @property
     def caution(self) -> str | None:
-        return self.session.caution
+        return self.session.model.caution
 
 
 def export_caption_of(ctx: ExportContext, method: str | None = None) -> Caption:
@@ -115,9 +115,17 @@ def render_view(ctx: ExportContext) -> QImage:
         # Behind another tab the view has not laid out what changed since (the colour bar's axis
         # takes its width from its labels once painted): paint, lay out, then grab. Before the
         # corners are set as exported: the new layout re-zooms, and the window re-writes them.
-        canvas.grab()
-        canvas.layout_item.layout.invalidate()
-        canvas.layout_item.layout.activate()
+        # A paint can change the axis's width again (its labels measured at the new size), so
+        # paint and lay out until the colour bar stops moving (two rounds in practice).
+        before = None
+        for _ in range(4):
+            canvas.grab()
+            canvas.layout_item.layout.invalidate()
+            canvas.layout_item.layout.activate()
+            now = (canvas.colorbar.geometry(), canvas.colorbar.getAxis("right").width())
+            if now == before:
+                break
+            before = now
     with corners_as_exported(ctx):
         shot = canvas.grab().toImage()
     return with_footer(shot, footer(ctx, bar=not canvas.colorbar.isVisible()))
