@@ -23,6 +23,8 @@ nothing, as notebooks keep the maps in memory; a second peer row also saves each
 and a PNG overlay, as ours does. The two sides run in turn (ours, peer, ours, ...), each figure is
 the median of ``--repeat`` runs, and with two or more N the per-film steady-state cost of each
 side is the slope between the smallest and largest N: what one more film costs once started.
+``--sides ours`` (repeatable; a prefix of the rows' names) runs only those rows: how our cost grows
+to 10^3 films, say, without an hour of the peer; each row also gives the run's peak memory.
 
 Each CT figure is the best of ``--repeat`` runs of the whole process, on the CPU, with the same
 torch thread count. A second row takes off the start-up both sides share (``import torch,
@@ -39,6 +41,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from itertools import pairwise
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,8 +188,9 @@ def write_films(folder: Path, n: int, unique: int = 8) -> None:
         ds.save_as(folder / f"film_{i:05d}.dcm")
 
 
-def films_bench(counts: list[int], repeat: int, env: dict) -> None:
-    """Ours and the peer on separate films, in turn; medians, ratios and the per-film slope."""
+def films_bench(counts: list[int], repeat: int, env: dict, only: list[str] | None = None) -> None:
+    """Ours and the peer on separate films, in turn; medians, ratios, the per-film slope and each
+    side's peak resident memory. ``only``: the sides whose names start with one of these."""
     from statistics import median
 
     from viewer.inference.catalog import bundled_models
@@ -205,35 +209,69 @@ def films_bench(counts: list[int], repeat: int, env: dict) -> None:
             "peer, writing .npy + PNG": lambda films, out: [sys.executable, str(peer_script), str(films),
                                                             weights, str(out)],
         }  # fmt: skip
+        chosen = [side for side in sides if not only or any(side.startswith(o) for o in only)]
         times: dict[tuple[str, int], list[float]] = {}
+        peaks: dict[tuple[str, int], float] = {}
         for n in counts:
             films = tmp / f"films{n}"
             write_films(films, n)
             for run in range(repeat):
-                for side, command in sides.items():
+                for side in chosen:
                     out = tmp / f"out-{n}-{run}-{side.replace(' ', '_')}"
-                    times.setdefault((side, n), []).append(timed(command(films, out), env))
+                    seconds, peak = timed_with_peak(sides[side](films, out), env)
+                    times.setdefault((side, n), []).append(seconds)
+                    peaks[side, n] = max(peaks.get((side, n), 0.0), peak)
                     shutil.rmtree(out, ignore_errors=True)
         med = {key: median(values) for key, values in times.items()}
         print(f"Separate 512 x 512 chest films, ResNet-18 at 256, five seed maps; median of {repeat}")
         print("| Whole process | " + " | ".join(f"{n} films" for n in counts) + " |")
         print("|---|" + "---|" * len(counts))
-        for side in sides:
-            cells = [f"{med[side, n]:.1f} s" for n in counts]
+        for side in chosen:
+            cells = [f"{med[side, n]:.1f} s ({med[side, n] / n * 1000:.0f} ms/film)" for n in counts]
             print(f"| {side} | " + " | ".join(cells) + " |")
-        for ours in ("ours", "ours --previews none"):
-            for peer in ("peer, writing nothing", "peer, writing .npy + PNG"):
-                cells = [f"{med[ours, n] / med[peer, n]:.2f}x" for n in counts]
-                print(f"| {ours} / {peer} | " + " | ".join(cells) + " |")
+        pairs = [
+            (ours, peer)
+            for ours in ("ours", "ours --previews none")
+            for peer in ("peer, writing nothing", "peer, writing .npy + PNG")
+            if ours in chosen and peer in chosen
+        ]
+        for ours, peer in pairs:
+            cells = [f"{med[ours, n] / med[peer, n]:.2f}x" for n in counts]
+            print(f"| {ours} / {peer} | " + " | ".join(cells) + " |")
+        print("| Peak resident memory | " + " | ".join(f"{n} films" for n in counts) + " |")
+        for side in chosen:
+            print(f"| {side} | " + " | ".join(f"{peaks[side, n]:.0f} MiB" for n in counts) + " |")
         if len(counts) > 1:
-            a, b = min(counts), max(counts)
-            slope = {side: (med[side, b] - med[side, a]) / (b - a) for side in sides}
-            print(f"Per film, steady state (slope {a} -> {b} films):")
-            for side in sides:
-                print(f"  {side}: {slope[side] * 1000:.0f} ms")
-            for ours in ("ours", "ours --previews none"):
-                for peer in ("peer, writing nothing", "peer, writing .npy + PNG"):
-                    print(f"  {ours} / {peer}: {slope[ours] / slope[peer]:.2f}x")
+            ordered = sorted(counts)
+            print("Per film, steady state (slope between successive N):")
+            for side in chosen:
+                steps = [
+                    f"{a}->{b}: {(med[side, b] - med[side, a]) / (b - a) * 1000:.0f} ms"
+                    for a, b in pairwise(ordered)
+                ]
+                print(f"  {side}: " + ", ".join(steps))
+            a, b = ordered[0], ordered[-1]
+            slope = {side: (med[side, b] - med[side, a]) / (b - a) for side in chosen}
+            for ours, peer in pairs:
+                print(f"  {ours} / {peer} ({a} -> {b}): {slope[ours] / slope[peer]:.2f}x")
+
+
+def timed_with_peak(command: list[str], env: dict) -> tuple[float, float]:
+    """Seconds and the peak resident memory (MiB) of one child process, started on its own."""
+    script = (
+        "import resource, subprocess, sys, time\n"
+        "start = time.perf_counter()\n"
+        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "seconds = time.perf_counter() - start\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "sys.stderr.write(done.stderr[-2000:]) if done.returncode else None\n"
+        "print(seconds, peak, done.returncode)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, *command], env=env, capture_output=True, text=True)
+    seconds, peak, code = done.stdout.split()
+    if code != "0":
+        raise SystemExit(f"{command[:3]} failed:\n{done.stderr}")
+    return float(seconds), float(peak)
 
 
 def timed(command: list[str], env: dict) -> float:
@@ -253,10 +291,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--films", type=int, action="append", help="separate films instead (repeatable)")
+    parser.add_argument("--sides", action="append", help="with --films: rows starting so (repeatable)")
     args = parser.parse_args()
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "QT_QPA_PLATFORM": "offscreen"}
     if args.films:
-        films_bench(sorted(set(args.films)), args.repeat, env)
+        films_bench(sorted(set(args.films)), args.repeat, env, args.sides)
         return 0
 
     from viewer.inference.catalog import bundled_models
