@@ -62,6 +62,14 @@ class MapCache:
     def missing(self, image: int, frame: int, model: str, target: str, methods: list[str]) -> list[str]:
         return [m for m in methods if MapKey(image, frame, model, target, m) not in self._maps]
 
+    def drop(self, image: int, model: str, target: str, frame: int) -> None:
+        """Forget the maps of one target on one frame: they explain a region no longer chosen (a
+        segmenter's target is a region, and the key names only its label)."""
+        wanted = (image, model, target, frame)
+        for key in [k for k in self._maps if (k.image, k.model, k.target, k.frame) == wanted]:
+            del self._maps[key]
+        self._forget_unused()
+
     def drop_image(self, image: int) -> None:
         for key in [k for k in self._maps if k.image == image]:
             del self._maps[key]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -174,10 +174,12 @@ def explain_frame(
     methods: Sequence[str],
     seed: int = 0,
     anytime: bool = True,
+    regions: Mapping[str, np.ndarray] | None = None,
 ) -> None:
     """Maps of ``methods`` for ``target`` on one frame; emits ``map`` ``(SaliencyMap, uint8 display
     indices)`` per finished method and, where ``anytime``, ``preview`` (the same) for each estimate
-    so far of an anytime method (LIME, RISE), each to be replaced by the next and by its map."""
+    so far of an anytime method (LIME, RISE), each to be replaced by the next and by its map.
+    ``regions``: a segmenter's target regions chosen by the user (label -> native mask)."""
     model = store.get(manifest)
     explain(
         model,
@@ -185,6 +187,7 @@ def explain_frame(
         list(methods),
         targets=[target],
         frames=[frame],
+        regions=regions or None,
         seed=seed,
         on_result=lambda smap: job.emit("map", (smap, display_indices(smap))),
         on_progress=job.progress,

@@ -1,0 +1,259 @@
+"""The model's own outputs on screen: ``session.outputs``, a part of the session. No Qt.
+
+A classifier answers with probabilities; a segmenter answers with masks and a detector with boxes,
+and those are what a reader checks first ("what did it find?") before asking why. This part holds
+them for the image on screen, as the prediction brings them (``Prediction.masks``,
+``Prediction.detections``), with what the views need to draw them: which labels' masks are shown,
+outline or tinted fill, and the score threshold of the boxes.
+
+It also holds the *region* a segmenter's maps explain. By default that is the model's own mask of
+the target label (nothing is held: the engine takes the mask); the user may instead pick one
+connected component of it (a click: a lesion among several), or use a region drawn with the
+annotation tools. A chosen region is handed to the explanation through ``regions()``, and the maps
+already computed of the label on that frame are dropped, since they explain another region.
+
+The agreement of the model's masks with the radiologist's annotation (Dice, IoU per label) is
+computed here, so the window and a test read the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from psygnal import Signal
+
+from viewer.explain.localization import dice, iou
+from viewer.explain.targets import component_at
+from viewer.inference.model import Prediction
+from viewer.state.explanation_runs import ExplanationRuns
+from viewer.state.layer_book import LayerBook
+from viewer.state.map_cache import MapCache
+from viewer.state.model_in_use import ModelInUse
+from viewer.state.reports import Reports
+from viewer.state.viewer_state import ViewerState
+
+if TYPE_CHECKING:  # the detector's boxes (viewer.inference.detection), read here, never made
+    from viewer.inference.detection import Detections
+
+MASK_STYLES = ("outline", "fill")
+
+
+@dataclass(frozen=True)
+class ChosenRegion:
+    """A region the user chose as the target of a segmenter's maps: ``mask`` ``(rows, cols)`` bool
+    on the native grid of ``frame``, of the model's label ``label``; ``source`` says where it came
+    from, in words a status line can show."""
+
+    label: str
+    mask: np.ndarray
+    frame: int
+    source: str
+
+    @property
+    def pixels(self) -> int:
+        return int(self.mask.sum())
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """The model's mask of a label against the annotation's, over the frames predicted."""
+
+    label: str
+    dice: float
+    iou: float
+    model_pixels: int
+    annotated_pixels: int
+
+
+class ModelOutputs:
+    """The masks and boxes of the prediction on screen, how they are drawn, and the chosen region."""
+
+    changed = Signal()  # new masks or boxes (a prediction came, or went)
+    style_changed = Signal()  # shown labels, outline/fill, or the box threshold
+    region_changed = Signal(object)  # the ChosenRegion, or None: the model's own mask again
+    box_chosen = Signal(object)  # (label, box, score) of the box clicked, or None
+
+    def __init__(
+        self,
+        state: ViewerState,
+        reports: Reports,
+        model: ModelInUse,
+        explanation: ExplanationRuns,
+        cache: MapCache,
+        layers: LayerBook,
+    ) -> None:
+        self.state, self.reports, self.model = state, reports, model
+        self.explanation, self.cache, self.layers = explanation, cache, layers
+        self.prediction: Prediction | None = None
+        self.hidden: set[str] = set()  # labels whose masks are not drawn
+        self.style = "outline"
+        self.threshold = 0.5  # boxes scored below are not drawn (set from the manifest per model)
+        self.region: ChosenRegion | None = None
+        self.box: tuple[str, np.ndarray, float] | None = None
+        explanation.regions = self.regions  # the explanation asks which region it explains
+        model.predicted.connect(self._got_prediction)
+        state.events.frame.connect(lambda *_: self.use_models_mask(rerun=False))
+
+    # --- what the model gave ----------------------------------------------------------------------
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The labels with a mask layer: a segmenter's, else none."""
+        p = self.prediction
+        return tuple(p.labels) if p is not None and p.masks is not None else ()
+
+    def _row(self, frame: int | None) -> int | None:
+        p = self.prediction
+        frame = self.state.frame if frame is None else frame
+        if p is None or frame not in p.frames:
+            return None
+        return p.frames.index(frame)
+
+    def mask(self, label: str, frame: int | None = None) -> np.ndarray | None:
+        """The model's mask of ``label`` on ``frame`` (default: on screen), ``(rows, cols)`` bool."""
+        row = self._row(frame)
+        if row is None or label not in self.labels:
+            return None
+        return self.prediction.masks[row, self.prediction.labels.index(label)]
+
+    def shown_masks(self, frame: int | None = None) -> list[tuple[str, np.ndarray]]:
+        """``(label, mask)`` of each shown label with pixels on ``frame``, in the labels' order."""
+        out = []
+        for label in self.labels:
+            mask = self.mask(label, frame)
+            if label not in self.hidden and mask is not None and mask.any():
+                out.append((label, mask))
+        return out
+
+    def boxes(self, frame: int | None = None) -> Detections | None:
+        """The detector's boxes on ``frame`` scored at least the threshold."""
+        p, row = self.prediction, self._row(frame)
+        if p is None or p.detections is None or row is None:
+            return None
+        return p.detections[row].above(self.threshold)
+
+    # --- how they are drawn -----------------------------------------------------------------------
+    def show(self, label: str, visible: bool) -> None:
+        (self.hidden.discard if visible else self.hidden.add)(label)
+        self.style_changed.emit()
+
+    def set_style(self, style: str) -> None:
+        if style not in MASK_STYLES:
+            raise ValueError(f"mask style must be one of {', '.join(MASK_STYLES)}, not {style!r}")
+        self.style = style
+        self.style_changed.emit()
+
+    def set_threshold(self, threshold: float) -> None:
+        self.threshold = float(threshold)
+        self.style_changed.emit()
+
+    # --- the region explained ---------------------------------------------------------------------
+    def regions(self) -> dict[str, np.ndarray]:
+        """What the explanation of the frame on screen takes as given regions: the chosen one, if
+        it is of this frame; else nothing (the model's own masks)."""
+        r = self.region
+        return {r.label: r.mask} if r is not None and r.frame == self.state.frame else {}
+
+    def pick(self, row: int, col: int, label: str | None = None) -> ChosenRegion | None:
+        """Explain the connected component of the model's mask under pixel ``(row, col)``: of
+        ``label`` (default: the target, then any shown label with a mask there)."""
+        frame = self.state.frame
+        candidates = [label] if label else [self.state.target, *[name for name, _ in self.shown_masks()]]
+        for name in dict.fromkeys(c for c in candidates if c):
+            mask = self.mask(name)
+            if mask is not None and 0 <= row < mask.shape[0] and 0 <= col < mask.shape[1] and mask[row, col]:
+                part = component_at(mask, row, col)
+                where = f"the part of the model's {name} mask at ({col}, {row}), {int(part.sum())} pixels"
+                return self.choose(ChosenRegion(name, part, frame, where))
+        self.reports.message.emit(f"No model mask at ({col}, {row}): click inside one to explain it", 5000)
+        return None
+
+    def use_drawn(self, label: str | None = None) -> ChosenRegion | None:
+        """Explain the annotation's region of ``label`` (default: the target) on the frame on
+        screen: one drawn with the annotation tools, or loaded from a file."""
+        label = label or self.state.target
+        image, annotation, frame = self.state.image, self.state.annotation, self.state.frame
+        if image is None or annotation is None or not label:
+            self.reports.message.emit("Draw a region first (Edit > Draw...)", 5000)
+            return None
+        mask = annotation.mask(image, label, self.model.matcher)[frame]
+        if not mask.any():
+            self.reports.message.emit(f"No region of '{label}' drawn on this slice", 5000)
+            return None
+        return self.choose(ChosenRegion(label, mask, frame, f"the annotated region of {label}"))
+
+    def choose(self, region: ChosenRegion) -> ChosenRegion:
+        """Make ``region`` the target of the maps: its label becomes the target, the maps of
+        another region of it on this frame go, and the ticked methods run."""
+        previous, self.region = self.region, region
+        if self.state.target != region.label:
+            self.state.target = region.label
+        self._forget_maps(previous)
+        self._forget_maps(region)
+        self.explanation.runner.cancel("explain")  # a run of the region before is not this one
+        self.region_changed.emit(region)
+        self.reports.message.emit(f"Explaining {region.source}", 5000)
+        self.explanation.run_methods()
+        return region
+
+    def use_models_mask(self, rerun: bool = True) -> None:
+        """Back to the default: the maps explain the model's own mask of the target."""
+        previous, self.region = self.region, None
+        if previous is None:
+            return
+        self._forget_maps(previous)
+        self.region_changed.emit(None)
+        if rerun and previous.frame == self.state.frame:
+            self.explanation.run_methods()
+
+    def _forget_maps(self, region: ChosenRegion | None) -> None:
+        image = self.state.image
+        if region is None or image is None:
+            return
+        self.cache.drop(id(image), self.state.model, region.label, region.frame)
+        self.layers.rebuild()
+
+    def pick_box(self, x: float, y: float) -> tuple[str, np.ndarray, float] | None:
+        """The smallest shown box holding ``(x, y)`` becomes the chosen box, its label the target."""
+        boxes = self.boxes()
+        if boxes is None or not len(boxes):
+            return None
+        b = boxes.boxes
+        inside = np.flatnonzero((b[:, 0] <= x) & (x <= b[:, 2]) & (b[:, 1] <= y) & (y <= b[:, 3]))
+        if not len(inside):
+            return None
+        i = int(inside[np.argmin((b[inside, 2] - b[inside, 0]) * (b[inside, 3] - b[inside, 1]))])
+        self.box = (boxes.labels[i], b[i].copy(), float(boxes.scores[i]))
+        if self.state.target != boxes.labels[i]:
+            self.state.target = boxes.labels[i]
+        self.box_chosen.emit(self.box)
+        return self.box
+
+    # --- agreement with the annotation ------------------------------------------------------------
+    def agreement(self) -> list[Agreement]:
+        """Dice and IoU of the model's mask of each label against the annotation of it, over the
+        frames predicted; labels the annotation does not mark are left out."""
+        p, image, annotation = self.prediction, self.state.image, self.state.annotation
+        if p is None or p.masks is None or image is None or annotation is None:
+            return []
+        out = []
+        for k, label in enumerate(p.labels):
+            truth = annotation.mask(image, label, self.model.matcher)[p.frames]
+            if truth.any():
+                ours = p.masks[:, k]
+                scores = dice(ours, truth), iou(ours, truth)
+                out.append(Agreement(label, *scores, int(ours.sum()), int(truth.sum())))
+        return out
+
+    # --- events -----------------------------------------------------------------------------------
+    def _got_prediction(self, prediction: Prediction | None) -> None:
+        self.prediction = prediction
+        self.region = self.box = None
+        manifest = self.model.manifest() if prediction is not None and prediction.detections else None
+        if manifest is not None and manifest.detection is not None:
+            self.threshold = manifest.detection.score_threshold
+        self.changed.emit()
+
+
+__all__ = ["MASK_STYLES", "Agreement", "ChosenRegion", "ModelOutputs"]
