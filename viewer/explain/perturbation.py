@@ -224,6 +224,40 @@ class Occlusion(_Perturbation):
         return total / count
 
 
+def rise_masks(
+    g: torch.Generator, n: int, s: int, p: float, grid: tuple[int, ...]
+) -> Callable[[int, int], torch.Tensor]:
+    """RISE's masks (eclique/RISE): ``n`` binary grids of ``s`` cells per axis, each cell on with
+    probability ``p``, upsampled (bi- or trilinear) to ``s + 1`` cells' size and cropped at a random
+    shift of under a cell, so the edges fall anywhere. Drawn at once from ``g`` (grids, then
+    shifts); ``masks(start, stop)`` builds those masks ``(stop - start, 1, *grid)`` on demand,
+    so memory stays flat. D-RISE draws its masks the same way."""
+    grids = (torch.rand((n, 1, *[s] * len(grid)), generator=g) < p).float()
+    cells = [math.ceil(length / s) for length in grid]
+    shifts = torch.stack([torch.randint(0, cell, (n,), generator=g) for cell in cells], 1)
+
+    def masks(start: int, stop: int) -> torch.Tensor:
+        up = F.interpolate(
+            grids[start:stop],
+            size=tuple((s + 1) * cell for cell in cells),
+            mode="trilinear" if len(grid) == 3 else "bilinear",
+            align_corners=False,
+        )
+        return torch.stack(
+            [
+                m[
+                    (
+                        slice(None),
+                        *(slice(a, a + length) for a, length in zip(shift.tolist(), grid, strict=True)),
+                    )
+                ]
+                for m, shift in zip(up, shifts[start:stop], strict=True)
+            ]
+        )
+
+    return masks
+
+
 @register
 class RISE(_Stopping):
     """Randomised input sampling: the score-weighted mean of N random smooth masks, divided by N*p.
@@ -255,32 +289,9 @@ class RISE(_Stopping):
         return f"mean map moved < {tolerance:.0%} of its maximum over 2 steps of {step}"
 
     def compute_one(self, ctx, x, targets):
-        n, s, p = self.params["masks"], self.params["cells"], self.params["p"]
+        n, p = self.params["masks"], self.params["p"]
         grid = tuple(x.shape[1:])  # (H, W), or (D, H, W): masks of s cells along every axis
-        g = ctx.generator(salt=29)
-        grids = (torch.rand((n, 1, *[s] * len(grid)), generator=g) < p).float()
-        cells = [math.ceil(length / s) for length in grid]
-        shifts = torch.stack([torch.randint(0, cell, (n,), generator=g) for cell in cells], 1)
-
-        def masks(start: int, stop: int) -> torch.Tensor:
-            up = F.interpolate(
-                grids[start:stop],
-                size=tuple((s + 1) * cell for cell in cells),
-                mode="trilinear" if len(grid) == 3 else "bilinear",
-                align_corners=False,
-            )
-            return torch.stack(
-                [
-                    m[
-                        (
-                            slice(None),
-                            *(slice(a, a + length) for a, length in zip(shift.tolist(), grid, strict=True)),
-                        )
-                    ]
-                    for m, shift in zip(up, shifts[start:stop], strict=True)
-                ]
-            )
-
+        masks = rise_masks(ctx.generator(salt=29), n, self.params["cells"], p, grid)
         total = torch.zeros((len(targets), *grid))
         axes = tuple(range(1, total.ndim))
 
