@@ -260,9 +260,30 @@ def train(
         f"data: {len(images)} train, {len(test[0])} test images in {time.perf_counter() - start:.0f} s",
         flush=True,
     )
+    model = fit(r, images, labels, seed, start)
+    train_seconds = time.perf_counter() - start
+    metrics = evaluate(r, model, *test)
+    metrics.update(
+        {
+            "train_seconds": round(train_seconds),
+            "n_train": len(images),
+            "epochs": r.epochs,
+            "seed": seed,
+            "data_seed": data_seed,
+            "torch": torch.__version__,
+            "cpu_threads": torch.get_num_threads(),
+        }
+    )
+    save(r, model, out, metrics)
+    return metrics
 
+
+def fit(r: Recipe, images: np.ndarray, labels: np.ndarray, seed: int, start: float) -> torch.nn.Module:
+    """A network trained from scratch on ``images``: ``seed`` sets its initial weights, the batch
+    order and the augmentation (``start``: when the run began, for the progress lines)."""
     import torchvision
 
+    torch.manual_seed(seed)
     model = torchvision.models.get_model(r.arch, weights=None, num_classes=len(r.labels))
     if r.in_channels != 3:
         set_input_channels(model, r.in_channels)
@@ -290,21 +311,7 @@ def train(
             running.append(loss.item())
         elapsed = time.perf_counter() - start
         print(f"epoch {epoch + 1}/{r.epochs}: loss {np.mean(running):.4f} ({elapsed:.0f} s)", flush=True)
-    train_seconds = time.perf_counter() - start
-    metrics = evaluate(r, model, *test)
-    metrics.update(
-        {
-            "train_seconds": round(train_seconds),
-            "n_train": len(images),
-            "epochs": r.epochs,
-            "seed": seed,
-            "data_seed": data_seed,
-            "torch": torch.__version__,
-            "cpu_threads": torch.get_num_threads(),
-        }
-    )
-    save(r, model, out, metrics)
-    return metrics
+    return model
 
 
 def save(r: Recipe, model: torch.nn.Module, out: Path, metrics: dict) -> None:
