@@ -17,6 +17,7 @@ import torchvision
 from torch import nn
 
 from viewer.inference.built import Built
+from viewer.inference.detection import torchvision_kwargs as detector_kwargs
 from viewer.inference.exported_program import build_exported
 from viewer.inference.manifest import ManifestError, ModelManifest
 from viewer.inference.segmentation import torchvision_kwargs
@@ -86,9 +87,8 @@ def require(manifest: ModelManifest, module: str):
 
 @family("torchvision")
 def _torchvision(manifest: ModelManifest, name: str) -> Built:
-    network = torchvision.models.get_model(
-        name, weights=None, num_classes=manifest.n_labels, **torchvision_kwargs(name), **manifest.arch_kwargs
-    )
+    kwargs = {"num_classes": manifest.n_labels, **torchvision_kwargs(name), **detector_kwargs(manifest, name)}
+    network = torchvision.models.get_model(name, weights=None, **kwargs, **manifest.arch_kwargs)
     if manifest.in_channels != 3:
         set_input_channels(network, manifest.in_channels)
     return Built(network, "torchvision")

@@ -5,6 +5,7 @@ Example (``models/cxr_resnet18/manifest.toml``)::
     name = "Chest X-ray findings (demo)"
     task = "multilabel"                       # sigmoid per label; "multiclass" = softmax;
                                               # "segmentation": (B, labels, H, W) maps, one channel a label
+                                              # "detection": boxes (see viewer.inference.detection)
     labels = ["nodule", "consolidation", "effusion", "cardiomegaly", "pneumothorax"]
     modalities = ["CR", "DX"]                 # optional: DICOM modalities the model is meant for
     domain = "synthetic"                      # "synthetic", "clinical" or "research" (default)
@@ -48,8 +49,8 @@ from viewer.io.dicom_writer import is_phantom
 from viewer.io.image import Image
 from viewer.io.label_vocabulary import LabelMatcher
 
-Task = Literal["multilabel", "multiclass", "segmentation"]
-_TASKS = ("multilabel", "multiclass", "segmentation")
+Task = Literal["multilabel", "multiclass", "segmentation", "detection"]
+_TASKS = ("multilabel", "multiclass", "segmentation", "detection")
 Activation = Literal["sigmoid", "softmax"]
 Domain = Literal["synthetic", "clinical", "research"]
 _DOMAINS = ("synthetic", "clinical", "research")
@@ -97,6 +98,18 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
+class DetectionSpec:
+    """A detector's ``[detection]`` table: the score from which a box counts as detected, the IoU
+    from which two boxes are the same finding (a box target's match, the radiologists' boxes), and
+    torchvision's own resize (``min_size``/``max_size``; None: the input's size, no second resize)."""
+
+    score_threshold: float = 0.5
+    iou_threshold: float = 0.5
+    min_size: int | None = None
+    max_size: int | None = None
+
+
+@dataclass(frozen=True)
 class ModelManifest:
     path: Path
     name: str
@@ -128,6 +141,8 @@ class ModelManifest:
     # A segmenter's per-pixel activation (task = "segmentation"): None infers it (see
     # ``viewer.inference.segmentation.segmentation_head``).
     activation: Activation | None = None
+    # A detector's settings (task = "detection"); None for every other task.
+    detection: DetectionSpec | None = None
 
     def checkpoint(self, weights: Path) -> ModelManifest:
         """This manifest with ``weights`` (one of ``checkpoints``) as its only checkpoint."""
@@ -172,7 +187,7 @@ def load_manifest(path: Path | str) -> ModelManifest:
 def parse_manifest(data: dict, path: Path) -> ModelManifest:
     known_top = {
         "name", "task", "labels", "network", "input", "description", "card", "modalities",
-        "domain", "trained_on", "intended_use", "label_aliases",
+        "domain", "trained_on", "intended_use", "label_aliases", "detection",
     }  # fmt: skip
     _no_unknown(path, "", data, known_top)
     for key in ("name", "task", "labels", "network", "input"):
@@ -250,6 +265,35 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
         intended_use=str(data.get("intended_use", "")),
         label_aliases={k: tuple(v) for k, v in aliases.items()},
         activation=activation,
+        detection=_detection(path, task, data.get("detection"), spec),
+    )
+
+
+def _detection(path: Path, task: str, table: object, spec: InputSpec) -> DetectionSpec | None:
+    """The ``[detection]`` table of a detector (defaults where absent); refused for other tasks."""
+    if task != "detection":
+        if table is not None:
+            raise ManifestError(path, "[detection] is for task = detection")
+        return None
+    if spec.volume:
+        raise ManifestError(path, "task = detection reads 2-D inputs in this version")
+    table = {} if table is None else table
+    if not isinstance(table, dict):
+        raise ManifestError(path, "'detection' must be a table ([detection])")
+    _no_unknown(path, "detection.", table, {"score_threshold", "iou_threshold", "min_size", "max_size"})
+    for key in ("score_threshold", "iou_threshold"):
+        value = table.get(key, 0.5)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ManifestError(path, f"detection.{key} must be a number from 0 to 1, not {value!r}")
+    for key in ("min_size", "max_size"):
+        value = table.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ManifestError(path, f"detection.{key} must be a whole number of pixels, not {value!r}")
+    return DetectionSpec(
+        float(table.get("score_threshold", 0.5)),
+        float(table.get("iou_threshold", 0.5)),
+        table.get("min_size"),
+        table.get("max_size"),
     )
 
 

@@ -14,6 +14,9 @@ from torch import nn
 
 from viewer.inference.architectures import Built, build
 from viewer.inference.checkpoint import Checkpoint, CheckpointError, load_weights
+from viewer.inference.detection import DETECTION_HEAD, Detections, detect
+from viewer.inference.detection import default_layer as detection_layer
+from viewer.inference.detection import presence as detection_presence
 from viewer.inference.feature_grid import (
     FeatureGrid,
     LayerOutput,
@@ -58,6 +61,10 @@ class Prediction:
     # A segmenter's masks ``(frames, labels, rows, cols)`` bool on the native grid; its ``logits`` and
     # ``probabilities`` rows are then each label's largest over the frame's pixels.
     masks: np.ndarray | None = None
+    # A detector's boxes per frame on the native grid, every score the network gives (the
+    # manifest's ``detection.score_threshold`` says which count); its ``probabilities`` rows are
+    # then each label's best box score.
+    detections: list[Detections] | None = None
 
     def default_target(self) -> str:
         """The label explained when the user chose none (see :func:`default_target_index`)."""
@@ -73,6 +80,8 @@ def default_target_index(probabilities: np.ndarray | torch.Tensor) -> int:
 
 def output_head(manifest: ModelManifest, built: Built, checkpoint: Checkpoint | None) -> OutputHead:
     """How the network's outputs become probabilities (see :mod:`viewer.inference.output_head`)."""
+    if manifest.task == "detection":
+        return DETECTION_HEAD
     if manifest.task == "segmentation":
         if checkpoint is not None and checkpoint.activation:
             return segmentation_head(manifest, checkpoint.activation, "the saved model's head")
@@ -241,6 +250,8 @@ class LoadedModel:
         frames = list(range(image.n_frames)) if frames is None else list(frames)
         if self.manifest.task == "segmentation":
             return self._predict_masks(image, frames, batch_size)
+        if self.manifest.task == "detection":
+            return self._predict_boxes(image, frames, batch_size)
         if self.volume:
             x, _ = self.prepare_volume(image)
             with torch.inference_mode():
@@ -279,6 +290,19 @@ class LoadedModel:
             raise error
         return logits, probabilities
 
+    def detect(self, inputs: torch.Tensor, batch_size: int = 8) -> list[Detections]:
+        """A detector's boxes for each of ``inputs`` ``(N, C, H, W)``, on the input grid."""
+        return detect(self.network, inputs.to(self.device), self.manifest.labels, batch_size)
+
+    def _predict_boxes(self, image: Image, frames: list[int], batch_size: int) -> Prediction:
+        prepared = [self.prepare(image, f) for f in frames]
+        found = self.detect(torch.stack([x for x, _ in prepared]), batch_size)
+        native = [d.to_native(t) for d, (_, t) in zip(found, prepared, strict=True)]
+        scores = detection_presence(native, self.manifest.labels)
+        return Prediction(
+            self.manifest.labels, frames, scores, scores.copy(), [t for _, t in prepared], detections=native
+        )
+
     def _predict_masks(self, image: Image, frames: list[int], batch_size: int) -> Prediction:
         prepared = [self.prepare(image, f) for f in frames]
         logits, probabilities = self.segment(torch.stack([x for x, _ in prepared]), batch_size)
@@ -307,6 +331,8 @@ def _width_error(manifest: ModelManifest, logits: torch.Tensor) -> ValueError | 
 
 def _default_layer(manifest: ModelManifest, network: nn.Module, layers: list[LayerOutput]) -> str:
     if manifest.task == "segmentation" and (layer := default_layer(layers, manifest.n_labels)):
+        return layer
+    if manifest.task == "detection" and (layer := detection_layer(layers)):
         return layer
     try:
         return choose_target_layer(network, layers)
