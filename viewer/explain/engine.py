@@ -20,10 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from viewer.explain.box_targets import DetectionPass
 from viewer.explain.context import CancelFlag, ExplainContext
 from viewer.explain.registry import Method, get_method, unsupported_reason
 from viewer.explain.saliency_map import SaliencyMap
 from viewer.explain.targets import SegmentationPass
+from viewer.inference.detection import Detections
 from viewer.inference.model import LoadedModel, default_target_index
 from viewer.inference.preprocess import GridTransform
 from viewer.inference.volume import VolumeTransform
@@ -45,6 +47,9 @@ class Explanation:
     maps: list[SaliencyMap] = field(default_factory=list)
     # A segmenter's own masks (frames, labels, rows, cols) bool on the native grid; None otherwise.
     masks: np.ndarray | None = None
+    # A detector's boxes on the frame explained, on the native grid, every score it gave (the
+    # maps explain those at least the manifest's score_threshold: ``SaliencyMap.box``); else None.
+    detections: Detections | None = None
 
     def get(self, method: str, target: str | None = None) -> SaliencyMap:
         target = target or self.targets[0]
@@ -79,7 +84,10 @@ def explain(
 
     A segmenter's (``task = "segmentation"``) target is a region of a label: by default the
     model's own mask of it on each frame, or ``regions[label]``, a bool mask on the native grid
-    (``(rows, cols)``, or one per frame of the image); see :mod:`viewer.explain.targets`."""
+    (``(rows, cols)``, or one per frame of the image); see :mod:`viewer.explain.targets`.
+    A detector's (``task = "detection"``) targets are its boxes on one frame, of the ``targets``
+    labels (default: all) scored at least the manifest's threshold; see
+    :mod:`viewer.explain.box_targets`."""
     with torch.inference_mode(False):  # gradients are needed even if the caller holds inference mode
         return _explain(
             model,
@@ -101,7 +109,12 @@ def explain(
 def support_reason(method: type[Method] | Method, model: LoadedModel) -> str | None:
     """Why ``method`` cannot explain ``model``'s network (None if it can)."""
     return unsupported_reason(
-        method, hooks=model.hooks, family=model.family, attention=model.attention, volume=model.volume
+        method,
+        hooks=model.hooks,
+        family=model.family,
+        attention=model.attention,
+        volume=model.volume,
+        detector=model.manifest.task == "detection",
     )
 
 
@@ -131,6 +144,12 @@ def _explain(
         # A region is one frame's: each frame gets a context of its own, scoring its regions.
         segmentation = SegmentationPass.run(model, inputs, frames, transform, regions)
         frame_chunk = 1
+    detection = None
+    if model.manifest.task == "detection":
+        # Boxes are one frame's: the frame asked for, or the one with the best box.
+        detection = DetectionPass.run(model, inputs, frames, transform, targets)
+        frames, inputs = (detection.frame,), inputs[detection.index : detection.index + 1]
+    wrapped = segmentation or detection  # the network seen through its targets' scores
 
     chunks = [slice(i, i + frame_chunk) for i in range(0, len(inputs), frame_chunk)]
     raw: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(instances))}
@@ -145,10 +164,20 @@ def _explain(
         result.targets = tuple(labels[t] for t in target_index)
         result.masks = segmentation.masks
         method_targets = list(range(len(target_index)))
+    if detection is not None:
+        target_index = detection.label_indices()
+        result.targets = tuple(labels[t] for t in target_index)
+        result.detections = detection.native
+        result.probabilities = detection.probabilities
+        method_targets = list(range(len(target_index)))
+        if not target_index:
+            chunks = []  # no box to explain: no maps
 
     for c, chunk in enumerate(chunks):
         options = {"seed": seed, "batch_size": batch_size, "input_grads": input_grads, "cancel": cancel}
-        if segmentation is None:
+        if detection is not None:
+            ctx = detection.context(model, inputs[chunk], **options)
+        elif segmentation is None:
             ctx = ExplainContext.for_model(model, inputs[chunk], **options)
         else:
             ctx, chosen = segmentation.context(model, inputs[chunk], c, target_index, **options)
@@ -156,10 +185,10 @@ def _explain(
                 region_pixels.setdefault(region.label, []).append(region.pixels)
         with ctx:
             start = time.perf_counter()
-            if segmentation is None:
+            if wrapped is None:
                 logits = ctx.logits if instances else ctx.evaluate(ctx.inputs, logits=True)
                 probabilities.append(ctx.probabilities(logits.float()).cpu())
-            if c == 0 and segmentation is None:
+            if c == 0 and wrapped is None:
                 # Choosing the default target needs every frame's prediction: one more pass, only
                 # when no target was asked for.
                 all_p = (
@@ -189,13 +218,18 @@ def _explain(
                         m.notes += _model_notes(model, method, transform)
                         if segmentation is not None:
                             m.notes.append(segmentation.note(m.target_index, region_pixels[m.target_index]))
+                    if detection is not None:  # one map per chosen box, in order
+                        for position, m in enumerate(maps):
+                            m.box = detection.chosen[position]
+                            m.notes.append(detection.note(position))
                     result.maps += maps
                     if on_result is not None:
                         for m in maps:
                             on_result(m)
-    result.probabilities = (
-        torch.cat(probabilities).numpy() if segmentation is None else segmentation.probabilities.numpy()
-    )
+    if segmentation is not None:
+        result.probabilities = segmentation.probabilities.numpy()
+    elif detection is None:
+        result.probabilities = torch.cat(probabilities).numpy()
     if model.volume:  # one output for the series, every frame's row
         result.probabilities = np.repeat(result.probabilities, len(frames), axis=0)
     return result

@@ -72,6 +72,8 @@ class Method:
     reroutes_layers: ClassVar[bool] = False
     # Its rules are for convolutional networks (a vision transformer's attention has none).
     cnn_only: ClassVar[bool] = False
+    # Reads a detector's boxes themselves (D-RISE), not one score per target: detection models only.
+    needs_detector: ClassVar[bool] = False
     # Its maths is written for 3-D networks too (grid axes, blocks, supervoxels).
     volumetric: ClassVar[bool] = False
     # One of COSTS. "shared": served by the one recorded pass every CAM and gradient map shares;
@@ -137,11 +139,15 @@ def unsupported_reason(
     family: str = "",
     attention: bool = True,
     volume: bool = False,
+    detector: bool = False,
 ) -> str | None:
     """Why ``method`` cannot explain a network (None if it can): one whose layers take no module
     hooks (TorchScript) has neither a target layer nor ReLUs to reroute; a network without
     readable self-attention blocks and patch tokens (a CNN) has nothing for attention methods;
-    a 3-D network (``volume``) only methods written for three grid axes."""
+    a 3-D network (``volume``) only methods written for three grid axes; a method that reads a
+    detector's boxes needs a detection model (``detector``)."""
+    if method.needs_detector and not detector:
+        return f'{method.title} explains a detector\'s boxes: it needs a detection model (task = "detection")'
     if volume and not method.volumetric:
         usable = ", ".join(m.id for m in METHODS.values() if m.volumetric)
         return f"{method.title} is written for 2-D inputs; on this 3-D model use {usable}"
@@ -235,7 +241,14 @@ def methods_costing(cost: str) -> list[str]:
 
 def cnn_methods() -> list[str]:
     """Ids of every method that applies to a convolutional network with module hooks."""
-    return [m for m, cls in METHODS.items() if not cls.needs_attention]
+    return [m for m, cls in METHODS.items() if not (cls.needs_attention or cls.needs_detector)]
+
+
+def register_detector_method(cls: type[Method]) -> type[Method]:
+    """Register a method that reads a detector's boxes (``needs_detector``); once only, however
+    often the module that registers it is imported."""
+    cls.needs_detector = True
+    return METHODS[cls.id] if cls.id in METHODS else register(cls)
 
 
 def get_method(method_id: str, **params) -> Method:

@@ -43,6 +43,8 @@ class SaliencyMap:
     notes: list[str] = field(default_factory=list)
     volume: bool = False
     progress: str = ""
+    # A detector's map explains one box: its index in the frame's detections (None otherwise).
+    box: int | None = None
 
     def frame(self, index: int) -> np.ndarray:
         """The native-grid map of image frame ``index`` (a frame this map covers)."""
