@@ -93,13 +93,13 @@ class Viewer:
         self._waiting: tuple[nn.Module, str | None] | None = None  # a network handed over before any image
         self._queued: list[tuple[Callable[[], None], Image | None]] = []  # waiting for an image on screen
         self._opening = False
-        self.session.opened.connect(self._on_opened)
+        self.session.opening.opened.connect(self._on_opened)
         if network is not None:
             self.add_network(network)
         if images is not None:
             self.open(images)
         if annotation is not None:
-            self._when_open(lambda: self.session.load_annotation(Path(annotation)))
+            self._when_open(lambda: self.session.annotation.load(Path(annotation)))
         if show:
             notebook_window.present(self.window)
 
@@ -124,7 +124,7 @@ class Viewer:
     @property
     def probabilities(self) -> dict[str, float]:
         """Label -> probability on the slice on screen (empty until the prediction is in)."""
-        prediction = self.session.prediction
+        prediction = self.session.model.prediction
         if prediction is None:
             return {}
         row = prediction.probabilities[self.state.frame]
@@ -147,11 +147,11 @@ class Viewer:
             )
         layer = layer_name(network, self._layer)  # the same dotted name in the copy
         twin = _snapshot(network)
-        self.session.model_for_modality = False  # the user's network, whatever the image says
+        self.session.model.for_modality = False  # the user's network, whatever the image says
         first = self._held[0] if self._held else None
         if first is None and self._spec_size() is None:
             self._waiting = (twin, layer)
-            return self.session.catalog.in_memory_name(type(network).__name__)
+            return self.session.model.catalog.in_memory_name(type(network).__name__)
         return self._hold(twin, layer, first)
 
     def open(self, images: ImageLike | Sequence[ImageLike]) -> None:
@@ -174,9 +174,9 @@ class Viewer:
             self._provide(held)
         series = [memory_series(h.image, h.name) for h in self._held]
         self._opening = True
-        self.session.open_found(Discovery(series, []), first)
+        self.session.opening.open_found(Discovery(series, []), first)
         # Decoded already: their pictures are made here at once (a file's come from its own job).
-        self.session.thumbnails.emit([(i, thumbnail_of(h.image)) for i, h in enumerate(self._held)])
+        self.session.opening.thumbnails.emit([(i, thumbnail_of(h.image)) for i, h in enumerate(self._held)])
 
     def run_methods(self, methods: Sequence[str] | str | None = None) -> None:
         """Compute ``methods`` (default: the ticked ones) on the image on screen, for the target,
@@ -206,7 +206,7 @@ class Viewer:
                 session.cache.put(id(image), model, smap, display_indices(smap))
             state.target = explanation.targets[0]
             session.layers.rebuild()
-            session.maps_shown.emit()
+            session.explanation.maps_shown.emit()
 
         self._when_open(put, image)
 
@@ -245,7 +245,7 @@ class Viewer:
     def _hold(self, twin: nn.Module, layer: str | None, first: _Held | None) -> str:
         """List ``twin`` (a copy in eval mode) in the session for inputs shaped as ``first``'s."""
         title = type(twin).__name__
-        name = self.session.catalog.in_memory_name(title)
+        name = self.session.model.catalog.in_memory_name(title)
         if first is not None and first.given is not None:
             shape = tuple(first.given.tensor.shape)
             model = model_from_network(twin, input_shape=shape, labels=self._labels, task=self._task,
@@ -267,7 +267,7 @@ class Viewer:
         for held in self._held:
             self._provide(held)
         self._by_class[title] = name
-        self.session.hold_model(model)
+        self.session.model.hold(model)
         return name
 
     def _provide(self, held: _Held) -> None:
@@ -279,7 +279,7 @@ class Viewer:
                 model.provide(held.image, 0, tensor, held.given.transform, keep=True)
 
     def _model_named(self, name: str) -> str:
-        catalog = self.session.catalog
+        catalog = self.session.model.catalog
         if name in self._by_class:
             return self._by_class[name]
         if name in catalog.models:

@@ -58,7 +58,7 @@ def test_prediction_is_the_networks_own(opened):
         expected = torch.softmax(chest_net().eval()(x), dim=1)[0]
     assert window.probabilities == pytest.approx(dict(zip(LABELS, expected.tolist(), strict=True)), abs=1e-6)
     assert window.state.target == LABELS[int(expected.argmax())]
-    assert not window.session.errors
+    assert not window.session.reports.errors
 
 
 def test_methods_run_in_the_window_equal_the_peers(opened):
@@ -75,7 +75,7 @@ def test_methods_run_in_the_window_equal_the_peers(opened):
     guided = GuidedBackprop(twin).attribute(x.clone(), target=target).detach()[0].abs().amax(dim=0)
     layer = window.state.layer("guided-backprop").maps[0]
     assert peak_diff(layer.grid[0], guided / guided.max()) <= 1e-4
-    assert not window.session.errors
+    assert not window.session.reports.errors
 
 
 def test_the_users_module_is_unchanged(opened):
@@ -115,8 +115,8 @@ def test_model_card_and_doctor_say_it_came_from_memory(opened, qtbot):
     from viewer.ui.model_doctor import ModelCheckDialog
 
     window, _, _, _ = opened
-    assert "came from memory" in card_text(window.session.manifest())
-    dialog = ModelCheckDialog(window.window, window.window.runner, window.session.manifest_path, None)
+    assert "came from memory" in card_text(window.session.model.manifest())
+    dialog = ModelCheckDialog(window.window, window.window.runner, window.session.model.manifest_path, None)
     qtbot.addWidget(dialog)
     assert dialog.job is None and "no file to check" in dialog.status.text()
 
@@ -129,6 +129,6 @@ def test_a_network_before_its_first_image_takes_that_images_size(qtbot, settings
     window.open(film)  # (H, W): the input of a one-channel network, as viewer.explain reads it
     window.wait(120)
     assert window.model == "ChestNet (in memory)"
-    assert window.session.store.get(window.session.manifest_path).manifest.input.size == (40, 32)
+    assert window.session.model.store.get(window.session.model.manifest_path).manifest.input.size == (40, 32)
     assert set(window.probabilities) == set(LABELS)
     window.close()

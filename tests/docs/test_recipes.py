@@ -113,7 +113,7 @@ def test_the_recipes_add_a_method_a_format_a_family_and_a_panel(recipe_namespace
     assert dock.windowTitle() == "Top finding" and dock.toggleViewAction() in window.menus["view"].actions()
     label = dock.widget()
     assert label.text() == "No prediction yet"
-    window.session.predicted.emit(prediction)
+    window.session.model.predicted.emit(prediction)
     assert re.fullmatch(r"Top finding: (effusion|nodule) \(\d\.\d\d\)", label.text())
     window.pacs_runner.shutdown()
     window.runner.shutdown()

@@ -49,7 +49,7 @@ def two_series(tmp_path_factory):
 def _pacs(server, tmp_path) -> tuple[PacsSession, ViewerSession]:
     config = PacsConfig(nodes_of(server), tmp_path / "cache", 1.0)
     viewer = ViewerSession(InlineRunner())
-    viewer.make_thumbnails = False
+    viewer.opening.make_thumbnails = False
     return PacsSession(InlineRunner(), viewer, config=lambda: config), viewer
 
 
@@ -60,15 +60,15 @@ def test_retrieval_opens_the_first_series_and_adds_the_rest_as_they_arrive(two_s
     pacs.studies_found.connect(lambda node, studies: found.append((node, studies)))
     # What was on screen, and what the browser listed, as each series arrived.
     pacs.retrieved.connect(lambda s: arrived.append(s.series.number))
-    viewer.opened.connect(lambda index, image: shown.append((index, image.n_frames)))
+    viewer.opening.opened.connect(lambda index, image: shown.append((index, image.n_frames)))
     pacs.query("get", StudyQuery(patient_id="TWO-1"))
     assert [(n, [s.study_uid for s in m]) for n, m in found] == [("get", [study_uid])]
     pacs.retrieve("get", [RetrieveRequest(study_uid)])
     assert arrived == [1, 2] and pacs.errors == []
-    assert [s.n_frames for s in viewer.discovery.series] == [6, 9]
+    assert [s.n_frames for s in viewer.opening.discovery.series] == [6, 9]
     assert shown == [(0, 6)]  # the first opened; the second added, not opened over it
     assert viewer.state.image.n_frames == 6
-    viewer.open_series(1)
+    viewer.opening.open_series(1)
     assert viewer.state.image.n_frames == 9
 
 
@@ -79,7 +79,7 @@ def test_series_arriving_after_the_user_opened_something_else_are_not_added(two_
     # Once the first series is on screen the user opens a radiograph from disk.
     pacs.retrieved.connect(lambda s: s.series.number == 1 and viewer.open_paths([chest]))
     pacs.retrieve("web", [RetrieveRequest(study_uid)])
-    assert [s.n_frames for s in viewer.discovery.series] == [1]
+    assert [s.n_frames for s in viewer.opening.discovery.series] == [1]
     assert viewer.state.image.n_frames == 1 and viewer.state.image.frames[0].source == str(chest)
 
 
@@ -131,7 +131,7 @@ def test_open_from_pacs_dialog_queries_browses_and_opens(qtbot, window, pacs_con
 def test_study_url_opens_and_results_are_sent_back_into_the_study(qtbot, window, own_orthanc):
     ct = _study("ct_0001")
     window.open_paths([f"pacs://get/{ct}"])
-    qtbot.waitUntil(lambda: window.session.prediction is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: window.session.model.prediction is not None, timeout=120_000)
     assert window.state.image.n_frames == 28
     run_and_wait(qtbot, window, ["gradcam"])
     assert window.pacs_ui.available() == {"pm": True, "sc": True, "seg": False, "sr": False}
@@ -159,7 +159,7 @@ def test_study_url_opens_and_results_are_sent_back_into_the_study(qtbot, window,
         and pm.PatientID
         == pydicom.dcmread(next(p for p in sample_files() if p.parent.name == "ct_0001")).PatientID
     )
-    model = window.session.manifest().name
+    model = window.session.model.manifest().name
     for ds in sent.values():
         assert [e.get("ManufacturerModelName") for e in ds.ContributingEquipmentSequence].count(model) == 1
     assert len(items) == 28 + 3

@@ -62,7 +62,7 @@ def window_on_film():
     window.show()
     window.model_panel.select_model("cxr_resnet18")
     window.open_paths([str(STUDY)])
-    wait_until(lambda: window.session.prediction is not None, 120, "the prediction")
+    wait_until(lambda: window.session.model.prediction is not None, 120, "the prediction")
     return window
 
 
@@ -90,7 +90,7 @@ def first_and_final(window, method: str, anytime: bool) -> tuple[float, float, s
     session = window.session
     session.cache.drop_image(id(window.state.image))
     session.layers.rebuild()
-    session.anytime = anytime
+    session.explanation.anytime = anytime
     first: list[tuple[float, str]] = []
 
     def inserted(_index, layer) -> None:
@@ -119,7 +119,7 @@ def anytime_rows(app, runs: int) -> None:
     from viewer.explain.registry import get_method
 
     window = window_on_film()
-    model = window.session.store.get(window.session.manifest_path)
+    model = window.session.model.store.get(window.session.model.manifest_path)
     explain(model, window.state.image, [get_method("rise", masks=96, converge=False)], frames=[0])
     tuned = sorted(set(context._TUNED.values()))
     print(f"LIME and RISE alone on {STUDY.name}, anytime refinement on vs off (the code path before it),")

@@ -52,17 +52,17 @@ def chatty_model(tmp_path, monkeypatch) -> Path:
 def test_the_session_asks_before_loading_an_untrusted_graph_and_loads_it_once_trusted(chatty_model):
     session = ViewerSession(InlineRunner())
     asked: list[TrustRequest] = []
-    session.trust_needed.connect(asked.append)
-    assert session.add_model(chatty_model)
+    session.model.trust_needed.connect(asked.append)
+    assert session.model.add(chatty_model)
     session.open_paths([FILM])
-    assert len(asked) == 1 and session.prediction is None and not session.errors
+    assert len(asked) == 1 and session.model.prediction is None and not session.reports.errors
     request = asked[0]
     assert request.operators == ("print()",) and "print()" in request.what
     assert request.weights == chatty_model.parent / "model.pt"
 
-    session.trust_model(request)
-    assert session.prediction is not None and session.prediction.labels == ("a", "b")
-    assert len(asked) == 1 and not session.errors
+    session.model.trust(request)
+    assert session.model.prediction is not None and session.model.prediction.labels == ("a", "b")
+    assert len(asked) == 1 and not session.reports.errors
     assert is_trusted(request.weights)
 
 

@@ -18,19 +18,19 @@ from viewer.state.tasks import ModelStore
 def held_session(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     session = ViewerSession(InlineRunner())
-    name = session.catalog.in_memory_name("ChestNet")
+    name = session.model.catalog.in_memory_name("ChestNet")
     model = model_from_network(chest_net().eval(), input_shape=(3, 32, 32), name=name)
-    return session, model, session.hold_model(model)
+    return session, model, session.model.hold(model)
 
 
 def test_held_model_is_listed_used_and_kept_apart_from_user_models(tmp_path, monkeypatch):
     session, model, name = held_session(tmp_path, monkeypatch)
     assert name == "ChestNet (in memory)" and session.state.model == name
-    assert is_in_memory(session.manifest_path) and session.catalog.user == {}
-    assert session.manifest() is model.manifest
+    assert is_in_memory(session.model.manifest_path) and session.model.catalog.user == {}
+    assert session.model.manifest() is model.manifest
     monkeypatch.chdir(tmp_path.parent)  # a notebook changes folder: the store still finds it
-    assert session.store.get(session.manifest_path) is model
-    assert session.catalog.in_memory_name("ChestNet") == "ChestNet (in memory, 2)"
+    assert session.model.store.get(session.model.manifest_path) is model
+    assert session.model.catalog.in_memory_name("ChestNet") == "ChestNet (in memory, 2)"
 
 
 def test_an_unknown_in_memory_model_is_never_read_from_a_file(tmp_path):

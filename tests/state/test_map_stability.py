@@ -47,7 +47,7 @@ def checkpoints(tmp_path_factory):
 
 def _session(store) -> ViewerSession:
     session = ViewerSession(InlineRunner(), store=store)
-    session.model_for_modality = False
+    session.model.for_modality = False
     session.choose_model("cxr_resnet18")
     return session
 
@@ -55,14 +55,14 @@ def _session(store) -> ViewerSession:
 @pytest.mark.slow
 def test_a_random_method_is_compared_across_seeds_as_scikit_image_and_scipy_compare_them(store):
     session = _session(store)
-    session.seed = 4
+    session.explanation.seed = 4
     session.open_paths([CHEST])
     session.stability.start(["smoothgrad"], extra_seeds=2)
-    assert not session.errors
+    assert not session.reports.errors
     result = session.stability.results()["smoothgrad"]
     assert result.compared == "seeds" and result.seeds == (4, 5, 6)
     assert result.names == ("seed 4", "seed 5", "seed 6")
-    model, image, target = store.get(session.manifest_path), session.state.image, session.state.target
+    model, image, target = store.get(session.model.manifest_path), session.state.image, session.state.target
     maps = {
         s: explain(model, image, [get_method("smoothgrad")], targets=[target], seed=s).maps[0].frame(0)
         for s in (4, 5, 6)
@@ -84,10 +84,10 @@ def test_a_random_method_is_compared_across_seeds_as_scikit_image_and_scipy_comp
 @pytest.mark.slow
 def test_a_deterministic_method_is_compared_across_the_manifests_checkpoints(store, checkpoints):
     session = _session(store)
-    assert session.add_model(checkpoints / "manifest.toml")
+    assert session.model.add(checkpoints / "manifest.toml")
     session.open_paths([CHEST])
     session.stability.start(["gradcam", "smoothgrad"], extra_seeds=0)
-    assert not session.errors
+    assert not session.reports.errors
     results = session.stability.results()
     gradcam = results["gradcam"]
     assert gradcam.compared == "checkpoints" and gradcam.names == (TRAINED, PERTURBED, RANDOM)
@@ -98,7 +98,7 @@ def test_a_deterministic_method_is_compared_across_the_manifests_checkpoints(sto
     assert results["smoothgrad"].compared == "checkpoints" and results["smoothgrad"].seeds == (0, 0, 0)
     # The pair of the trained and the random checkpoint, against maps the engine makes on its own.
     image, target = session.state.image, session.state.target
-    manifest = store.get(session.manifest_path).manifest
+    manifest = store.get(session.model.manifest_path).manifest
     maps = {
         w.stem: explain(LoadedModel(manifest.checkpoint(w)), image, ["gradcam"], targets=[target]).maps[0]
         for w in manifest.checkpoints
@@ -118,7 +118,7 @@ def test_a_method_with_nothing_to_compare_is_said_so_and_results_follow_the_slic
     assert "nothing to compare" in session.stability.status
     session.stability.start(["gradient-shap"], extra_seeds=1)
     assert set(session.stability.results()) == {"gradient-shap"}
-    targets = session.prediction.labels
+    targets = session.model.prediction.labels
     session.state.target = next(t for t in targets if t != session.state.target)
     assert session.stability.results() == {}  # another target: those numbers are not of it
     assert not any(":" in layer.method for layer in session.state.layers)

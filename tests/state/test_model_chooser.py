@@ -88,13 +88,13 @@ def test_a_fresh_session_explains_an_nih_png_with_the_chest_model(tmp_path):
     session = ViewerSession(InlineRunner())
     session.choose_model("ct_resnet18")  # what a first start used to keep
     asked = []
-    session.model_question.connect(asked.append)
+    session.model.model_question.connect(asked.append)
     session.open_paths([_png(tmp_path / "00000013_005.png", 1024)])
     assert session.state.model == "cxr_resnet18" and not asked
-    assert session.prediction is not None and session.prediction.labels[0] != "any"
-    assert "taken for a radiograph" in session.caution
+    assert session.model.prediction is not None and session.model.prediction.labels[0] != "any"
+    assert "taken for a radiograph" in session.model.caution
     session.open_paths([_png(tmp_path / "small.png", 600)])
     (question,) = asked
     assert question.kind == "PNG" and question.used == "cxr_resnet18"
-    session.answer_model_question("ct_resnet18")
-    assert session.state.model == "ct_resnet18" and "you chose for PNG" in session.caution
+    session.model.answer_question("ct_resnet18")
+    assert session.state.model == "ct_resnet18" and "you chose for PNG" in session.model.caution

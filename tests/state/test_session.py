@@ -38,16 +38,16 @@ def _lanes(session, lane: str) -> list[str]:
 
 def test_opening_a_film_shows_it_predicts_once_and_targets_the_top_label(session):
     opened = []
-    session.opened.connect(lambda index, image: opened.append((index, image)))
+    session.opening.opened.connect(lambda index, image: opened.append((index, image)))
     session.open_paths([CHEST])
     image = session.state.image
     assert opened == [(0, image)] and (image.rows, image.columns) == (1024, 1024)
     assert _lanes(session, "open") == ["done"] and _lanes(session, "predict") == ["done"]
-    prediction = session.prediction
+    prediction = session.model.prediction
     assert prediction.probabilities.shape == (1, len(prediction.labels))
     assert session.state.target == prediction.labels[int(np.argmax(prediction.probabilities[0]))]
-    assert session.probability() == pytest.approx(float(prediction.probabilities[0].max()))
-    assert not session.errors
+    assert session.model.probability() == pytest.approx(float(prediction.probabilities[0].max()))
+    assert not session.reports.errors
 
 
 def test_a_ct_for_a_chest_model_switches_model_without_predicting_on_the_old_image(session):
@@ -72,7 +72,7 @@ def test_the_gui_explains_the_same_default_target_as_the_cli_on_a_series(session
     """One target rule: the label most probable on any slice, not on the slice on screen."""
     session.open_paths([CT])
     image = session.state.image
-    model = store.get(session.manifest_path)
+    model = store.get(session.model.manifest_path)
     cli = explain(model, image, [], frames=None)
     assert session.state.target == cli.targets[0]
     assert session.state.frame == image.n_frames // 2
@@ -80,7 +80,7 @@ def test_the_gui_explains_the_same_default_target_as_the_cli_on_a_series(session
 
 def test_predicting_and_explaining_a_frame_preprocess_it_once(session, store):
     session.open_paths([CHEST])
-    model = store.get(session.manifest_path)
+    model = store.get(session.model.manifest_path)
     before = model.preparations
     session.run_methods(["gradcam", "guided-backprop"])
     assert [layer.method for layer in session.state.layers] == ["gradcam", "guided-backprop"]
@@ -94,7 +94,7 @@ def test_opening_decodes_the_first_series_once(session, monkeypatch):
         tasks, "load_series", lambda series, **kw: (decoded.append(series), original(series, **kw))[1]
     )
     thumbnails = []
-    session.thumbnails.connect(lambda batch: thumbnails.extend((i, p.shape) for i, p in batch))
+    session.opening.thumbnails.connect(lambda batch: thumbnails.extend((i, p.shape) for i, p in batch))
     session.open_paths([CHEST])
     assert len(decoded) == 1 and thumbnails == [(0, (96, 96))]
 
@@ -103,14 +103,14 @@ def test_maps_are_cached_and_layers_follow_the_target(session):
     session.open_paths([CHEST])
     first = session.state.target
     shown = []
-    session.maps_shown.connect(lambda: shown.append(session.state.target))
+    session.explanation.maps_shown.connect(lambda: shown.append(session.state.target))
     job = session.run_methods(["gradcam", "gradcam++"])
     assert job is not None and _lanes(session, "explain") == ["done"] and shown == [first]
     assert session.state.active_layer == "gradcam++"
     assert session.run_methods(["gradcam", "gradcam++"]) is None  # cached: nothing computed
     assert _lanes(session, "explain") == ["done"] and shown == [first, first]
     indices = session.state.layer("gradcam").display_index(0)
-    other = next(label for label in session.labels if label != first)
+    other = next(label for label in session.model.labels if label != first)
     session.state.target = other  # a new target: its maps are not computed yet
     assert len(session.state.layers) == 0
     session.state.target = first  # back: the cached maps return, with the worker's display indices
@@ -135,8 +135,8 @@ def test_solo_shows_the_selected_layer_alone_and_cycling_wraps(session):
 
 
 def test_run_on_open_waits_for_the_prediction_and_runs_once(session):
-    session.run_on_open = True
-    session.methods = ["gradcam"]
+    session.explanation.run_on_open = True
+    session.explanation.methods = ["gradcam"]
     session.open_paths([CHEST])
     assert _lanes(session, "explain") == ["done"]
     assert [layer.method for layer in session.state.layers] == ["gradcam"]
@@ -144,25 +144,27 @@ def test_run_on_open_waits_for_the_prediction_and_runs_once(session):
 
 def test_an_annotation_of_another_image_is_refused_with_the_reason(session):
     session.open_paths([CHEST])
-    assert not session.load_annotation(CT_TRUTH)
-    assert "does not refer to this image" in session.errors[-1]
-    assert session.load_annotation(CHEST_TRUTH)
+    assert not session.annotation.load(CT_TRUTH)
+    assert "does not refer to this image" in session.reports.errors[-1]
+    assert session.annotation.load(CHEST_TRUTH)
     assert session.state.annotation is not None and session.state.show_annotation
 
 
 def test_a_bad_path_is_reported_and_nothing_is_opened(session, tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     session.open_paths([tmp_path])
-    assert session.state.image is None and session.errors[-1].startswith("No images found")
+    assert session.state.image is None and session.reports.errors[-1].startswith("No images found")
 
 
 def test_a_drawn_region_gets_the_target_label_and_an_annotation_to_hold_it(session):
     session.open_paths([CHEST])
     mask = np.zeros((1024, 1024), bool)
     mask[100:200, 100:200] = True
-    region = session.drawn_region(mask)
+    region = session.annotation.drawn_region(mask)
     assert region.label == session.state.target and region.file == "cxr_0002"
-    assert session.state.annotation is not None and session.drawn_region(np.zeros_like(mask)) is None
+    assert (
+        session.state.annotation is not None and session.annotation.drawn_region(np.zeros_like(mask)) is None
+    )
 
 
 def test_thumbnails_of_a_folder_arrive_in_batches_the_first_at_once(session, tmp_path):
@@ -171,7 +173,7 @@ def test_thumbnails_of_a_folder_arrive_in_batches_the_first_at_once(session, tmp
     for i in range(40):
         PILImage.fromarray(np.full((64, 64), i * 5, np.uint8)).save(tmp_path / f"film_{i:02d}.png")
     batches = []
-    session.thumbnails.connect(lambda batch: batches.append([index for index, _ in batch]))
+    session.opening.thumbnails.connect(lambda batch: batches.append([index for index, _ in batch]))
     session.open_paths([tmp_path])
     assert batches[0] == [0]  # the film on screen gets its picture before the others are made
     assert 1 < len(batches) < 40 and sorted(i for b in batches for i in b) == list(range(40))
@@ -193,20 +195,20 @@ def test_a_batch_session_explains_every_slice_as_the_engine_does_and_keeps_its_m
     model = store.get(ModelCatalog().path("cxr_resnet18"))
     session = ViewerSession.batch(model, seed=3)
     explained = []
-    session.series_explained.connect(lambda image, result: explained.append((image, result)))
+    session.explanation.series_explained.connect(lambda image, result: explained.append((image, result)))
     session.open_paths([CT])
     image = session.state.image
     assert session.state.model == "cxr_resnet18" and image.n_frames == 28
     assert "thumbnails" not in [lane for lane, _ in session.runner.history]
-    session.explain_series(["gradcam", "guided-backprop"])
+    session.explanation.explain_series(["gradcam", "guided-backprop"])
     ((shown, result),) = explained
     alone = explain(model, image, ["gradcam", "guided-backprop"], targets=result.targets, seed=3)
     assert shown is image and result.frames == tuple(range(28))
     assert result.targets == (session.state.target,)
     for ours, theirs in zip(result.maps, alone.maps, strict=True):
         assert np.array_equal(ours.array, theirs.array)
-    np.testing.assert_allclose(result.probabilities, session.prediction.probabilities, atol=1e-5)
-    assert not session.errors
+    np.testing.assert_allclose(result.probabilities, session.model.prediction.probabilities, atol=1e-5)
+    assert not session.reports.errors
 
 
 def test_explaining_a_series_to_show_fills_the_layer_nearest_slices_first_on_one_scale(store):
@@ -214,7 +216,7 @@ def test_explaining_a_series_to_show_fills_the_layer_nearest_slices_first_on_one
     layer holds every slice so far on one scale after each chunk, the end equals the engine's
     single call, and a second run computes nothing the cache holds."""
     session = ViewerSession(InlineRunner(), store=store)
-    session.make_thumbnails = False
+    session.opening.make_thumbnails = False
     session.open_paths([CT])
     image = session.state.image
     session.state.frame = 20  # in the engine's second chunk of 16 (slices 16-27)
@@ -225,12 +227,12 @@ def test_explaining_a_series_to_show_fills_the_layer_nearest_slices_first_on_one
         layer.events.maps.connect(lambda *_: shown.append(tuple(sorted(layer.maps))))
 
     session.state.layers.events.inserted.connect(follow)
-    session.explain_series(["gradcam", "guided-backprop"], show=True)
+    session.explanation.explain_series(["gradcam", "guided-backprop"], show=True)
     # Each layer's first chunk is the one on screen; then every slice so far.
     assert shown == [tuple(range(16, 28))] * 2 + [tuple(range(28))] * 2
     assert tuple(sorted(session.state.layer("gradcam").maps)) == tuple(range(28))
     alone = explain(
-        store.get(session.manifest_path),
+        store.get(session.model.manifest_path),
         image,
         ["gradcam", "guided-backprop"],
         targets=[session.state.target],
@@ -246,11 +248,11 @@ def test_explaining_a_series_to_show_fills_the_layer_nearest_slices_first_on_one
     original = tasks.explain
     tasks.explain = lambda *a, **k: calls.append(k.get("frames")) or original(*a, **k)
     try:
-        session.explain_series(["gradcam", "guided-backprop"], show=True)
+        session.explanation.explain_series(["gradcam", "guided-backprop"], show=True)
     finally:
         tasks.explain = original
     assert calls == []  # all in the cache
-    assert not session.errors
+    assert not session.reports.errors
 
 
 def test_a_batch_session_says_which_study_failed_and_opens_the_next(store, tmp_path):
@@ -261,11 +263,11 @@ def test_a_batch_session_says_which_study_failed_and_opens_the_next(store, tmp_p
     broken.write_bytes(data[: len(data) // 3])  # a header, pixel data cut off
     (tmp_path / "b.dcm").write_bytes(data)
     session.open_paths([tmp_path])
-    assert len(session.discovery.series) == 2
-    session.open_series(1)
-    assert session.errors and "a_broken.dcm" in session.errors[0]
-    assert session.series_index == 1 and session.state.image.frames[0].source.endswith("b.dcm")
-    assert session.prediction is not None
+    assert len(session.opening.discovery.series) == 2
+    session.opening.open_series(1)
+    assert session.reports.errors and "a_broken.dcm" in session.reports.errors[0]
+    assert session.opening.series_index == 1 and session.state.image.frames[0].source.endswith("b.dcm")
+    assert session.model.prediction is not None
 
 
 def test_a_3d_model_explains_every_slice_at_once_and_says_what_it_cannot_run(store, tmp_path):
@@ -287,12 +289,12 @@ def test_a_3d_model_explains_every_slice_at_once_and_says_what_it_cannot_run(sto
         text.replace("[input]\n", '[input]\nkind = "volume"\nwindows = [[40, 80]]\n')
     )
     session = ViewerSession(InlineRunner(), store=store)
-    session.make_thumbnails = False
+    session.opening.make_thumbnails = False
     support = []
-    session.support_changed.connect(support.append)
+    session.model.support_changed.connect(support.append)
     session.open_paths([CT])
-    assert session.add_model(tmp_path / "manifest.toml")
-    assert session.prediction.per_volume and session.prediction.probabilities.shape == (28, 6)
+    assert session.model.add(tmp_path / "manifest.toml")
+    assert session.model.prediction.per_volume and session.model.prediction.probabilities.shape == (28, 6)
     assert "written for 2-D inputs" in support[-1]["lrp"] and support[-1]["gradcam"] is None
     session.state.target = "subdural"
     session.state.frame = 14
@@ -301,5 +303,5 @@ def test_a_3d_model_explains_every_slice_at_once_and_says_what_it_cannot_run(sto
     assert tuple(sorted(layer.maps)) == tuple(range(28)) and layer.values(3).shape == (512, 512)
     session.state.frame = 3
     assert session.run_methods(["gradcam", "gradient"]) is None  # every slice is in the cache
-    session.explain_series(["gradcam", "gradient"], show=True)
-    assert not session.errors
+    session.explanation.explain_series(["gradcam", "gradient"], show=True)
+    assert not session.reports.errors

@@ -24,7 +24,7 @@ def open_and_wait(qtbot, window, paths, timeout=60_000):
         window.runner.result, timeout=timeout, check_params_cb=lambda j, k, p: k == "loaded"
     ):
         window.open_paths([str(p) for p in paths])
-    qtbot.waitUntil(lambda: window.session.prediction is not None, timeout=timeout)
+    qtbot.waitUntil(lambda: window.session.model.prediction is not None, timeout=timeout)
     return window.state.image
 
 

@@ -78,7 +78,7 @@ def test_lime_and_rise_show_a_first_map_early_refine_it_in_place_and_end_as_the_
     _follow_layers(window, record)
     run_and_wait(qtbot, window, ["lime", "rise"])
     session = window.session
-    model = session.store.get(session.manifest_path)
+    model = session.model.store.get(session.model.manifest_path)
     for method in ("lime", "rise"):
         events = seen[method]
         assert len(made[method]) == 1  # one layer, made once, updated in place
@@ -108,7 +108,7 @@ def test_a_series_run_does_the_fast_methods_first_says_where_it_is_and_cancel_st
     _fewer(monkeypatch, LIME, samples=24, superpixels=30)
     open_and_wait(qtbot, window, [CT])
     window.state.frame = 20  # the engine's second chunk of 16: slices 17-28 first
-    window.session.methods = ["gradcam", "lime", "guided-backprop"]
+    window.session.explanation.methods = ["gradcam", "lime", "guided-backprop"]
     log: list[tuple] = []
     covered: dict[str, set[int]] = {}
 
@@ -123,7 +123,9 @@ def test_a_series_run_does_the_fast_methods_first_says_where_it_is_and_cancel_st
         log.append(("map", layer.method, frozenset(added), smap.progress, window.model_panel.status.text()))
 
     _follow_layers(window, record)
-    window.session.progress.connect(lambda lane, step, f: lane == "explain" and log.append(("status", step)))
+    window.session.reports.progress.connect(
+        lambda lane, step, f: lane == "explain" and log.append(("status", step))
+    )
     panel = window.model_panel
     assert not panel.cancel_button.isEnabled()
     job = window.explain_series()

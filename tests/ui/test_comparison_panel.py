@@ -17,7 +17,7 @@ def _show_compare(qtbot, window):
 
 def test_maps_are_scored_against_the_annotation_like_the_metrics_module(qtbot, window):
     open_and_wait(qtbot, window, [CHEST])
-    assert window.session.load_annotation(CHEST_TRUTH)
+    assert window.session.annotation.load(CHEST_TRUTH)
     methods = ["gradcam", "guided-backprop", "guided-gradcam"]
     run_and_wait(qtbot, window, methods)
     _show_compare(qtbot, window)
@@ -29,7 +29,7 @@ def test_maps_are_scored_against_the_annotation_like_the_metrics_module(qtbot, w
     rows = panel.table_rows()
     assert len(rows) == 3
     # The numbers are those of viewer.explain.comparison on the same map and mask.
-    model = window.session.store.get(window.session.manifest_path)
+    model = window.session.model.store.get(window.session.model.manifest_path)
     smap = window.state.layer("gradcam").map_for(0)
     mask = window.state.annotation.mask(window.state.image, window.state.target)[0]
     expected = score_map(model, window.state.image, smap, 0, mask=mask, steps=50)
@@ -92,7 +92,7 @@ def test_an_nih_box_file_counts_for_the_models_own_label(qtbot, window, tmp_path
         f"{CHEST.stem}.png,Cardiomegaly,300.0,500.0,420.0,260.0,,,\n"
         f"{CHEST.stem}.png,Infiltrate,100.0,200.0,50.0,60.0,,,\n"
     )
-    assert window.session.load_annotation(boxes)
+    assert window.session.annotation.load(boxes)
     assert "Infiltrate match none of the model's labels" in window.errors[-1]
     assert window.problems.rowCount() >= 1
     window.state.target = "cardiomegaly"

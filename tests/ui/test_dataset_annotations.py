@@ -36,7 +36,7 @@ def films(tmp_path):
 def _choose(qtbot, window, name: str) -> None:
     """Click the film ``name`` in the Studies panel and wait until it is on screen."""
     row = next(i for i in range(window.browser.count()) if name in window.browser.item(i).text())
-    if row == window.session.series_index:
+    if row == window.session.opening.series_index:
         return
     loaded = lambda j, k, p: k == "loaded"  # noqa: E731
     with qtbot.waitSignal(window.runner.result, timeout=60_000, check_params_cb=loaded):
@@ -53,7 +53,7 @@ def test_an_annotation_file_is_kept_for_every_image_it_names_until_unloaded(qtbo
     boxes.write_text(BOXES)
     open_and_wait(qtbot, window, [films])
     _choose(qtbot, window, FILMS[0])
-    assert window.session.load_annotation(boxes)  # Ctrl+L
+    assert window.session.annotation.load(boxes)  # Ctrl+L
     assert window.state.annotation.labels == ("Cardiomegaly",)
     assert _boxes_on_screen(window) == 1
     # The status names this image's labels, not every label of the file.
@@ -100,15 +100,15 @@ def test_a_box_csv_beside_the_films_is_offered_as_their_annotation_not_a_problem
     listed = window.problems.problems()
     assert not any(path.endswith(".csv") for path, _ in listed), listed
     assert any(path.endswith("notes.txt") for path, _ in listed)
-    assert [f.name for f in window.session.annotation_book.files] == ["BBox_List_2017.csv"]
+    assert [f.name for f in window.session.annotation.book.files] == ["BBox_List_2017.csv"]
 
 
 def test_compare_scores_every_opened_image_the_annotation_names(qtbot, window, films):
     shutil.copy(films / f"{FILMS[0]}.png", films / "unrelated.png")
     (films / "BBox_List_2017.csv").write_text(BOXES)
     open_and_wait(qtbot, window, [films])
-    qtbot.waitUntil(lambda: bool(window.session.annotation_book.files), timeout=30_000)
-    window.session.methods = ["gradcam", "guided-backprop"]
+    qtbot.waitUntil(lambda: bool(window.session.annotation.book.files), timeout=30_000)
+    window.session.explanation.methods = ["gradcam", "guided-backprop"]
     window.tabs.setCurrentIndex(1)
     folder = window.comparison.folder
     window.comparison.bottom_tabs.setCurrentWidget(folder)
@@ -129,10 +129,12 @@ def test_compare_scores_every_opened_image_the_annotation_names(qtbot, window, f
     # The numbers are the evaluation's (evaluate_one on the same image and annotation).
     from viewer.explain.study_scores import evaluate_one
 
-    model = window.session.store.get(window.session.manifest_path)
-    series = next(s for s in window.session.discovery.series if FILMS[1] in s.paths[0])
-    annotations = [f.for_series(series) for f in window.session.annotation_book.sources()]
-    expected, _ = evaluate_one(model, series, FILMS[1], annotations, ["gradcam"], window.session.seed)
+    model = window.session.model.store.get(window.session.model.manifest_path)
+    series = next(s for s in window.session.opening.discovery.series if FILMS[1] in s.paths[0])
+    annotations = [f.for_series(series) for f in window.session.annotation.book.sources()]
+    expected, _ = evaluate_one(
+        model, series, FILMS[1], annotations, ["gradcam"], window.session.explanation.seed
+    )
     row = next(r for r in expected if r["label"] == "effusion")
     got = next(r for r in folder.model.rows if r["image"] == FILMS[1] and r["method"] == "gradcam")
     assert got["label"] == "effusion" and got["iou"] == pytest.approx(row["iou"])
@@ -159,11 +161,13 @@ def test_compare_says_maps_are_being_computed_during_a_re_run(qtbot, window):
     with qtbot.waitSignal(window.scores_shown, timeout=300_000):
         window.tabs.setCurrentIndex(1)
     # Another target: its maps are not computed yet, so the panel has none to show.
-    other = next(label for label in window.session.labels if label != window.state.target)
+    other = next(label for label in window.session.model.labels if label != window.state.target)
     said = []
-    window.session.explaining.connect(lambda on: on and said.append(window.comparison.status.text()))
-    window.session.methods = ["gradcam", "gradcam++"]  # what the re-run computes
-    window.session.run_on_open = True
+    window.session.explanation.explaining.connect(
+        lambda on: on and said.append(window.comparison.status.text())
+    )
+    window.session.explanation.methods = ["gradcam", "gradcam++"]  # what the re-run computes
+    window.session.explanation.run_on_open = True
     with qtbot.waitSignal(window.maps_shown, timeout=300_000):
         window.state.target = other
     assert said and said[0].startswith("Computing") and "Run some methods" not in said[0]

@@ -84,7 +84,7 @@ def test_the_dask_choices_name_their_extra_where_dask_is_missing(qtbot, window, 
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "distributed" else real(name, *a)
     )
-    dialog = EvaluateDialog(window, window.runner, window.session.store, "cxr_resnet18", ["gradcam"])
+    dialog = EvaluateDialog(window, window.runner, window.session.model.store, "cxr_resnet18", ["gradcam"])
     qtbot.addWidget(dialog)
     model = dialog.where.model()
     assert [model.item(i).isEnabled() for i in range(3)] == [True, False, False]

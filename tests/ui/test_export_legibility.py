@@ -155,7 +155,7 @@ def test_a_film_exported_natively_and_from_a_small_window_keeps_every_word(
 ):
     film = _real(CHEST, tmp_path / "study")
     image = open_and_wait(qtbot, window, [film])
-    assert window.session.load_annotation(CHEST_TRUTH)
+    assert window.session.annotation.load(CHEST_TRUTH)
     run_and_wait(qtbot, window, ["gradcam"])
     ctx = window.export_context()
     caption = exports.export_caption_of(ctx)
@@ -205,7 +205,7 @@ def test_a_ct_slice_exported_natively_keeps_every_word(qtbot, window, tmp_path, 
     series = _real(CT, tmp_path / "ct_0001")
     image = open_and_wait(qtbot, window, [series])
     window.state.set_frame(11)
-    assert window.session.load_annotation(CT_TRUTH)
+    assert window.session.annotation.load(CT_TRUTH)
     window.tabs.setCurrentWidget(window.mpr)  # the map arrives while the view is behind a tab
     run_and_wait(qtbot, window, ["gradcam"])
     ctx = window.export_context()
@@ -332,7 +332,7 @@ def test_export_flags_write_the_files_the_menu_writes(qtbot, window, tmp_path, m
     # The same study, model, method and window size through File > Export in this process.
     window.resize(1280, 800)
     open_and_wait(qtbot, window, [CHEST])
-    assert window.session.load_annotation(CHEST_TRUTH)
+    assert window.session.annotation.load(CHEST_TRUTH)
     run_and_wait(qtbot, window, ["gradcam"])
     qtbot.wait(300)
     menu = tmp_path / "menu"

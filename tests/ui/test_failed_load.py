@@ -49,18 +49,18 @@ def test_a_study_that_fails_to_load_clears_the_view_and_is_listed_with_its_reaso
     assert window.state.layers and window.model_panel.predictions.rowCount() > 0
     qtbot.waitUntil(lambda: not window.runner.busy, timeout=60_000)
     # The broken film opened among others: chosen in the Studies panel.
-    with qtbot.waitSignal(window.session.discovered, timeout=60_000):
+    with qtbot.waitSignal(window.session.opening.discovered, timeout=60_000):
         window.open_paths([folder])
     qtbot.waitUntil(lambda: window.browser.count() == 2, timeout=60_000)
-    broken = next(i for i in range(2) if "broken" in window.session.discovery.series[i].paths[0])
-    if window.session.series_index != broken:
-        qtbot.waitUntil(lambda: window.session.prediction is not None, timeout=60_000)
+    broken = next(i for i in range(2) if "broken" in window.session.opening.discovery.series[i].paths[0])
+    if window.session.opening.series_index != broken:
+        qtbot.waitUntil(lambda: window.session.model.prediction is not None, timeout=60_000)
         run_and_wait(qtbot, window, ["gradcam"])
         _wait_failed(qtbot, window, lambda: window.browser.series_chosen.emit(broken))
     # Nothing of the film before stays: no image, layer, annotation or prediction.
     qtbot.waitUntil(lambda: window.state.image is None, timeout=10_000)
     assert not window.state.layers and window.state.annotation is None
-    assert window.session.prediction is None and window.model_panel.predictions.rowCount() == 0
+    assert window.session.model.prediction is None and window.model_panel.predictions.rowCount() == 0
     assert window.canvas.base.image is None
     # Listed in Problems, with the reason, counted as the file holds them.
     listed = [(path, reason) for path, reason in window.problems.problems() if path.endswith("broken.dcm")]
@@ -90,5 +90,5 @@ def test_opening_a_file_that_fails_clears_the_study_before_it(qtbot, window, stu
     run_and_wait(qtbot, window, ["gradcam"])
     _wait_failed(qtbot, window, lambda: window.open_paths([folder / "broken.dcm"]))
     qtbot.waitUntil(lambda: window.state.image is None, timeout=10_000)
-    assert not window.state.layers and window.session.prediction is None
+    assert not window.state.layers and window.session.model.prediction is None
     assert [p for p, _ in window.problems.problems()] == [str(folder / "broken.dcm")]

@@ -71,7 +71,7 @@ def test_a_dropped_chest_film_opens_with_its_window_thumbnail_tags_and_predictio
         window.runner.result, timeout=60_000, check_params_cb=lambda j, k, p: k == "loaded"
     ):
         _drop(window, [CHEST])
-    qtbot.waitUntil(lambda: window.session.prediction is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: window.session.model.prediction is not None, timeout=60_000)
     image = window.state.image
     assert (image.rows, image.columns) == (1024, 1024)
     assert window.canvas.base.image is not None
@@ -85,9 +85,9 @@ def test_a_dropped_chest_film_opens_with_its_window_thumbnail_tags_and_predictio
         window.model_panel.predictions.item(r, 0).text()
         for r in range(window.model_panel.predictions.rowCount())
     ]
-    p = window.session.prediction.probabilities[0]
-    assert labels[0] == window.state.target == window.session.labels[int(np.argmax(p))]
-    assert sorted(labels) == sorted(window.session.labels)
+    p = window.session.model.prediction.probabilities[0]
+    assert labels[0] == window.state.target == window.session.model.labels[int(np.argmax(p))]
+    assert sorted(labels) == sorted(window.session.model.labels)
     # The DICOM tag browser shows this file's header, and its search filters it.
     assert window.tags.source.endswith("cxr_0002.dcm")
     window.tags.filter.setText("PhotometricInterpretation".lower()[:10])
@@ -194,7 +194,7 @@ def test_a_new_target_cancels_the_stale_job_and_shows_its_own_maps(qtbot, window
     open_and_wait(qtbot, window, [CHEST])
     first = window.state.target
     job = window.run_methods(["lime"])  # long: it is cancelled by the new target
-    other = next(label for label in window.session.labels if label != first)
+    other = next(label for label in window.session.model.labels if label != first)
     qtbot.waitUntil(lambda: window.runner.current("explain") is job and window.runner.busy, timeout=10_000)
     with qtbot.waitSignal(window.runner.finished, timeout=60_000, check_params_cb=lambda j, s: j is job):
         window.state.target = other
@@ -212,7 +212,7 @@ def test_a_new_target_cancels_the_stale_job_and_shows_its_own_maps(qtbot, window
 
 def test_annotation_load_draw_and_undo(qtbot, window):
     open_and_wait(qtbot, window, [CHEST])
-    assert window.session.load_annotation(CHEST_TRUTH)
+    assert window.session.annotation.load(CHEST_TRUTH)
     assert set(window.state.annotation.labels) == {"cardiomegaly", "effusion"}
     assert len(window.canvas.annotation.outlines) == 2
     window.state.annotation_style = "fill"
@@ -221,7 +221,7 @@ def test_annotation_load_draw_and_undo(qtbot, window):
     assert not window.canvas.annotation.outlines
     window.state.show_annotation = True
     # A CT annotation does not match this film: refused with a reason.
-    assert not window.session.load_annotation(CT_TRUTH)
+    assert not window.session.annotation.load(CT_TRUTH)
     assert "does not refer to this image" in window.errors[-1]
     # Draw a rectangle of the target label, then undo it.
     regions = len(window.state.annotation.regions)
@@ -302,10 +302,10 @@ def test_settings_remember_recent_studies_and_user_models(qtbot, window, setting
     text = (mine / "manifest.toml").read_text()
     text = re.sub(r'^name = ".*"$', 'name = "my_chest_model"', text, count=1, flags=re.M)
     (mine / "manifest.toml").write_text(text)
-    assert window.session.add_model(mine / "manifest.toml")
+    assert window.session.model.add(mine / "manifest.toml")
     assert window.model_panel.models.currentText() == "my_chest_model"
     assert str((mine / "manifest.toml").resolve()) in settings.value("models/user", type=list)
-    qtbot.waitUntil(lambda: window.session.prediction is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: window.session.model.prediction is not None, timeout=60_000)
     window.close()
     from viewer.ui.main_window import MainWindow
 
@@ -360,9 +360,9 @@ def test_a_zipped_folder_lists_every_series_and_the_browser_opens_them(qtbot, wi
     # Choosing a series while thumbnails are still being made does not stop them.
     qtbot.waitUntil(lambda: sorted(made) == [0, 1, 2], timeout=60_000)
     # A head CT switches to the model made for CT.
-    qtbot.waitUntil(lambda: window.session.prediction is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: window.session.model.prediction is not None, timeout=60_000)
     assert window.model_panel.models.currentText() == "ct_resnet18"
-    assert "any" in window.session.labels
+    assert "any" in window.session.model.labels
     assert window.tags.source.startswith(str(archive) + "!/")
 
 

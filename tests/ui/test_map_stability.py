@@ -18,7 +18,7 @@ from viewer.ui.comparison import COLUMNS
 def test_the_menu_command_shows_both_layers_and_the_stability_column(qtbot, window, monkeypatch):
     open_and_wait(qtbot, window, [CHEST])
     run_and_wait(qtbot, window, ["gradient-shap"])
-    window.session.methods = ["gradient-shap"]
+    window.session.explanation.methods = ["gradient-shap"]
     with qtbot.waitSignal(window.scores_shown, timeout=300_000):
         window.tabs.setCurrentWidget(window.comparison)
     # The menu's question (seeds besides the session's) answered "1", as a user would.
@@ -31,7 +31,7 @@ def test_the_menu_command_shows_both_layers_and_the_stability_column(qtbot, wind
     methods = [layer.method for layer in window.state.layers]
     assert {"gradient-shap:agreement", "gradient-shap:disagreement"} <= set(methods)
     # The Qt-free core on maps the engine makes here: seeds 0 and 1 of GradientSHAP.
-    model = window.session.store.get(window.session.manifest_path)
+    model = window.session.model.store.get(window.session.model.manifest_path)
     image, target = window.state.image, window.state.target
     maps = {
         f"seed {s}": explain(model, image, [get_method("gradient-shap")], targets=[target], seed=s)

@@ -40,7 +40,7 @@ def test_a_picture_it_cannot_place_asks_once_and_the_answer_is_kept(qtbot, windo
     models = bar.findChild(QComboBox, "question_models")
     assert models.currentData() == "cxr_resnet18" and models.findData("ct_resnet18") >= 0
     models.setCurrentIndex(models.findData("ct_resnet18"))
-    with qtbot.waitSignal(window.session.predicted, check_params_cb=lambda p: p is not None):
+    with qtbot.waitSignal(window.session.model.predicted, check_params_cb=lambda p: p is not None):
         qtbot.mouseClick(bar.findChild(QPushButton, "question_use"), Qt.MouseButton.LeftButton)
     assert not bar.isVisible() and window.model_panel.models.currentText() == "ct_resnet18"
     save_session(settings, window.session)

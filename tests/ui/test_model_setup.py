@@ -33,8 +33,8 @@ def test_a_weights_file_becomes_a_model_with_the_labels_asked_for(qtbot, window,
     assert manifest["labels"] == ["effusion", "nodule", "pneumothorax"]
     assert manifest["network"]["arch"] == "resnet18" and manifest["network"]["weights"] == weights.name
     assert window.session.state.model == "My chest net" == window.model_panel.models.currentText()
-    qtbot.waitUntil(lambda: window.session.prediction is not None, timeout=120_000)
-    assert window.session.prediction.labels == ("effusion", "nodule", "pneumothorax")
+    qtbot.waitUntil(lambda: window.session.model.prediction is not None, timeout=120_000)
+    assert window.session.model.prediction.labels == ("effusion", "nodule", "pneumothorax")
     check = window.models.doctor
     qtbot.waitUntil(lambda: check.report is not None, timeout=120_000)
     assert check.report.ok, check.report.text()

@@ -19,14 +19,14 @@ def test_the_strip_peaks_where_the_haemorrhage_is_and_takes_the_user_there(qtbot
     strip = window.strip
     assert strip.isVisible()
     window.state.target = "subdural"
-    window.session.methods = ["gradcam"]
-    with qtbot.waitSignal(window.session.series_explained, timeout=300_000):
+    window.session.explanation.methods = ["gradcam"]
+    with qtbot.waitSignal(window.session.explanation.series_explained, timeout=300_000):
         window.explain_series()
     qtbot.waitUntil(lambda: strip.strength is not None and np.isfinite(strip.strength).all())
-    assert window.session.load_annotation(TRUTH)
+    assert window.session.annotation.load(TRUTH)
     annotated = window.state.annotation.mask(image, "subdural").any(axis=(1, 2))
-    column = window.session.prediction.labels.index("subdural")
-    np.testing.assert_array_equal(strip.probability, window.session.prediction.probabilities[:, column])
+    column = window.session.model.prediction.labels.index("subdural")
+    np.testing.assert_array_equal(strip.probability, window.session.model.prediction.probabilities[:, column])
     for values in (strip.probability, strip.strength):
         assert annotated[int(np.argmax(values))]  # the strongest slice is one the radiologist marked
         assert values[annotated].mean() > values[~annotated].mean()

@@ -189,7 +189,7 @@ def _new_folder(staging: Path, name: str) -> Path:
 def _in_process(model, pending, annotations, request: ExplainRequest, on_begin, on_progress) -> Iterator:
     """The studies explained here one by one: ``(name, (study, files), None)`` or a failure."""
     session = ViewerSession.batch(model, seed=request.options.seed, predict=False)
-    session.progress.connect(lambda lane, step, f: lane == "explain" and on_progress(step, f))
+    session.reports.progress.connect(lambda lane, step, f: lane == "explain" and on_progress(step, f))
     staging = request.out / STAGING
     for n, (series, name) in enumerate(pending, 1):
         on_begin(n, len(pending), name)

@@ -74,27 +74,29 @@ def explain_study(session, series: SeriesInfo, name: str, annotations, options: 
     """Explain ``series`` with ``session`` (``ViewerSession.batch``) and write its files into
     ``folder``; returns an ``ExplainedStudy``, or raises ``StudyFailed`` with the session's reason."""
     notes: list[str] = []
-    start = len(session.errors)
+    start = len(session.reports.errors)
 
     def left_out(problems) -> None:
         notes.extend(f"skipped {p.path}: {p.reason}" for p in problems)
 
     explained: list = []
-    on_explained = session.series_explained.connect(lambda image, result: explained.append(result))
-    session.problems_found.connect(left_out)
+    on_explained = session.explanation.series_explained.connect(
+        lambda image, result: explained.append(result)
+    )
+    session.reports.problems_found.connect(left_out)
     try:
-        session.open_found(Discovery([series], []))
+        session.opening.open_found(Discovery([series], []))
         image = session.state.image
         # A session that predicts on open has the target once the prediction came (none: it
         # failed, and said why); one that does not leaves it to the explanation's own forward.
-        ready = session.state.target or not session.predict_on_open
-        if image is not None and session.series_index == 0 and ready:
-            session.explain_series(list(options.methods), list(options.targets) or None)
-        failed = "; ".join(session.errors[start:])
+        ready = session.state.target or not session.model.predict_on_open
+        if image is not None and session.opening.series_index == 0 and ready:
+            session.explanation.explain_series(list(options.methods), list(options.targets) or None)
+        failed = "; ".join(session.reports.errors[start:])
     finally:
-        session.series_explained.disconnect(on_explained)
-        session.problems_found.disconnect(left_out)
-        del session.errors[start:]  # said here, once; a batch session runs for 10^5 studies
+        session.explanation.series_explained.disconnect(on_explained)
+        session.reports.problems_found.disconnect(left_out)
+        del session.reports.errors[start:]  # said here, once; a batch session runs for 10^5 studies
     if not explained:
         raise StudyFailed(failed or f"{name}: nothing to explain")
     return _write_study(session, image, explained[0], name, annotations, options, folder, notes)
@@ -102,8 +104,8 @@ def explain_study(session, series: SeriesInfo, name: str, annotations, options: 
 
 def _write_study(session, image, result, name, annotations, options, folder: Path, notes) -> ExplainedStudy:
     """The study's files (predictions.json, each map's .npy, .png and DICOM) and metrics rows."""
-    model, matcher = session.store.get(session.manifest_path), session.matcher
-    predictions = write_predictions(folder, model.manifest.name, result, session.caution)
+    model, matcher = session.model.store.get(session.model.manifest_path), session.model.matcher
+    predictions = write_predictions(folder, model.manifest.name, result, session.model.caution)
     matching = [a for a in annotations if a.matches(image)]
     for annotation in matching:
         if reason := matcher.unmatched_reason(annotation.labels_on(image)):
@@ -169,7 +171,7 @@ def _write_study(session, image, result, name, annotations, options, folder: Pat
         rows,
         f"{name}: {top} {predictions[top]:.3f}; {len(result.maps)} maps",
         notes,
-        session.caution,
+        session.model.caution,
         [str(a.source) for a in matching],
     )
 

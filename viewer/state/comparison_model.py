@@ -66,15 +66,15 @@ class FolderScores:
         self._methods: list[str] = []
         self._image: _Image | None = None  # the image being scored, and its methods still to run
         self._model = ""
-        session.discovered.connect(lambda _found: self.reset())
+        session.opening.discovered.connect(lambda _found: self.reset())
 
     # --- what there is to score ------------------------------------------------------------------
     def named(self) -> list[tuple[SeriesInfo, str, bool]]:
         """The opened series an annotation names, each with its name (as ``evaluate`` names it)
         and whether that is certain (False: a region in patient space may lie on it, which only
         its loaded image tells)."""
-        found = self.session.discovery
-        sources = self.session.annotation_book.sources()
+        found = self.session.opening.discovery
+        sources = self.session.annotation.book.sources()
         if found is None or not sources:
             return []
         used: set[str] = set()
@@ -93,12 +93,15 @@ class FolderScores:
         there is nothing to score."""
         self.cancel(quiet=True)
         self.rows, self.images, self.problems, self.summary = [], [], [], []
-        manifest, named = self.session.manifest_path, self.named()
+        manifest, named = self.session.model.manifest_path, self.named()
         if manifest is None or not named:
             self._say("Choose a model first" if manifest is None else "No opened image has an annotation")
             return False
         self._todo, self._total = deque(named), len(named)
-        self._methods, self._model = list(methods or self.session.methods), self.session.state.model
+        self._methods, self._model = (
+            list(methods or self.session.explanation.methods),
+            self.session.state.model,
+        )
         self._set_running(True)
         self._next()
         return True
@@ -131,12 +134,12 @@ class FolderScores:
                 self._summarise(run)
                 return
             series, name, certain = self._todo.popleft()
-            annotations = [source.for_series(series) for source in session.annotation_book.sources()]
+            annotations = [source.for_series(series) for source in session.annotation.book.sources()]
             annotations = [a for a in annotations if a.regions]
             image = self._image = _Image(series, name, certain, annotations, deque(self._methods))
             image.number = self._total - len(self._todo)
         method, first = image.methods.popleft(), len(image.methods) == len(self._methods) - 1
-        store, manifest, seed = session.store, session.manifest_path, session.seed
+        store, manifest, seed = session.model.store, session.model.manifest_path, session.explanation.seed
         where = f"Scoring image {image.number} of {self._total}: {image.name}"
         self._say(where)
         series, name, annotations = image.series, image.name, image.annotations
@@ -176,7 +179,7 @@ class FolderScores:
         self._next()
 
     def _summarise(self, run: int) -> None:
-        rows, seed = list(self.rows), self.session.seed
+        rows, seed = list(self.rows), self.session.explanation.seed
         self.session.runner.submit(
             Job(
                 LANE,

@@ -209,18 +209,18 @@ class MapStability:
         random ones over the session's seed and ``extra_seeds`` more, the others over the model's
         checkpoints. Waits for the prediction (the target) when it has not come yet."""
         session = self.session
-        state, manifest = session.state, session.manifest_path
+        state, manifest = session.state, session.model.manifest_path
         if state.image is None or manifest is None:
             self._say("Open an image and choose a model first")
             return None
         if not state.target:
-            session._pending = lambda: self.start(methods, extra_seeds)
+            session.model.when_predicted(lambda: self.start(methods, extra_seeds))
             self._say("Waiting for the model's prediction...")
             return None
-        methods = [m for m in (methods or session.methods) if m in METHODS]
-        seeds = [session.seed + i for i in range(max(0, extra_seeds) + 1)]
+        methods = [m for m in (methods or session.explanation.methods) if m in METHODS]
+        seeds = [session.explanation.seed + i for i in range(max(0, extra_seeds) + 1)]
         request = self._request = _Request(state.image, state.frame, state.model, state.target)
-        store, loaded, image = session.store, self._loaded, state.image
+        store, loaded, image = session.model.store, self._loaded, state.image
         frame, target = state.frame, state.target
         job = Job(
             LANE,
@@ -271,7 +271,7 @@ class MapStability:
             self._say(summary_text(request.results, request.skipped))
         self.changed.emit()
         if status == "done" and request.results and request.key() == self._here():
-            self.session.maps_shown.emit()  # new layers are in the state: the views compare them
+            self.session.explanation.maps_shown.emit()  # new layers are in the state: the views compare them
 
     def _set_running(self, running: bool) -> None:
         self.running = running
@@ -280,7 +280,7 @@ class MapStability:
     def _say(self, text: str) -> None:
         self.status = text
         self.status_changed.emit(text)
-        self.session.message.emit(text, 8000)
+        self.session.reports.message.emit(text, 8000)
 
 
 def summary_text(results: dict[str, MethodStability], skipped: dict[str, str]) -> str:

@@ -236,9 +236,9 @@ class PacsSession:
         series, found = payload
         if found is None:
             self.viewer.open_paths([series.folder])
-            self._opened = self.viewer.opens
+            self._opened = self.viewer.opening.opens
         else:
-            self.viewer.extend(found, opens=self._opened)
+            self.viewer.opening.extend(found, opens=self._opened)
         self.retrieved.emit(series)
 
     def _on_retrieved(self, status: str) -> None:

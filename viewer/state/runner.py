@@ -65,6 +65,19 @@ class Job:
             self._progress(self.id, step, float(fraction))
 
 
+def route(owner: str, handlers: dict[str, Callable[[Any], None]]) -> Callable[[str, Any], None]:
+    """A job's ``on_event``: each kind of result (``job.emit(kind, payload)``) to its handler in
+    ``handlers``, a table a reader (and a linter) can follow; an unknown kind is a bug, named with
+    ``owner`` (the part of the session whose job it was)."""
+
+    def on_event(kind: str, payload: Any) -> None:
+        if kind not in handlers:
+            raise KeyError(f"no {owner} handler for a job's {kind!r} result (known: {', '.join(handlers)})")
+        handlers[kind](payload)
+
+    return on_event
+
+
 def execute(job: Job) -> str:
     """Run ``job`` on this thread; its final status. A failure is reported, never raised: the
     runner goes on with the next job."""

@@ -46,9 +46,9 @@ CONDITIONS: dict[str, Callable[[ViewerSession], bool]] = {
     "dicom": lambda s: s.state.image is not None and s.state.image.kind == "dicom",
     "map_on_dicom": lambda s: len(s.state.layers) > 0 and s.state.image.kind == "dicom",
     "regions": lambda s: s.state.annotation is not None and bool(s.state.annotation.regions),
-    "annotation_file": lambda s: bool(s.annotation_book.files),
-    "model": lambda s: s.manifest_path is not None,
-    "model_and_image": lambda s: s.manifest_path is not None and s.state.image is not None,
+    "annotation_file": lambda s: bool(s.annotation.book.files),
+    "model": lambda s: s.model.manifest_path is not None,
+    "model_and_image": lambda s: s.model.manifest_path is not None and s.state.image is not None,
 }
 
 A = ActionSpec
@@ -61,7 +61,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "unload_annotation",
         "file",
         "Unload annotation file",
-        "session.unload_annotation",
+        "session.annotation.unload",
         tip="Forget the loaded annotation files on every image (regions drawn in the viewer stay)",
         enabled="annotation_file",
     ),

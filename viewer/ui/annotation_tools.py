@@ -34,7 +34,7 @@ class AnnotationTools:
         self._commands: list[AddRegion] = []
         self.tools: dict[str, QAction] = {}
         view.shape_finished.connect(self._on_shape)
-        session.opened.connect(lambda *_: self._forget())
+        session.opening.opened.connect(lambda *_: self._forget())
 
     def install(self, edit: QMenu) -> None:
         """Undo/redo first in the Edit menu, the drawing tools last."""
@@ -72,7 +72,7 @@ class AnnotationTools:
         except ValueError as exc:
             self.say(str(exc), 5000)
             return
-        region = self.session.drawn_region(mask)
+        region = self.session.annotation.drawn_region(mask)
         if region is None:
             return
         command = AddRegion(self.session.state, region, f"draw {tool}")
@@ -85,7 +85,7 @@ class AnnotationTools:
             self.window, "Load annotation", self.folder(), ANNOTATION_FILTER
         )
         if path:
-            self.session.load_annotation(path)
+            self.session.annotation.load(path)
 
     def ask_save(self, kind: str) -> None:
         from viewer.io import annotation_writer
@@ -109,6 +109,6 @@ class AnnotationTools:
         try:
             writer(annotation, image, Path(path))
         except (OSError, ValueError) as exc:
-            self.session.report_error(f"Cannot save {path}: {exc}")
+            self.session.reports.report_error(f"Cannot save {path}: {exc}")
             return
         self.say(f"Saved {path}", 5000)

@@ -219,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _after_image(window, lambda: QTimer.singleShot(0, lambda: _report_first_image(window, app)))
         window.open_paths(paths)
         if annotation:
-            _after_image(window, lambda: window.session.load_annotation(annotation))
+            _after_image(window, lambda: window.session.annotation.load(annotation))
         if args.target:
             _after_prediction(window, lambda: setattr(window.state, "target", args.target))
     if args.compare:
@@ -300,7 +300,7 @@ def select_model(window: MainWindow, name_or_path: str) -> bool:
         manifest = resolve_model(name_or_path)
     except ManifestError:
         return False
-    return window.session.add_model(manifest)
+    return window.session.model.add(manifest)
 
 
 def _after_image(window: MainWindow, action) -> None:
@@ -349,7 +349,9 @@ class HeadlessRun(QObject):
         window.runner.result.connect(self._on_result)
         window.runner.finished.connect(self._on_finished)
         window.maps_shown.connect(self._on_maps_shown)
-        window.session.series_explained.connect(lambda *_: QTimer.singleShot(0, self._on_maps_shown))
+        window.session.explanation.series_explained.connect(
+            lambda *_: QTimer.singleShot(0, self._on_maps_shown)
+        )
         window.scores_shown.connect(self._on_scores_shown)
         window.pacs.error.connect(self._fail)
         QTimer.singleShot(round(self.args.timeout * 1000), lambda: self._fail("timed out"))
@@ -358,7 +360,7 @@ class HeadlessRun(QObject):
         return self.code
 
     def _on_result(self, job, kind, payload) -> None:
-        if kind == "loaded" and self.annotation and not self.window.session.load_annotation(self.annotation):
+        if kind == "loaded" and self.annotation and not self.window.session.annotation.load(self.annotation):
             self._fail(self.window.errors[-1])
         elif kind == "failed":
             self._fail(payload[1])
@@ -366,7 +368,7 @@ class HeadlessRun(QObject):
             self._fail("no images found in " + ", ".join(self.paths))
         elif kind == "prediction" and not self.ran:
             self.ran = True
-            labels = self.window.session.labels
+            labels = self.window.session.model.labels
             if self.args.target:
                 if self.args.target not in labels:
                     self._fail(f"--target {self.args.target!r} is not a label: {', '.join(labels)}")
@@ -377,7 +379,7 @@ class HeadlessRun(QObject):
     def _run(self) -> None:
         window = self.window
         if self.args.explain_series:
-            if window.session.explain_series(self.methods or None, show=True) is None:
+            if window.session.explanation.explain_series(self.methods or None, show=True) is None:
                 self._fail("nothing to run: choose a model and open a series")
         elif window.run_methods(self.methods or None) is None and not window.state.layers:
             self._fail("nothing to run: choose a model and methods")

@@ -186,9 +186,11 @@ class ComparisonPanel(QWidget):
         state.events.show_annotation.connect(lambda *_: self._show_annotation())
         state.events.image.connect(lambda *_: self._clear())
         state.layers.events.removed.connect(lambda *_: self.refresh())
-        session.explaining.connect(self._on_explaining)
+        session.explanation.explaining.connect(self._on_explaining)
         session.stability.changed.connect(self._fill_table)
-        session.explain_progress.connect(lambda _done, total, *_: self._on_explaining(True, total))
+        session.explanation.explain_progress.connect(
+            lambda _done, total, *_: self._on_explaining(True, total)
+        )
 
     # --- building the views -----------------------------------------------------------------
     def _clear(self) -> None:
@@ -321,7 +323,7 @@ class ComparisonPanel(QWidget):
             self.status.setText(self._no_annotation_text())
         else:
             self.status.setText("Scoring...")
-        store = self.session.store
+        store = self.session.model.store
         self.runner.submit(
             Job(
                 "scores",
@@ -350,12 +352,12 @@ class ComparisonPanel(QWidget):
     @property
     def manifest(self) -> str:
         """The manifest path of the model in use."""
-        return str(self.session.manifest_path or "")
+        return str(self.session.model.manifest_path or "")
 
     @property
     def matcher(self) -> LabelMatcher | None:
         """The model's labels, for annotation labels."""
-        return self.session.matcher
+        return self.session.model.matcher
 
     def _no_annotation_text(self) -> str:
         text = f"No annotation of '{self.state.target}' on this image: maps are compared with each other"

@@ -136,7 +136,7 @@ class FolderScoresView(QWidget):
         model.summarised.connect(self._show_summary)
         model.status_changed.connect(lambda text: self.status.setText(text))
         model.running_changed.connect(lambda _running: self.refresh_offer())
-        session.discovered.connect(lambda _found: self._clear())
+        session.opening.discovered.connect(lambda _found: self._clear())
         session.state.events.annotation.connect(lambda *_: self.refresh_offer())
         self.refresh_offer()
 

@@ -131,7 +131,7 @@ class ExportDialogs:
         try:
             path = write()
         except (OSError, ValueError) as exc:
-            context.session.report_error(f"Export failed: {exc}")
+            context.session.reports.report_error(f"Export failed: {exc}")
             QMessageBox.warning(self.parent, "Export failed", str(exc))
             return
         if self.settings is not None:

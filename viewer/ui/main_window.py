@@ -130,7 +130,7 @@ class MainWindow(QMainWindow):
         self.actions_by_id, self.menus = build_menus(self, self.session)
         self.annotations.install(self.menus["edit"])
         self.measure = MeasureTools(
-            self, self.state, self.canvas.vb, self.last_folder, self.say, self.session.report_error
+            self, self.state, self.canvas.vb, self.last_folder, self.say, self.session.reports.report_error
         )
         self.measure.install(self.menus["tools"], self.menus["file"], self.annotations.tools)
         self.mpr.measure_with(self.measure)
@@ -162,22 +162,24 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         session, events = self.session, self.state.events
         self.runner.finished.connect(lambda *_: self.busy.setVisible(self.runner.busy))
-        session.discovered.connect(lambda found: self.browser.set_series(found.series))
-        session.thumbnails.connect(lambda batch: self.browser.set_thumbnails(batch))
-        session.opened.connect(lambda index, _image: self.browser.mark_current(index))
-        session.progress.connect(self.view.show_progress)
-        session.explain_progress.connect(self.view.show_explain_progress)
-        session.explaining.connect(lambda on: self.busy.show() if on else None)
-        session.maps_shown.connect(self._on_maps_shown)
-        session.message.connect(self.say)
-        session.error.connect(lambda message: self.say(message, 15000))
-        session.trust_needed.connect(self.models.ask_trust)
-        session.problems_found.connect(self.problems.add)
-        session.problems_cleared.connect(self.problems.clear_problems)
-        session.models_changed.connect(
-            lambda: self.settings.setValue("models/user", [str(p) for p in session.catalog.user.values()])
+        session.opening.discovered.connect(lambda found: self.browser.set_series(found.series))
+        session.opening.thumbnails.connect(lambda batch: self.browser.set_thumbnails(batch))
+        session.opening.opened.connect(lambda index, _image: self.browser.mark_current(index))
+        session.reports.progress.connect(self.view.show_progress)
+        session.explanation.explain_progress.connect(self.view.show_explain_progress)
+        session.explanation.explaining.connect(lambda on: self.busy.show() if on else None)
+        session.explanation.maps_shown.connect(self._on_maps_shown)
+        session.reports.message.connect(self.say)
+        session.reports.error.connect(lambda message: self.say(message, 15000))
+        session.model.trust_needed.connect(self.models.ask_trust)
+        session.reports.problems_found.connect(self.problems.add)
+        session.reports.problems_cleared.connect(self.problems.clear_problems)
+        session.model.models_changed.connect(
+            lambda: self.settings.setValue(
+                "models/user", [str(p) for p in session.model.catalog.user.values()]
+            )
         )
-        self.browser.series_chosen.connect(session.open_series)
+        self.browser.series_chosen.connect(session.opening.open_series)
         self.model_panel.add_model_requested.connect(self.models.ask_add)
         self.model_panel.card_requested.connect(self.models.show_card)
         self.model_panel.run_requested.connect(self.run_methods)
@@ -223,7 +225,7 @@ class MainWindow(QMainWindow):
 
     @property
     def errors(self) -> list[str]:
-        return self.session.errors
+        return self.session.reports.errors
 
     def _on_maps_shown(self) -> None:
         self.comparison.refresh()
@@ -266,7 +268,7 @@ class MainWindow(QMainWindow):
         """The ticked methods on every slice, each map on one scale across the series (what the
         coronal and sagittal planes need to be read as one volume)."""
         self.busy.show()
-        return self.session.explain_series(show=True)
+        return self.session.explanation.explain_series(show=True)
 
     def cancel(self) -> None:
         if self.canvas.vb.tool:  # Esc first stops drawing or measuring

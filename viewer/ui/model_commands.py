@@ -39,14 +39,14 @@ class ModelCommands:
         """A manifest is added as it is; a weights file gets one written beside it first (the
         labels asked for), then the model doctor's report."""
         if path.suffix.lower() == ".toml":
-            self.session.add_model(path)
+            self.session.model.add(path)
             return
         self.setup = ModelSetupDialog(self.window, self.window.runner, path)
         self.setup.written.connect(self._add_written)
         self.setup.show()
 
     def _add_written(self, manifest: Path) -> None:
-        if self.session.add_model(manifest):
+        if self.session.model.add(manifest):
             self._show_check(manifest)
 
     def ask_trust(self, request) -> None:
@@ -54,14 +54,14 @@ class ModelCommands:
         from viewer.ui.model_card import ask_trust
 
         if ask_trust(self.window, request):
-            self.session.trust_model(request)
+            self.session.model.trust(request)
         else:
             self.window.say(f"Not loaded: {request.what}", 15000)
 
     def show_card(self) -> None:
         from viewer.ui.model_card import show_model_card
 
-        manifest = self.session.manifest()
+        manifest = self.session.model.manifest()
         if manifest is not None:
             self.card = show_model_card(self.window, manifest)
 
@@ -69,18 +69,22 @@ class ModelCommands:
         """A data-set evaluation with the model in use and the ticked methods, in the background."""
         from viewer.ui.evaluate_dialog import EvaluateDialog
 
-        manifest = self.session.manifest_path
+        manifest = self.session.model.manifest_path
         if manifest is not None:
             session = self.session
             self.evaluation = EvaluateDialog(
-                self.window, self.window.runner, session.store, str(manifest), session.methods
+                self.window,
+                self.window.runner,
+                session.model.store,
+                str(manifest),
+                session.explanation.methods,
             )
             self.evaluation.show()
 
     def check(self) -> None:
         """The model doctor's report on the model in use, run on the image on screen."""
-        if self.session.manifest_path is not None:
-            self._show_check(self.session.manifest_path)
+        if self.session.model.manifest_path is not None:
+            self._show_check(self.session.model.manifest_path)
 
     def _show_check(self, manifest) -> None:
         from viewer.ui.model_doctor import show_model_check

@@ -94,7 +94,7 @@ class ModelPanel(QWidget):
             item = QListWidgetItem(method_text(method_id))
             item.setData(Qt.ItemDataRole.UserRole, method_id)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            checked = method_id in session.methods
+            checked = method_id in session.explanation.methods
             item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
             item.setToolTip(method_tooltip(method_id))
             self.methods.addItem(item)
@@ -116,7 +116,7 @@ class ModelPanel(QWidget):
         self.cancel_button.setToolTip("Stop the running computation (Esc)")
         self.cancel_button.setEnabled(False)
         self.run_on_open = QCheckBox("Run on open")
-        self.run_on_open.setChecked(session.run_on_open)
+        self.run_on_open.setChecked(session.explanation.run_on_open)
         self.run_on_open.setToolTip("Compute the ticked methods whenever an image, slice or target changes")
         self.progress = QProgressBar()
         self.progress.setObjectName("method_progress")
@@ -173,22 +173,22 @@ class ModelPanel(QWidget):
         self.run_on_open.toggled.connect(lambda on: setattr(session, "run_on_open", on))
         state.events.target.connect(self._show_target)
         state.events.frame.connect(lambda *_: self._show_prediction())
-        session.models_changed.connect(self._list_models)
-        session.model_changed.connect(self._show_model)
-        session.predicted.connect(lambda *_: self._show_prediction())
-        session.caution_changed.connect(self.show_caution)
-        session.support_changed.connect(self.set_method_support)
-        session.explaining.connect(self.set_running)
-        session.explain_progress.connect(self.show_progress)
-        session.progress.connect(self._show_lane_progress)
-        session.method_status.connect(lambda text: self.status.setText(text))
+        session.model.models_changed.connect(self._list_models)
+        session.model.model_changed.connect(self._show_model)
+        session.model.predicted.connect(lambda *_: self._show_prediction())
+        session.model.caution_changed.connect(self.show_caution)
+        session.model.support_changed.connect(self.set_method_support)
+        session.explanation.explaining.connect(self.set_running)
+        session.explanation.explain_progress.connect(self.show_progress)
+        session.reports.progress.connect(self._show_lane_progress)
+        session.explanation.method_status.connect(lambda text: self.status.setText(text))
         self._list_models()
 
     # --- models -------------------------------------------------------------------------
     def _list_models(self) -> None:
         self.models.blockSignals(True)
         self.models.clear()
-        for name, path in self.session.catalog.models.items():
+        for name, path in self.session.model.catalog.models.items():
             self.models.addItem(name, str(path))
             self.models.setItemData(self.models.count() - 1, str(path), Qt.ItemDataRole.ToolTipRole)
         self.models.blockSignals(False)
@@ -215,7 +215,7 @@ class ModelPanel(QWidget):
 
     # --- predictions and target -----------------------------------------------------------------
     def _show_prediction(self) -> None:
-        prediction = self.session.prediction
+        prediction = self.session.model.prediction
         if prediction is None:
             self.clear_predictions()
         else:
@@ -320,7 +320,7 @@ class ModelPanel(QWidget):
 
     def _store_methods(self) -> None:
         """The session's ticked methods are those ticked here that the model supports."""
-        self.session.methods = self.checked_methods()
+        self.session.explanation.methods = self.checked_methods()
 
     def set_running(self, running: bool) -> None:
         """Cancel is live for as long as an explanation runs (on the slice or over the series)."""

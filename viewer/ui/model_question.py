@@ -42,7 +42,7 @@ class ModelQuestionBar(QFrame):
         layout.addLayout(row)
         self.hide()
         self.use.clicked.connect(self._answer)
-        session.model_question.connect(self.ask)
+        session.model.model_question.connect(self.ask)
 
     def ask(self, question: ModelQuestion) -> None:
         kind = printable(question.kind)
@@ -66,4 +66,4 @@ class ModelQuestionBar(QFrame):
         model = self.models.currentData()
         if model:
             self.hide()
-            self.session.answer_model_question(model)
+            self.session.model.answer_question(model)

@@ -155,9 +155,9 @@ class PacsCommands:
                 paths.append(path)
         except (OSError, ValueError) as exc:
             shutil.rmtree(folder, ignore_errors=True)
-            self.session.report_error(f"Cannot send: {exc}")
+            self.session.reports.report_error(f"Cannot send: {exc}")
             return None
-        manifest = self.session.manifest()
+        manifest = self.session.model.manifest()
         model = (manifest.name, Path(manifest.weights)) if manifest is not None else None
         self.say(f"Sending {len(paths)} object(s) to {node}...", 0)
         return self.pacs.send_files(

@@ -129,13 +129,13 @@ def _check_one(window, study: Path, model: str, methods: list[str], out: Path, t
     before = window.state.image
     window.open_paths([study])
     wait_until(
-        lambda: window.state.image is not before and window.session.prediction is not None,
+        lambda: window.state.image is not before and window.session.model.prediction is not None,
         timeout_s,
         "the study",
     )
     if window.model_panel.models.currentText() != model:  # the viewer chose another model for it
         window.model_panel.select_model(model)  # resets the prediction and predicts again
-        wait_until(lambda: window.session.prediction is not None, timeout_s, "the prediction")
+        wait_until(lambda: window.session.model.prediction is not None, timeout_s, "the prediction")
     if len(window.errors) > errors:
         raise SelfTestError(window.errors[-1])
     image, frame = window.state.image, window.state.frame
@@ -167,7 +167,7 @@ def _check_one(window, study: Path, model: str, methods: list[str], out: Path, t
     shot = out / f"{study.stem}_{model}.png"
     write_bytes_new(shot, encode(render_window(window, window.export_context()), ".png"))
     target = window.state.target
-    probability = window.session.probability()
+    probability = window.session.model.probability()
     print(
         f"ok  {study.name} ({image.modality}, {image.n_frames} frame(s)) with {model}: "
         f"target {target} p={probability:.3f}, {len(methods)} maps on frame {frame}, "

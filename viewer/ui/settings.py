@@ -22,30 +22,30 @@ def restore_session(settings: QSettings, session: ViewerSession) -> None:
     """The model in use (and the one for images without a modality), the ticked methods, "run on
     open", the seed and "solo" from last time."""
     current = str(settings.value("models/current", ""))
-    if current in session.catalog.models:
+    if current in session.model.catalog.models:
         session.state.model = current
     raster = str(settings.value("models/raster", ""))
-    if raster in session.catalog.models:
-        session.chooser.answer(raster)  # asked before: the model for images without a modality
+    if raster in session.model.catalog.models:
+        session.model.chooser.answer(raster)  # asked before: the model for images without a modality
     methods = settings.value("methods/checked", None, type=list)
     if methods:
-        session.methods = [m for m in methods if m in METHODS]
-    session.run_on_open = settings.value("methods/run_on_open", False, type=bool)
-    session.seed = int(settings.value("methods/seed", 0, type=int))
+        session.explanation.methods = [m for m in methods if m in METHODS]
+    session.explanation.run_on_open = settings.value("methods/run_on_open", False, type=bool)
+    session.explanation.seed = int(settings.value("methods/seed", 0, type=int))
     session.layers.solo = settings.value("layers/solo", True, type=bool)
 
 
 def save_session(settings: QSettings, session: ViewerSession) -> None:
     """Models held in memory (a notebook's network) are never written: they die with their
     Python session, and the next run must not look for them."""
-    settings.setValue("methods/run_on_open", session.run_on_open)
-    settings.setValue("methods/checked", list(session.methods))
-    in_memory = session.catalog.in_memory
+    settings.setValue("methods/run_on_open", session.explanation.run_on_open)
+    settings.setValue("methods/checked", list(session.explanation.methods))
+    in_memory = session.model.catalog.in_memory
     if session.state.model not in in_memory:
         settings.setValue("models/current", session.state.model)
-    if session.chooser.raster_model not in in_memory:
-        settings.setValue("models/raster", session.chooser.raster_model or "")
-    settings.setValue("models/user", [str(p) for p in session.catalog.user.values()])
+    if session.model.chooser.raster_model not in in_memory:
+        settings.setValue("models/raster", session.model.chooser.raster_model or "")
+    settings.setValue("models/user", [str(p) for p in session.model.catalog.user.values()])
     settings.setValue("layers/solo", session.layers.solo)
 
 

@@ -55,7 +55,7 @@ class SliceStrip(QWidget):
         events.frame.connect(lambda *_: self.update())
         events.target.connect(self.refresh)
         events.active_layer.connect(self.refresh)
-        session.predicted.connect(self.refresh)
+        session.model.predicted.connect(self.refresh)
         self.state.layers.events.removed.connect(self.refresh)
         self._on_image(self.state.image)
 
@@ -68,7 +68,7 @@ class SliceStrip(QWidget):
 
     def refresh(self, *_args) -> None:
         session, state = self.session, self.state
-        prediction, target = session.prediction, state.target
+        prediction, target = session.model.prediction, state.target
         self.probability = None
         # A 3-D model has one probability for the series: no slice-by-slice row to draw.
         per_slice = prediction is not None and not prediction.per_volume
