@@ -154,12 +154,16 @@ class DRISE(_Stopping):
     vector is rebuilt as the score on the label and the rest on the background
     (``class_vector``; see :mod:`viewer.explain.drise`), and objectness is 1.
 
-    Slow: a detector forward per mask, and ``masks`` (default 2000) of them; ~0.03-0.3 s a
-    forward on a CPU for the small detectors (the bundled 160-pixel Faster R-CNN MobileNetV3) and
-    seconds for ResNet-50 FPN ones, so one image takes minutes. Anytime as LIME and RISE: a first
-    map after the first batches, refined as masks arrive; with ``converge`` it stops once the mean
-    map moved less than ``tolerance`` of its maximum at two successive steps of ``step`` masks,
-    from ``min_masks`` on."""
+    Slow: a detector forward per mask, up to ``masks`` (default 2000) of them. Measured with
+    ``tests/perf/bench_drise.py`` on the bundled detector's network (160-pixel Faster R-CNN
+    MobileNetV3), one torch
+    thread, on a two-core machine shared with other jobs (load ~15): 0.65 s a mask, 65 s for 100
+    masks and the image's 3 boxes (22 s per box); vision-explanation-methods' D-RISE, one mask per
+    forward, took 86 s for the same. At that rate the default 2000 masks take about 20 minutes
+    (fewer where ``converge`` stops early); ResNet-50 FPN detectors cost more per forward. Anytime
+    as LIME and RISE: a first map after the first batches, refined as masks arrive; with
+    ``converge`` it stops once the mean map moved less than ``tolerance`` of its maximum at two
+    successive steps of ``step`` masks, from ``min_masks`` on."""
 
     id = "drise"
     seeded = True
