@@ -22,9 +22,8 @@ CHEST_TRUTH = SAMPLES / "annotations" / "cxr_0001.json"
 LABELS = ("background", "nodule", "consolidation")
 
 
-@pytest.fixture(scope="module")
-def manifest(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("segmenter")
+def write_segmenter(folder):
+    """A seeded MONAI UNet segmenter of ``LABELS`` (softmax: every pixel has a label) in ``folder``."""
     path = folder / "manifest.toml"
     path.write_text(
         'name = "chest segmenter"\ntask = "segmentation"\n'
@@ -35,6 +34,11 @@ def manifest(tmp_path_factory):
     )
     seeded_weights(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    return write_segmenter(tmp_path_factory.mktemp("segmenter"))
 
 
 @pytest.fixture(scope="module")

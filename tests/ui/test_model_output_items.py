@@ -1,0 +1,149 @@
+"""The model's outputs drawn in the window (offscreen): a segmenter's masks as a layer per label,
+a Shift+click on the canvas explaining the component under it, boxes with their threshold, and the
+masks' Dice/IoU in the panel. The widgets are the main window's own."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QColor
+from PySide6.QtTest import QTest
+from scipy import ndimage
+
+from tests.state.test_model_outputs import CHEST, CHEST_TRUTH, LABELS, write_segmenter
+from tests.ui.helpers import open_and_wait
+from viewer.inference.detection import Detections
+from viewer.inference.model import Prediction
+from viewer.ui.model_output_items import model_colour, outline_width
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    return write_segmenter(tmp_path_factory.mktemp("segmenter"))
+
+
+@pytest.fixture
+def shown(qtbot, window, manifest):
+    """The main window with the segmenter's prediction of the chest sample on screen."""
+    session = window.session
+    open_and_wait(qtbot, window, [CHEST])
+    session.model.for_modality = False  # keep the segmenter on the chest film
+    assert session.model.add(manifest)
+    qtbot.waitUntil(lambda: session.outputs.labels == LABELS, timeout=120_000)
+    window.model_panel.set_checked_methods(["gradient"])
+    window.canvas.fit()
+    return session, window.canvas, window.outputs_view
+
+
+def _rows(panel) -> dict[str, bool]:
+    items = [panel.list.item(i) for i in range(panel.list.count())]
+    return {i.data(Qt.ItemDataRole.UserRole): i.checkState() == Qt.CheckState.Checked for i in items}
+
+
+def _colours(rgba: np.ndarray) -> set[tuple[int, int, int]]:
+    opaque = rgba[rgba[..., 3] == 255][:, :3]
+    return {tuple(int(v) for v in c) for c in np.unique(opaque, axis=0)}
+
+
+def _rgb(label: str) -> tuple[int, int, int]:
+    return QColor(model_colour(LABELS, label)).getRgb()[:3]
+
+
+def test_each_label_is_a_layer_that_ticks_on_and_off(shown):
+    session, _canvas, view = shown
+    assert _rows(view.panel) == dict.fromkeys(LABELS, True)
+    drawn = [label for label in LABELS if session.outputs.mask(label).any()]
+    assert _colours(view.masks.rgba) == {_rgb(label) for label in drawn}
+    view.panel.list.item(0).setCheckState(Qt.CheckState.Unchecked)
+    assert "background" in session.outputs.hidden
+    assert _colours(view.masks.rgba) == {_rgb(label) for label in drawn if label != "background"}
+
+
+def test_outlines_ring_the_masks_and_the_fill_style_tints_them(shown):
+    session, _canvas, view = shown
+    label = max(LABELS, key=lambda lab: session.outputs.mask(lab).sum())
+    for other in LABELS:
+        session.outputs.show(other, other == label)
+    mask = session.outputs.mask(label)
+    edge = mask & ~ndimage.binary_erosion(mask, iterations=outline_width(mask.shape), border_value=0)
+    assert np.array_equal(view.masks.rgba[..., 3] == 255, edge)  # the outline: the border, nothing else
+    view.panel.style.setCurrentText("fill")
+    assert session.outputs.style == "fill"
+    rgba = view.masks.rgba
+    assert np.all(rgba[mask & ~edge] == (*_rgb(label), 100)) and not rgba[~mask].any()
+
+
+def test_a_shift_click_on_the_canvas_explains_the_component_under_the_cursor(qtbot, shown):
+    session, canvas, view = shown
+    label = next(lab for lab in LABELS[1:] if session.outputs.mask(lab).any())
+    session.state.target = label
+    components, _ = ndimage.label(session.outputs.mask(label), structure=np.ones((3, 3)))
+    biggest = int(np.argmax(np.bincount(components.ravel())[1:])) + 1
+    rows, cols = np.nonzero(components == biggest)
+    row, col = int(rows[len(rows) // 2]), int(cols[len(cols) // 2])
+    scene = canvas.vb.mapViewToScene(QPointF(col + 0.5, row + 0.5))
+    where = canvas.mapFromScene(scene)
+
+    QTest.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier, where)
+
+    region = session.outputs.region
+    assert region is not None and region.label == label
+    assert region.mask[row, col] and np.array_equal(region.mask, components == biggest)
+    assert "part of the model's" in view.panel.region.text()
+    assert (view.masks.rgba[region.mask][:, :3] == 255).all(axis=1).any()  # the region's white outline
+    qtbot.waitUntil(lambda: session.state.layer("gradient") is not None, timeout=120_000)
+
+
+def test_a_plain_click_picks_nothing_unless_the_tool_is_on(qtbot, shown):
+    session, canvas, view = shown
+    label = next(lab for lab in LABELS[1:] if session.outputs.mask(lab).any())
+    row, col = np.argwhere(session.outputs.mask(label))[0]
+    where = canvas.mapFromScene(canvas.vb.mapViewToScene(QPointF(col + 0.5, row + 0.5)))
+    QTest.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, where)
+    assert session.outputs.region is None
+    view.panel.pick.setChecked(True)
+    QTest.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, where)
+    assert session.outputs.region is not None
+    session.cancel()
+
+
+def test_the_panel_shows_the_masks_dice_and_iou_against_the_annotation(shown):
+    session, _canvas, view = shown
+    assert view.panel.agreement.text() == ""
+    assert session.annotation.load(CHEST_TRUTH)
+    text = view.panel.agreement.text()
+    for a in session.outputs.agreement():
+        assert f"{a.label}: Dice {a.dice:.2f}, IoU {a.iou:.2f}" in text
+    assert "nodule" in text and "consolidation" in text
+
+
+def test_boxes_above_the_threshold_are_drawn_and_a_click_makes_one_the_target(qtbot, shown):
+    session, _canvas, view = shown
+    image = session.state.image
+    boxes = Detections(
+        np.array([[100, 100, 300, 260], [500, 400, 700, 650], [120, 120, 200, 200]], np.float32),
+        ("nodule", "consolidation", "nodule"),
+        np.array([0.9, 0.7, 0.3], np.float32),
+    )
+    prediction = Prediction(
+        ("nodule", "consolidation"), [0], np.zeros((1, 2)), np.array([[0.9, 0.7]]), [], detections=[boxes]
+    )
+    session.model.set_prediction(prediction)
+    assert view.panel.threshold.isEnabled() and session.outputs.labels == ()
+    assert len(view.boxes.rects) == 2 and [t.toPlainText() for t in view.boxes.texts] == [
+        "nodule 0.90",
+        "consolidation 0.70",
+    ]
+    view.panel.threshold.setValue(0.2)
+    assert len(view.boxes.rects) == 3
+    assert view.click(150, 150)  # inside two boxes: the smaller is meant
+    assert session.outputs.box[0] == "nodule" and np.array_equal(session.outputs.box[1], boxes.boxes[2])
+    assert session.state.target == "nodule"
+    assert view.click(600, 500) and session.state.target == "consolidation"
+    assert not view.click(image.columns - 2, 5)
+
+
+def test_the_main_window_has_the_outputs_dock(window):
+    assert "outputs" in window.docks and window.outputs_view.panel.list.count() == 0
+    assert window.outputs_view.masks.scene() is window.canvas.scene()
