@@ -233,3 +233,34 @@ def test_a_torchvision_detector_runs_as_the_paper_intends():
     ]
     maps = drise(net, x, targets, masks=8, batch_size=4, converge=False)
     assert maps.shape == (1, 64, 64) and torch.isfinite(maps).all()
+
+
+def test_class_scores_and_objectness_are_used_where_a_detector_gives_them():
+    """A detector with full class probabilities and objectness (YOLO-style) is weighed by them, as the
+    paper's proposal vectors are, not by a vector rebuilt from label and score."""
+    from viewer.explain.drise import class_vectors, mask_weights
+
+    target_box = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    target_vector = class_vectors(torch.tensor([1]), torch.tensor([0.9]), 3)
+    out = {
+        "boxes": torch.tensor([[0.0, 0.0, 10.0, 5.0], [0.0, 0.0, 10.0, 10.0]]),
+        "labels": torch.tensor([1, 2]),
+        "scores": torch.tensor([0.7, 0.6]),
+        "class_scores": torch.tensor([[0.1, 0.7, 0.2], [0.2, 0.2, 0.6]]),
+        "objectness": torch.tensor([0.5, 0.8]),
+    }
+    p_t = [0.1, 0.9, 0.0]
+    expected = max(
+        iou([0, 0, 10, 10], [0, 0, 10, 5]) * cosine(p_t, [0.1, 0.7, 0.2]) * 0.5,
+        iou([0, 0, 10, 10], [0, 0, 10, 10]) * cosine(p_t, [0.2, 0.2, 0.6]) * 0.8,
+    )
+    weights = mask_weights([out, {k: v[:0] for k, v in out.items()}], target_box, target_vector)
+    assert weights.shape == (2, 1)
+    assert abs(float(weights[0, 0]) - expected) < 1e-6  # the inputs are float32
+    assert float(weights[1, 0]) == 0.0  # no detection: no weight
+
+
+def test_an_unknown_class_vector_is_refused_with_the_choices():
+    detector, x = KnownRegionDetector(), image()
+    with pytest.raises(ValueError, match="background, one-hot"):
+        drise(detector, x, targets_of(detector, x), masks=4, converge=False, class_vector="softmax")
