@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from viewer.batch.detection_files import radiologist_boxes, write_detections
 from viewer.batch.segmentation_files import write_segmentation
 from viewer.explain.comparison import score_map
 from viewer.explain.registry import title_of
@@ -41,6 +42,7 @@ COLUMNS = (
     "sanity_spearman",
     "sanity_verdict",
     "annotation_label",
+    "box",  # a detector's map: the box's index in detections.json
 )
 
 
@@ -116,6 +118,7 @@ def _write_study(session, image, result, name, annotations, options, folder: Pat
     nifti = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nifti") if can_write_nifti(image) else None
     pending: list[Future] = []
     painters: dict[int, FramePainter] = {}  # per key frame: windowed once for all its maps
+    box_files: dict[int, dict[str, str]] = {}  # a detector's maps per box, by method
     try:
         for smap in result.maps:
             best = int(np.argmax(result.probabilities[:, smap.target_index]))  # key slice of a series
@@ -155,6 +158,9 @@ def _write_study(session, image, result, name, annotations, options, folder: Pat
             )
             labels = [n for a in matching for n in matcher.matched(a.labels_on(image), smap.target)]
             row = {"image": name, "probability": f"{predictions[smap.target]:.4f}"} | scores.as_row()
+            if smap.box is not None:  # a detector's box: its own score
+                box_files.setdefault(smap.box, {})[smap.method] = f"{key}.npy"
+                row |= {"box": smap.box, "probability": f"{result.detections.scores[smap.box]:.4f}"}
             rows.append(row | {"annotation_label": "|".join(dict.fromkeys(labels))})
     finally:  # also when the study fails: no NIfTI write outlives the folder it goes into
         if nifti is not None:
@@ -165,6 +171,10 @@ def _write_study(session, image, result, name, annotations, options, folder: Pat
         write_segmentation(
             folder, image, result, lambda label: _annotation_masks(image, label, matching, matcher)[0]
         )
+    if getattr(result, "detections", None) is not None:  # a detector: its boxes, against the annotations
+        spec = model.manifest.detection
+        truth = radiologist_boxes(image, result.frames[0], matching, matcher)
+        write_detections(folder, result, box_files, truth, spec.score_threshold, spec.iou_threshold, name)
     top = max(predictions, key=predictions.get)
     return ExplainedStudy(
         name,
@@ -208,6 +218,8 @@ def write_map(
     is the key frame made ready once for all its maps. Returns the files' stem and the preview's
     pixels (None where there is no preview and ``pixels`` was not asked for)."""
     key = f"{smap.method}_{smap.target}" if several_targets else smap.method
+    if getattr(smap, "box", None) is not None:  # a detector's map: one per box
+        key = f"{smap.method}_box{smap.box}"
     values = smap.array if image.n_frames > 1 else smap.array[0]
     write_new(folder / f"{key}.npy", lambda f: np.save(f, values))  # no copy in memory first
     preview = PREVIEWS[previews]
