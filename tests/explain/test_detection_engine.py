@@ -79,3 +79,39 @@ def test_no_box_at_the_threshold_gives_no_maps(model, film):
     assert result.maps == [] and len(result.detections) > 0
     # The frame's scores per label are still there (predictions.json's).
     assert result.probabilities.shape == (1, 2) and float(result.probabilities.max()) > 0
+
+
+def test_a_box_given_is_the_detection_it_matches_or_itself(model, film):
+    found = model.predict(film).detections[0]
+    clicked = found.boxes[1] + np.float32(2.0)  # a click's box: near detection 1, not on it
+    far = [900.0, 20.0, 1010.0, 120.0]
+    assert not any(
+        label == found.labels[0] and _iou(b, far) >= 0.5
+        for b, label in zip(found.boxes, found.labels, strict=True)
+    )
+    drise = get_method("drise", masks=40, converge=False)
+    result = explain(
+        model, film, ["gradcam", drise], boxes=[(found.labels[1], clicked), (found.labels[0], far)]
+    )
+    for method in ("gradcam", "drise"):
+        first, missed = (m for m in result.maps if m.method == method)
+        assert first.box == _best(found, found.labels[1], clicked) and first.target == found.labels[1]
+        assert missed.box is None and missed.target == found.labels[0]
+        assert any("did not find" in note for note in missed.notes)
+    # The box score has no gradient where the detector found nothing; D-RISE still has a map.
+    missed_gradcam = next(m for m in result.maps if m.method == "gradcam" and m.box is None)
+    assert missed_gradcam.scale == 0.0 and not missed_gradcam.array.any()
+    missed_drise = next(m for m in result.maps if m.method == "drise" and m.box is None)
+    assert np.isfinite(missed_drise.array).all()
+
+
+def _iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union
+
+
+def _best(found, label, box) -> int:
+    same = [i for i, name in enumerate(found.labels) if name == label]
+    return max(same, key=lambda i: _iou(found.boxes[i], box))

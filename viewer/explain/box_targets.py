@@ -14,7 +14,11 @@ the RoI heads' scores and box regressions are differentiable in the input), the 
 methods on the scores of the perturbed images. D-RISE is the black-box method made for detectors.
 
 A detector's boxes are explained on one frame: the one asked for, or of the frames asked for the
-one whose best box scores highest (a film has one).
+one whose best box scores highest (a film has one). A box may also be given (a box clicked, a
+radiologist's box): it stands for the detected box of its label that overlaps it most (IoU at
+least the threshold), or, where the detector gave none there, for itself with a score of 1:
+D-RISE then shows what would make the model see it; a box score is 0 for every input near the
+detector's own output, so the gradient and CAM maps of such a box are empty.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from torch import nn
 from viewer.explain import drise
 from viewer.explain.context import ExplainContext
 from viewer.explain.registry import register_detector_method
-from viewer.inference.detection import Detections, presence, read_outputs
+from viewer.inference.detection import Detections, boxes_to_input, boxes_to_native, presence, read_outputs
 from viewer.inference.feature_grid import NCHW
 from viewer.inference.model import LoadedModel
 from viewer.inference.output_head import OutputHead
@@ -93,7 +97,9 @@ class DetectionPass:
 
     ``found`` holds every box the detector gives on the input grid, ``native`` the same on the
     native grid; ``chosen`` the indices (into both) of the boxes explained: those scored at least
-    the manifest's ``score_threshold``, of the labels asked for (every label by default)."""
+    the manifest's ``score_threshold``, of the labels asked for (every label by default), or the
+    detected boxes that the boxes given match; ``given`` the boxes given that match none, as
+    ``(label, box on the input grid)``, explained after the chosen ones."""
 
     found: Detections
     native: Detections
@@ -104,6 +110,7 @@ class DetectionPass:
     labels: tuple[str, ...]
     iou_threshold: float
     probabilities: np.ndarray  # (1, labels): each label's best box score on the frame
+    given: list[tuple[str, np.ndarray]]
 
     @classmethod
     def run(
@@ -113,9 +120,10 @@ class DetectionPass:
         frames: Sequence[int],
         transform: GridTransform,
         targets: Sequence[str] | None = None,
+        boxes: Sequence[tuple[str, Sequence[float]]] | None = None,
     ) -> DetectionPass:
         labels = model.manifest.labels
-        unknown = [t for t in targets or () if t not in labels]
+        unknown = [t for t in [*(targets or ()), *(label for label, _ in boxes or ())] if t not in labels]
         if unknown:
             raise KeyError(f"unknown target label(s) {', '.join(unknown)}; the model has {', '.join(labels)}")
         spec = model.manifest.detection
@@ -124,11 +132,22 @@ class DetectionPass:
         best = [float(d.scores.max()) if len(d) else 0.0 for d in per_frame]
         index = int(np.argmax(best))
         found = per_frame[index]
+        iou_threshold = spec.iou_threshold if spec is not None else 0.5
         chosen = [
             i
             for i, (label, score) in enumerate(zip(found.labels, found.scores, strict=True))
             if score >= threshold and (not targets or label in targets)
         ]
+        given: list[tuple[str, np.ndarray]] = []
+        if boxes is not None:
+            chosen = []
+            for label, box in boxes:
+                on_input = boxes_to_input(np.asarray(box, np.float64), transform)[0]
+                match = _best_match(found, label, on_input, iou_threshold)
+                if match is None:
+                    given.append((label, on_input))
+                elif match not in chosen:
+                    chosen.append(match)
         native = found.to_native(transform)
         return cls(
             found,
@@ -138,9 +157,15 @@ class DetectionPass:
             frames[index],
             transform,
             labels,
-            spec.iou_threshold if spec is not None else 0.5,
+            iou_threshold,
             presence([native], labels),
+            given,
         )
+
+    def box_index(self, position: int) -> int | None:
+        """The index in the frame's detections of the ``position``-th box explained (None for a
+        box given that the detector did not find)."""
+        return self.chosen[position] if position < len(self.chosen) else None
 
     def targets(self) -> list[BoxTarget]:
         """The chosen boxes as targets, in ``chosen``'s order."""
@@ -152,11 +177,15 @@ class DetectionPass:
                 float(self.found.scores[i]),
             )
             for i in self.chosen
+        ] + [
+            BoxTarget(tuple(float(v) for v in box), self.labels.index(label) + 1, self.iou_threshold)
+            for label, box in self.given
         ]
 
     def label_indices(self) -> list[int]:
         """The label index of each chosen box (what a map's ``target_index`` holds)."""
-        return [self.labels.index(self.found.labels[i]) for i in self.chosen]
+        chosen = [self.found.labels[i] for i in self.chosen]
+        return [self.labels.index(label) for label in [*chosen, *(label for label, _ in self.given)]]
 
     def context(self, model: LoadedModel, inputs: torch.Tensor, **kwargs) -> ExplainContext:
         """A context whose "logits" are the chosen boxes' scores on the frame's ``inputs``
@@ -174,6 +203,14 @@ class DetectionPass:
 
     def note(self, position: int) -> str:
         """What the map of the ``position``-th chosen box explains."""
+        if position >= len(self.chosen):
+            label, box = self.given[position - len(self.chosen)]
+            corners = ", ".join(f"{v:.0f}" for v in boxes_to_native(box[None], self.transform)[0])
+            return (
+                f"explains a box given ({label}, [{corners}] in image pixels) that the detector did not "
+                f"find: scored 1 as D-RISE's target; its box score (IoU + score of a matching detection) "
+                "is 0 near the input, so gradient and CAM maps of it are empty"
+            )
         i = self.chosen[position]
         box = ", ".join(f"{v:.0f}" for v in self.native.boxes[i])
         return (
@@ -181,6 +218,16 @@ class DetectionPass:
             f"pixels): the IoU plus the score of the detector's box that matches it (IoU > "
             f"{self.iou_threshold:g}, same label), as pytorch-grad-cam's FasterRCNNBoxScoreTarget"
         )
+
+
+def _best_match(found: Detections, label: str, box: np.ndarray, threshold: float) -> int | None:
+    """The detected box of ``label`` that overlaps ``box`` (input grid) most, if by ``threshold``."""
+    same = [i for i, name in enumerate(found.labels) if name == label]
+    if not same:
+        return None
+    ious = torchvision.ops.box_iou(torch.as_tensor(box[None]), torch.as_tensor(found.boxes[same]).double())[0]
+    best = int(ious.argmax())
+    return same[best] if float(ious[best]) >= threshold else None
 
 
 __all__ = ["BOX_SCORE", "PREFIX", "BoxScores", "BoxTarget", "DetectionPass", "box_score"]

@@ -78,6 +78,7 @@ def explain(
     cancel: CancelFlag | None = None,
     on_preview: Callable[[SaliencyMap], None] | None = None,
     regions: Mapping[str, np.ndarray] | None = None,
+    boxes: Sequence[tuple[str, Sequence[float]]] | None = None,
 ) -> Explanation:
     """Maps of ``methods`` for ``targets`` (default: the top prediction) over ``frames`` (default:
     every frame; a GUI asks for the slice on screen).
@@ -86,8 +87,9 @@ def explain(
     model's own mask of it on each frame, or ``regions[label]``, a bool mask on the native grid
     (``(rows, cols)``, or one per frame of the image); see :mod:`viewer.explain.targets`.
     A detector's (``task = "detection"``) targets are its boxes on one frame, of the ``targets``
-    labels (default: all) scored at least the manifest's threshold; see
-    :mod:`viewer.explain.box_targets`."""
+    labels (default: all) scored at least the manifest's threshold, or the ``boxes`` given as
+    ``(label, [x0, y0, x1, y1])`` in native pixels (a box clicked: the detected box it matches; a
+    box the detector missed is explained as given); see :mod:`viewer.explain.box_targets`."""
     with torch.inference_mode(False):  # gradients are needed even if the caller holds inference mode
         return _explain(
             model,
@@ -103,6 +105,7 @@ def explain(
             cancel,
             on_preview,
             regions,
+            boxes,
         )
 
 
@@ -120,7 +123,7 @@ def support_reason(method: type[Method] | Method, model: LoadedModel) -> str | N
 
 def _explain(
     model, image, methods, targets, frames, seed, batch_size, frame_chunk, on_result, on_progress, cancel,
-    on_preview, regions,
+    on_preview, regions, boxes,
 ):  # fmt: skip
     instances = [get_method(m) if isinstance(m, str) else m for m in methods]
     for method in instances:
@@ -147,7 +150,7 @@ def _explain(
     detection = None
     if model.manifest.task == "detection":
         # Boxes are one frame's: the frame asked for, or the one with the best box.
-        detection = DetectionPass.run(model, inputs, frames, transform, targets)
+        detection = DetectionPass.run(model, inputs, frames, transform, targets, boxes)
         frames, inputs = (detection.frame,), inputs[detection.index : detection.index + 1]
     wrapped = segmentation or detection  # the network seen through its targets' scores
 
@@ -220,7 +223,7 @@ def _explain(
                             m.notes.append(segmentation.note(m.target_index, region_pixels[m.target_index]))
                     if detection is not None:  # one map per chosen box, in order
                         for position, m in enumerate(maps):
-                            m.box = detection.chosen[position]
+                            m.box = detection.box_index(position)
                             m.notes.append(detection.note(position))
                     result.maps += maps
                     if on_result is not None:
