@@ -4,6 +4,7 @@ of D-RISE and of Grad-CAM (pytorch-grad-cam with FasterRCNNBoxScoreTarget) on he
 
     python tests/perf/bench_drise.py                         # cost at the default 2000 masks
     python tests/perf/bench_drise.py --masks 500 --hits 8    # and the hit rate over 8 phantoms
+    python tests/perf/bench_drise.py --no-cost --hits 8      # the hit rate only
 
 The detector is the bundled toy one (models/cxr_detector, Faster R-CNN MobileNetV3 at 160 px), built
 as the viewer builds it and fed through the viewer's pre-processing; the phantoms come from the seed
@@ -174,12 +175,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--threshold", type=float, default=recipe.SCORE_THRESHOLD, help="boxes explained")
+    parser.add_argument("--no-cost", action="store_true", help="only the hit rate")
     parser.add_argument("--boxes", type=int, default=None, help="time at most this many boxes (the top ones)")
     parser.add_argument("--model", type=Path, default=MODEL, help="a folder written by train_detector.py")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     net = load_detector(args.model)
     threshold = args.threshold
+    if args.no_cost:
+        hit_rate(net, args.hits, args.masks, threshold)
+        return
     inputs, _ = recipe.make_data(TEST_SEED, 12)
     with torch.inference_mode():
         found = [net(x[None])[0] for x in inputs]
