@@ -47,4 +47,4 @@ def test_a_picture_it_cannot_place_asks_once_and_the_answer_is_kept(qtbot, windo
     again = QSettings(settings.fileName(), QSettings.Format.IniFormat)
     fresh = ViewerSession(InlineRunner())
     restore_session(again, fresh)
-    assert fresh.chooser.raster_model == "ct_resnet18"
+    assert fresh.model.chooser.raster_model == "ct_resnet18"
