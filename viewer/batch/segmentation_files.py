@@ -25,11 +25,20 @@ from viewer.io.previews import png_bytes
 
 
 def write_segmentation(
-    folder: Path, image, result, annotation_of: Callable[[str], np.ndarray], name: str = ""
+    folder: Path,
+    image,
+    result,
+    annotation_of: Callable[[str], np.ndarray],
+    name: str = "",
+    *,
+    dicom: bool = False,
+    anonymize: bool = False,
+    model_name: str = "segmentation model",
 ) -> dict[str, dict]:
     """The model's masks of ``result`` (an ``Explanation`` with ``masks``) into ``folder``, and
     their agreement with ``annotation_of(label)`` ``(frames of the image, rows, cols)``; returns
-    what ``segmentation.json`` holds, per label."""
+    what ``segmentation.json`` holds, per label. With ``dicom``, on a DICOM image, the masks also
+    as a DICOM SEG (``model_masks_seg.dcm``); where one cannot be made the file says why."""
     masks = result.masks  # (frames, labels, rows, cols)
     frames = list(result.frames)
     series = can_write_nifti(image)
@@ -47,11 +56,28 @@ def write_segmentation(
         if truth.any():
             entry |= {"dice": round(dice(mask, truth), 4), "iou": round(iou(mask, truth), 4)}
         record[label] = entry
-    document = {"model_masks": record}
+    document: dict = {"model_masks": record}
     if name:
         document["image"] = name
+    if dicom:
+        document |= _write_seg(folder, image, result, model_name, anonymize)
     write_bytes_new(folder / "segmentation.json", json.dumps(document, indent=1).encode())
     return record
+
+
+def _write_seg(folder: Path, image, result, model_name: str, anonymize: bool) -> dict:
+    """The model's masks as a DICOM SEG beside the maps' DICOM files, or why there is none."""
+    # Imported here: highdicom costs start-up that a run without --dicom does not need.
+    from viewer.io.annotation_writer import save_model_masks_seg
+
+    path = folder / "model_masks_seg.dcm"
+    try:
+        save_model_masks_seg(
+            result.masks, tuple(result.labels), list(result.frames), image, path, model_name, anonymize
+        )
+    except ValueError as exc:
+        return {"dicom_seg_skipped": str(exc)}
+    return {"dicom_seg": path.name}
 
 
 __all__ = ["write_segmentation"]

@@ -39,9 +39,11 @@ THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 SUMMARY = (
     "label", "method", "n", "miou", "miou_low", "miou_high", "hit_rate", "hit_low", "hit_high",
     "auprc", "false_positive_localizations", "threshold", "n_tuned", "miou_tuned", "miou_tuned_low",
-    "miou_tuned_high",
+    "miou_tuned_high", "mdice",
 )  # fmt: skip
 RADIOLOGISTS = "radiologists"
+# A segmenter's own masks scored as a "method": Dice and IoU against the annotation, no map.
+MODEL_MASK = "model_mask"
 
 
 @dataclass
@@ -153,7 +155,7 @@ class _Group:
     fit in tens of megabytes."""
 
     def __init__(self, curves: bool):
-        self.iou, self.hit, self.auprc = array("d"), array("d"), array("d")
+        self.iou, self.hit, self.auprc, self.dice = array("d"), array("d"), array("d"), array("d")
         self.order = array("q")  # the image's place, so values resample in image order
         self.validation = array("b")
         self.curves = array("f") if curves else None
@@ -167,6 +169,7 @@ class _Group:
         self.iou.append(row["iou"])
         self.hit.append(_nan(row.get("hit")))
         self.auprc.append(_nan(row.get("auprc")))
+        self.dice.append(_nan(row.get("dice")))
         self.order.append(place)
         if self.curves is not None:
             curve = row.get("iou_by_threshold")
@@ -183,6 +186,9 @@ class _Group:
         row = {"n": len(iou), "miou": miou[0], "miou_low": miou[1], "miou_high": miou[2]}
         row |= {"hit_rate": hits[0], "hit_low": hits[1], "hit_high": hits[2]}
         row["auprc"] = float(auprc.mean()) if auprc.size else float("nan")
+        dice = np.asarray(self.dice)
+        dice = dice[~np.isnan(dice)]
+        row["mdice"] = float(dice.mean()) if dice.size else float("nan")
         row["false_positive_localizations"] = self.false_positives
         return row | (self._tuned(by_place, n, seed) if tune and self.curves is not None else {})
 
@@ -221,19 +227,22 @@ def summarise(
         key = (row["label"], row["method"])
         group = groups.get(key)
         if group is None:
-            group = groups[key] = _Group(curves=validation is not None and key[1] != RADIOLOGISTS)
+            group = groups[key] = _Group(
+                curves=validation is not None and key[1] not in (RADIOLOGISTS, MODEL_MASK)
+            )
         place = places.setdefault(row["image"], len(places))
         group.add(row, place, validation)
     out = []
     for (label, method), group in sorted(
-        groups.items(), key=lambda kv: (kv[0][0], kv[0][1] == RADIOLOGISTS, kv[0][1])
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1] in (RADIOLOGISTS, MODEL_MASK), kv[0][1])
     ):
-        tune = validation is not None and method != RADIOLOGISTS
+        tune = validation is not None and method not in (RADIOLOGISTS, MODEL_MASK)
         out.append({"label": label, "method": method} | group.summary(n, seed, tune))
     return out
 
 
 __all__ = [
+    "MODEL_MASK",
     "PER_IMAGE",
     "RADIOLOGISTS",
     "SUMMARY",

@@ -7,7 +7,8 @@ from __future__ import annotations
 from functools import partial
 
 from viewer.explain import explain, get_method
-from viewer.explain.evaluation import RADIOLOGISTS, map_scores, reader_agreement, truths
+from viewer.explain.evaluation import MODEL_MASK, RADIOLOGISTS, map_scores, reader_agreement, truths
+from viewer.explain.localization import dice, iou
 from viewer.io.loader import load_series
 from viewer.io.overlay import annotated_thumbnail
 
@@ -58,10 +59,27 @@ def evaluate_one(
                     hit=agreement["hit"],
                 )
             )
+    if prediction.masks is not None:  # a segmenter: its own masks against the annotation
+        rows += _mask_rows(name, prediction, found, probability)
     for label in model.manifest.labels:
         if label not in found and probability[label] >= 0.5:  # predicted, not annotated
             rows += [_row(name, label, m, probability, (), false_positive=True) for m in methods]
     return rows, pictures
+
+
+def _mask_rows(name, prediction, found, probability) -> list[dict]:
+    """A ``model_mask`` row per annotated label: the Dice and IoU of the model's own mask of it
+    against the annotation's union, over the frames predicted (a segmenter is scored as a
+    segmenter first; its maps' rows then say why)."""
+    rows = []
+    for k, label in enumerate(prediction.labels):
+        truth = found.get(label)
+        if truth is None:
+            continue
+        ours, theirs = prediction.masks[:, k], truth.union[prediction.frames]
+        scores = {"iou": iou(ours, theirs), "dice": dice(ours, theirs)}
+        rows.append(_row(name, label, MODEL_MASK, probability, truth.annotation_labels, **scores))
+    return rows
 
 
 def _row(image, label, method, probability, annotation_labels, **scores) -> dict:

@@ -24,7 +24,13 @@ from pydicom.sr.coding import Code
 from viewer import __version__
 from viewer.io.annotations import Annotation, Region
 from viewer.io.atomic import write_bytes_new
-from viewer.io.dicom_derived import MANUFACTURER, complete_conditional, projection_measures, with_type2
+from viewer.io.dicom_derived import (
+    MANUFACTURER,
+    anonymize_header,
+    complete_conditional,
+    projection_measures,
+    with_type2,
+)
 from viewer.io.dicom_header import read_dataset
 from viewer.io.dicom_writer import make_uid, write_atomic
 from viewer.io.drawn_shapes import bbox_of
@@ -247,4 +253,69 @@ def save_annotation_seg(annotation: Annotation, image: Image, path: Path) -> Pat
     return write_atomic(seg, path)
 
 
-__all__ = ["GROUND_TRUTH_FORMAT", "save_annotation_json", "save_annotation_seg"]
+MODEL_SEG_SERIES_NUMBER = 9005
+
+
+def save_model_masks_seg(
+    masks: np.ndarray,
+    labels: tuple[str, ...],
+    frames: list[int],
+    image: Image,
+    path: Path,
+    model_name: str,
+    anonymize: bool = False,
+) -> Path:
+    """Write a segmentation model's masks ``(len(frames), labels, rows, cols)`` (bool, on the
+    image's own grid) as a BINARY DICOM Segmentation: one segment per label the model marked
+    (AUTOMATIC, the model named as the algorithm), a new series in the image's study referencing
+    its instances, so a PACS shows the model's masks beside the radiologist's. With ``anonymize``
+    the headers it copies are the anonymised ones of every other export (``anonymize_header``)."""
+    path = Path(path)
+    _refuse_existing(path)
+    if image.kind != "dicom":
+        raise ValueError(
+            "a DICOM SEG can only reference DICOM images (this one was opened from a raster file)"
+        )
+    marked = [k for k in range(len(labels)) if masks[:, k].any()]
+    if not marked:
+        raise ValueError("the model marks no pixel of any label: nothing to segment")
+    volume = np.zeros((image.n_frames, image.rows, image.columns, len(marked)), np.uint8)
+    volume[frames] = np.moveaxis(masks[:, marked], 1, -1)
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=model_name[:64], family=codes.cid7162.ArtificialIntelligence, version=__version__
+    )
+    segments = [
+        hd.seg.SegmentDescription(
+            segment_number=i + 1,
+            segment_label=labels[k][:64],
+            segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+            segmented_property_type=_PROPERTY.get(labels[k].lower(), codes.SCT.Lesion),
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+        )
+        for i, k in enumerate(marked)
+    ]
+    sources, geometry = _seg_sources(image)
+    if anonymize:
+        sources = [with_type2(anonymize_header(ds)) for ds in sources]
+    seg = hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=volume,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=segments,
+        series_instance_uid=str(make_uid("model-seg-series", uuid.uuid4())),
+        series_number=MODEL_SEG_SERIES_NUMBER,
+        sop_instance_uid=str(make_uid("model-seg", uuid.uuid4())),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=model_name[:64],
+        software_versions=__version__,
+        device_serial_number="0",
+        series_description=f"Model masks: {model_name}"[:64],
+        **geometry,
+    )
+    complete_conditional(seg, sources[0])
+    return write_atomic(seg, path)
+
+
+__all__ = ["GROUND_TRUTH_FORMAT", "save_annotation_json", "save_annotation_seg", "save_model_masks_seg"]
