@@ -160,3 +160,29 @@ def test_the_session_shares_one_cache_and_one_layer_book_between_its_parts(sessi
     assert session.opening.model is session.model is session.annotation.model
     job = session.open_paths([])  # an empty opening: a job in the open lane, reported as no images
     assert isinstance(job, Job) and session.reports.errors[-1].startswith("No images found")
+
+
+def test_the_session_owns_the_crosshair_its_mip_choice_and_the_measurement_book(session):
+    said = []
+    session.crosshair.mip_changed.connect(said.append)
+    session.crosshair.set_mip(True)
+    session.crosshair.set_mip(True)  # no change: not said again
+    session.crosshair.set_mip(False)
+    assert said == [True, False] and session.crosshair.mip is False
+    assert session.crosshair.state is session.state and session.measurements.state is session.state
+    session.opening.open_found(_found(_picture()))
+    assert session.crosshair.reason  # a single film has no three planes, and says why
+
+
+def test_the_slice_profile_follows_the_prediction_and_the_selected_map(session):
+    changes = []
+    session.slices.changed.connect(lambda: changes.append(1))
+    session.opening.open_found(_found(_picture()))
+    prediction, target = session.model.prediction, session.state.target
+    column = prediction.probabilities[:, prediction.labels.index(target)]
+    np.testing.assert_array_equal(session.slices.probability, column.astype(np.float32))
+    assert session.slices.strength is None and changes  # no map yet
+    session.run_methods(["gradcam"])
+    (layer,) = session.state.layers
+    expected = float(np.abs(layer.maps[0].frame_grid(0)).max())
+    assert session.slices.strength.tolist() == [pytest.approx(expected)]

@@ -33,14 +33,14 @@ def test_maps_are_scored_against_the_annotation_like_the_metrics_module(qtbot, w
     smap = window.state.layer("gradcam").map_for(0)
     mask = window.state.annotation.mask(window.state.image, window.state.target)[0]
     expected = score_map(model, window.state.image, smap, 0, mask=mask, steps=50)
-    got = panel.scores["gradcam"]
+    got = panel.compare.scores["gradcam"]
     assert got.iou_otsu == pytest.approx(expected.iou_otsu)
     assert got.energy_inside == pytest.approx(expected.energy_inside)
     assert got.deletion_auc == pytest.approx(expected.deletion_auc, abs=1e-6)
     assert got.pointing_game == expected.pointing_game
     assert "IoU" in panel.views["gradcam"].numbers.text()
     # Every map also has its agreement with the others.
-    assert all(panel.agreement_by_method[m] is not None for m in methods)
+    assert all(panel.compare.agreement[m] is not None for m in methods)
     # Sorting by a column orders rows by value.
     panel.table.sortByColumn(2, panel.table.horizontalHeader().sortIndicatorOrder().AscendingOrder)
     ious = [float(r[2]) for r in panel.table_rows()]
@@ -57,9 +57,9 @@ def test_without_an_annotation_maps_are_compared_with_each_other(qtbot, window):
     _show_compare(qtbot, window)
     panel = window.comparison
     assert "compared with each other" in panel.status.text()
-    scores = panel.scores["gradcam"]
+    scores = panel.compare.scores["gradcam"]
     assert scores.iou_otsu is None and scores.deletion_auc is not None
-    assert panel.agreement_by_method["gradcam"] == pytest.approx(panel.agreement_by_method["gradcam++"])
+    assert panel.compare.agreement["gradcam"] == pytest.approx(panel.compare.agreement["gradcam++"])
     # The panel follows the viewer's slice: a slice without maps empties it.
     frame = window.state.frame
     window.state.step_frame(1)
@@ -76,7 +76,7 @@ def test_deletion_and_insertion_the_blur_cannot_move_are_marked_flat(qtbot, wind
     _show_compare(qtbot, window)
     panel = window.comparison
     assert "cannot rank these maps" in panel.status.text()
-    assert all(scores.faithfulness_uninformative for scores in panel.scores.values())
+    assert all(scores.faithfulness_uninformative for scores in panel.compare.scores.values())
     deletion = [name for name, _ in COLUMNS].index("Deletion AUC")
     assert all(row[deletion].endswith("(flat)") for row in panel.table_rows())
     assert panel.views["gradcam"].numbers.text().endswith("(flat)")
@@ -96,8 +96,8 @@ def test_an_nih_box_file_counts_for_the_models_own_label(qtbot, window, tmp_path
     assert "Infiltrate match none of the model's labels" in window.errors[-1]
     assert window.problems.rowCount() >= 1
     window.state.target = "cardiomegaly"
-    mask, _ = window.comparison.masks()
+    mask, _ = window.comparison.compare.masks()
     assert mask is not None and mask.sum() == 420 * 260
     window.state.target = "effusion"
-    assert window.comparison.masks()[0] is None
-    assert "Infiltrate" in window.comparison._no_annotation_text()
+    assert window.comparison.compare.masks()[0] is None
+    assert "Infiltrate" in window.comparison.compare.no_annotation_text()

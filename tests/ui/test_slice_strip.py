@@ -22,12 +22,14 @@ def test_the_strip_peaks_where_the_haemorrhage_is_and_takes_the_user_there(qtbot
     window.session.explanation.methods = ["gradcam"]
     with qtbot.waitSignal(window.session.explanation.series_explained, timeout=300_000):
         window.explain_series()
-    qtbot.waitUntil(lambda: strip.strength is not None and np.isfinite(strip.strength).all())
+    qtbot.waitUntil(lambda: strip.profile.strength is not None and np.isfinite(strip.profile.strength).all())
     assert window.session.annotation.load(TRUTH)
     annotated = window.state.annotation.mask(image, "subdural").any(axis=(1, 2))
     column = window.session.model.prediction.labels.index("subdural")
-    np.testing.assert_array_equal(strip.probability, window.session.model.prediction.probabilities[:, column])
-    for values in (strip.probability, strip.strength):
+    np.testing.assert_array_equal(
+        strip.profile.probability, window.session.model.prediction.probabilities[:, column]
+    )
+    for values in (strip.profile.probability, strip.profile.strength):
         assert annotated[int(np.argmax(values))]  # the strongest slice is one the radiologist marked
         assert values[annotated].mean() > values[~annotated].mean()
     # A click on the strip goes to that slice.

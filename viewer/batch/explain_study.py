@@ -13,7 +13,8 @@ import numpy as np
 
 from viewer.batch.detection_files import radiologist_boxes, write_detections
 from viewer.batch.segmentation_files import write_segmentation
-from viewer.explain.comparison import score_map
+from viewer.explain.comparison import agreement, mean_agreement, score_map
+from viewer.explain.metric_catalog import column_of
 from viewer.explain.registry import title_of
 from viewer.io.atomic import write_bytes_new, write_new
 from viewer.io.errors import StudyFailed
@@ -42,6 +43,7 @@ COLUMNS = (
     "sanity_spearman",
     "sanity_verdict",
     "annotation_label",
+    "agreement",  # the map's mean rank correlation with the image's other maps of its target
     "box",  # a detector's map: the box's index in detections.json
 )
 
@@ -112,7 +114,7 @@ def _write_study(session, image, result, name, annotations, options, folder: Pat
     for annotation in matching:
         if reason := matcher.unmatched_reason(annotation.labels_on(image)):
             notes.append(f"{name}: {Path(annotation.source).name} {reason}")
-    rows = []
+    rows, agreements = [], map_agreement(result)
     # A series' NIfTI files are written on two threads (ISA-L's gzip and file writes let go of
     # the GIL) while the other files and the scores are made.
     nifti = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nifti") if can_write_nifti(image) else None
@@ -162,6 +164,7 @@ def _write_study(session, image, result, name, annotations, options, folder: Pat
                 box_files.setdefault(smap.box, {})[smap.method] = f"{key}.npy"
                 row |= {"box": smap.box, "probability": f"{result.detections.scores[smap.box]:.4f}"}
             rows.append(row | {"annotation_label": "|".join(dict.fromkeys(labels))})
+            rows[-1][column_of("agreement", "metrics.csv")] = _score_cell(agreements.get(id(smap)))
     finally:  # also when the study fails: no NIfTI write outlives the folder it goes into
         if nifti is not None:
             nifti.shutdown(wait=True)
@@ -169,7 +172,13 @@ def _write_study(session, image, result, name, annotations, options, folder: Pat
         written.result()  # a failed write fails the study, as it did when written in line
     if getattr(result, "masks", None) is not None:  # a segmenter: its own masks, against the annotations
         write_segmentation(
-            folder, image, result, lambda label: _annotation_masks(image, label, matching, matcher)[0]
+            folder,
+            image,
+            result,
+            lambda label: _annotation_masks(image, label, matching, matcher)[0],
+            dicom=options.dicom,
+            anonymize=options.anonymize,
+            model_name=model.manifest.name,
         )
     if getattr(result, "detections", None) is not None:  # a detector: its boxes, against the annotations
         spec = model.manifest.detection
@@ -184,6 +193,30 @@ def _write_study(session, image, result, name, annotations, options, folder: Pat
         session.model.caution,
         [str(a.source) for a in matching],
     )
+
+
+def map_agreement(result) -> dict[int, float | None]:
+    """Each map's (by ``id``) mean Spearman agreement with the other maps of its target, on the
+    target's key slice (where it is most probable; a film's only frame): the numbers the Compare
+    panel shows for the same maps on that slice (``mean_agreement``). Maps on different grids are
+    not compared (no value), as the panel cannot compare them either."""
+    groups: dict[tuple, list] = {}
+    for smap in result.maps:  # a detector's maps: one group per box
+        groups.setdefault((smap.target, getattr(smap, "box", None)), []).append(smap)
+    out: dict[int, float | None] = {}
+    for maps in groups.values():
+        best = int(np.argmax(result.probabilities[:, maps[0].target_index]))
+        try:
+            names, rho, _ssim = agreement(maps, maps[0].frames[best])
+        except ValueError:
+            continue
+        for smap, value in zip(maps, mean_agreement(names, rho).values(), strict=True):
+            out[id(smap)] = value
+    return out
+
+
+def _score_cell(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
 
 
 def write_predictions(folder: Path, model_name: str, result, caution: str | None) -> dict[str, float]:

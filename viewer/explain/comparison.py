@@ -181,6 +181,18 @@ def agreement(maps: Sequence[SaliencyMap], frame_index: int) -> tuple[list[str],
     return labels, rho, structural
 
 
+def mean_agreement(names: Sequence[str], rho: np.ndarray) -> dict[str, float | None]:
+    """Each map's mean Spearman rank correlation with the other maps (``agreement``'s names and
+    matrix): the metric catalogue's ``agreement``, "Agreement (mean rho)". None for a map with no
+    other to agree with. The Compare panel and ``saliency-viewer explain``'s metrics.csv both take
+    it from here, so the window and the CSV show the same number for the same maps."""
+    n = len(names)
+    return {
+        name: float(np.mean([rho[i, j] for j in range(n) if j != i])) if n > 1 else None
+        for i, name in enumerate(names)
+    }
+
+
 def _comparable(smap: SaliencyMap, frame: int) -> np.ndarray:
     if frame not in smap.frames:
         raise ValueError(f"the {smap.method} map covers frames {smap.frames}, not frame {frame}")

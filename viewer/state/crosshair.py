@@ -7,7 +7,8 @@ It follows a :class:`ViewerState`: a new image gets a new :class:`~viewer.io.mpr
 the middle of the slice on screen; the slice on screen and the crosshair's slice are one and the
 same, both ways, so the single view, the prediction and the layer panel follow a click in any
 plane. Display volumes of layers and of the annotation are made once per change of their maps,
-not per mouse move, and only while a view asks for them.
+not per mouse move, and only while a view asks for them. The session owns one
+(``session.crosshair``), with the MIP choice, so a view is made from it and never keeps either.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Crosshair:
 
     moved = Signal(object)  # the new point (display indices: axial, coronal, sagittal)
     reformatted = Signal()  # a new volume (or none: ``reason`` says why)
+    mip_changed = Signal(bool)  # maps shown as their projection through each plane (True) or sliced
 
     def __init__(self, state: ViewerState) -> None:
         self.state = state
@@ -33,6 +35,7 @@ class Crosshair:
         self.reason = "Open a CT or MR series to see it in three planes"
         self._pixels: np.ndarray | None = None
         self.point: tuple[int, int, int] = (0, 0, 0)
+        self.mip = False  # the views show each layer as its maximum-intensity projection
         self._layers: dict[int, tuple[tuple, np.ndarray]] = {}  # id(layer) -> (maps key, volume)
         self._annotation: tuple[object, dict[str, np.ndarray]] = (None, {})
         self._mips: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}  # (layer, plane) -> (of, mip)
@@ -76,6 +79,13 @@ class Crosshair:
             return  # set from here: the point stays where the click put it
         index[0] = frame
         self._move(self.reformat.from_array(tuple(index)))
+
+    def set_mip(self, on: bool) -> None:
+        """Show each layer as its maximum-intensity projection through the plane (the slice of
+        the anatomy stays), or as its slice: one choice for the three views."""
+        if on != self.mip:
+            self.mip = on
+            self.mip_changed.emit(on)
 
     # --- moving the point ---------------------------------------------------------------------
     def set_in_plane(self, plane: str, row: float, col: float) -> None:

@@ -12,6 +12,13 @@ background work, and composes:
   running explanation, its maps in ``cache`` and ``layers``;
 - ``annotation`` (:class:`~viewer.state.annotating.Annotating`): annotation files and drawn regions;
 - ``stability`` (:class:`~viewer.state.map_stability.MapStability`): the maps across seeds;
+- ``comparison`` (:class:`~viewer.state.comparison.ComparisonModel`): the Compare tab's scores
+  and agreement of the maps on the slice on screen;
+- ``crosshair`` (:class:`~viewer.state.crosshair.Crosshair`): the MPR point, display volumes and
+  the MIP choice; ``measurements`` (:class:`~viewer.state.measurement_book.MeasurementBook`);
+  ``slices`` (:class:`~viewer.state.slice_profile.SliceProfile`): what the slice strip paints;
+- ``outputs`` (:class:`~viewer.state.model_outputs.ModelOutputs`): a segmenter's masks, a
+  detector's boxes and the region the maps explain;
 - ``reports`` (:class:`~viewer.state.reports.Reports`): status lines, progress, errors, problems.
 
 A part's background jobs report to that part's own handler table, never through a string
@@ -28,16 +35,20 @@ from pathlib import Path
 from viewer.inference.model import LoadedModel
 from viewer.state import tasks
 from viewer.state.annotating import Annotating
+from viewer.state.comparison import ComparisonModel
+from viewer.state.crosshair import Crosshair
 from viewer.state.explanation_runs import ExplanationRuns
 from viewer.state.layer_book import LayerBook
 from viewer.state.map_cache import MapCache
 from viewer.state.map_stability import MapStability
+from viewer.state.measurement_book import MeasurementBook
 from viewer.state.model_catalog import ModelCatalog
 from viewer.state.model_in_use import ModelInUse
 from viewer.state.model_outputs import ModelOutputs
 from viewer.state.opening import Opening
 from viewer.state.reports import Reports
 from viewer.state.runner import InlineRunner, Job, Runner
+from viewer.state.slice_profile import SliceProfile
 from viewer.state.viewer_state import ViewerState
 
 
@@ -69,6 +80,11 @@ class ViewerSession:
         self.opening = Opening(
             self.state, runner, self.reports, self.model, self.explanation, self.annotation
         )
+        self.comparison = ComparisonModel(self.state, runner, self.model, self.explanation, self.stability)
+        # What the views of a series show: made here, so a widget binds to them and keeps none.
+        self.crosshair = Crosshair(self.state)
+        self.measurements = MeasurementBook(self.state)
+        self.slices = SliceProfile(self.state, self.model)
         # The model's masks and boxes, and the region a segmenter's maps explain (issue 39).
         self.outputs = ModelOutputs(
             self.state, self.reports, self.model, self.explanation, self.cache, self.layers

@@ -9,7 +9,6 @@ scores every opened image the loaded annotation names (``ui/comparison_folder.py
 
 from __future__ import annotations
 
-import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, QSettings, Qt, Signal
 from PySide6.QtWidgets import (
@@ -30,10 +29,7 @@ from PySide6.QtWidgets import (
 
 from viewer.explain.metric_catalog import metric, title_of_metric
 from viewer.explain.registry import title_of
-from viewer.io.label_vocabulary import LabelMatcher
-from viewer.state import SaliencyLayer, tasks
-from viewer.state.comparison_model import no_maps_text
-from viewer.state.runner import Job
+from viewer.state import SaliencyLayer
 from viewer.state.session import ViewerSession
 from viewer.ui.canvas import base_display
 from viewer.ui.comparison_folder import FolderScoresView
@@ -120,13 +116,9 @@ class ComparisonPanel(QWidget):
         super().__init__(parent)
         self.session = session
         self.state = state = session.state
-        self.runner = session.runner
+        self.compare = session.comparison  # the numbers: this panel only draws them
         self.settings = QSettings()
         self.views: dict[str, MiniView] = {}
-        self.scores: dict[str, object] = {}
-        self.agreement_by_method: dict[str, float] = {}
-        self._dirty = True
-        self._computing: tuple[bool, int] = (False, 0)  # an explanation is running, of so many maps
 
         self.grid_host = QWidget()
         self.grid = QGridLayout(self.grid_host)
@@ -186,11 +178,10 @@ class ComparisonPanel(QWidget):
         state.events.show_annotation.connect(lambda *_: self._show_annotation())
         state.events.image.connect(lambda *_: self._clear())
         state.layers.events.removed.connect(lambda *_: self.refresh())
-        session.explanation.explaining.connect(self._on_explaining)
         session.stability.changed.connect(self._fill_table)
-        session.explanation.explain_progress.connect(
-            lambda _done, total, *_: self._on_explaining(True, total)
-        )
+        self.compare.changed.connect(self._show_numbers)
+        self.compare.status_changed.connect(lambda text: self.status.setText(text))
+        self.compare.scored.connect(lambda: self.scores_shown.emit())
 
     # --- building the views -----------------------------------------------------------------
     def _clear(self) -> None:
@@ -198,12 +189,10 @@ class ComparisonPanel(QWidget):
             self.grid.removeWidget(view)
             view.deleteLater()
         self.views = {}
-        self.scores = {}
-        self.agreement_by_method = {}
         self.table.setRowCount(0)
 
     def _layers(self) -> list[SaliencyLayer]:
-        return [layer for layer in self.state.layers if layer.values(self.state.frame) is not None]
+        return self.compare.layers()
 
     def _ensure_views(self) -> None:
         names = ["__image__"] + [layer.method for layer in self._layers()]
@@ -250,7 +239,7 @@ class ComparisonPanel(QWidget):
     # --- scores -------------------------------------------------------------------------------
     def refresh(self, force: bool = False) -> None:
         """Rebuild the views and, when the panel is visible, recompute the numbers."""
-        self._dirty = True
+        self.compare.dirty = True
         if not self.isVisible() and not force:
             return
         self._ensure_views()
@@ -293,48 +282,13 @@ class ComparisonPanel(QWidget):
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
-        if self._dirty:
+        if self.compare.dirty:
             self.refresh()
 
-    def masks(self) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """The annotation of the target on this frame, and a known burned-in marker."""
-        image, annotation = self.state.image, self.state.annotation
-        if image is None or annotation is None:
-            return None, None
-        mask = annotation.mask(image, self.state.target, self.matcher)[self.state.frame]
-        marker = annotation.marker_mask(image)
-        return (mask if mask.any() else None), (marker[self.state.frame] if marker is not None else None)
-
     def _score(self) -> None:
-        self._dirty = False
-        image = self.state.image
-        layers = self._layers()
-        self.scores, self.agreement_by_method = {}, {}
-        self._fill_table()
-        if image is None or not layers or not self.manifest:
-            self.status.setText(no_maps_text(image is not None, *self._computing))
-            self.runner.cancel("scores")
-            return
-        mask, marker = self.masks()
-        maps = [layer.map_for(self.state.frame) for layer in layers]
+        """Ask the model for the numbers, with the panel's settings (steps, sanity)."""
         steps = int(self.settings.value("compare/steps", 50, type=int))
-        frame, manifest, sanity = self.state.frame, self.manifest, self.sanity.isChecked()
-        if mask is None:
-            self.status.setText(self._no_annotation_text())
-        else:
-            self.status.setText("Scoring...")
-        store = self.session.model.store
-        self.runner.submit(
-            Job(
-                "scores",
-                lambda job: tasks.score_maps(
-                    job, store, manifest, image, frame, maps, mask, marker, steps, sanity
-                ),
-                "Scoring the maps",
-                on_event=self._on_result,
-                on_done=self._on_finished,
-            )
-        )
+        self.compare.score(steps, self.sanity.isChecked())
 
     def _room_for_tables(self) -> None:
         """The rows of every annotated image need more room than one image's few methods: that tab
@@ -343,66 +297,12 @@ class ComparisonPanel(QWidget):
         if self.bottom_tabs.currentWidget() is self.folder and bottom < (top + bottom) // 2:
             self.splitter.setSizes([(top + bottom) // 2, (top + bottom) - (top + bottom) // 2])
 
-    def _on_explaining(self, running: bool, count: int = 0) -> None:
-        """A run started or ended: while no map is on screen the status says which."""
-        self._computing = (running, count)
-        if not self._layers():
-            self.status.setText(no_maps_text(self.state.image is not None, running, count))
-
-    @property
-    def manifest(self) -> str:
-        """The manifest path of the model in use."""
-        return str(self.session.model.manifest_path or "")
-
-    @property
-    def matcher(self) -> LabelMatcher | None:
-        """The model's labels, for annotation labels."""
-        return self.session.model.matcher
-
-    def _no_annotation_text(self) -> str:
-        text = f"No annotation of '{self.state.target}' on this image: maps are compared with each other"
-        image, annotation = self.state.image, self.state.annotation
-        if image is not None and annotation is not None and self.matcher is not None:
-            unmatched = self.matcher.unmatched(annotation.labels_on(image))
-            if unmatched:
-                text += f" (the annotation's {', '.join(unmatched)} match none of the model's labels)"
-        return text
-
-    def _on_result(self, kind: str, payload) -> None:
-        if kind == "score":
-            self.show_scores(payload)
-        elif kind == "agreement":
-            names, spearman, _ssim = payload
-            n = len(names)
-            for i, name in enumerate(names):
-                others = [spearman[i, j] for j in range(n) if j != i]
-                self.agreement_by_method[name] = float(np.mean(others)) if others else None
-            self._fill_table()
-
-    def _on_finished(self, status: str) -> None:
-        if status == "done":
-            mask, _ = self.masks()
-            text = (
-                f"Scored against the annotation of '{self.state.target}'"
-                if mask is not None
-                else self._no_annotation_text()
-            )
-            flat = [s for s in self.scores.values() if s.faithfulness_uninformative]
-            if flat:
-                text += (
-                    f". Blurring the whole image changes p('{self.state.target}') by only "
-                    f"{abs(flat[0].substrate_drop):.3f}: deletion/insertion cannot rank these maps"
-                )
-            self.status.setText(text)
-            self.scores_shown.emit()
-        elif status.startswith("failed"):
-            self.status.setText(f"Scoring failed: {status.removeprefix('failed: ')}")
-
-    def show_scores(self, scores) -> None:
-        self.scores[scores.method] = scores
-        view = self.views.get(scores.method)
-        if view is not None:
-            view.numbers.setText(self.summary(scores))
+    def _show_numbers(self) -> None:
+        """The model's scores under each map and in the table."""
+        for method, scores in self.compare.scores.items():
+            view = self.views.get(method)
+            if view is not None:
+                view.numbers.setText(self.summary(scores))
         self._fill_table()
 
     @staticmethod
@@ -426,15 +326,15 @@ class ComparisonPanel(QWidget):
 
     def _fill_table(self) -> None:
         self.table.setSortingEnabled(False)
-        self.table.setRowCount(len(self.scores))
-        for row, (method, scores) in enumerate(self.scores.items()):
+        self.table.setRowCount(len(self.compare.scores))
+        for row, (method, scores) in enumerate(self.compare.scores.items()):
             for column, (_name, key) in enumerate(COLUMNS):
                 if key is None:
                     value = title_of(method)
                 elif key == "agreement":
-                    value = self.agreement_by_method.get(method)
+                    value = self.compare.agreement.get(method)
                 elif key == "stability_ssim":
-                    value = self._stability(method)
+                    value = self.compare.stability_ssim(method)
                 else:
                     value = getattr(scores, key)
                 item = _SortItem(value)
@@ -443,11 +343,6 @@ class ComparisonPanel(QWidget):
                     item.setToolTip(FLAT_TIP)
                 self.table.setItem(row, column, item)
         self.table.setSortingEnabled(True)
-
-    def _stability(self, method: str) -> float | None:
-        """The method's mean SSIM across seeds or checkpoints on this slice, when computed."""
-        result = self.session.stability.results().get(method)
-        return result.ssim if result is not None else None
 
     def ask_stability(self) -> None:
         """Model > Stability of the maps...: how many seeds besides the session's the random

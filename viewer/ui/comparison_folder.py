@@ -1,7 +1,7 @@
 """The Compare tab's "Every annotated image": the maps of every opened image that the loaded
 annotation names, scored in the background as ``saliency-viewer evaluate`` scores them, one row
 per image, label and method, and the summary per label and method. A view of
-:class:`~viewer.state.comparison_model.FolderScores`."""
+:class:`~viewer.state.folder_scores.FolderScores`."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from viewer.explain.evaluation import RADIOLOGISTS
 from viewer.explain.metric_catalog import column_of, title_of_metric
 from viewer.explain.registry import title_of
 from viewer.io.safe_text import printable
-from viewer.state.comparison_model import FolderScores
+from viewer.state.folder_scores import FolderScores
 from viewer.state.session import ViewerSession
 
 IMAGE_COLUMNS = (

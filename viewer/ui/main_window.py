@@ -37,6 +37,7 @@ from viewer.ui.help_commands import HelpCommands
 from viewer.ui.layer_panel import LayerPanel
 from viewer.ui.measure_tools import MeasureTools
 from viewer.ui.model_commands import ModelCommands
+from viewer.ui.model_output_items import ModelOutputView
 from viewer.ui.model_panel import ModelPanel
 from viewer.ui.mpr_view import MprView
 from viewer.ui.open_commands import OpenCommands
@@ -80,7 +81,7 @@ class MainWindow(QMainWindow):
         self.tabs.setObjectName("tabs")
         self.tabs.addTab(self.canvas, "Image")
         self.tabs.addTab(self.comparison, "Compare")
-        self.mpr = MprView(self.state, self.bindings)
+        self.mpr = MprView(self.session.crosshair, self.state, self.bindings)
         self.tabs.addTab(self.mpr, "MPR")
         self.cine = Cine(self.state, self.settings, self)
         self.strip = SliceStrip(self.session)
@@ -129,14 +130,13 @@ class MainWindow(QMainWindow):
         self.help = HelpCommands(self)
         self.actions_by_id, self.menus = build_menus(self, self.session)
         self.annotations.install(self.menus["edit"])
-        self.measure = MeasureTools(
-            self, self.state, self.canvas.vb, self.last_folder, self.say, self.session.reports.report_error
-        )
+        self.measure = MeasureTools(self, self.session, self.canvas.vb, self.last_folder, self.say)
         self.measure.install(self.menus["tools"], self.menus["file"], self.annotations.tools)
         self.mpr.measure_with(self.measure)
-        self.pacs_ui.measurements = self.measure.book
+        self.pacs_ui.measurements = self.session.measurements
         self.docks["measurements"] = make_dock(self, "Measurements", self.measure.panel, right)
         self.docks["measurements"].hide()
+        self.outputs_view = ModelOutputView.install(self)  # the model's masks and boxes (issue 39)
         areas = {"left": left, "right": right, "bottom": bottom}
         for panel in PANELS.values():  # panels registered by extensions (viewer.ui.panels)
             self.docks[panel.id] = make_dock(
@@ -157,7 +157,7 @@ class MainWindow(QMainWindow):
         self.solo = self.actions_by_id["solo"]
         self.solo.setChecked(self.session.layers.solo)
         self.solo.toggled.connect(self.view.set_solo)
-        self.actions_by_id["mpr_mip"].toggled.connect(self.mpr.set_mip)
+        self.actions_by_id["mpr_mip"].toggled.connect(self.session.crosshair.set_mip)
 
     def _connect(self) -> None:
         session, events = self.session, self.state.events

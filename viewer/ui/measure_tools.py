@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from viewer.io.measurements import Measured, Measurement, MeasurementError
 from viewer.state.measurement_book import MeasurementBook
-from viewer.state.viewer_state import ViewerState
+from viewer.state.session import ViewerSession
 from viewer.ui.actions import check_only
 from viewer.ui.canvas import ImageViewBox, shape_path
 from viewer.ui.layer_items import cosmetic_pen
@@ -92,22 +92,22 @@ class MeasureTools:
     def __init__(
         self,
         window: QMainWindow,
-        state: ViewerState,
+        session: ViewerSession,
         view: ImageViewBox,
         folder: Callable[[], str],
         say: Callable[[str, int], None],
-        report: Callable[[str], None],
     ) -> None:
+        state = session.state
         self.window, self.state, self.view = window, state, view
-        self.folder, self.say, self.report = folder, say, report
-        self.book = MeasurementBook(state)
+        self.folder, self.say, self.report = folder, say, session.reports.report_error
+        # The session's: the measurements (kept per image) and the MPR point a row goes to.
+        self.book, self.crosshair = session.measurements, session.crosshair
         self.actions: dict[str, QAction] = {}  # tool id -> its checkable action
         self.commands: dict[str, QAction] = {}  # the SR and clear commands, by their text
         self.others: dict[str, QAction] = {}  # the annotation's drawing tools: one tool at a time
         # An angle's first arm, and the view box it is drawn in.
         self._arm: tuple[ImageViewBox, tuple[tuple[float, float], tuple[float, float]]] | None = None
         self.previews: dict[ImageViewBox, QGraphicsPathItem] = {}  # every view box measured in
-        self.go_to_plane: Callable[[str, int], None] | None = None  # the MPR's, once attached
         self.list = QListWidget()
         self.list.setObjectName("measurement_list")
         remove = QPushButton("Remove")
@@ -240,8 +240,8 @@ class MeasureTools:
             m = self.book.items[row].measurement
             if not m.plane:
                 self.state.set_frame(m.frame)
-            elif self.go_to_plane is not None:
-                self.go_to_plane(m.plane, m.frame)
+            else:  # a plane of the MPR: the crosshair goes there
+                self.crosshair.set_plane_index(m.plane, m.frame)
 
     def remove_selected(self) -> None:
         self.book.remove(self.list.currentRow())

@@ -170,7 +170,7 @@ class ModelPanel(QWidget):
         self.methods.itemChanged.connect(lambda _item: self._store_methods())
         self.default_set.clicked.connect(lambda: self.set_checked_methods(list(default_methods())))
         self.fast_set.clicked.connect(lambda: self.set_checked_methods(list(fast_default_methods())))
-        self.run_on_open.toggled.connect(lambda on: setattr(session, "run_on_open", on))
+        self.run_on_open.toggled.connect(lambda on: setattr(session.explanation, "run_on_open", on))
         state.events.target.connect(self._show_target)
         state.events.frame.connect(lambda *_: self._show_prediction())
         session.model.models_changed.connect(self._list_models)

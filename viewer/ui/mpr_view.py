@@ -100,7 +100,6 @@ class PlaneView:
             item.setParentItem(self.vb)  # in the box's own (screen) coordinates: they stay at the edges
         self.vb.sigResized.connect(self.place_letters)
         self._shows: tuple = ()  # (volume, slice, window, invert) the base shows
-        self.mip = False  # layers shown as their projection along the plane's normal
 
     # --- drawing -----------------------------------------------------------------------------
     def new_volume(self) -> None:
@@ -141,7 +140,7 @@ class PlaneView:
         reformat = self.crosshair.reformat
         axis = reformat.axes[PLANE_AXES[self.plane][0]]
         index = round(float(self.crosshair.array_index()[axis]))
-        mip = "  (maps: maximum-intensity projection)" if self.mip else ""
+        mip = "  (maps: maximum-intensity projection)" if self.crosshair.mip else ""
         return f"{self.plane.capitalize()}  {index + 1} / {reformat.array_shape[axis]}{mip}"
 
     def place_lines(self) -> None:
@@ -168,7 +167,7 @@ class PlaneView:
             self.vb.removeItem(self.layers.pop(method))
 
     def _layer_plane(self, layer: SaliencyLayer, index: int) -> np.ndarray | None:
-        if self.mip:
+        if self.crosshair.mip:
             return self.crosshair.layer_mip(layer, self.plane)
         volume = self.crosshair.layer_volume(layer)
         return None if volume is None else self.crosshair.reformat.plane(volume, self.plane, index)
@@ -224,10 +223,11 @@ class MprView(QWidget):
 
     window_dragged = Signal(float, float)  # dx, dy in screen pixels, from any plane
 
-    def __init__(self, state: ViewerState, bindings: MouseBindings | None = None, parent=None):
+    def __init__(
+        self, crosshair: Crosshair, state: ViewerState, bindings: MouseBindings | None = None, parent=None
+    ):
         super().__init__(parent)
-        self.state = state
-        self.crosshair = Crosshair(state)
+        self.state, self.crosshair = state, crosshair  # the session's: the point and the MIP choice
         bindings = bindings or MouseBindings()
         self.message = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
         self.message.setObjectName("mpr_message")
@@ -253,6 +253,7 @@ class MprView(QWidget):
 
         self.crosshair.reformatted.connect(self._on_volume)
         self.crosshair.moved.connect(self._on_moved)
+        self.crosshair.mip_changed.connect(self._on_mip)
         events = state.events
         events.voi.connect(self._redraw)
         events.invert.connect(self._redraw)
@@ -284,13 +285,9 @@ class MprView(QWidget):
         for drawn in self.measured.values():
             crosshair.moved.connect(drawn.refresh)  # few items: cheap even while hidden
             crosshair.reformatted.connect(drawn.refresh)
-        tools.go_to_plane = lambda plane, index: crosshair.set_plane_index(plane, index)
 
-    def set_mip(self, on: bool) -> None:
-        """Show each layer as its maximum-intensity projection through the plane (the slice of
-        the anatomy stays), or as its slice."""
-        for view in self.planes.values():
-            view.mip = on
+    def _on_mip(self, _on: bool) -> None:
+        """The crosshair's MIP choice changed: the layers and titles of the three planes redrawn."""
         if self._live():
             for view in self.planes.values():
                 view.draw_layers()

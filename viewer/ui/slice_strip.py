@@ -2,7 +2,8 @@
 the target on it (top row) and the strongest value of the selected map there (bottom row, empty
 where the map was not computed), with the slice on screen marked. The user sees at a glance
 where in the volume the model fires and where its explanation does; a click or a drag goes to
-that slice. Hidden for single images.
+that slice. Hidden for single images. The values are the session's (``session.slices``): this
+widget only paints them.
 """
 
 from __future__ import annotations
@@ -19,44 +20,23 @@ MAP = QColor("#ff7043")
 MARK = QColor("#ffffff")
 
 
-def slice_strengths(layer, frames: int) -> np.ndarray | None:
-    """The strongest magnitude of ``layer``'s map on each of ``frames`` slices (NaN where it was
-    not computed); None without maps. Read on the model grid (a few times smaller than the
-    native one, and the native map is its interpolation), so a 200-slice series costs little."""
-    if layer is None or not layer.maps:
-        return None
-    out = np.full(frames, np.nan, np.float32)
-    for frame, smap in layer.maps.items():
-        if frame < frames:
-            out[frame] = float(np.abs(smap.frame_grid(frame)).max())
-    return out
-
-
 class SliceStrip(QWidget):
-    """The strip; it listens to the session and its state."""
+    """The strip: it paints the session's :class:`~viewer.state.slice_profile.SliceProfile`."""
 
     ROW = 10  # pixels per row
 
     def __init__(self, session: ViewerSession, parent: QWidget | None = None):
         super().__init__(parent)
-        self.session, self.state = session, session.state
+        self.state, self.profile = session.state, session.slices
         self.setObjectName("slice_strip")
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setToolTip(
             "Top: the model's probability of the target on each slice. Bottom: the selected map's "
             "strongest value there. Click or drag to go to a slice."
         )
-        self.probability: np.ndarray | None = None
-        self.strength: np.ndarray | None = None
-        self._held: tuple = ()  # (layer, maps key) the strengths were measured for
-        self._follow: object | None = None  # the layer whose maps event is connected
-        events = self.state.events
-        events.image.connect(self._on_image)
-        events.frame.connect(lambda *_: self.update())
-        events.target.connect(self.refresh)
-        events.active_layer.connect(self.refresh)
-        session.model.predicted.connect(self.refresh)
-        self.state.layers.events.removed.connect(self.refresh)
+        self.state.events.image.connect(self._on_image)
+        self.state.events.frame.connect(lambda *_: self.update())
+        self.profile.changed.connect(lambda: self.update())
         self._on_image(self.state.image)
 
     def sizeHint(self) -> QSize:
@@ -64,29 +44,6 @@ class SliceStrip(QWidget):
 
     def _on_image(self, image) -> None:
         self.setVisible(image is not None and image.n_frames > 1)
-        self.refresh()
-
-    def refresh(self, *_args) -> None:
-        session, state = self.session, self.state
-        prediction, target = session.model.prediction, state.target
-        self.probability = None
-        # A 3-D model has one probability for the series: no slice-by-slice row to draw.
-        per_slice = prediction is not None and not prediction.per_volume
-        if per_slice and target in prediction.labels and state.image is not None:
-            column = prediction.probabilities[:, prediction.labels.index(target)]
-            if len(column) == state.image.n_frames:
-                self.probability = np.asarray(column, np.float32)
-        layer = state.active()
-        if self._follow is not layer:
-            if self._follow is not None:
-                self._follow.events.maps.disconnect(self.refresh)
-            if layer is not None:
-                layer.events.maps.connect(self.refresh)
-            self._follow = layer
-        key = (id(layer), layer.maps_key()) if layer else ()
-        if key != self._held:
-            frames = state.image.n_frames if state.image is not None else 0
-            self.strength, self._held = slice_strengths(layer, frames), key
         self.update()
 
     # --- drawing ------------------------------------------------------------------------------
@@ -98,7 +55,8 @@ class SliceStrip(QWidget):
         painter.fillRect(self.rect(), QColor("#101010"))
         n, width = image.n_frames, self.width()
         step = width / n
-        for row, (values, colour) in enumerate(((self.probability, PROBABILITY), (self.strength, MAP))):
+        rows = ((self.profile.probability, PROBABILITY), (self.profile.strength, MAP))
+        for row, (values, colour) in enumerate(rows):
             top = 2 + row * (self.ROW + 2)
             if values is None:
                 continue

@@ -8,9 +8,6 @@ as they are (``summarise``: per label and method, the means with their bootstrap
 image and method is a job of its own in one lane, so an image or a map asked for in the meantime
 waits for one method on one image, not for the folder; a new request (or a new opening) supersedes
 the run: latest request wins.
-
-The status line says, while no map is on screen, whether maps are being computed
-(:func:`no_maps_text`): a re-run must not be told to "run some methods".
 """
 
 from __future__ import annotations
@@ -30,17 +27,6 @@ from viewer.state.runner import Job
 
 LANE = "folder_scores"
 BOOTSTRAP = 1000  # resamples for the summary's intervals, as ``evaluate`` draws by default
-
-
-def no_maps_text(has_image: bool, computing: bool, count: int = 0) -> str:
-    """What the comparison says while no map of this slice is on screen: that maps (``count`` of
-    them, where known) are being computed, or that there are none to compare."""
-    if not has_image:
-        return ""
-    if computing:
-        maps = f"{count} map{'s' if count != 1 else ''}" if count else "the maps"
-        return f"Computing {maps}: they are compared once they are done"
-    return "Run some methods to compare them"
 
 
 class FolderScores:
@@ -241,4 +227,4 @@ def _score_one(job, store, manifest, series, name, annotations, methods, seed) -
     job.emit("rows", (name, rows))
 
 
-__all__ = ["LANE", "FolderScores", "no_maps_text"]
+__all__ = ["LANE", "FolderScores"]
