@@ -117,3 +117,29 @@ def test_a_missing_checkpoint_is_named(checkpoints, tmp_path, capsys):
     assert main(["stability", film, "--model", str(broken), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert f"{RANDOM}.safetensors" in err and "Traceback" not in err
+
+
+def test_lipschitz_rows_equal_the_library_estimate_and_are_summarised(tmp_path, capsys):
+    film = resource_path("samples", "dicom", "cxr_0001.dcm")
+    out = tmp_path / "out"
+    code = main(
+        ["stability", str(film), "--model", "cxr_resnet18", "--methods", "gradcam", "--lipschitz-std", "0.05",
+         "--samples", "2", "--seed", "3", "--bootstrap", "50", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    (row,) = rows(out / "stability.csv")
+    assert row["kind"] == "lipschitz" and row["perturbation"] == "gaussian noise sd=0.05"
+    from viewer.explain.stability_runs import compared_frame, lipschitz_estimate
+    from viewer.inference.catalog import bundled_models
+    from viewer.inference.model import LoadedModel
+    from viewer.io import discover
+    from viewer.io.loader import load_series
+
+    model = LoadedModel.from_manifest(bundled_models()["cxr_resnet18"])
+    image = load_series(discover([film]).series[0])
+    frame = compared_frame(image)
+    library = lipschitz_estimate(model, image, "gradcam", row["target"], frame, std=0.05, samples=2, seed=3)
+    assert float(row["lipschitz"]) == pytest.approx(library.lipschitz, abs=5e-5)  # 4 decimals in the CSV
+    (summary,) = rows(out / "summary.csv")
+    assert float(summary["lipschitz"]) == pytest.approx(library.lipschitz, abs=5e-5)
+    assert "Lipschitz" in capsys.readouterr().out

@@ -127,7 +127,7 @@ def test_quantus_max_and_avg_sensitivity_agree_on_shared_perturbations(chest):
 
 def test_seeded_methods_are_the_ones_whose_maps_change_with_the_seed(chest):
     model, image, frame, target = chest
-    assert set(seeded_methods()) == {"smoothgrad", "gradient-shap", "rise", "lime"}
+    assert set(seeded_methods()) == {"smoothgrad", "gradient-shap", "rise", "lime", "drise"}
     assert not METHODS["gradcam"].seeded
     same = [one_map(model, image, "gradcam", target, frame, seed=s).frame(frame) for s in (0, 1)]
     np.testing.assert_array_equal(*same)

@@ -12,13 +12,19 @@ import os
 import subprocess
 import sys
 import tempfile
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-MODELS = sorted(p.parent for p in (ROOT / "models").glob("*/manifest.toml"))
+WHEEL = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+LEFT_OUT = {
+    Path(entry).name for entry in WHEEL["exclude"] if entry.startswith("/models/") and "*" not in entry
+}
+ALL_MODELS = sorted(p.parent for p in (ROOT / "models").glob("*/manifest.toml"))
+MODELS = [m for m in ALL_MODELS if m.name not in LEFT_OUT]
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +52,8 @@ def test_wheel_carries_every_bundled_model_and_no_training_script(wheel):
         for file in model.iterdir():
             assert f"viewer/_models/{model.name}/{file.name}" in names
     assert not [n for n in names if n.startswith("viewer/_models/") and n.endswith(".py")]
+    assert LEFT_OUT and {m.name for m in ALL_MODELS} > LEFT_OUT  # the exclude names real folders
+    assert not [n for n in names if any(n.startswith(f"viewer/_models/{m}/") for m in LEFT_OUT)]
     assert "viewer/_resources/samples/dicom/cxr_0001.dcm" in names
     assert "viewer/_resources/icons/saliency-viewer.svg" in names
     assert {"viewer/py.typed", "viewer/__init__.pyi"} <= names  # the public API's types (PEP 561)

@@ -34,14 +34,16 @@ IN_FLIGHT_PER_WORKER = 2
 
 
 def fingerprint(manifest_path: str | Path) -> str:
-    """SHA-256 of the manifest and its weights file: the model a result came from."""
+    """SHA-256 of the manifest and its weights files (every checkpoint it lists: ``evaluate
+    --stability checkpoints`` loads them all on the workers): the model a result came from."""
     from viewer.inference.manifest import load_manifest
 
     manifest = load_manifest(manifest_path)
     digest = hashlib.sha256(Path(manifest_path).read_bytes())
-    with open(manifest.weights, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for weights in manifest.checkpoints or (manifest.weights,):
+        with open(weights, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 

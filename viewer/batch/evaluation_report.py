@@ -77,7 +77,9 @@ def _pictures(gallery, label: str, methods: list[str]) -> str:
     return "\n".join(lines)
 
 
-def render_report(model_name: str, summary: list[dict], images: int, gallery=None) -> str:
+def render_report(
+    model_name: str, summary: list[dict], images: int, gallery=None, stability: tuple | list = ()
+) -> str:
     labels = list(dict.fromkeys(r["label"] for r in summary))
     parts = [
         "<!doctype html><meta charset='utf-8'><title>Saliency evaluation</title>",
@@ -101,5 +103,13 @@ def render_report(model_name: str, summary: list[dict], images: int, gallery=Non
     parts.append("<h2>Table</h2><table><tr>" + "".join(f"<th>{c}</th>" for c in columns) + "</tr>")
     for row in summary:
         parts.append("<tr>" + "".join(f"<td>{_fmt(row[c])}</td>" for c in columns) + "</tr>")
-    parts.append("</table><h2>Definitions</h2><pre>" + html.escape(evaluation.__doc__ or "") + "</pre>")
+    parts.append("</table>")
+    if stability:  # evaluate --stability: one line per method and kind
+        from viewer.batch.evaluation_stability import summary_lines
+
+        lines = "".join(f"<li>{html.escape(line)}</li>" for line in summary_lines(stability))
+        parts.append(
+            f"<h2>Stability of the maps</h2><p>Mean pairwise SSIM and Spearman, 95 % CIs.</p><ul>{lines}</ul>"
+        )
+    parts.append("<h2>Definitions</h2><pre>" + html.escape(evaluation.__doc__ or "") + "</pre>")
     return "\n".join(parts)

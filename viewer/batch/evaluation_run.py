@@ -43,6 +43,8 @@ class EvaluationRequest:
     resume: bool = False
     split_thresholds: float | None = None
     cluster: ClusterSpec | None = None  # run the studies on Dask (viewer.batch.cluster)
+    stability: tuple[str, ...] = ()  # "seeds", "checkpoints": viewer.batch.evaluation_stability
+    stability_seeds: int = 3
 
 
 @dataclass
@@ -52,6 +54,7 @@ class EvaluationOutcome:
     images: int = 0
     report: Path | None = None
     report_problem: str = ""
+    stability: list[dict] = field(default_factory=list)  # per method and kind, when asked for
 
 
 def run_evaluation(
@@ -74,6 +77,10 @@ def run_evaluation(
     if per_image.exists() and not request.resume:
         raise ValueError(f"{per_image} exists; resume it, or choose a new folder")
     outcome = EvaluationOutcome()
+    if request.stability:
+        from viewer.batch.evaluation_stability import check_stability
+
+        check_stability(model, request.stability, request.stability_seeds)
     annotations = []
     for path in annotation_files(request.annotations):
         try:
@@ -138,6 +145,13 @@ def run_evaluation(
     order = {name: i for i, name in enumerate(names)}
     sort_rows(per_image, "image", order)
     outcome.images = len(done)
+    if request.stability:  # a second pass over the same studies
+        from viewer.batch.evaluation_stability import run_stability_pass
+
+        studies = list(zip(found.series, names, strict=True))
+        outcome.stability = run_stability_pass(
+            model, request, studies, outcome.problems, on_image=on_image, on_cluster=on_cluster, cancel=cancel
+        )
     write_outputs(model.manifest.name, request, per_image, done, outcome, gallery)
     return outcome
 
@@ -217,7 +231,8 @@ def write_outputs(
     else:
         outcome.report = request.out / "report.html"
         replace_bytes(
-            outcome.report, render_report(model_name, outcome.summary, len(images), gallery).encode()
+            outcome.report,
+            render_report(model_name, outcome.summary, len(images), gallery, outcome.stability).encode(),
         )
 
 

@@ -7,12 +7,14 @@ Writes, in ``OUT``:
 - ``stability.csv``, one row per image, method and pair, appended image by image and synced (a
   run that dies resumes with ``resume``). Columns: ``image, method, target, kind, model_a,
   model_b, seed_a, seed_b, perturbation, ssim, spearman, max_sensitivity, avg_sensitivity,
-  samples, seconds``. ``kind`` says what was compared: ``models`` (two models' maps, same seed),
+  lipschitz, samples, seconds``. ``kind`` says what was compared: ``models`` (two models' maps, same seed),
   ``seeds`` (one model, two seeds of a random method: ``seed_a``/``seed_b``), ``noise`` (one
   model, Quantus' sensitivities over ``samples`` noisy inputs; ssim/spearman their mean against
-  the clean map), ``shift`` and ``window`` (one model, the map of the moved film moved back, or
-  of the film under another VOI, against the map of the film as it is). ``seconds`` is what the
-  row's maps cost (for ``models`` and ``seeds``: all the maps of that set, on the first row).
+  the clean map), ``lipschitz`` (one model, Quantus' local Lipschitz estimate over ``samples``
+  inputs with Gaussian noise; ssim/spearman likewise), ``shift`` and ``window`` (one model, the
+  map of the moved film moved back, or of the film under another VOI, against the map of the
+  film as it is). ``seconds`` is what the row's maps cost (for ``models`` and ``seeds``: all the
+  maps of that set, on the first row).
 - ``maps/<image>/<method>/<model>.npy`` (each model's map on the image's grid, float32),
   ``<model> seed <n>.npy`` for seeds, and ``agreement.npy`` / ``disagreement.npy``, the per-pixel
   mean and standard deviation of the protocol maps over the models.
@@ -41,6 +43,7 @@ from viewer.explain.stability_runs import (
     across_models,
     across_seeds,
     compared_frame,
+    lipschitz_estimate,
     noise_sensitivity,
     seeded_methods,
     shift_likeness,
@@ -57,12 +60,13 @@ from viewer.io.safe_text import printable
 
 COLUMNS = (
     "image", "method", "target", "kind", "model_a", "model_b", "seed_a", "seed_b", "perturbation",
-    "ssim", "spearman", "max_sensitivity", "avg_sensitivity", "samples", "seconds",
+    "ssim", "spearman", "max_sensitivity", "avg_sensitivity", "lipschitz", "samples", "seconds",
 )  # fmt: skip
 SUMMARY_COLUMNS = (
     "method", "kind", "perturbation", "n",
     "ssim", "ssim_low", "ssim_high", "spearman", "spearman_low", "spearman_high",
-    "max_sensitivity", "max_sensitivity_low", "max_sensitivity_high", "avg_sensitivity", "seconds",
+    "max_sensitivity", "max_sensitivity_low", "max_sensitivity_high", "avg_sensitivity",
+    "lipschitz", "lipschitz_low", "lipschitz_high", "seconds",
 )  # fmt: skip
 
 
@@ -76,6 +80,7 @@ class StabilityRequest:
     seeds: int = 0  # seeds per random method (0 or 1: no seed rows)
     radius: float | None = None  # uniform noise on the network input (None: no noise rows)
     samples: int = 10
+    lipschitz_std: float | None = None  # Gaussian noise for the local Lipschitz estimate (None: no rows)
     shifts: tuple[tuple[int, int], ...] = ()
     windows: tuple[float, ...] = ()  # window width factors
     seed: int = 0
@@ -173,7 +178,7 @@ def _one_image(request: StabilityRequest, series, name: str, problems: list) -> 
                     timed = across_seeds(model, image, method, target, frame, seeds)
                     for s, m in timed.maps.items():
                         _save(folder / f"{_file_name(model_name)} {_file_name(s)}.npy", m)
-                    rows += _pair_rows(base, "seeds", timed, {s: model_name for s in timed.maps})
+                    rows += pair_rows(base, "seeds", timed, {s: model_name for s in timed.maps})
                 rows += _perturbations(request, model, model_name, image, method, target, frame, base)
         except UnsupportedMethod as exc:
             problems.append((f"{name}: {method}", str(exc)))
@@ -189,10 +194,12 @@ def _compare_models(models, image, method, target, frame, seed, base, folder) ->
     mean, deviation = agreement(timed.maps.values())
     _save(folder / "agreement.npy", mean)
     _save(folder / "disagreement.npy", deviation)
-    return _pair_rows(base, "models", timed, {n: n for n in timed.maps})
+    return pair_rows(base, "models", timed, {n: n for n in timed.maps})
 
 
-def _pair_rows(base: dict, kind: str, timed, model_of: dict[str, str]) -> list[dict]:
+def pair_rows(base: dict, kind: str, timed, model_of: dict[str, str]) -> list[dict]:
+    """``base`` plus one row per pair of ``timed``'s maps, ``model_of`` naming each map's model;
+    the seconds of the whole set on the first row."""
     rows = []
     for i, pair in enumerate(pair_scores(timed.maps)):
         rows.append(
@@ -220,6 +227,12 @@ def _perturbations(request, model, model_name, image, method, target, frame, bas
             seed=request.seed,
         )  # fmt: skip
         results.append(("noise", noise))
+    if request.lipschitz_std is not None:
+        lipschitz = lipschitz_estimate(
+            model, image, method, target, frame, std=request.lipschitz_std, samples=request.samples,
+            seed=request.seed,
+        )  # fmt: skip
+        results.append(("lipschitz", lipschitz))
     for dy, dx in request.shifts:
         results.append(("shift", shift_likeness(model, image, method, target, frame, dy, dx, request.seed)))
     for factor in request.windows:
@@ -241,6 +254,7 @@ def _perturbations(request, model, model_name, image, method, target, frame, bas
                 "spearman": p.spearman,
                 "max_sensitivity": p.sensitivity.max if p.sensitivity else None,
                 "avg_sensitivity": p.sensitivity.mean if p.sensitivity else None,
+                "lipschitz": p.lipschitz,
                 "samples": p.samples,
                 "seconds": p.seconds,
             }
@@ -256,7 +270,7 @@ def summarise(rows: list[dict], *, n: int = 1000, seed: int = 0) -> list[dict]:
     out = []
     for (method, kind, perturbation), group in groups.items():
         entry: dict = {"method": method, "kind": kind, "perturbation": perturbation, "n": len(group)}
-        for measure in ("ssim", "spearman", "max_sensitivity"):
+        for measure in ("ssim", "spearman", "max_sensitivity", "lipschitz"):
             mean, low, high = bootstrap_mean(_numbers(group, measure), n=n, seed=seed)
             entry |= {measure: mean, f"{measure}_low": low, f"{measure}_high": high}
         entry["avg_sensitivity"] = _mean(_numbers(group, "avg_sensitivity"))

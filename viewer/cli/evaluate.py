@@ -7,7 +7,9 @@ where two or more radiologists annotated the same images, their own agreement as
 
 Writes OUT/per_image.csv (one row per image x label x method, appended image by image, so an
 interrupted run resumes with --resume), OUT/summary.csv, OUT/problems.csv (images that could not
-be evaluated and why) and OUT/report.html (self-contained: charts and tables)."""
+be evaluated and why) and OUT/report.html (self-contained: charts and tables). With --stability,
+also how alike each method's maps are across seeds or checkpoints (SSIM, Spearman): OUT/stability.csv
+and OUT/stability_summary.csv."""
 
 from __future__ import annotations
 
@@ -41,6 +43,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         metavar="VAL_FRACTION",
         help="tune each label's threshold on this fraction of the images (best mIoU), report the rest at it",
+    )
+    parser.add_argument(
+        "--stability",
+        action="append",
+        default=[],
+        choices=["seeds", "checkpoints"],
+        help="also how stable each method's maps are over the images: across seeds of the random "
+        "methods, or across the checkpoints the manifest lists (repeatable; OUT/stability.csv)",
+    )
+    parser.add_argument(
+        "--stability-seeds", type=int, default=3, metavar="N", help="seeds per random method (default 3)"
     )
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the methods and the bootstrap")
@@ -76,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     request = EvaluationRequest(
         inputs, list(args.annotation), methods, args.out, args.bootstrap, args.seed,
         args.resume, args.split_thresholds,
-        cluster_spec(args),
+        cluster_spec(args), tuple(dict.fromkeys(args.stability)), args.stability_seeds,
     )  # fmt: skip
     bar = Progress(enabled=not args.quiet and sys.stderr.isatty())
     where = {"head": ""}
@@ -105,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
             f"[{row['miou_low']:.3f}, {row['miou_high']:.3f}]  hit {row['hit_rate']:.3f} "
             f"[{row['hit_low']:.3f}, {row['hit_high']:.3f}]"
         )
+    if outcome.stability:
+        from viewer.batch.evaluation_stability import summary_lines
+
+        print("\n".join(summary_lines(outcome.stability)))
     for source, reason in outcome.problems:
         print(f"problem: {source}: {reason}", file=sys.stderr)
     if outcome.report_problem:

@@ -1,7 +1,8 @@
 """Are the maps stable? For every film and method, how alike the maps are across checkpoints of
 one architecture (repeatability) or architectures with the same labels (reproducibility), across
 seeds of the random methods, and under small input changes (uniform noise: Quantus' max- and
-average sensitivity; a shift of a few pixels; another VOI window).
+average sensitivity; Gaussian noise: its local Lipschitz estimate; a shift of a few pixels;
+another VOI window).
 
 Protocol: each map |value| summed over channels, min-max scaled to [0, 1]; SSIM as scikit-image's
 structural_similarity(a, b, data_range=1) (7 x 7 uniform window) on the image's grid; Spearman
@@ -45,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="R",
         help="uniform noise in [-R, R] on the network input: Quantus' max- and average sensitivity",
     )
+    parser.add_argument(
+        "--lipschitz-std",
+        type=float,
+        metavar="SD",
+        help="Gaussian noise of standard deviation SD on the network input: Quantus' local Lipschitz "
+        "estimate (over --samples inputs)",
+    )
     parser.add_argument("--samples", type=int, default=10, help="noisy inputs per film (default 10)")
     parser.add_argument(
         "--shift",
@@ -77,8 +85,12 @@ def run(args: argparse.Namespace) -> int:
     shifts = _shifts(args.shift)
     if methods is None or shifts is None:
         return 2
-    if args.samples < 1 or args.seeds < 0 or (args.noise_radius is not None and args.noise_radius <= 0):
-        print("--samples must be at least 1, --seeds not negative, --noise-radius above 0", file=sys.stderr)
+    noise = [v for v in (args.noise_radius, args.lipschitz_std) if v is not None]
+    if args.samples < 1 or args.seeds < 0 or any(v <= 0 for v in noise):
+        print(
+            "--samples must be at least 1, --seeds not negative, --noise-radius and --lipschitz-std above 0",
+            file=sys.stderr,
+        )
         return 2
     found = input_paths(args.inputs)
     if found is None:
@@ -88,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     request = StabilityRequest(
         found[0], models, methods, args.out, args.target, args.seeds, args.noise_radius, args.samples,
-        shifts, tuple(args.window), args.seed, args.bootstrap, args.resume,
+        args.lipschitz_std, shifts, tuple(args.window), args.seed, args.bootstrap, args.resume,
     )  # fmt: skip
 
     def on_image(n: int, total: int, name: str) -> None:
@@ -106,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
         line += f"[{row['ssim_low']:.3f}, {row['ssim_high']:.3f}]  Spearman {row['spearman']:.3f}"
         if row["max_sensitivity"] == row["max_sensitivity"]:  # not NaN: a noise row
             line += f"  max-sens {row['max_sensitivity']:.4f}  avg-sens {row['avg_sensitivity']:.4f}"
+        if row["lipschitz"] == row["lipschitz"]:  # not NaN: a Lipschitz row
+            low, high = row["lipschitz_low"], row["lipschitz_high"]
+            line += f"  Lipschitz {row['lipschitz']:.4f} [{low:.4f}, {high:.4f}]"
         print(line)
     for source, reason in outcome.problems:
         print(f"problem: {source}: {reason}", file=sys.stderr)
