@@ -112,7 +112,9 @@ def test_row_cells_are_the_cli_columns_formatted_as_metrics_csv():
         "gradcam", "nodule", 0, 1.23456, pointing_game=True, pointing_game_marker=False, iou_otsu=0.123456
     )
     row = scores.as_row()
-    assert set(row) | {"image", "probability", "annotation_label", "agreement", "box"} == set(COLUMNS)  # the CLI adds those
+    assert set(row) | {"image", "probability", "annotation_label", "agreement", "box"} == set(
+        COLUMNS
+    )  # the CLI adds those
     assert row["seconds"] == "1.235" and row["iou_otsu"] == "0.1235"
     assert row["pointing_game"] == "1" and row["pointing_game_marker"] == "0"
     assert (
