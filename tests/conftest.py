@@ -52,6 +52,7 @@ _FOLDER_MARKS = {"ui": "gui", "pacs": "pacs"}
 _FILE_MARKS = {
     "test_cli_explain_cluster.py": "cluster",
     "test_cli_evaluate_cluster.py": "cluster",
+    "test_cli_stability_cluster.py": "cluster",
     "test_servers.py": "pacs",  # tests/security: the viewer against hostile servers on loopback
 }
 

@@ -50,17 +50,44 @@ def fingerprint(manifest_path: str | Path) -> str:
 _models: dict[tuple[str, str | None], LoadedModel] = {}
 
 
-def _worker_model(manifest_path: str, expected: str, device: str | None) -> LoadedModel:
-    if (manifest_path, device) not in _models:
+_verified: set[tuple[str, str]] = set()
+
+
+def _check_fingerprint(manifest_path: str, expected: str) -> None:
+    """Refuse a manifest whose files on this worker differ from the client's (once per pair)."""
+    if (manifest_path, expected) not in _verified:
         found = fingerprint(manifest_path)
         if found != expected:
             raise RuntimeError(
                 f"{manifest_path} on this worker is another model (weights hash {found[:12]}, the "
                 f"client's {expected[:12]}); refusing to mix models"
             )
+        _verified.add((manifest_path, expected))
+
+
+def _worker_model(manifest_path: str, expected: str, device: str | None) -> LoadedModel:
+    if (manifest_path, device) not in _models:
+        _check_fingerprint(manifest_path, expected)
         # No device given: the worker's own default (its GPU, one per worker under dask-cuda).
         _models[manifest_path, device] = LoadedModel.from_manifest(manifest_path, device)
     return _models[manifest_path, device]
+
+
+_checkpoints: dict[tuple[str, str, str | None], LoadedModel] = {}
+
+
+def worker_checkpoint(manifest_path: str, weights: str, expected: str, device: str | None) -> LoadedModel:
+    """On a worker: one checkpoint of a manifest (``stability`` compares several models or the
+    checkpoints one manifest lists), loaded once per process after the same fingerprint check as
+    the run's model."""
+    from viewer.inference.manifest import load_manifest
+
+    key = (manifest_path, weights, device)
+    if key not in _checkpoints:
+        _check_fingerprint(manifest_path, expected)
+        manifest = load_manifest(manifest_path).checkpoint(Path(weights))
+        _checkpoints[key] = LoadedModel(manifest, device)
+    return _checkpoints[key]
 
 
 _annotations: dict[tuple[str, ...], list] = {}

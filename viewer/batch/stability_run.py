@@ -22,19 +22,26 @@ Writes, in ``OUT``:
   bootstrap 95 % interval over the rows (pairs of one image are not independent: read the
   intervals as a guide), and the mean seconds.
 - ``problems.csv`` when a film or a method could not be compared, with why.
+
+The unit of work is one film (a series: its middle slice). On a Dask cluster (``cluster``, the
+``--workers`` / ``--scheduler`` of ``explain`` and ``evaluate``; ``viewer.batch.stability_cluster``)
+the workers return each film's rows and maps and only this process writes them, film by film as
+they finish, so ``resume`` works the same and a killed worker loses or doubles nothing.
 """
 
 from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from viewer.batch.row_files import RowAppender, problems_text, read_raw_rows, rows_text
+from viewer.batch.cluster_spec import ClusterSpec
+from viewer.batch.row_files import RowAppender, problems_text, read_raw_rows, rows_text, sort_rows
 from viewer.explain.engine import UnsupportedMethod, support_reason
 from viewer.explain.evaluation import bootstrap_mean
 from viewer.explain.registry import get_method
@@ -86,6 +93,17 @@ class StabilityRequest:
     seed: int = 0
     bootstrap: int = 1000
     resume: bool = False
+    cluster: ClusterSpec | None = None  # run the films on Dask (viewer.batch.stability_cluster)
+
+
+@dataclass
+class ImageResult:
+    """One film's comparisons: its rows, its maps by path under ``OUT`` (written by the process
+    that commits the rows, the client on a cluster) and what could not be compared there."""
+
+    rows: list[dict] = field(default_factory=list)
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -114,9 +132,12 @@ def run_stability(
     request: StabilityRequest,
     *,
     on_image: Callable[[int, int, str], None] = lambda n, total, name: None,
+    on_cluster: Callable[[str, int], None] | None = None,
 ) -> StabilityOutcome:
-    """Compare every film under ``request.inputs``; raises ``ValueError`` when results are there
-    without ``resume`` or the models do not share their labels (before anything is written)."""
+    """Compare every film under ``request.inputs``, here or on ``request.cluster`` (then
+    ``on_cluster(dashboard_link, workers)`` once connected, and ``on_image`` as films finish);
+    raises ``ValueError`` when results are there without ``resume`` or the models do not share
+    their labels, ``OSError`` for a scheduler that cannot be reached (before anything is written)."""
     out = request.out
     table = out / "stability.csv"
     if table.exists() and not request.resume:
@@ -130,17 +151,28 @@ def run_stability(
     done = {row["image"] for row in read_raw_rows(table)} if request.resume else set()
     pending = [(s, n) for s, n in zip(found.series, names, strict=True) if n not in done]
     outcome.done_before = len(names) - len(pending)
+    if request.cluster is None:
+        results = _in_process(request, pending, on_image)
+    else:
+        from viewer.batch.stability_cluster import films_on_cluster
+
+        # Connects (or raises) before anything is written.
+        results = films_on_cluster(image_result, request, pending, on_cluster)
     out.mkdir(parents=True, exist_ok=True)
-    with RowAppender(table, COLUMNS) as append:
-        for k, (series, name) in enumerate(pending, 1):
-            on_image(k, len(pending), name)
-            try:
-                rows = _one_image(request, series, name, outcome.problems)
-            except Exception as exc:  # one bad film never stops the run: it is listed with why
-                outcome.problems.append((name, failure(exc)))
+    with RowAppender(table, COLUMNS) as append, closing(results):
+        for k, (name, result, reason) in enumerate(results, 1):
+            if request.cluster is not None:
+                on_image(k, len(pending), name)
+            if reason is not None:  # one bad film never stops the run: it is listed with why
+                outcome.problems.append((name, reason))
                 continue
-            append(rows)
+            for path, values in result.maps.items():  # before the rows: a resumed run skips the film
+                _save(out / path, values)
+            append(result.rows)
+            outcome.problems += result.problems
             outcome.images += 1
+    if table.exists():  # in discovery order, however the films finished (a cluster)
+        sort_rows(table, "image", {name: i for i, name in enumerate(names)})
     rows = list(read_raw_rows(table))
     outcome.rows = len(rows)
     outcome.summary = summarise(rows, n=request.bootstrap, seed=request.seed)
@@ -150,10 +182,21 @@ def run_stability(
     return outcome
 
 
-def _one_image(request: StabilityRequest, series, name: str, problems: list) -> list[dict]:
+def _in_process(request: StabilityRequest, pending, on_image) -> Iterator[tuple[str, object, str | None]]:
+    for k, (series, name) in enumerate(pending, 1):
+        on_image(k, len(pending), name)
+        try:
+            yield name, image_result(request, request.models, series, name), None
+        except Exception as exc:
+            yield name, None, failure(exc)
+
+
+def image_result(request: StabilityRequest, models: dict[str, LoadedModel], series, name: str) -> ImageResult:
+    """Every comparison of one film under ``models`` (the request's, or a worker's copies)."""
+    result = ImageResult()
+    problems, maps = result.problems, result.maps
     image = load_series(series)
     frame = compared_frame(image)
-    models = request.models
     first = next(iter(models.values()))
     target = request.target or top_label(first, image, frame)
     rows: list[dict] = []
@@ -169,31 +212,33 @@ def _one_image(request: StabilityRequest, series, name: str, problems: list) -> 
         if not usable:
             continue
         base = {"image": name, "method": method, "target": target}
-        folder = request.out / "maps" / name / _file_name(method)
+        folder = f"maps/{name}/{_file_name(method)}"
         try:
-            rows += _compare_models(usable, image, method, target, frame, request.seed, base, folder)
+            rows += _compare_models(usable, image, method, target, frame, request.seed, base, folder, maps)
             for model_name, model in usable.items():
                 if method in seeded and request.seeds >= 2:
                     seeds = range(request.seed, request.seed + request.seeds)
                     timed = across_seeds(model, image, method, target, frame, seeds)
                     for s, m in timed.maps.items():
-                        _save(folder / f"{_file_name(model_name)} {_file_name(s)}.npy", m)
+                        maps[f"{folder}/{_file_name(model_name)} {_file_name(s)}.npy"] = m
                     rows += pair_rows(base, "seeds", timed, {s: model_name for s in timed.maps})
                 rows += _perturbations(request, model, model_name, image, method, target, frame, base)
         except UnsupportedMethod as exc:
             problems.append((f"{name}: {method}", str(exc)))
-    return rows
+    result.rows = rows
+    result.maps = {path: np.asarray(m, np.float32) for path, m in maps.items()}  # as saved; half the bytes
+    return result
 
 
-def _compare_models(models, image, method, target, frame, seed, base, folder) -> list[dict]:
+def _compare_models(models, image, method, target, frame, seed, base, folder, maps) -> list[dict]:
     timed = across_models(models, image, method, target, frame, seed)
     for model_name, m in timed.maps.items():
-        _save(folder / f"{_file_name(model_name)}.npy", m)
+        maps[f"{folder}/{_file_name(model_name)}.npy"] = m
     if len(timed.maps) < 2:
         return []
     mean, deviation = agreement(timed.maps.values())
-    _save(folder / "agreement.npy", mean)
-    _save(folder / "disagreement.npy", deviation)
+    maps[f"{folder}/agreement.npy"] = mean
+    maps[f"{folder}/disagreement.npy"] = deviation
     return pair_rows(base, "models", timed, {n: n for n in timed.maps})
 
 

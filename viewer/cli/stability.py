@@ -11,7 +11,10 @@ per checkpoint.
 
 Writes OUT/stability.csv (one row per image, method and pair; column kind says which comparison),
 OUT/maps/<image>/<method>/*.npy (each model's map, agreement.npy and disagreement.npy),
-OUT/summary.csv (means with bootstrap 95 % intervals per method) and OUT/problems.csv."""
+OUT/summary.csv (means with bootstrap 95 % intervals per method) and OUT/problems.csv.
+
+With --workers N or --scheduler ADDRESS the films run on Dask, one film per task, as for explain
+and evaluate; rows are still appended film by film here, so --resume works the same."""
 
 from __future__ import annotations
 
@@ -19,7 +22,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from viewer.cli.arguments import add_trust_code, chosen_methods, input_paths
+from viewer.cli.arguments import (
+    add_cluster_arguments,
+    add_trust_code,
+    chosen_methods,
+    cluster_spec,
+    input_paths,
+)
 
 HELP = "how stable the maps are across checkpoints, architectures, seeds and small input changes"
 
@@ -73,8 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--resume", action="store_true", help="skip the films already in OUT/stability.csv")
-    parser.add_argument("--device", help="torch device (cpu, cuda; default: a GPU if there is one)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
+    add_cluster_arguments(parser)
     add_trust_code(parser)
 
 
@@ -101,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     request = StabilityRequest(
         found[0], models, methods, args.out, args.target, args.seeds, args.noise_radius, args.samples,
         args.lipschitz_std, shifts, tuple(args.window), args.seed, args.bootstrap, args.resume,
+        cluster_spec(args),
     )  # fmt: skip
 
     def on_image(n: int, total: int, name: str) -> None:
@@ -108,8 +118,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"[{n}/{total}] {name}", file=sys.stderr)
 
     try:
-        outcome = run_stability(request, on_image=on_image)
-    except (ValueError, OSError) as exc:
+        outcome = run_stability(
+            request,
+            on_image=on_image,
+            on_cluster=lambda link, n: print(f"{n} Dask workers; dashboard {link}", file=sys.stderr),
+        )
+    except (ValueError, RuntimeError, OSError) as exc:  # includes a scheduler that cannot be reached
         print(str(exc), file=sys.stderr)
         return 2
     for row in outcome.summary:
