@@ -77,6 +77,10 @@ def test_a_random_method_is_compared_across_seeds_as_scikit_image_and_scipy_comp
     disagreement = session.state.layer("smoothgrad:disagreement").map_for(0)
     np.testing.assert_allclose(agreement.frame(0) * agreement.scale, stack.mean(0), atol=1e-4)
     np.testing.assert_allclose(disagreement.frame(0) * disagreement.scale, stack.std(0), atol=1e-4)
+    # On the protocol's fixed scale, never stretched to the layer's own maximum: seeds of
+    # SmoothGrad that nearly agree give a faint disagreement layer, not a full-range one (2 x std).
+    assert (agreement.scale, disagreement.scale) == (1.0, 0.5)
+    np.testing.assert_allclose(disagreement.frame(0), stack.std(0) / 0.5, atol=1e-4)
     assert title_of("smoothgrad:agreement") == "SmoothGrad (agreement)"
     assert "seed 4, seed 5, seed 6" in agreement.notes[0]
 

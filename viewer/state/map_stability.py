@@ -40,6 +40,8 @@ from viewer.state.runner import Job
 
 LANE = "stability"
 PARTS = ("agreement", "disagreement")  # the two layers of each compared method, in that order
+# The largest value each statistic of maps in [0, 1] can take: the mean 1, the standard deviation 0.5.
+STATISTIC_RANGE = {"agreement": 1.0, "disagreement": 0.5}
 
 
 def derived_id(method: str, part: str) -> str:
@@ -73,12 +75,22 @@ class MethodStability:
 
 
 def _derived(
-    method: str, part: str, like: SaliencyMap, native: np.ndarray, grid: np.ndarray, notes: list[str]
+    method: str,
+    part: str,
+    like: SaliencyMap,
+    native: np.ndarray,
+    grid: np.ndarray,
+    notes: list[str],
+    seconds: float,
 ) -> SaliencyMap:
-    """A per-pixel statistic of ``method``'s maps as a map of its own: scaled by its maximum (kept
-    in ``scale``, so a small disagreement reads as small next to the agreement's)."""
-    top = float(native.max())
-    div = np.float32(top if top > 0 else 1.0)
+    """A per-pixel statistic of ``method``'s maps as a map of its own, on the protocol's fixed
+    scale, never stretched to its own maximum: stretched, a method whose checkpoints agree to the
+    third decimal showed a disagreement layer as red as one whose maps have nothing in common (seen
+    on the real window). The mean of maps in [0, 1] stays as it is; the standard deviation is
+    divided by 0.5, the largest it can be (half the maps 0, half 1), so 1 on the colour bar is
+    "as far apart as maps can be". ``scale`` holds the divisor: ``frame * scale`` is the statistic.
+    ``seconds`` is what the compared maps cost (the layer list showed "0.00 s" before)."""
+    div = np.float32(STATISTIC_RANGE[part])
     return SaliencyMap(
         derived_id(method, part),
         like.target,
@@ -87,8 +99,8 @@ def _derived(
         (native / div)[None].astype(np.float32),
         (grid / div)[None].astype(np.float32),
         "unit",
-        top,
-        0.0,
+        float(div),
+        seconds,
         class_sensitive=like.class_sensitive,
         params={"of": method, "statistic": "mean" if part == "agreement" else "standard deviation"},
         notes=list(notes),
@@ -115,9 +127,10 @@ def compare_maps(
     grid_mean, grid_std = agreement(smap.frame_grid(frame) for smap in maps.values())
     note = f"over {len(maps)} {compared} of {title_of(method)}: {', '.join(runs)}"
     first = next(iter(maps.values()))
+    cost, spread = result.seconds, f"Per-pixel standard deviation {note}"
     return result, [
-        _derived(method, "agreement", first, mean, grid_mean, [f"Per-pixel mean {note}"]),
-        _derived(method, "disagreement", first, std, grid_std, [f"Per-pixel standard deviation {note}"]),
+        _derived(method, "agreement", first, mean, grid_mean, [f"Per-pixel mean {note}"], cost),
+        _derived(method, "disagreement", first, std, grid_std, [spread], cost),
     ]
 
 
