@@ -81,6 +81,7 @@ def test_a_random_method_is_compared_across_seeds_as_scikit_image_and_scipy_comp
     # SmoothGrad that nearly agree give a faint disagreement layer, not a full-range one (2 x std).
     assert (agreement.scale, disagreement.scale) == (1.0, 0.5)
     np.testing.assert_allclose(disagreement.frame(0), stack.std(0) / 0.5, atol=1e-4)
+    assert agreement.seconds == disagreement.seconds == result.seconds > 0  # what the three maps cost
     assert title_of("smoothgrad:agreement") == "SmoothGrad (agreement)"
     assert "seed 4, seed 5, seed 6" in agreement.notes[0]
 
