@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from viewer.batch.background_writes import BackgroundWrites
 from viewer.batch.cluster import worker_annotations
 from viewer.batch.cluster_spec import ClusterSpec
 from viewer.batch.explain_study import COLUMNS, ExplainedStudy, ExplainOptions, explain_study
@@ -187,20 +188,45 @@ def _new_folder(staging: Path, name: str) -> Path:
 
 
 def _in_process(model, pending, annotations, request: ExplainRequest, on_begin, on_progress) -> Iterator:
-    """The studies explained here one by one: ``(name, (study, files), None)`` or a failure."""
+    """The studies explained here one by one: ``(name, (study, files), None)`` or a failure.
+
+    A study's previews are written on a second thread while the next study is computed
+    (``BackgroundWrites``): a study is handed on, to be committed, only once its writes are done,
+    so what a killed run leaves is still whole studies only."""
     session = ViewerSession.batch(model, seed=request.options.seed, predict=False)
     session.reports.progress.connect(lambda lane, step, f: lane == "explain" and on_progress(step, f))
     staging = request.out / STAGING
-    for n, (series, name) in enumerate(pending, 1):
-        on_begin(n, len(pending), name)
-        folder = _new_folder(staging, name)
-        try:
-            study = explain_study(session, series, name, annotations, request.options, folder)
-        except Exception as exc:  # one bad study never stops the run: it is listed with why
-            shutil.rmtree(folder, ignore_errors=True)
-            yield name, None, failure(exc)
-        else:
-            yield name, (study, ("folder", str(folder))), None
+    with BackgroundWrites() as writes:
+        waiting = None  # the study computed last, its previews perhaps still being written
+        for n, (series, name) in enumerate(pending, 1):
+            on_begin(n, len(pending), name)
+            folder = _new_folder(staging, name)
+            try:
+                study = explain_study(session, series, name, annotations, request.options, folder, writes)
+            except Exception as exc:  # one bad study never stops the run: it is listed with why
+                writes.discard(folder)
+                shutil.rmtree(folder, ignore_errors=True)
+                computed = (name, folder, None, failure(exc))
+            else:
+                computed = (name, folder, study, None)
+            if waiting is not None:
+                yield _written(writes, *waiting)
+            waiting = computed
+        if waiting is not None:
+            yield _written(writes, *waiting)
+
+
+def _written(writes: BackgroundWrites, name: str, folder: Path, study, reason: str | None) -> tuple:
+    """A computed study once its background writes are done; one whose writes failed is removed
+    and listed with why, as a study whose files failed in line always was."""
+    if reason is not None:
+        return name, None, reason
+    try:
+        writes.wait(folder)
+    except Exception as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        return name, None, failure(exc)
+    return name, (study, ("folder", str(folder))), None
 
 
 _sessions: dict[tuple[int, int], ViewerSession] = {}

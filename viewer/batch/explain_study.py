@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from viewer.batch.background_writes import BackgroundWrites
 from viewer.batch.detection_files import radiologist_boxes, write_detections
 from viewer.batch.segmentation_files import write_segmentation
 from viewer.explain.comparison import agreement, mean_agreement, score_map
@@ -74,9 +75,19 @@ class ExplainedStudy:
     matched: list[str] = field(default_factory=list)  # sources of the annotations on it
 
 
-def explain_study(session, series: SeriesInfo, name: str, annotations, options: ExplainOptions, folder: Path):
+def explain_study(
+    session,
+    series: SeriesInfo,
+    name: str,
+    annotations,
+    options: ExplainOptions,
+    folder: Path,
+    writes: BackgroundWrites | None = None,
+):
     """Explain ``series`` with ``session`` (``ViewerSession.batch``) and write its files into
-    ``folder``; returns an ``ExplainedStudy``, or raises ``StudyFailed`` with the session's reason."""
+    ``folder``; returns an ``ExplainedStudy``, or raises ``StudyFailed`` with the session's reason.
+    With ``writes``, the previews are left to its thread: the caller waits for ``folder``'s writes
+    before it commits the study."""
     notes: list[str] = []
     start = len(session.reports.errors)
 
@@ -103,10 +114,12 @@ def explain_study(session, series: SeriesInfo, name: str, annotations, options: 
         del session.reports.errors[start:]  # said here, once; a batch session runs for 10^5 studies
     if not explained:
         raise StudyFailed(failed or f"{name}: nothing to explain")
-    return _write_study(session, image, explained[0], name, annotations, options, folder, notes)
+    return _write_study(session, image, explained[0], name, annotations, options, folder, notes, writes)
 
 
-def _write_study(session, image, result, name, annotations, options, folder: Path, notes) -> ExplainedStudy:
+def _write_study(
+    session, image, result, name, annotations, options, folder: Path, notes, writes=None
+) -> ExplainedStudy:
     """The study's files (predictions.json, each map's .npy, .png and DICOM) and metrics rows."""
     model, matcher = session.model.store.get(session.model.manifest_path), session.model.matcher
     predictions = write_predictions(folder, model.manifest.name, result, session.model.caution)
@@ -134,6 +147,7 @@ def _write_study(session, image, result, name, annotations, options, folder: Pat
                 painter=painters.get(frame) or painters.setdefault(frame, FramePainter(image, frame)),
                 previews=options.previews,
                 pixels=options.dicom,  # the Secondary Capture shows them
+                writes=writes,
             )
             if nifti is not None:  # a series: the map over it in 3D Slicer or ITK-SNAP
                 pending.append(
@@ -245,11 +259,13 @@ def write_map(
     painter: FramePainter | None = None,
     previews: str = "png",
     pixels: bool = False,
+    writes: BackgroundWrites | None = None,
 ):
     """<method>.npy on the native grid and its preview over the windowed image (key slice):
     ``previews`` names the kind (``io.previews.PREVIEWS``: <method>.png by default). ``painter``
     is the key frame made ready once for all its maps. Returns the files' stem and the preview's
-    pixels (None where there is no preview and ``pixels`` was not asked for)."""
+    pixels (None where there is no preview and ``pixels`` was not asked for, or where ``writes``
+    paints and writes the preview on its own thread: only when ``pixels`` is not asked for)."""
     key = f"{smap.method}_{smap.target}" if several_targets else smap.method
     if getattr(smap, "box", None) is not None:  # a detector's map: one per box
         key = f"{smap.method}_box{smap.box}"
@@ -259,11 +275,27 @@ def write_map(
     if preview is None and not pixels:
         return key, None
     painter = painter or FramePainter(image, smap.frames[best])
+    if writes is not None and not pixels:
+        suffix, encode = preview
+        writes.submit(
+            folder,
+            _write_preview,
+            painter,
+            smap.array[best],
+            smap.convention,
+            folder / f"{key}{suffix}",
+            encode,
+        )
+        return key, None
     rgb = painter.paint(smap.array[best], smap.convention)
     if preview is not None:
         suffix, encode = preview
         write_bytes_new(folder / f"{key}{suffix}", encode(rgb))
     return key, rgb
+
+
+def _write_preview(painter: FramePainter, saliency: np.ndarray, convention: str, path: Path, encode) -> None:
+    write_bytes_new(path, encode(painter.paint(saliency, convention)))
 
 
 def _write_dicom(
