@@ -147,3 +147,23 @@ def test_boxes_above_the_threshold_are_drawn_and_a_click_makes_one_the_target(qt
 def test_the_main_window_has_the_outputs_dock(window):
     assert "outputs" in window.docks and window.outputs_view.panel.list.count() == 0
     assert window.outputs_view.masks.scene() is window.canvas.scene()
+
+
+def test_the_outputs_dock_shows_for_a_segmenter_and_hides_for_a_classifier(qtbot, window, shown):
+    session = window.session
+    dock = window.docks["outputs"]
+    assert not dock.isHidden()  # the segmenter's masks came
+    dock.close()  # the user closes it: a new prediction of the same model leaves it closed
+    session.outputs.changed.emit()
+    assert dock.isHidden()
+    assert session.model.choose("cxr_resnet18")
+    predicted = session.outputs
+    qtbot.waitUntil(
+        lambda: predicted.prediction is not None and predicted.prediction.masks is None, timeout=120_000
+    )
+    assert dock.isHidden()
+
+
+def test_a_classifier_leaves_the_outputs_dock_hidden(qtbot, window):
+    open_and_wait(qtbot, window, [CHEST])
+    assert window.docks["outputs"].isHidden()

@@ -269,6 +269,22 @@ class ModelOutputView:
         view = cls(window.session, window.canvas.vb)
         dock = make_dock(window, "Model outputs", view.panel, Qt.DockWidgetArea.RightDockWidgetArea)
         window.docks["outputs"] = dock
+        # Shown when a model gives masks or boxes, hidden for a classifier: its dock would only
+        # take room from the methods list. Shown once per switch to such a model, so a user who
+        # closes it keeps it closed while the model stays.
+        outputs, had = window.session.outputs, [False]
+
+        def follow() -> None:
+            p = outputs.prediction
+            has = p is not None and (p.masks is not None or p.detections is not None)
+            if has and not had[0]:
+                dock.show()
+            elif not has and p is not None:
+                dock.hide()
+            had[0] = has
+
+        dock.hide()
+        outputs.changed.connect(follow)
         return view
 
     def click(self, x: float, y: float) -> bool:
