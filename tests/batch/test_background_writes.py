@@ -39,7 +39,7 @@ def test_wait_raises_the_first_failure_only_after_every_write_of_the_folder_fini
         writes.wait(tmp_path / "c")  # nothing left for it
 
 
-def test_a_study_whose_preview_cannot_be_written_is_left_out_and_the_run_goes_on(tmp_path, capsys, monkeypatch):
+def test_a_study_whose_preview_fails_is_left_out_and_the_run_goes_on(tmp_path, capsys, monkeypatch):
     films = tmp_path / "films"
     films.mkdir()
     data = resource_path("samples", "dicom", "cxr_0001.dcm").read_bytes()
