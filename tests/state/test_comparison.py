@@ -87,3 +87,36 @@ def test_the_window_and_explains_metrics_csv_give_the_same_agreement_on_the_same
     for method in METHODS:
         assert window[method] is not None
         assert float(csv_rows[method]["agreement"]) == pytest.approx(window[method], abs=5e-5)
+
+
+def test_evaluates_per_image_agreement_is_the_mean_agreement_of_the_same_maps(tmp_path):
+    assert (
+        main(["phantom", "cxr", "--n", "1", "--size", "384", "--seed", "4", "--out", str(tmp_path / "ph")])
+        == 0
+    )
+    out = tmp_path / "eval"
+    films, notes = tmp_path / "ph" / "dicom", tmp_path / "ph" / "annotations"
+    argv = ["evaluate", str(films), "--model", "cxr_resnet18", "--annotation", str(notes),
+            "--methods", ",".join(METHODS), "--bootstrap", "20"]  # fmt: skip
+    assert main([*argv, "--quiet", "--out", str(out)]) == 0
+    with open(out / "per_image.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["method"] in METHODS]
+    assert rows
+    from viewer.explain import explain
+    from viewer.inference.catalog import bundled_models
+    from viewer.inference.model import LoadedModel
+    from viewer.io import discover
+    from viewer.io.loader import load_series
+
+    model = LoadedModel.from_manifest(bundled_models()["cxr_resnet18"])
+    image = load_series(discover([tmp_path / "ph" / "dicom"]).series[0])
+    for label in {r["label"] for r in rows}:
+        maps = explain(model, image, METHODS, targets=[label]).maps
+        names, rho, _ = agreement(maps, 0)
+        expected = dict(zip(METHODS, mean_agreement(names, rho).values(), strict=True))
+        for row in (r for r in rows if r["label"] == label):
+            assert float(row["agreement"]) == pytest.approx(expected[row["method"]], abs=5e-5)  # 4 decimals
+    with open(out / "summary.csv", newline="") as f:
+        summary = {(r["label"], r["method"]): r for r in csv.DictReader(f)}
+    for row in rows:
+        assert summary[row["label"], row["method"]]["agreement"] != ""

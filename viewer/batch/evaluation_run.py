@@ -192,7 +192,7 @@ def _ranked(row: dict) -> bool:
 
 def typed(row: dict) -> dict:
     out = dict(row)
-    for key in ("probability", "iou", "dice", "hit", "energy", "auprc"):
+    for key in ("probability", "iou", "dice", "hit", "energy", "auprc", "agreement"):
         value = out.get(key)
         out[key] = None if value in (None, "") else float(value)
     out["false_positive"] = out.get("false_positive") in (True, "1", "True", "true")

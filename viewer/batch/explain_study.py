@@ -14,7 +14,7 @@ import numpy as np
 from viewer.batch.background_writes import BackgroundWrites
 from viewer.batch.detection_files import radiologist_boxes, write_detections
 from viewer.batch.segmentation_files import write_segmentation
-from viewer.explain.comparison import agreement, mean_agreement, score_map
+from viewer.explain.comparison import map_agreement, score_map
 from viewer.explain.metric_catalog import column_of
 from viewer.explain.registry import title_of
 from viewer.io.atomic import write_bytes_new, write_new
@@ -207,26 +207,6 @@ def _write_study(
         session.model.caution,
         [str(a.source) for a in matching],
     )
-
-
-def map_agreement(result) -> dict[int, float | None]:
-    """Each map's (by ``id``) mean Spearman agreement with the other maps of its target, on the
-    target's key slice (where it is most probable; a film's only frame): the numbers the Compare
-    panel shows for the same maps on that slice (``mean_agreement``). Maps on different grids are
-    not compared (no value), as the panel cannot compare them either."""
-    groups: dict[tuple, list] = {}
-    for smap in result.maps:  # a detector's maps: one group per box
-        groups.setdefault((smap.target, getattr(smap, "box", None)), []).append(smap)
-    out: dict[int, float | None] = {}
-    for maps in groups.values():
-        best = int(np.argmax(result.probabilities[:, maps[0].target_index]))
-        try:
-            names, rho, _ssim = agreement(maps, maps[0].frames[best])
-        except ValueError:
-            continue
-        for smap, value in zip(maps, mean_agreement(names, rho).values(), strict=True):
-            out[id(smap)] = value
-    return out
 
 
 def _score_cell(value: float | None) -> str:

@@ -193,6 +193,27 @@ def mean_agreement(names: Sequence[str], rho: np.ndarray) -> dict[str, float | N
     }
 
 
+def map_agreement(result) -> dict[int, float | None]:
+    """Each map's (by ``id``) mean Spearman agreement with the other maps of its target, on the
+    target's key slice (where it is most probable; a film's only frame): the numbers the Compare
+    panel shows for the same maps on that slice (``mean_agreement``), and the ``agreement`` column
+    of ``explain``'s metrics.csv and ``evaluate``'s per_image.csv. Maps on different grids are not
+    compared (no value), as the panel cannot compare them either."""
+    groups: dict[tuple, list] = {}
+    for smap in result.maps:  # a detector's maps: one group per box
+        groups.setdefault((smap.target, getattr(smap, "box", None)), []).append(smap)
+    out: dict[int, float | None] = {}
+    for maps in groups.values():
+        best = int(np.argmax(result.probabilities[:, maps[0].target_index]))
+        try:
+            names, rho, _ssim = agreement(maps, maps[0].frames[best])
+        except ValueError:
+            continue
+        for smap, value in zip(maps, mean_agreement(names, rho).values(), strict=True):
+            out[id(smap)] = value
+    return out
+
+
 def _comparable(smap: SaliencyMap, frame: int) -> np.ndarray:
     if frame not in smap.frames:
         raise ValueError(f"the {smap.method} map covers frames {smap.frames}, not frame {frame}")

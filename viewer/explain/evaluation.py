@@ -32,14 +32,14 @@ from viewer.io.regions import Annotation
 
 PER_IMAGE = (
     "image", "label", "method", "probability", "iou", "dice", "hit", "energy", "auprc",
-    "annotation_label", "false_positive", "iou_by_threshold",
+    "annotation_label", "false_positive", "iou_by_threshold", "agreement",
 )  # fmt: skip
 # Thresholds of the min-max scaled map tried when tuning a label's threshold on a validation split.
 THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 SUMMARY = (
     "label", "method", "n", "miou", "miou_low", "miou_high", "hit_rate", "hit_low", "hit_high",
     "auprc", "false_positive_localizations", "threshold", "n_tuned", "miou_tuned", "miou_tuned_low",
-    "miou_tuned_high", "mdice",
+    "miou_tuned_high", "mdice", "agreement",
 )  # fmt: skip
 RADIOLOGISTS = "radiologists"
 # A segmenter's own masks scored as a "method": Dice and IoU against the annotation, no map.
@@ -156,6 +156,7 @@ class _Group:
 
     def __init__(self, curves: bool):
         self.iou, self.hit, self.auprc, self.dice = array("d"), array("d"), array("d"), array("d")
+        self.agreement = array("d")  # each map's mean rank correlation with the image's other maps
         self.order = array("q")  # the image's place, so values resample in image order
         self.validation = array("b")
         self.curves = array("f") if curves else None
@@ -170,6 +171,7 @@ class _Group:
         self.hit.append(_nan(row.get("hit")))
         self.auprc.append(_nan(row.get("auprc")))
         self.dice.append(_nan(row.get("dice")))
+        self.agreement.append(_nan(row.get("agreement")))
         self.order.append(place)
         if self.curves is not None:
             curve = row.get("iou_by_threshold")
@@ -189,6 +191,9 @@ class _Group:
         dice = np.asarray(self.dice)
         dice = dice[~np.isnan(dice)]
         row["mdice"] = float(dice.mean()) if dice.size else float("nan")
+        agreement = np.asarray(self.agreement)
+        agreement = agreement[~np.isnan(agreement)]
+        row["agreement"] = float(agreement.mean()) if agreement.size else float("nan")
         row["false_positive_localizations"] = self.false_positives
         return row | (self._tuned(by_place, n, seed) if tune and self.curves is not None else {})
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from functools import partial
 
 from viewer.explain import explain, get_method
+from viewer.explain.comparison import map_agreement
 from viewer.explain.evaluation import MODEL_MASK, RADIOLOGISTS, map_scores, reader_agreement, truths
 from viewer.explain.localization import dice, iou
 from viewer.io.loader import load_series
@@ -38,9 +39,10 @@ def evaluate_one(
             on_progress=on_progress,
             cancel=cancel,
         )
+        agreements = map_agreement(result)  # the Compare panel's numbers for the same maps
         for smap in result.maps:
             truth = found[smap.target]
-            scores = map_scores(smap.array, truth)
+            scores = map_scores(smap.array, truth) | {"agreement": agreements.get(id(smap))}
             rows.append(_row(name, smap.target, smap.method, probability, truth.annotation_labels, **scores))
             if scores["iou"] is not None:
                 draw = partial(annotated_thumbnail, image, smap.array, truth.union, smap.convention)
@@ -84,7 +86,9 @@ def _mask_rows(name, prediction, found, probability) -> list[dict]:
 
 def _row(image, label, method, probability, annotation_labels, **scores) -> dict:
     row = {"image": image, "label": label, "method": method, "probability": probability[label]}
-    row |= {k: scores.get(k) for k in ("iou", "dice", "hit", "energy", "auprc", "iou_by_threshold")}
+    row |= {
+        k: scores.get(k) for k in ("iou", "dice", "hit", "energy", "auprc", "iou_by_threshold", "agreement")
+    }
     row["annotation_label"] = "|".join(annotation_labels)
     row["false_positive"] = bool(scores.get("false_positive", False))
     return row
