@@ -105,6 +105,18 @@ def test_a_box_given_is_the_detection_it_matches_or_itself(model, film):
     assert np.isfinite(missed_drise.array).all()
 
 
+def test_a_missed_box_alone_has_empty_gradient_and_cam_maps(model, film):
+    """The window explains one box at a time: a radiologist's box the detector did not find, on
+    its own, is scored 0 by every input near the film, so its maps are empty (not an error)."""
+    far = [900.0, 20.0, 1010.0, 120.0]
+    found = model.predict(film).detections[0]
+    assert not any(_iou(b, far) >= 0.5 for b in found.boxes)
+    result = explain(model, film, ["gradient", "gradcam"], boxes=[(found.labels[0], far)])
+    assert [m.method for m in result.maps] == ["gradient", "gradcam"]
+    for m in result.maps:
+        assert m.box is None and not m.array.any() and any("did not find" in note for note in m.notes)
+
+
 def _iou(a, b) -> float:
     w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))

@@ -65,7 +65,9 @@ def box_score(output: dict[str, torch.Tensor], target: BoxTarget) -> torch.Tenso
     """pytorch-grad-cam's ``FasterRCNNBoxScoreTarget`` for one box: IoU + score of the output box
     that overlaps ``target`` most, where that IoU exceeds the threshold and the label agrees."""
     boxes = output["boxes"]
-    zero = torch.zeros((), device=boxes.device, dtype=boxes.dtype)
+    # No match scores 0, still a function of the input (with zero gradient): a box given alone
+    # (a radiologist's the detector missed) must give empty gradient and CAM maps, not an error.
+    zero = output["scores"].sum() * 0.0
     if len(boxes) == 0:
         return zero
     box = torch.as_tensor(target.box, device=boxes.device, dtype=boxes.dtype)[None]
