@@ -53,6 +53,7 @@ class ExplanationRuns:
         # Show LIME's and RISE's estimate as it is refined (off: one map when each is done, as before).
         self.anytime = True
         self.regions = dict  # () -> a segmenter's chosen regions, label -> mask (session.outputs)
+        self.boxes = lambda: None  # () -> a detector's box explained, [(label, box)] (session.outputs)
         self._explain: Job | None = None
         self._explaining: list[str] = []  # the methods the running explanation computes
         self._done: list[str] = []  # ... and those of them finished
@@ -85,7 +86,9 @@ class ExplanationRuns:
             self.maps_shown.emit()
             return None
         current = self._explain
-        request = (id(image), frame, model, target, tuple(missing))
+        boxes = self.boxes()
+        where = tuple((label, tuple(box)) for label, box in boxes or ())
+        request = (id(image), frame, model, target, tuple(missing), where)
         if current is not None and not current.cancelled and current.request == request:
             return current  # the same request is already running: latest wins, it is the latest
         self._explaining, self._done = missing, []
@@ -93,7 +96,7 @@ class ExplanationRuns:
         job = Job(
             "explain",
             lambda job: tasks.explain_frame(
-                job, store, manifest, image, frame, target, missing, seed, anytime, regions
+                job, store, manifest, image, frame, target, missing, seed, anytime, regions, boxes
             ),
             "Explanation",
             on_event=self._on_event,

@@ -12,6 +12,12 @@ connected component of it (a click: a lesion among several), or use a region dra
 annotation tools. A chosen region is handed to the explanation through ``regions()``, and the maps
 already computed of the label on that frame are dropped, since they explain another region.
 
+A detector's maps explain one box at a time (a map per box costs a run per box, D-RISE minutes
+each): the box clicked, else the target label's best box; a radiologist's box of the label may be
+chosen too (``use_annotation_box``), the engine then explaining what would make the model see it
+where the detector found nothing there. The box is handed to the explanation through
+``boxes_explained()``, and choosing another drops the maps of the label on that frame.
+
 The agreement of the model's masks with the radiologist's annotation (Dice, IoU per label) is
 computed here, so the window and a test read the same numbers.
 """
@@ -27,6 +33,7 @@ from psygnal import Signal
 from viewer.explain.localization import dice, iou
 from viewer.explain.targets import component_at
 from viewer.inference.model import Prediction
+from viewer.io.annotations import Annotation
 from viewer.state.explanation_runs import ExplanationRuns
 from viewer.state.layer_book import LayerBook
 from viewer.state.map_cache import MapCache
@@ -57,6 +64,23 @@ class ChosenRegion:
 
 
 @dataclass(frozen=True)
+class ChosenBox:
+    """A box the user chose as the target of a detector's maps: ``box`` ``x0, y0, x1, y1`` in the
+    native pixels of ``frame``, of the model's label ``label``; ``score`` the detector's (None for
+    a radiologist's box); ``source`` in words a status line can show."""
+
+    label: str
+    box: np.ndarray
+    score: float | None
+    frame: int
+    source: str
+
+    def same(self, other: ChosenBox | None) -> bool:
+        """The same box of the same label (its maps stand)."""
+        return other is not None and other.label == self.label and np.allclose(other.box, self.box)
+
+
+@dataclass(frozen=True)
 class Agreement:
     """The model's mask of a label against the annotation's, over the frames predicted."""
 
@@ -73,7 +97,7 @@ class ModelOutputs:
     changed = Signal()  # new masks or boxes (a prediction came, or went)
     style_changed = Signal()  # shown labels, outline/fill, or the box threshold
     region_changed = Signal(object)  # the ChosenRegion, or None: the model's own mask again
-    box_chosen = Signal(object)  # (label, box, score) of the box clicked, or None
+    box_chosen = Signal(object)  # the ChosenBox clicked, or None
 
     def __init__(
         self,
@@ -91,8 +115,9 @@ class ModelOutputs:
         self.style = "outline"
         self.threshold = 0.5  # boxes scored below are not drawn (set from the manifest per model)
         self.region: ChosenRegion | None = None
-        self.box: tuple[str, np.ndarray, float] | None = None
+        self.box: ChosenBox | None = None
         explanation.regions = self.regions  # the explanation asks which region it explains
+        explanation.boxes = self.boxes_explained  # ... and which box
         model.predicted.connect(self._got_prediction)
         state.events.frame.connect(lambda *_: self.use_models_mask(rerun=False))
 
@@ -214,8 +239,30 @@ class ModelOutputs:
         self.cache.drop(id(image), self.state.model, region.label, region.frame)
         self.layers.rebuild()
 
-    def pick_box(self, x: float, y: float) -> tuple[str, np.ndarray, float] | None:
-        """The smallest shown box holding ``(x, y)`` becomes the chosen box, its label the target."""
+    # --- the box explained ------------------------------------------------------------------------
+    def explained_box(self) -> ChosenBox | None:
+        """The box the maps of the target on the frame on screen explain: the one chosen, if of
+        the target on this frame; else the target's best box shown; None if it has none."""
+        target, frame, chosen = self.state.target, self.state.frame, self.box
+        if chosen is not None and chosen.label == target and chosen.frame == frame:
+            return chosen
+        boxes = self.boxes()
+        mine = [i for i, label in enumerate(boxes.labels) if label == target] if boxes is not None else []
+        if not mine:
+            return None
+        best = max(mine, key=lambda i: float(boxes.scores[i]))
+        score = float(boxes.scores[best])
+        where = f"the best {target} box (score {score:.2f})"
+        return ChosenBox(target, boxes.boxes[best].copy(), score, frame, where)
+
+    def boxes_explained(self) -> list[tuple[str, list[float]]] | None:
+        """What the explanation of the frame on screen takes as given boxes (the engine's
+        ``boxes``): the explained box; None for any other model (the engine's default)."""
+        box = self.explained_box()
+        return None if box is None else [(box.label, [float(v) for v in box.box])]
+
+    def pick_box(self, x: float, y: float) -> ChosenBox | None:
+        """The smallest shown box holding ``(x, y)`` becomes the box explained, its label the target."""
         boxes = self.boxes()
         if boxes is None or not len(boxes):
             return None
@@ -224,11 +271,59 @@ class ModelOutputs:
         if not len(inside):
             return None
         i = int(inside[np.argmin((b[inside, 2] - b[inside, 0]) * (b[inside, 3] - b[inside, 1]))])
-        self.box = (boxes.labels[i], b[i].copy(), float(boxes.scores[i]))
-        if self.state.target != boxes.labels[i]:
-            self.state.target = boxes.labels[i]
-        self.box_chosen.emit(self.box)
-        return self.box
+        label, score = boxes.labels[i], float(boxes.scores[i])
+        return self.choose_box(
+            ChosenBox(label, b[i].copy(), score, self.state.frame, f"the {label} box {score:.2f}")
+        )
+
+    def annotation_boxes(self, label: str | None = None) -> list[np.ndarray]:
+        """The bounding boxes ``x0, y0, x1, y1`` (pixel edges) of the annotation's regions of
+        ``label`` (default: the target) on the frame on screen, one per region."""
+        label = label or self.state.target
+        image, annotation, frame = self.state.image, self.state.annotation, self.state.frame
+        if image is None or annotation is None or not label:
+            return []
+        out = []
+        for region in annotation.regions:
+            mask = Annotation(annotation.source, [region]).mask(image, label, self.model.matcher)[frame]
+            if mask.any():
+                ys, xs = np.nonzero(mask)
+                out.append(np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32))
+        return out
+
+    def use_annotation_box(self, label: str | None = None) -> ChosenBox | None:
+        """Explain a radiologist's box of ``label`` (default: the target) on this frame: the next
+        one after the box explained, so repeated calls go round them. Where the detector found no
+        box there, D-RISE shows what would make it see one (the CAM and gradient maps are empty)."""
+        label = label or self.state.target
+        boxes = self.annotation_boxes(label)
+        if not boxes:
+            self.reports.message.emit(
+                f"No annotated box of '{label}' on this slice (File > Open annotation, or Edit > Draw)", 5000
+            )
+            return None
+        current = self.box if self.box is not None and self.box.score is None else None
+        at = next((k for k, b in enumerate(boxes) if current is not None and np.allclose(b, current.box)), -1)
+        k = (at + 1) % len(boxes)
+        where = f"the radiologist's {label} box {k + 1} of {len(boxes)}"
+        return self.choose_box(ChosenBox(label, boxes[k], None, self.state.frame, where))
+
+    def choose_box(self, box: ChosenBox) -> ChosenBox:
+        """Make ``box`` the one the maps explain: its label becomes the target, the maps of
+        another box of it on this frame go, and the ticked methods run."""
+        explained, self.box = self.explained_box(), box
+        if self.state.target != box.label:
+            self.state.target = box.label
+        if not box.same(explained):
+            image = self.state.image
+            if image is not None:
+                self.cache.drop(id(image), self.state.model, box.label, box.frame)
+                self.layers.rebuild()
+            self.explanation.runner.cancel("explain")  # a run of the box before is not this one
+        self.box_chosen.emit(box)
+        self.reports.message.emit(f"Explaining {box.source}", 5000)
+        self.explanation.run_methods()
+        return box
 
     # --- agreement with the annotation ------------------------------------------------------------
     def agreement(self) -> list[Agreement]:
@@ -256,4 +351,4 @@ class ModelOutputs:
         self.changed.emit()
 
 
-__all__ = ["MASK_STYLES", "Agreement", "ChosenRegion", "ModelOutputs"]
+__all__ = ["MASK_STYLES", "Agreement", "ChosenBox", "ChosenRegion", "ModelOutputs"]

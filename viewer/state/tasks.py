@@ -175,11 +175,13 @@ def explain_frame(
     seed: int = 0,
     anytime: bool = True,
     regions: Mapping[str, np.ndarray] | None = None,
+    boxes: Sequence[tuple[str, Sequence[float]]] | None = None,
 ) -> None:
     """Maps of ``methods`` for ``target`` on one frame; emits ``map`` ``(SaliencyMap, uint8 display
     indices)`` per finished method and, where ``anytime``, ``preview`` (the same) for each estimate
     so far of an anytime method (LIME, RISE), each to be replaced by the next and by its map.
-    ``regions``: a segmenter's target regions chosen by the user (label -> native mask)."""
+    ``regions``: a segmenter's target regions chosen by the user (label -> native mask); ``boxes``
+    a detector's target boxes, ``(label, [x0, y0, x1, y1])`` in native pixels (one map each)."""
     model = store.get(manifest)
     explain(
         model,
@@ -188,6 +190,7 @@ def explain_frame(
         targets=[target],
         frames=[frame],
         regions=regions or None,
+        boxes=boxes or None,
         seed=seed,
         on_result=lambda smap: job.emit("map", (smap, display_indices(smap))),
         on_progress=job.progress,

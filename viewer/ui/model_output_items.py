@@ -82,10 +82,11 @@ class ModelMaskItem(pg.ImageItem):
         shape = shown[0][1].shape if shown else region.mask.shape
         width = outline_width(shape)
         rgba = np.zeros((*shape, 4), np.uint8)
-        for label, mask in shown:
-            colour = QColor(model_colour(outputs.labels, label)).getRgb()[:3]
-            if outputs.style == "fill":
+        colours = [QColor(model_colour(outputs.labels, label)).getRgb()[:3] for label, _ in shown]
+        if outputs.style == "fill":  # every tint first: a later mask's fill must not hide an outline
+            for (_, mask), colour in zip(shown, colours, strict=True):
                 rgba[mask] = (*colour, 100)
+        for (_, mask), colour in zip(shown, colours, strict=True):
             rgba[edge_pixels(mask, width)] = (*colour, 255)
         if region is not None:
             rgba[edge_pixels(region.mask, 2 * width)] = (255, 255, 255, 255)
@@ -107,7 +108,13 @@ class BoxesItem(pg.GraphicsObject):
         for signal in (self.outputs.changed, self.outputs.style_changed, self.outputs.box_chosen):
             signal.connect(self.refresh)
         self.state.events.frame.connect(self.refresh)
+        self.state.events.target.connect(self.refresh)  # the box explained is the target's
         self.refresh()
+
+    def _label_room(self, rows: int) -> float:
+        """A label's height in image pixels (about 20 screen pixels at the current zoom)."""
+        per_pixel = self.pixelHeight() if self.scene() is not None else 0.0
+        return 20 * per_pixel if per_pixel > 0 else 0.03 * rows
 
     def refresh(self, *_args) -> None:
         self.prepareGeometryChange()
@@ -118,17 +125,27 @@ class BoxesItem(pg.GraphicsObject):
         self.rects, self.texts = [], []
         image, boxes = self.state.image, self.outputs.boxes()
         self._bounds = QRectF(0, 0, image.columns, image.rows) if image is not None else QRectF()
-        chosen = self.outputs.box
+        explained = self.outputs.explained_box()
         if boxes is None:
             self.update()
             return
-        labels = tuple(dict.fromkeys(boxes.labels))
+        labels = self.outputs.prediction.labels  # a label's colour whatever the threshold shows
+        room = self._label_room(image.rows if image is not None else 0)
+        drawn = []
         for box, label, score in zip(boxes.boxes, boxes.labels, boxes.scores, strict=True):
-            is_chosen = chosen is not None and chosen[0] == label and np.allclose(chosen[1], box)
-            colour = REGION_COLOUR if is_chosen else model_colour(labels, label)
+            drawn.append((box, label, f"{label} {score:.2f}", model_colour(labels, label), 1.6))
+        if explained is not None:  # on top, in white: a radiologist's box too, which has no score
+            text = f"{explained.label} (radiologist)" if explained.score is None else None
+            drawn = [d for d in drawn if not (d[1] == explained.label and np.allclose(d[0], explained.box))]
+            score = f"{explained.score:.2f}" if explained.score is not None else ""
+            drawn.append(
+                (explained.box, explained.label, text or f"{explained.label} {score}", REGION_COLOUR, 2.4)
+            )
+        for box, _label, words, colour, width in drawn:
             rect = QRectF(float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1]))
-            self.rects.append((rect, cosmetic_pen(colour, 2.4 if is_chosen else 1.6)))
-            text = pg.TextItem(f"{label} {score:.2f}", color=colour, anchor=(0, 1), fill=(0, 0, 0, 150))
+            self.rects.append((rect, cosmetic_pen(colour, width)))
+            inside = float(box[1]) < room  # no room above the image's top edge: the label goes inside
+            text = pg.TextItem(words, color=colour, anchor=(0, 0 if inside else 1), fill=(0, 0, 0, 150))
             text.setParentItem(self)
             text.setPos(float(box[0]), float(box[1]))
             self.texts.append(text)
@@ -149,54 +166,87 @@ def agreement_text(outputs: ModelOutputs) -> str:
     return "Model mask vs annotation\n" + "\n".join(rows) if rows else ""
 
 
+# A checked tool button in the dark theme looks like an unchecked one: the accent says "on".
+CHECKED_STYLE = (
+    "QPushButton:checked { background: #2f6fb0; color: #ffffff; border: 1px solid #6aa9ff;"
+    " border-radius: 2px; padding: 3px 6px; }"
+)
+
+
+def _button(text: str, name: str, tip: str) -> QPushButton:
+    button = QPushButton(text)
+    button.setObjectName(name)
+    button.setToolTip(tip)
+    return button
+
+
 class OutputsPanel(QWidget):
-    """A layer per label of the model's masks, their style, the box threshold, the region tools
-    and the masks' agreement with the annotation."""
+    """What the model gave and what its maps explain: for a segmenter a layer per label, their
+    style, the region tools and the masks' agreement with the annotation; for a detector the box
+    threshold and the box tools. Controls of the other kind of model are hidden, and the
+    buttons sit above anything whose height changes, so they stay under the pointer."""
 
     def __init__(self, session: ViewerSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session, self.outputs = session, session.outputs
+        self.hint = QLabel(
+            "This model answers with probabilities only; a segmenter's masks and a detector's boxes show here"
+        )
+        self.hint.setObjectName("model_outputs_hint")
+        self.hint.setWordWrap(True)
         self.list = QListWidget()
         self.list.setObjectName("model_output_list")
         self.list.setToolTip("The model's masks, a layer per label: tick to show")
         self.style = QComboBox()
         self.style.setObjectName("model_output_style")
         self.style.addItems(MASK_STYLES)
+        self.style.setToolTip("outline: the masks' borders; fill: tinted masks (hides the map under them)")
         self.threshold = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
         self.threshold.setObjectName("model_box_threshold")
         self.threshold.setRange(0.0, 1.0)
         self.threshold.setSingleStep(0.05)
         self.threshold.setToolTip("Boxes scored below are hidden and not targets")
-        self.pick = QPushButton("Pick region")
-        self.pick.setObjectName("model_pick_region")
-        self.pick.setCheckable(True)
-        self.pick.setToolTip(
-            "Click a part of the model's mask (or a box) to explain it; Shift+click works too"
+        self.pick = _button(
+            "Pick region",
+            "model_pick_region",
+            "Click a part of the model's mask (or a box) to explain it; Shift+click works too",
         )
-        self.drawn = QPushButton("Drawn region")
-        self.drawn.setObjectName("model_drawn_region")
-        self.drawn.setToolTip("Explain the region drawn (Edit > Draw...) of the target label on this slice")
-        self.whole = QPushButton("Model's mask")
-        self.whole.setObjectName("model_whole_mask")
-        self.whole.setToolTip("Explain the model's whole mask of the target label again")
+        self.pick.setCheckable(True)
+        self.pick.setStyleSheet(CHECKED_STYLE)
+        self.drawn = _button(
+            "Drawn region",
+            "model_drawn_region",
+            "Explain the region drawn (Edit > Draw...) of the target label on this slice",
+        )
+        self.whole = _button(
+            "Model's mask", "model_whole_mask", "Explain the model's whole mask of the target label again"
+        )
+        self.annotated = _button(
+            "Annotation box",
+            "model_annotation_box",
+            "Explain the radiologist's box of the target label on this slice (again: the next one); "
+            "one the detector missed shows, with D-RISE, what would make the model see it",
+        )
         self.region = QLabel()
         self.region.setObjectName("model_region")
         self.region.setWordWrap(True)
+        self.region.setMinimumHeight(2 * self.region.fontMetrics().lineSpacing())
         self.agreement = QLabel()
         self.agreement.setObjectName("model_agreement")
         self.agreement.setWordWrap(True)
 
         buttons = QHBoxLayout()
-        for button in (self.pick, self.drawn, self.whole):
+        for button in (self.pick, self.drawn, self.whole, self.annotated):
             buttons.addWidget(button)
-        form = QFormLayout()
-        form.addRow("Style", self.style)
-        form.addRow("Box threshold", self.threshold)
+        self.form = QFormLayout()
+        self.form.addRow("Style", self.style)
+        self.form.addRow("Box threshold", self.threshold)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.list, 1)
-        layout.addLayout(form)
+        layout.addWidget(self.hint)
+        layout.addLayout(self.form)
         layout.addLayout(buttons)
         layout.addWidget(self.region)
+        layout.addWidget(self.list, 1)
         layout.addWidget(self.agreement)
 
         self.list.itemChanged.connect(self._on_item_changed)
@@ -204,8 +254,12 @@ class OutputsPanel(QWidget):
         self.threshold.valueChanged.connect(lambda v: self.outputs.set_threshold(float(v)))
         self.drawn.clicked.connect(lambda: self.outputs.use_drawn())
         self.whole.clicked.connect(lambda: self.outputs.use_models_mask())
+        self.annotated.clicked.connect(lambda: self.outputs.use_annotation_box())
         self.outputs.changed.connect(self._rebuild)
         self.outputs.region_changed.connect(self._show_region)
+        self.outputs.box_chosen.connect(self._show_region)
+        self.outputs.style_changed.connect(self._show_region)  # the threshold may hide the best box
+        self.session.state.events.target.connect(self._show_region)
         self.session.state.events.annotation.connect(self._show_agreement)
         self._rebuild()
 
@@ -225,28 +279,50 @@ class OutputsPanel(QWidget):
         self.threshold.blockSignals(True)
         self.threshold.setValue(outputs.threshold)
         self.threshold.blockSignals(False)
-        has_boxes = outputs.prediction is not None and outputs.prediction.detections is not None
-        self.threshold.setEnabled(has_boxes)
+        masks = bool(outputs.labels)
+        boxes = outputs.prediction is not None and outputs.prediction.detections is not None
+        self.hint.setVisible(not masks and not boxes)
+        self.list.setVisible(masks)
+        self.form.setRowVisible(self.style, masks)
+        self.form.setRowVisible(self.threshold, boxes)
         for button in (self.drawn, self.whole):
-            button.setEnabled(bool(outputs.labels))
-        self.pick.setEnabled(bool(outputs.labels) or has_boxes)
-        self._show_region(outputs.region)
+            button.setVisible(masks)
+        self.annotated.setVisible(boxes)
+        self.pick.setVisible(masks or boxes)
+        self.pick.setText("Pick box" if boxes and not masks else "Pick region")
+        if not (masks or boxes):
+            self.pick.setChecked(False)
+        self._show_region()
         self._show_agreement()
 
     def _on_item_changed(self, item: QListWidgetItem) -> None:
         label = item.data(Qt.ItemDataRole.UserRole)
         self.outputs.show(label, item.checkState() == Qt.CheckState.Checked)
 
-    def _show_region(self, region) -> None:
-        if region is not None:
-            self.region.setText(f"Maps explain {region.source}")
-        elif self.outputs.labels:
-            self.region.setText("Maps explain the model's whole mask of the target")
-        else:
-            self.region.setText("")
+    def _show_region(self, *_args) -> None:
+        outputs = self.outputs
+        self.region.setText(region_text(outputs))
 
     def _show_agreement(self, *_args) -> None:
         self.agreement.setText(agreement_text(self.outputs))
+
+
+def region_text(outputs: ModelOutputs) -> str:
+    """What the maps explain, in words: the region or box chosen, or the default."""
+    if outputs.labels:
+        region = outputs.region
+        return (
+            f"Maps explain {region.source}"
+            if region is not None
+            else "Maps explain the model's whole mask of the target"
+        )
+    if outputs.prediction is None or outputs.prediction.detections is None:
+        return ""
+    box = outputs.explained_box()
+    if box is None:
+        return "No box of the target shown: lower the threshold, or pick a box"
+    corners = ", ".join(f"{v:.0f}" for v in box.box)
+    return f"Maps explain {box.source}, [{corners}]; Shift+click a box to explain another"
 
 
 class ModelOutputView:
@@ -308,4 +384,12 @@ class ModelOutputView:
             ev.accept()
 
 
-__all__ = ["BoxesItem", "ModelMaskItem", "ModelOutputView", "OutputsPanel", "agreement_text", "model_colour"]
+__all__ = [
+    "BoxesItem",
+    "ModelMaskItem",
+    "ModelOutputView",
+    "OutputsPanel",
+    "agreement_text",
+    "model_colour",
+    "region_text",
+]
