@@ -62,6 +62,10 @@ class ModelPanel(QWidget):
         self.models = QComboBox()
         self.models.setObjectName("model_combo")
         self.models.setToolTip("Bundled demo models and the models you added (Model > Add model...)")
+        # A manifest's name can be long ("Chest X-ray findings segmenter (demo, MONAI UNet)"): sized
+        # to its text the chooser widened the column past the dock and pushed Run and Cancel out.
+        self.models.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.models.setMinimumContentsLength(16)
         add = QPushButton("Add...")
         add.setToolTip("Add your own model by picking its manifest.toml")
         self.predictions = QTableWidget(0, 2)
