@@ -15,7 +15,7 @@ from tests.explain.detectors import LAYER, detector
 from tests.state.test_model_outputs import CHEST, CHEST_TRUTH
 from tests.ui.helpers import open_and_wait, run_and_wait
 from viewer.explain.engine import explain
-from viewer.ui.model_output_items import REGION_COLOUR
+from viewer.ui.model_output_items import REGION_COLOUR, OutputsPanel
 
 pytestmark = pytest.mark.timeout(600)
 LABELS = ("nodule", "consolidation")
@@ -152,10 +152,19 @@ def test_a_radiologists_box_can_be_the_target_and_repeated_clicks_go_round_them(
         assert np.array_equal(outputs.use_annotation_box().box, every[k])
 
 
-def test_a_detector_shows_its_box_tools_and_hides_the_mask_ones(boxed):
-    _session, _window, view = boxed
+def test_a_detector_shows_its_box_tools_and_hides_the_mask_ones(qtbot, boxed):
+    session, _window, view = boxed
+    qtbot.waitUntil(lambda: view.panel.pick.isVisible())
     panel = view.panel
     assert panel.pick.text() == "Pick box" and not panel.annotated.isHidden()
     assert panel.drawn.isHidden() and panel.whole.isHidden() and panel.list.isHidden()
     assert panel.form.isRowVisible(panel.threshold) and not panel.form.isRowVisible(panel.style)
     assert panel.hint.isHidden()
+    # In a tall dock the rows close up where the mask controls went: the list's room goes below.
+    tall = OutputsPanel(session)
+    qtbot.addWidget(tall)
+    tall.resize(300, 600)
+    tall.show()
+    qtbot.waitExposed(tall)
+    gap = tall.pick.geometry().top() - tall.threshold.geometry().bottom()
+    assert gap <= 3 * tall.layout().spacing() + 12, gap

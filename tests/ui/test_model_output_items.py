@@ -284,4 +284,7 @@ def test_each_kind_of_model_shows_its_own_controls(shown):
         Prediction(("nodule", "consolidation"), [0], np.zeros((1, 2)), np.ones((1, 2)), [])
     )  # a classifier's answer: nothing to draw
     assert not panel.hint.isHidden() and panel.pick.isHidden() and panel.list.isHidden()
+    assert (
+        "segmenter" in panel.hint.text() and "probabilities" not in panel.hint.text()
+    )  # no guess at the model
     assert not panel.form.isRowVisible(panel.style) and not panel.form.isRowVisible(panel.threshold)

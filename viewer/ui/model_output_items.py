@@ -189,9 +189,7 @@ class OutputsPanel(QWidget):
     def __init__(self, session: ViewerSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session, self.outputs = session, session.outputs
-        self.hint = QLabel(
-            "This model answers with probabilities only; a segmenter's masks and a detector's boxes show here"
-        )
+        self.hint = QLabel("A segmenter's masks and a detector's boxes show here")
         self.hint.setObjectName("model_outputs_hint")
         self.hint.setWordWrap(True)
         self.list = QListWidget()
@@ -248,6 +246,7 @@ class OutputsPanel(QWidget):
         layout.addWidget(self.region)
         layout.addWidget(self.list, 1)
         layout.addWidget(self.agreement)
+        layout.addStretch(0)  # the room the list leaves when hidden (a detector), not gaps between rows
 
         self.list.itemChanged.connect(self._on_item_changed)
         self.style.currentTextChanged.connect(self.outputs.set_style)
