@@ -228,7 +228,10 @@ class OutputsPanel(QWidget):
         self.region = QLabel()
         self.region.setObjectName("model_region")
         self.region.setWordWrap(True)
-        self.region.setMinimumHeight(2 * self.region.fontMetrics().lineSpacing())
+        # Three lines held, top-aligned: a dock too short for its text clipped it top and bottom.
+        self.region.setMinimumHeight(3 * self.region.fontMetrics().lineSpacing() + 2)
+        self.region.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.region.setToolTip("Shift+click a part of a mask or a box on the image to explain it instead")
         self.agreement = QLabel()
         self.agreement.setObjectName("model_agreement")
         self.agreement.setWordWrap(True)
@@ -321,7 +324,7 @@ def region_text(outputs: ModelOutputs) -> str:
     if box is None:
         return "No box of the target shown: lower the threshold, or pick a box"
     corners = ", ".join(f"{v:.0f}" for v in box.box)
-    return f"Maps explain {box.source}, [{corners}]; Shift+click a box to explain another"
+    return f"Maps explain {box.source}, [{corners}]"
 
 
 class ModelOutputView:
