@@ -8,8 +8,10 @@ import csv
 import json
 
 import numpy as np
+import pydicom
 import pytest
 import torch
+from PIL import Image as PILImage
 from safetensors.torch import save_file
 
 from tests.explain.detectors import detector
@@ -135,3 +137,46 @@ def test_greedy_matching_by_score_and_label():
     assert (m.true_positives, m.false_positives, m.false_negatives) == (1, 3, 2)
     assert m.precision == 0.25 and m.recall == pytest.approx(1 / 3)
     assert match_boxes([], [], [], 0.5).precision is None
+
+
+def test_dicom_boxes_are_an_sr_that_reads_back_as_detections_json(run):
+    """``--dicom --anonymize``: every box of detections.json, its coordinates, label and score, is a
+    group of the SR, which references the anonymised film; read back with the SR module."""
+    from viewer.io.detection_sr import read_detection_report
+    from viewer.io.dicom_derived import anonymized_uid
+
+    study, _ = run
+    folder = study.parent.parent
+    out = folder / "out_dicom"
+    args = ["explain", str(FILM), "--model", str(folder / "manifest.toml"), "--methods", "gradcam"]
+    assert main([*args, "--dicom", "--anonymize", "--quiet", "--out", str(out)]) == 0
+    (anonymised,) = [p for p in out.iterdir() if p.is_dir()]
+    entries = json.loads((anonymised / "detections.json").read_text())
+    matching = json.loads((anonymised / "detection_matching.json").read_text())
+    assert matching["dicom_sr"] == "detections_sr.dcm" and {e["dicom_sr"] for e in entries} == {
+        "detections_sr.dcm"
+    }
+    read = read_detection_report(anonymised / "detections_sr.dcm")
+    assert len(read) == len(entries) >= 3
+    for entry, box in zip(entries, read, strict=True):
+        assert box.box.index == entry["index"] and box.box.label == entry["label"]
+        assert box.box.score == pytest.approx(entry["score"], rel=1e-6)
+        np.testing.assert_allclose(box.box.box, entry["box"], atol=1e-3)  # float32 in the SR
+    source = load_series(discover([FILM]).series[0]).frames[0].sop_instance_uid
+    assert {(b.sop_instance_uid, b.frame_number) for b in read} == {(anonymized_uid(source), 1)}
+    sr = pydicom.dcmread(anonymised / "detections_sr.dcm")
+    assert sr.PatientName != pydicom.dcmread(FILM).PatientName
+
+
+def test_a_png_film_gets_no_sr_and_says_why(run, tmp_path):
+    """The film as a PNG: its boxes and maps as before, the SR skipped with the reason."""
+    study, _ = run
+    folder = study.parent.parent
+    film = load_series(discover([FILM]).series[0]).frame(0).astype(np.float64)
+    grey = (255 * (film - film.min()) / max(float(np.ptp(film)), 1e-6)).astype(np.uint8)
+    PILImage.fromarray(grey).save(tmp_path / "film.png")
+    args = ["explain", str(tmp_path / "film.png"), "--model", str(folder / "manifest.toml")]
+    assert main([*args, "--methods", "gradcam", "--dicom", "--quiet", "--out", str(tmp_path / "out")]) == 0
+    matching = json.loads((tmp_path / "out" / "film" / "detection_matching.json").read_text())
+    assert "only DICOM" in matching["dicom_sr_skipped"] and "dicom_sr" not in matching
+    assert not (tmp_path / "out" / "film" / "detections_sr.dcm").exists()

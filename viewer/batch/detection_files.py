@@ -19,6 +19,12 @@ largest IoU at or above ``detection.iou_threshold`` (0.5 by default), boxes take
 first, as PASCAL VOC's evaluation matches them; precision = matched / model boxes, recall =
 matched / radiologist boxes (null where there are none). A radiologist's box is each annotated
 region's bounding box (a box annotation is its own box; a mask its bounding box).
+
+With ``explain --dicom`` the same boxes go into ``detections_sr.dcm``, a DICOM SR a PACS shows
+over the film (``viewer.io.detection_sr``: a planar ROI per box, its label the finding, its score
+a measurement); each entry then carries ``"dicom_sr": "detections_sr.dcm"`` (its group's tracking
+identifier is ``box <index> <label>``), and ``detection_matching.json`` the same key, or
+``dicom_sr_skipped`` with the reason none was written (a PNG film, no box).
 """
 
 from __future__ import annotations
@@ -125,9 +131,17 @@ def write_detections(
     score_threshold: float,
     iou_threshold: float,
     name: str = "",
+    *,
+    image=None,
+    dicom: bool = False,
+    anonymize: bool = False,
+    model_name: str = "detection model",
 ) -> Matching:
     """``detections.json`` and ``detection_matching.json`` of ``result`` (an ``Explanation`` with
-    ``detections``) into ``folder``; ``files`` maps a box's index to its maps' files by method."""
+    ``detections``) into ``folder``; ``files`` maps a box's index to its maps' files by method.
+    With ``dicom``, on a DICOM ``image``, the kept boxes also as a DICOM SR (``detections_sr.dcm``,
+    ``viewer.io.detection_sr``): each entry then names it as ``dicom_sr``; where none can be made,
+    ``detection_matching.json``'s ``dicom_sr_skipped`` says why."""
     found = result.detections
     kept = [i for i in range(len(found)) if found.scores[i] >= score_threshold]
     records = found.records()
@@ -139,6 +153,9 @@ def write_detections(
         | {"index": i, "maps": files.get(i, {}), "annotation": matching.matched[n], "iou": matching.ious[n]}
         for n, i in enumerate(kept)
     ]
+    report = _write_sr(folder, image, result, entries, model_name, anonymize) if dicom else {}
+    if "dicom_sr" in report:
+        entries = [entry | report for entry in entries]
     write_bytes_new(folder / "detections.json", json.dumps(entries, indent=1).encode())
     document = {
         "frame": result.frames[0],
@@ -149,8 +166,25 @@ def write_detections(
     }
     if name:
         document = {"image": name} | document
-    write_bytes_new(folder / "detection_matching.json", json.dumps(document, indent=1).encode())
+    write_bytes_new(folder / "detection_matching.json", json.dumps(document | report, indent=1).encode())
     return matching
+
+
+def _write_sr(folder: Path, image, result, entries: list[dict], model_name: str, anonymize: bool) -> dict:
+    """The kept boxes as a DICOM SR beside the maps' DICOM files (``{"dicom_sr": file}``), or why
+    there is none (``{"dicom_sr_skipped": reason}``)."""
+    # Imported here: highdicom costs start-up that a run without --dicom does not need.
+    from viewer.io.detection_sr import ReportedBox, write_detection_report
+
+    path = folder / "detections_sr.dcm"
+    boxes = [ReportedBox(tuple(e["box"]), e["label"], e["score"], e["index"]) for e in entries]
+    try:
+        if image is None:
+            raise ValueError("no image was given to reference")
+        write_detection_report(image, result.frames[0], boxes, path, model_name, anonymize=anonymize)
+    except ValueError as exc:
+        return {"dicom_sr_skipped": str(exc)}
+    return {"dicom_sr": path.name}
 
 
 __all__ = ["Matching", "box_iou", "match_boxes", "radiologist_boxes", "write_detections"]

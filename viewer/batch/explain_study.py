@@ -197,7 +197,19 @@ def _write_study(
     if getattr(result, "detections", None) is not None:  # a detector: its boxes, against the annotations
         spec = model.manifest.detection
         truth = radiologist_boxes(image, result.frames[0], matching, matcher)
-        write_detections(folder, result, box_files, truth, spec.score_threshold, spec.iou_threshold, name)
+        write_detections(
+            folder,
+            result,
+            box_files,
+            truth,
+            spec.score_threshold,
+            spec.iou_threshold,
+            name,
+            image=image,
+            dicom=options.dicom,
+            anonymize=options.anonymize,
+            model_name=model.manifest.name,
+        )
     top = max(predictions, key=predictions.get)
     return ExplainedStudy(
         name,

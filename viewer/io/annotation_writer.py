@@ -60,6 +60,12 @@ _PROPERTY = {
 }
 
 
+def finding_code(label: str) -> Code:
+    """The SNOMED CT concept of a label (a finding, a segment's property), "Lesion" for one the
+    table does not know: the code a PACS shows and searches for, whatever the label's spelling."""
+    return _PROPERTY.get(label.lower(), codes.SCT.Lesion)
+
+
 def _refuse_existing(*paths: Path) -> None:
     for path in paths:
         if path.exists():
@@ -189,7 +195,7 @@ def _segment(number: int, label: str) -> hd.seg.SegmentDescription:
         segment_number=number,
         segment_label=label[:64],
         segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-        segmented_property_type=_PROPERTY.get(label.lower(), codes.SCT.Lesion),
+        segmented_property_type=finding_code(label),
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
     )
 
@@ -289,7 +295,7 @@ def save_model_masks_seg(
             segment_number=i + 1,
             segment_label=labels[k][:64],
             segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-            segmented_property_type=_PROPERTY.get(labels[k].lower(), codes.SCT.Lesion),
+            segmented_property_type=finding_code(labels[k]),
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
         )
@@ -318,4 +324,10 @@ def save_model_masks_seg(
     return write_atomic(seg, path)
 
 
-__all__ = ["GROUND_TRUTH_FORMAT", "save_annotation_json", "save_annotation_seg", "save_model_masks_seg"]
+__all__ = [
+    "GROUND_TRUTH_FORMAT",
+    "finding_code",
+    "save_annotation_json",
+    "save_annotation_seg",
+    "save_model_masks_seg",
+]

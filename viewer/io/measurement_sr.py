@@ -90,7 +90,7 @@ def write_measurement_report(
     )
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=device),
-        procedure_reported=_PROCEDURES.get(image.modality, codes.LN.XRUnspecifiedBodyRegion),
+        procedure_reported=procedure_code(image.modality),
         imaging_measurements=groups,
     )
     sr = hd.sr.Comprehensive3DSR(
@@ -104,6 +104,12 @@ def write_measurement_report(
         series_description=lo(description),
     )
     return write_atomic(sr, out)
+
+
+def procedure_code(modality: str):
+    """The LOINC procedure a report of an image of ``modality`` is of (TID 1500 asks for one): the
+    unspecified body region of that modality, X-ray for any other."""
+    return _PROCEDURES.get(modality, codes.LN.XRUnspecifiedBodyRegion)
 
 
 def _group(image: Image, values: Measured, number: int, sources: dict, reformat: Reformat | None):
