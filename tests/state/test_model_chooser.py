@@ -98,3 +98,33 @@ def test_a_fresh_session_explains_an_nih_png_with_the_chest_model(tmp_path):
     assert question.kind == "PNG" and question.used == "cxr_resnet18"
     session.model.answer_question("ct_resnet18")
     assert session.state.model == "ct_resnet18" and "you chose for PNG" in session.model.caution
+
+
+def test_a_detector_listed_first_never_replaces_the_chest_classifier(tmp_path):
+    """A detector or segmenter made for chest films, listed before the chest classifier (the
+    bundled ``cxr_detector`` sorts before ``cxr_resnet18``), is never the model picked for one."""
+    catalog = ModelCatalog()
+    for task in ("detection", "segmentation"):
+        folder = tmp_path / task
+        folder.mkdir()
+        (folder / "manifest.toml").write_text(
+            f'name = "chest {task}"\ntask = "{task}"\nlabels = ["nodule"]\nmodalities = ["CR", "DX"]\n'
+            '[network]\narch = "fasterrcnn_mobilenet_v3_large_320_fpn"\nweights = "w.safetensors"\n'
+            "in_channels = 3\n[input]\nsize = [64, 64]\n"
+        )
+        (folder / "w.safetensors").write_bytes(b"")  # the chooser reads manifests, never weights
+    catalog.bundled = {
+        "aa_detector": tmp_path / "detection" / "manifest.toml",
+        "aa_segmenter": tmp_path / "segmentation" / "manifest.toml",
+        **catalog.bundled,
+    }
+    preferred = [name for name, _ in catalog.by_preference()]
+    assert preferred.index("cxr_resnet18") < preferred.index("aa_detector") < preferred.index("aa_segmenter")
+    assert catalog.for_modality("CR", "ct_resnet18") == "cxr_resnet18"
+    chooser = ModelChooser(catalog)
+    _, chest = _open(SAMPLES / "cxr_0001.dcm")
+    assert chooser.choose(chest, "ct_resnet18").model == "cxr_resnet18"
+    _, film = _open(_png(tmp_path / "00000001_000.png", 1024))
+    assert chooser.choose(film, "ct_resnet18").model == "cxr_resnet18"
+    # Chosen by the user, a detector stays: it accepts chest films.
+    assert chooser.choose(chest, "aa_detector").model is None

@@ -9,6 +9,9 @@ from viewer.inference.catalog import bundled_models
 from viewer.inference.in_memory import is_in_memory
 from viewer.inference.manifest import ManifestError, ModelManifest, load_manifest
 
+# Tasks whose outputs are places (boxes, masks) rather than one probability per label.
+_LOCATING = ("detection", "segmentation")
+
 
 class ModelCatalog:
     """Model name -> manifest path, bundled first; manifests are parsed once and kept.
@@ -85,11 +88,21 @@ class ModelCatalog:
             chosen = None
         if not modality or chosen is None or chosen.accepts(modality):
             return None
-        for name, path in self.models.items():
-            try:
-                manifest = self.manifest(path)
-            except (ManifestError, OSError):
-                continue
+        for name, manifest in self.by_preference():
             if manifest.modalities and manifest.accepts(modality):
                 return name
         return None
+
+    def by_preference(self) -> list[tuple[str, ModelManifest]]:
+        """The models whose manifests parse, as ``(name, manifest)``, classifiers first (in the
+        catalog's order otherwise). A classifier's probabilities are what the views show for any
+        image; a detector's boxes or a segmenter's masks are asked for by choosing that model, so
+        one bundled beside the chest classifier (``cxr_detector`` sorts before ``cxr_resnet18``)
+        must never replace it as the model picked for a chest film."""
+        found = []
+        for name, path in self.models.items():
+            try:
+                found.append((name, self.manifest(path)))
+            except (ManifestError, OSError):
+                continue
+        return sorted(found, key=lambda item: item[1].task in _LOCATING)

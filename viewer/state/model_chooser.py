@@ -136,10 +136,10 @@ class ModelChooser:
 
     def _for(self, *modalities: str) -> str | None:
         """The first model made for one of ``modalities`` (in their order), or None."""
+        preferred = self.catalog.by_preference()  # classifiers first
         for modality in modalities:
-            for name in self.catalog.models:
-                manifest = self._manifest(name)
-                if manifest is not None and manifest.modalities and manifest.accepts(modality):
+            for name, manifest in preferred:
+                if manifest.modalities and manifest.accepts(modality):
                     return name
         return None
 
