@@ -1,6 +1,8 @@
 """Training recipe for the bundled demo detector: chest phantoms -> torchvision Faster R-CNN -> safetensors.
 
-    python models/train_detector.py --out models/cxr_detector
+    nice python models/train_detector.py --out models/cxr_detector --threads 1
+    python models/train_detector.py --out models/cxr_detector --measure-only gradcam  # its hit rate
+    python models/train_detector.py --out models/cxr_detector --measure-only drise --masks 100
 
 The classifiers' recipe (models/train.py) renders the same phantoms; here each finding's mask
 becomes a box (its bounding rectangle; a nodule each, one box per other finding), labelled with
@@ -15,6 +17,13 @@ scratch; SSD's published recipes train for hundreds.
 Writes ``weights.safetensors`` (fp16), ``manifest.toml`` (task = "detection"), ``metrics.json``
 (per-label AP at IoU 0.5 and recall at the manifest's score threshold, on held-out phantoms from
 another seed) and ``MODEL_CARD.md``. Deterministic for a given --seed and thread count.
+
+``--measure-only <method>`` then adds a method's hit rates to ``metrics.json`` (and the card), through the
+viewer's own explanation engine (the code the window and the CLI run) on held-out phantoms at
+their own size: for each box the model found (at the threshold) that matches a true box of its
+label (IoU >= 0.5), is the peak of its Grad-CAM map (``FasterRCNNBoxScoreTarget``'s score) and of
+its D-RISE map inside the box? D-RISE runs a fixed number of masks (``--masks``; no early stop),
+and its seconds per box (an image's boxes share the masks) are recorded with it.
 """
 
 from __future__ import annotations
@@ -206,6 +215,70 @@ def train(out: Path, seed: int, n_train: int, n_test: int, epochs: int, batch: i
     return metrics
 
 
+# --- the maps' hit rates ------------------------------------------------------------------------
+
+
+def native_truth(seed: int) -> tuple[np.ndarray, list[tuple[list[float], str]]]:
+    """A held-out phantom at its own size (``RENDER``) and its true boxes in its pixels."""
+    image, boxes, labels = finding_boxes(seed)
+    scale = SIZE / RENDER
+    return image, [(list(b / scale), CHEST_LABELS[k - 1]) for b, k in zip(boxes, labels, strict=True)]
+
+
+def hit_rates(manifest: Path, method: str, n_images: int, masks: int, seed: int) -> dict:
+    """Through ``viewer.explain.engine``: ``method``'s maps (``gradcam`` or ``drise``) of the boxes
+    found on ``n_images`` held-out phantoms; per label, the share of the boxes matching a true box
+    whose map peaks inside the box (and the seconds per box: an image's boxes share a run)."""
+    from viewer.api.sources import open_image
+    from viewer.batch.detection_files import match_boxes
+    from viewer.explain import engine
+    from viewer.explain.drise import DRISE
+    from viewer.explain.registry import get_method
+    from viewer.inference.model import LoadedModel
+
+    model = LoadedModel.from_manifest(manifest, device="cpu")
+    explainer = DRISE(masks=masks, converge=False) if method == "drise" else get_method(method)
+    hits: dict[str, list[bool]] = {label: [] for label in CHEST_LABELS}
+    seconds: list[float] = []
+    for i in range(n_images):
+        pixels, truth = native_truth((seed + 7919) * 100_003 + i)  # make_data's held-out seeds
+        start = time.perf_counter()
+        result = engine.explain(model, open_image(pixels), [explainer])
+        if not result.maps:
+            continue  # no box at the threshold: nothing to explain on this image
+        seconds.append((time.perf_counter() - start) / len(result.maps))
+        found = result.detections
+        boxes = [found.boxes[m.box] for m in result.maps]
+        matched = match_boxes(boxes, [found.labels[m.box] for m in result.maps], truth).matched
+        for smap, box, match in zip(result.maps, boxes, matched, strict=True):
+            if match is not None:
+                row, col = np.unravel_index(int(np.argmax(smap.array[0])), smap.array[0].shape)
+                inside = box[0] <= col + 0.5 <= box[2] and box[1] <= row + 0.5 <= box[3]
+                hits[found.labels[smap.box]].append(bool(inside))
+        print(f"  {method}: {i + 1}/{n_images} images, {len(result.maps)} boxes", flush=True)
+    every = [h for v in hits.values() for h in v]
+    record = {
+        "hit_rate": {k: round(float(np.mean(v)), 3) if v else None for k, v in hits.items()},
+        "hit_rate_all": round(float(np.mean(every)), 3) if every else None,
+        "hit_rate_n": {k: len(v) for k, v in hits.items()},
+        "images": n_images,
+        "seconds_per_box": round(float(np.median(seconds)), 1) if seconds else None,
+        "threads": torch.get_num_threads(),
+        "score_threshold": model.manifest.detection.score_threshold,  # the boxes explained
+    }
+    return record | ({"masks": masks} if method == "drise" else {})
+
+
+def measure(out: Path, method: str, n_images: int, masks: int) -> dict:
+    seed = json.loads((out / "metrics.json").read_text())["seed"]
+    record = hit_rates(out / "manifest.toml", method, n_images, masks, seed)
+    metrics = json.loads((out / "metrics.json").read_text())  # read again: another method may have run
+    metrics.setdefault("maps", {})[method] = record
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    (out / "MODEL_CARD.md").write_text(model_card(metrics))
+    return metrics
+
+
 def save(model: torch.nn.Module, out: Path, metrics: dict) -> None:
     from safetensors.torch import save_file
 
@@ -280,7 +353,8 @@ It has never seen a real patient image; its boxes on real images mean nothing.
   Trained in {m["train_seconds"]} s on {m["cpu_threads"]} CPU thread(s) (torch {m["torch"]}), on a
   shared machine.
 - Evaluation: {m["n"]} held-out phantoms generated with another seed ({m["test_seed"]}).
-- Reproduce: `python models/train_detector.py --out <folder>`.
+- Reproduce: `python models/train_detector.py --out <folder> --train {m["n_train"]} --epochs {m["epochs"]}
+  --threads 1`, then `--measure-only gradcam` and `--measure-only drise` for the maps below.
 
 | label | boxes | AP at IoU {IOU_MATCH} | recall at score >= {SCORE_THRESHOLD} |
 |---|---|---|---|
@@ -288,7 +362,50 @@ It has never seen a real patient image; its boxes on real images mean nothing.
 
 mAP at IoU {IOU_MATCH}: {m["map50"]:.3f}. A toy: small findings (nodules) sit below the smallest
 anchor of this network at this input size and are found least often.
+{maps_section(m.get("maps", {}))}"""
+
+
+def maps_section(maps: dict) -> str:
+    """The card's hit rates of the maps measured so far (``--measure-only``), or nothing."""
+    if not maps:
+        return ""
+    titles = {"gradcam": "Grad-CAM", "drise": "D-RISE"}
+    measured = [k for k in titles if k in maps]
+    head = " | ".join(f"{titles[k]} hit rate" for k in measured)
+    rows = "\n".join(
+        f"| {label} | "
+        + " | ".join(
+            f"{_rate(maps[k]['hit_rate'][label])} (n={maps[k]['hit_rate_n'][label]})" for k in measured
+        )
+        + " |"
+        for label in CHEST_LABELS
+    )
+    overall = " | ".join(f"**{_rate(maps[k]['hit_rate_all'])}**" for k in measured)
+    notes = [
+        f"{titles[k]}: {maps[k]['images']} held-out phantoms, boxes scored >= {maps[k]['score_threshold']}, "
+        f"{maps[k]['seconds_per_box']} s per box on "
+        f"{maps[k]['threads']} thread(s)"
+        + (f", {maps[k]['masks']} masks per image" if "masks" in maps[k] else "")
+        for k in measured
+    ]
+    return f"""
+## Do its maps point at its boxes?
+
+Through the viewer's own engine, on held-out phantoms at their own size (256 x 256): for every
+box the model found at the threshold that matches a true box of its label (IoU >= {IOU_MATCH}),
+is the peak of the box's map inside the box? (The pointing game of a detection map.)
+
+| label | {head} |
+|---|{"---|" * len(measured)}
+{rows}
+| all | {overall} |
+
+{"; ".join(notes)}. The machine was shared with other work, so the seconds are upper bounds.
 """
+
+
+def _rate(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def main() -> None:
@@ -303,8 +420,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=max(1, min(2, os.cpu_count() or 1)))
+    parser.add_argument("--measure-only", choices=("gradcam", "drise"), help="add a map's hit rates to --out")
+    parser.add_argument("--hit-images", type=int, default=20, help="held-out phantoms for the hit rates")
+    parser.add_argument("--masks", type=int, default=500, help="D-RISE masks per image for the hit rates")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.measure_only:
+        metrics = measure(args.out, args.measure_only, args.hit_images, args.masks)
+        print(json.dumps(metrics["maps"][args.measure_only], indent=1))
+        return
     metrics = train(args.out, args.seed, args.train, args.test, args.epochs, args.batch, args.lr)
     print(json.dumps({"ap50": metrics["ap50"], "recall": metrics["recall"]}, indent=1))
 
