@@ -6,8 +6,9 @@ of D-RISE and of Grad-CAM (pytorch-grad-cam with FasterRCNNBoxScoreTarget) on he
     python tests/perf/bench_drise.py --masks 500 --hits 8    # and the hit rate over 8 phantoms
     python tests/perf/bench_drise.py --no-cost --hits 8      # the hit rate only
 
-The detector is the bundled toy one (models/cxr_detector, Faster R-CNN MobileNetV3 at 160 px), built
-as the viewer builds it and fed through the viewer's pre-processing; the phantoms come from the seed
+The detector is a toy one trained by models/train_detector.py (Faster R-CNN MobileNetV3 at 160 px;
+not bundled: pass its output folder with ``--model``), built as the viewer builds it and fed
+through the viewer's pre-processing; the phantoms come from the seed
 its training never saw. The peer (Microsoft's vision-explanation-methods 0.1.1, the one D-RISE
 package on PyPI) pins matplotlib < 3.7, which this project's environment does not meet, so it is not
 a project dependency: unpack its wheel (``pip download --no-deps vision-explanation-methods==0.1.1``

@@ -155,9 +155,9 @@ class DRISE(_Stopping):
     (``class_vector``; see :mod:`viewer.explain.drise`), and objectness is 1.
 
     Slow: a detector forward per mask, up to ``masks`` (default 2000) of them. Measured with
-    ``tests/perf/bench_drise.py`` on the bundled detector's network (160-pixel Faster R-CNN
-    MobileNetV3), one torch
-    thread, on a two-core machine shared with other jobs (load ~15): 0.65 s a mask, 65 s for 100
+    ``tests/perf/bench_drise.py`` on the toy detector recipe's network (models/train_detector.py,
+    not bundled; 160-pixel Faster R-CNN MobileNetV3), one torch thread, on a two-core machine
+    shared with other jobs (load ~15): 0.65 s a mask, 65 s for 100
     masks and the image's 3 boxes (22 s per box); vision-explanation-methods' D-RISE, one mask per
     forward, took 86 s for the same. At that rate the default 2000 masks take about 20 minutes
     (fewer where ``converge`` stops early); ResNet-50 FPN detectors cost more per forward. Anytime
