@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import viewer
+from tests.installer.bundled import LEFT_OUT, MODELS
 from viewer.io import annotation_formats
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,10 +140,10 @@ def test_a_by_name_import_the_build_cannot_read_stops_it(frozen_modules, tmp_pat
 
 def test_spec_bundles_every_model_file_and_no_training_script(analysis):
     bundled = {(Path(src).name, dest) for src, dest in analysis["datas"]}
-    models = sorted(p.parent for p in (ROOT / "models").glob("*/manifest.toml"))
-    assert models, "no bundled models in the checkout"
-    for model in models:
+    assert MODELS, "no bundled models in the checkout"
+    for model in MODELS:
         for file in model.iterdir():
             assert (file.name, f"models/{model.name}") in bundled
+    assert LEFT_OUT and not [dest for _, dest in analysis["datas"] if dest.split("/")[-1] in LEFT_OUT]
     assert not any(src.endswith(".py") for src, _ in analysis["datas"])
     assert (str(ROOT / "resources" / "samples"), "resources/samples") in analysis["datas"]

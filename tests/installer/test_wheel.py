@@ -12,19 +12,14 @@ import os
 import subprocess
 import sys
 import tempfile
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from tests.installer.bundled import ALL_MODELS, LEFT_OUT, MODELS
+
 ROOT = Path(__file__).resolve().parents[2]
-WHEEL = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
-LEFT_OUT = {
-    Path(entry).name for entry in WHEEL["exclude"] if entry.startswith("/models/") and "*" not in entry
-}
-ALL_MODELS = sorted(p.parent for p in (ROOT / "models").glob("*/manifest.toml"))
-MODELS = [m for m in ALL_MODELS if m.name not in LEFT_OUT]
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,11 @@ def boxed(qtbot, window, manifest):
     assert session.model.add(manifest)
     qtbot.waitUntil(lambda: session.outputs.boxes() is not None, timeout=120_000)
     window.model_panel.set_checked_methods(["gradcam"])
+    # The outputs dock opens with the boxes and narrows the canvas: let it settle before fitting.
+    qtbot.waitUntil(lambda: not window.docks["outputs"].isHidden())
+    qtbot.wait(100)
     window.canvas.fit()
+    qtbot.wait(50)
     return session, window, window.outputs_view
 
 

@@ -34,7 +34,12 @@ def shown(qtbot, window, manifest):
     assert session.model.add(manifest)
     qtbot.waitUntil(lambda: session.outputs.labels == LABELS, timeout=120_000)
     window.model_panel.set_checked_methods(["gradient"])
+    # The outputs dock opens with the segmenter's masks and narrows the canvas: let that layout
+    # settle before fitting, or a click placed now lands elsewhere once it has.
+    qtbot.waitUntil(lambda: not window.docks["outputs"].isHidden())
+    qtbot.wait(100)
     window.canvas.fit()
+    qtbot.wait(50)
     return session, window.canvas, window.outputs_view
 
 

@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 
+from viewer.inference.catalog import bundled_models
+from viewer.inference.manifest import load_manifest
+
 
 def test_self_test_runs_every_bundled_model_on_the_samples_and_passes():
     env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}  # it must not need one
@@ -20,8 +23,14 @@ def test_self_test_runs_every_bundled_model_on_the_samples_and_passes():
     # Qt's desktop plugin is checked first, whatever display there is (none, here).
     assert "ok  desktop: " in result.stdout.splitlines()[0]
     lines = [line for line in result.stdout.splitlines() if line.startswith("ok  ") and "desktop" not in line]
-    # Two chest films with the two chest models, and the head CT with the CT model.
-    assert len(lines) == 5, result.stdout
-    assert sum("ct_resnet18" in line for line in lines) == 1
-    assert sum("cxr_shortcut_resnet18" in line for line in lines) == 2
-    assert "self-test passed: 10 maps" in result.stdout
+    # Each bundled model on each sample of its modalities: two chest films (CR), one head CT.
+    samples = {"CR": 2, "CT": 1}
+    runs = {
+        name: sum(samples.get(m, 0) for m in load_manifest(path).modalities)
+        for name, path in bundled_models().items()
+    }
+    assert len(lines) == sum(runs.values()), result.stdout
+    for name, n in runs.items():
+        assert sum(f" with {name}:" in line for line in lines) == n, (name, result.stdout)
+    assert runs["ct_resnet18"] == 1 and runs["cxr_shortcut_resnet18"] == 2
+    assert f"self-test passed: {2 * sum(runs.values())} maps" in result.stdout
