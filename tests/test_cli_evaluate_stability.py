@@ -104,6 +104,7 @@ def test_summary_per_method_in_the_csv_the_report_and_the_terminal(by_checkpoint
     assert "Stability of the maps" in report and line in report
 
 
+@pytest.mark.slow  # ~40 s: SmoothGrad three times per film
 def test_seed_pairs_only_for_the_random_methods(films, tmp_path):
     film = sorted((films / "dicom").rglob("*.dcm"))[0]  # one film: SmoothGrad is 50 passes a map
     out = tmp_path / "out"

@@ -84,6 +84,7 @@ def _when_committed(out, count: int, timeout: float = 300) -> None:
     raise AssertionError(f"fewer than {count} films committed in {timeout} s")
 
 
+@pytest.mark.slow  # ~30 s each with a cluster's start-up; -m slow runs them
 def test_a_worker_killed_mid_run_loses_and_doubles_nothing(setup, cluster, tmp_path):
     films, checkpoints, here = setup
     (scheduler, client), out = cluster, tmp_path / "out"
@@ -108,6 +109,7 @@ def test_a_worker_killed_mid_run_loses_and_doubles_nothing(setup, cluster, tmp_p
     assert maps(out) == {k: v for k, v in maps(here).items() if k.parts[1] in done}
 
 
+@pytest.mark.slow  # ~30 s each with a cluster's start-up; -m slow runs them
 def test_a_killed_client_is_resumed_without_redoing_a_film(setup, cluster, tmp_path):
     films, checkpoints, here = setup
     (scheduler, client), out = cluster, tmp_path / "out"
