@@ -109,11 +109,16 @@ def test_a_plain_click_picks_nothing_unless_the_tool_is_on(qtbot, shown):
     # below 1 may be the image pixel next to the one aimed at (the mask's first pixel is an edge).
     depth = ndimage.distance_transform_edt(session.outputs.mask(label))
     row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
-    where = canvas.mapFromScene(canvas.vb.mapViewToScene(QPointF(col + 0.5, row + 0.5)))
-    QTest.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, where)
+
+    def click() -> None:  # where the pixel is now on screen, as a user aims at what they see
+        where = canvas.mapFromScene(canvas.vb.mapViewToScene(QPointF(col + 0.5, row + 0.5)))
+        QTest.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, where)
+
+    click()
     assert session.outputs.region is None
     view.panel.pick.setChecked(True)
-    QTest.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, where)
+    qtbot.wait(50)
+    click()
     assert session.outputs.region is not None
     session.cancel()
 
