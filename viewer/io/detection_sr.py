@@ -27,10 +27,9 @@ from pydicom.sr.codedict import codes
 
 from viewer import __version__
 from viewer.io.annotation_writer import finding_code
-from viewer.io.dicom_derived import MANUFACTURER, is_multiframe, lo, new_uid, require_dicom, source_headers
-from viewer.io.dicom_writer import write_atomic
+from viewer.io.dicom_derived import is_multiframe, lo, new_uid, require_dicom, source_headers
 from viewer.io.image import Image
-from viewer.io.measurement_sr import procedure_code
+from viewer.io.measurement_sr import write_report
 
 DETECTION_SR_SERIES_NUMBER = 9006
 SCORE_CONCEPT = codes.DCM.Probability
@@ -74,28 +73,10 @@ def write_detection_report(
     )
     algorithm = hd.sr.AlgorithmIdentification(name=lo(model_name), version=__version__)
     groups = [_group(box, source, algorithm) for box in boxes]
-    device = hd.sr.ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=new_uid("observer-device"), manufacturer_name=MANUFACTURER, model_name=lo(model_name)
-        ),
-    )
-    report = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(observer_device_context=device),
-        procedure_reported=procedure_code(image.modality),
-        imaging_measurements=groups,
-    )
-    sr = hd.sr.Comprehensive3DSR(
-        evidence=headers,
-        content=report,
-        series_instance_uid=new_uid("detection-sr-series"),
-        series_number=DETECTION_SR_SERIES_NUMBER,
-        sop_instance_uid=new_uid("detection-sr"),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        series_description=lo(f"Model boxes: {model_name}"),
-    )
-    return write_atomic(sr, out)
+    return write_report(
+        image, headers, groups, out, "detection-sr", DETECTION_SR_SERIES_NUMBER, model_name,
+        f"Model boxes: {model_name}",
+    )  # fmt: skip
 
 
 def _group(box: ReportedBox, source, algorithm):

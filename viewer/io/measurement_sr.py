@@ -82,23 +82,33 @@ def write_measurement_report(
     sources = dict(zip(dict.fromkeys(image.frames[f].source for f in frames), headers, strict=True))
     reformat = Reformat.of(image) if planar else None
     groups = [_group(image, values, number, sources, reformat) for number, values in enumerate(measured, 1)]
-    device = hd.sr.ObserverContext(
+    return write_report(image, headers, groups, out, "sr", SR_SERIES_NUMBER, MANUFACTURER, description)
+
+
+def write_report(
+    image: Image, headers, groups, out: Path, kind: str, series_number: int, device: str, description: str
+) -> Path:
+    """A TID 1500 report of ``groups`` (planar ROI measurement groups of ``image``) at ``out``: a
+    device ``device`` as the observer, ``headers`` as the evidence, a new series ``series_number``
+    in the image's study; ``kind`` names the object's UIDs. Shared by the measurement report and
+    a detector's boxes (``viewer.io.detection_sr``)."""
+    observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=new_uid("observer-device"), manufacturer_name=MANUFACTURER, model_name=MANUFACTURER
+            uid=new_uid("observer-device"), manufacturer_name=MANUFACTURER, model_name=lo(device)
         ),
     )
     report = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(observer_device_context=device),
+        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=procedure_code(image.modality),
         imaging_measurements=groups,
     )
     sr = hd.sr.Comprehensive3DSR(
         evidence=headers,
         content=report,
-        series_instance_uid=new_uid("sr-series"),
-        series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=new_uid("sr"),
+        series_instance_uid=new_uid(f"{kind}-series"),
+        series_number=series_number,
+        sop_instance_uid=new_uid(kind),
         instance_number=1,
         manufacturer=MANUFACTURER,
         series_description=lo(description),
