@@ -8,8 +8,9 @@ from pydicom.data import get_testdata_file
 
 from tests.system import need_program
 
-# The real main window (window, settings) for every test that asks for it, wherever it lives.
-pytest_plugins = ["tests.plugins.gui"]
+# The real main window (window, settings) and a local Dask cluster (cluster) for every test that
+# asks for them, wherever it lives.
+pytest_plugins = ["tests.plugins.gui", "tests.plugins.cluster"]
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,14 @@ mid-run."""
 from __future__ import annotations
 
 import csv
-import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
+from tests.plugins.cluster import kill_a_busy_worker, wait_until
 from viewer.cli import main
 from viewer.resources import resource_path
 
@@ -69,26 +68,13 @@ def test_two_workers_write_the_in_process_maps_to_the_bit(studies, tmp_path, cap
     assert not (out / ".partial").exists()
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """A scheduler and two worker processes (each under a nanny, which restarts a killed one)."""
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        yield cluster, client
-
-
-def _when_committed(out, count: int, timeout: float = 300) -> None:
+def _when_committed(out, count: int) -> None:
     """Waits until ``count`` studies are in OUT/metrics.csv."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (out / "metrics.csv").exists() and len({r["image"] for r in rows(out)}) >= count:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"fewer than {count} studies committed in {timeout} s")
+    wait_until(
+        lambda: len({r["image"] for r in rows(out)}) if (out / "metrics.csv").exists() else 0,
+        count,
+        "studies",
+    )
 
 
 def test_a_worker_killed_mid_run_loses_and_doubles_nothing(films, cluster, tmp_path):
@@ -103,10 +89,7 @@ def test_a_worker_killed_mid_run_loses_and_doubles_nothing(films, cluster, tmp_p
     )
     run.start()
     _when_committed(out, 1)
-    victim = sorted(client.scheduler_info()["workers"])[0]
-    assert client.processing(workers=[victim])[victim]  # it has studies in flight
-    pid = client.run(os.getpid, workers=[victim])[victim]
-    os.kill(pid, signal.SIGKILL)  # its studies in flight go to the other worker; the nanny restarts it
+    kill_a_busy_worker(client)
     run.join(timeout=600)
     assert result["code"] == 0
     done = [r["image"] for r in rows(out)]

@@ -5,16 +5,15 @@ client is killed and the run resumed."""
 from __future__ import annotations
 
 import csv
-import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
 from tests.checkpoint_copies import three_checkpoints
+from tests.plugins.cluster import kill_a_busy_worker, wait_until
 from viewer.cli import main
 
 distributed = pytest.importorskip("distributed")
@@ -47,18 +46,6 @@ def setup(tmp_path_factory):
     return folder / "dicom", checkpoints, here
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """A scheduler and two worker processes (each under a nanny, which restarts a killed one)."""
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        yield cluster, client
-
-
 def test_two_workers_write_the_in_process_rows_and_maps(setup, tmp_path, capsys):
     films, checkpoints, here = setup
     out = tmp_path / "out"
@@ -74,14 +61,13 @@ def test_two_workers_write_the_in_process_rows_and_maps(setup, tmp_path, capsys)
         ]
 
 
-def _when_committed(out, count: int, timeout: float = 300) -> None:
+def _when_committed(out, count: int) -> None:
     """Waits until ``count`` films are in OUT/stability.csv."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (out / "stability.csv").exists() and len({r["image"] for r in rows(out)}) >= count:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"fewer than {count} films committed in {timeout} s")
+    wait_until(
+        lambda: len({r["image"] for r in rows(out)}) if (out / "stability.csv").exists() else 0,
+        count,
+        "films",
+    )
 
 
 @pytest.mark.slow  # ~30 s each with a cluster's start-up; -m slow runs them
@@ -94,10 +80,7 @@ def test_a_worker_killed_mid_run_loses_and_doubles_nothing(setup, cluster, tmp_p
     run = threading.Thread(target=lambda: result.setdefault("code", main(args)))
     run.start()
     _when_committed(out, 1)
-    victim = sorted(client.scheduler_info()["workers"])[0]
-    assert client.processing(workers=[victim])[victim]  # it has films in flight
-    pid = client.run(os.getpid, workers=[victim])[victim]
-    os.kill(pid, signal.SIGKILL)  # its films in flight go to the other worker; the nanny restarts it
+    kill_a_busy_worker(client)
     run.join(timeout=600)
     assert result["code"] == 0
     done = [r["image"] for r in rows(out)]
