@@ -9,11 +9,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from tests.api.networks import chest_net
 from viewer.api.sources import array_image
 from viewer.cli import main
 from viewer.explain.comparison import agreement, mean_agreement
-from viewer.inference.in_memory import model_from_network
 from viewer.io.formats.memory import memory_series
 from viewer.io.series import Discovery
 from viewer.resources import resource_path
@@ -25,12 +23,9 @@ METHODS = ["gradcam", "gradient", "guided-backprop"]
 
 
 @pytest.fixture
-def session(tmp_path, monkeypatch):
+def session(chest_session):
     """A held chest network on a random 40 x 40 picture, three maps computed."""
-    monkeypatch.chdir(tmp_path)
-    session = ViewerSession(InlineRunner())
-    name = session.model.catalog.in_memory_name("ChestNet")
-    session.model.hold(model_from_network(chest_net().eval(), input_shape=(3, 32, 32), name=name))
+    session = chest_session
     picture = np.random.default_rng(0).random((40, 40)).astype(np.float32)
     session.opening.open_found(Discovery([memory_series(array_image(picture), "array")], []))
     session.run_methods(METHODS)

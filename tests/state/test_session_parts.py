@@ -6,9 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.api.networks import chest_net
 from viewer.api.sources import array_image
-from viewer.inference.in_memory import model_from_network
 from viewer.io.formats.memory import memory_series
 from viewer.io.series import Discovery
 from viewer.resources import resources_root
@@ -18,20 +16,14 @@ from viewer.state.map_cache import MapCache
 from viewer.state.model_in_use import ModelInUse
 from viewer.state.reports import Reports
 from viewer.state.runner import InlineRunner, Job, route
-from viewer.state.session import ViewerSession
 from viewer.state.viewer_state import ViewerState
 
 CHEST_TRUTH = resources_root() / "samples" / "annotations" / "cxr_0002.json"
 
 
 @pytest.fixture
-def session(tmp_path, monkeypatch):
-    """A session with a held chest network (three labels, 32 x 32 input) and nothing open."""
-    monkeypatch.chdir(tmp_path)
-    session = ViewerSession(InlineRunner())
-    name = session.model.catalog.in_memory_name("ChestNet")
-    session.model.hold(model_from_network(chest_net().eval(), input_shape=(3, 32, 32), name=name))
-    return session
+def session(chest_session):
+    return chest_session
 
 
 def _found(*arrays: np.ndarray) -> Discovery:
