@@ -28,6 +28,23 @@ def open_and_wait(qtbot, window, paths, timeout=60_000):
     return window.state.image
 
 
+def show_model_outputs(qtbot, window, path, manifest, ready, methods):
+    """Open ``path``, keep the model of ``manifest`` on it (not the modality's own choice), wait
+    until ``ready()`` (its masks or boxes are in), tick ``methods`` and fit the image once the
+    outputs dock has opened: the dock narrows the canvas, and a click placed before that layout
+    settles lands elsewhere once it has."""
+    session = window.session
+    open_and_wait(qtbot, window, [path])
+    session.model.for_modality = False
+    assert session.model.add(manifest)
+    qtbot.waitUntil(ready, timeout=120_000)
+    window.model_panel.set_checked_methods(methods)
+    qtbot.waitUntil(lambda: not window.docks["outputs"].isHidden())
+    qtbot.wait(100)
+    window.canvas.fit()
+    qtbot.wait(50)
+
+
 def run_and_wait(qtbot, window, methods, timeout=300_000):
     with qtbot.waitSignal(window.maps_shown, timeout=timeout):
         window.run_methods(methods)

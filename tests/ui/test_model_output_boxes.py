@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from tests.explain.detectors import LAYER, detector
 from tests.state.test_model_outputs import CHEST, CHEST_TRUTH
-from tests.ui.helpers import open_and_wait, run_and_wait
+from tests.ui.helpers import run_and_wait, show_model_outputs
 from viewer.explain.engine import explain
 from viewer.ui.model_output_items import REGION_COLOUR, OutputsPanel
 
@@ -40,16 +40,9 @@ def manifest(tmp_path_factory):
 def boxed(qtbot, window, manifest):
     """The main window with the detector's boxes of the chest sample on screen."""
     session = window.session
-    open_and_wait(qtbot, window, [CHEST])
-    session.model.for_modality = False  # keep the detector on the chest film
-    assert session.model.add(manifest)
-    qtbot.waitUntil(lambda: session.outputs.boxes() is not None, timeout=120_000)
-    window.model_panel.set_checked_methods(["gradcam"])
-    # The outputs dock opens with the boxes and narrows the canvas: let it settle before fitting.
-    qtbot.waitUntil(lambda: not window.docks["outputs"].isHidden())
-    qtbot.wait(100)
-    window.canvas.fit()
-    qtbot.wait(50)
+    show_model_outputs(
+        qtbot, window, CHEST, manifest, lambda: session.outputs.boxes() is not None, ["gradcam"]
+    )
     return session, window, window.outputs_view
 
 

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QApplication
 from scipy import ndimage
 
 from tests.state.test_model_outputs import CHEST, CHEST_TRUTH, LABELS, write_segmenter
-from tests.ui.helpers import open_and_wait
+from tests.ui.helpers import open_and_wait, show_model_outputs
 from viewer.inference.detection import Detections
 from viewer.inference.model import Prediction
 from viewer.ui.model_output_items import model_colour, outline_width
@@ -29,17 +29,7 @@ def manifest(tmp_path_factory):
 def shown(qtbot, window, manifest):
     """The main window with the segmenter's prediction of the chest sample on screen."""
     session = window.session
-    open_and_wait(qtbot, window, [CHEST])
-    session.model.for_modality = False  # keep the segmenter on the chest film
-    assert session.model.add(manifest)
-    qtbot.waitUntil(lambda: session.outputs.labels == LABELS, timeout=120_000)
-    window.model_panel.set_checked_methods(["gradient"])
-    # The outputs dock opens with the segmenter's masks and narrows the canvas: let that layout
-    # settle before fitting, or a click placed now lands elsewhere once it has.
-    qtbot.waitUntil(lambda: not window.docks["outputs"].isHidden())
-    qtbot.wait(100)
-    window.canvas.fit()
-    qtbot.wait(50)
+    show_model_outputs(qtbot, window, CHEST, manifest, lambda: session.outputs.labels == LABELS, ["gradient"])
     return session, window.canvas, window.outputs_view
 
 
