@@ -52,6 +52,9 @@ TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 TORCHVISION_MINOR_OFFSET = 15
 SAMPLE_FOR_STARTUP = ("samples", "dicom", "cxr_0001.dcm")
 
+sys.path.insert(0, str(INSTALLER))
+from frozen_modules import model_extras  # noqa: E402
+
 
 def run(cmd: list[str | Path], **kwargs) -> subprocess.CompletedProcess:
     print("+", shlex.join(str(c) for c in cmd), flush=True)
@@ -132,6 +135,12 @@ def runtime_requirements() -> list[str]:
     return [d for d in deps if re.split(r"[<>=!~ \[;]", d)[0].lower() not in {"torch", "torchvision"}]
 
 
+def model_requirements() -> list[str]:
+    """The requirements of the extras the bundled models need (MONAI for the segmenter): the
+    frozen app has no pip, so a model it carries must find its library inside."""
+    return [req for reqs in model_extras(ROOT).values() for req in reqs]
+
+
 def ensure_build_env(env: Path) -> Path:
     python = venv_python(env)
     if not python.exists():
@@ -147,7 +156,8 @@ def ensure_build_env(env: Path) -> Path:
         [str(python), "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True, check=True
     ).stdout
     pins.write_text("".join(f"{line}\n" for line in frozen.splitlines() if line.startswith("torch")))
-    run([python, "-m", "pip", "install", "--quiet", "-c", pins, "pyinstaller>=6.10", *runtime_requirements()])
+    requirements = [*runtime_requirements(), *model_requirements()]
+    run([python, "-m", "pip", "install", "--quiet", "-c", pins, "pyinstaller>=6.10", *requirements])
     return python
 
 

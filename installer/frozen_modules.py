@@ -128,3 +128,50 @@ def hidden_imports(root: Path = ROOT, package: str = PACKAGE) -> list[str]:
     if missing:
         raise RegistryError("registries name modules that do not exist: " + ", ".join(missing))
     return modules
+
+
+# --- the bundled models and the libraries they need ------------------------------------------
+
+
+def _pyproject(root: Path) -> dict:
+    import tomllib
+
+    return tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def bundled_model_dirs(root: Path = ROOT) -> list[Path]:
+    """Every folder of ``models/`` with a ``manifest.toml``, less those pyproject's wheel
+    ``exclude`` list names (``/models/<folder>``): the models a wheel and the frozen app carry."""
+    wheel = _pyproject(root)["tool"]["hatch"]["build"]["targets"]["wheel"]
+    left_out = {Path(e).name for e in wheel["exclude"] if e.startswith("/models/") and "*" not in e}
+    manifests = (root / "models").glob("*/manifest.toml")
+    return sorted(p.parent for p in manifests if p.parent.name not in left_out)
+
+
+def model_extras(root: Path = ROOT) -> dict[str, list[str]]:
+    """The optional-dependency extras the bundled models' ``network.arch`` families need
+    (``"monai:UNet"`` -> ``monai``), each with its requirements from pyproject. A bundle that
+    carries a model must carry the library that builds it: the frozen app has no pip."""
+    import tomllib
+
+    extras = _pyproject(root)["project"]["optional-dependencies"]
+    needed: dict[str, list[str]] = {}
+    for folder in bundled_model_dirs(root):
+        arch = tomllib.loads((folder / "manifest.toml").read_text(encoding="utf-8"))["network"]["arch"]
+        family = arch.split(":", 1)[0]
+        if family in extras:
+            needed[family] = list(extras[family])
+    return needed
+
+
+def extra_packages(root: Path = ROOT) -> list[str]:
+    """The top-level modules the bundled models' extras provide, read from the viewer's own
+    ``EXTRAS`` table (module -> extra) in ``viewer/inference/architectures.py``; the spec collects
+    their submodules, as these libraries import much of themselves by name."""
+    source = root / PACKAGE / "inference" / "architectures.py"
+    table: dict[str, str] = {}
+    for node in ast.parse(source.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "EXTRAS" for t in node.targets):
+            table = ast.literal_eval(node.value)
+    needed = model_extras(root)
+    return sorted(module for module, extra in table.items() if extra in needed)

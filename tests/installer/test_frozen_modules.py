@@ -147,3 +147,23 @@ def test_spec_bundles_every_model_file_and_no_training_script(analysis):
     assert LEFT_OUT and not [dest for _, dest in analysis["datas"] if dest.split("/")[-1] in LEFT_OUT]
     assert not any(src.endswith(".py") for src, _ in analysis["datas"])
     assert (str(ROOT / "resources" / "samples"), "resources/samples") in analysis["datas"]
+
+
+def test_the_library_of_each_bundled_models_family_goes_into_the_build(frozen_modules, analysis):
+    """CI's frozen app once carried the MONAI segmenter without MONAI, and failed on it. Every
+    bundled model's family must be buildable from the bundle: torchvision's, or an extra the build
+    venv installs and the spec collects (an import by name inside the library included)."""
+    import tomllib
+
+    from viewer.inference.architectures import EXTRAS
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    families = {
+        tomllib.loads((m / "manifest.toml").read_text())["network"]["arch"].split(":", 1)[0] for m in MODELS
+    }
+    assert "monai" in families  # the segmenter is bundled
+    needed = frozen_modules.model_extras()
+    assert set(needed) == families & set(extras)
+    assert needed["monai"] == extras["monai"]
+    for module, extra in EXTRAS.items():
+        assert (f"{module}.stub" in analysis["hiddenimports"]) == (extra in needed), module

@@ -36,6 +36,8 @@ def test_runtime_requirements_leave_torch_to_the_cpu_install(build):
     assert {"pyside6-essentials", "pydicom", "pyqtgraph", "safetensors"} <= names
     # Test-only packages (oracles, linters) stay out of the bundle.
     assert not names & {"captum", "grad-cam", "pytest", "ruff"}
+    # The bundled segmenter's library goes in beside them (the frozen app has no pip).
+    assert [r.split(">")[0] for r in build.model_requirements()] == ["monai"]
 
 
 def test_newest_local_cpu_wheel_for_this_python_is_chosen(build, tmp_path, monkeypatch):

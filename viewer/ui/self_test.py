@@ -22,7 +22,7 @@ from PySide6.QtWidgets import QApplication
 
 from viewer.explain import DEFAULT_METHODS
 from viewer.inference.catalog import bundled_models
-from viewer.inference.manifest import load_manifest
+from viewer.inference.manifest import ManifestError, load_manifest
 from viewer.io import discover
 from viewer.io.atomic import write_bytes_new
 from viewer.resources import resources_root
@@ -108,7 +108,11 @@ def run_self_test(
         for study in sample_studies():
             modality = discover([study]).series[0].modality
             for name, manifest in models.items():
-                if not load_manifest(manifest).accepts(modality):
+                try:
+                    accepts = load_manifest(manifest).accepts(modality)
+                except ManifestError as exc:
+                    raise SelfTestError(f"{name}: {exc}") from None
+                if not accepts:
                     continue
                 checked += _check_one(window, study, name, methods, out, timeout_s)
         if checked == 0:
@@ -127,17 +131,23 @@ def run_self_test(
 def _check_one(window, study: Path, model: str, methods: list[str], out: Path, timeout_s: float) -> int:
     errors = len(window.errors)
     before = window.state.image
+
+    def failed() -> bool:  # a model that cannot load or predict says so at once: stop waiting
+        return len(window.errors) > errors
+
+    def check_errors() -> None:
+        if failed():
+            raise SelfTestError(f"{model} on {study.name}: {window.errors[-1]}")
+
     window.open_paths([study])
-    wait_until(
-        lambda: window.state.image is not before and window.session.model.prediction is not None,
-        timeout_s,
-        "the study",
-    )
+    wait_until(lambda: window.state.image is not before or failed(), timeout_s, "the study")
+    check_errors()
     if window.model_panel.models.currentText() != model:  # the viewer chose another model for it
         window.model_panel.select_model(model)  # resets the prediction and predicts again
-        wait_until(lambda: window.session.model.prediction is not None, timeout_s, "the prediction")
-    if len(window.errors) > errors:
-        raise SelfTestError(window.errors[-1])
+    if window.model_panel.models.currentText() != model:
+        raise SelfTestError(f"{model} is not in the window's list of models")
+    wait_until(lambda: window.session.model.prediction is not None or failed(), timeout_s, "the prediction")
+    check_errors()
     image, frame = window.state.image, window.state.frame
     shown = []
 
@@ -147,11 +157,10 @@ def _check_one(window, study: Path, model: str, methods: list[str], out: Path, t
     window.maps_shown.connect(on_shown)
     try:
         window.run_methods(methods)
-        wait_until(lambda: bool(shown) or len(window.errors) > errors, timeout_s, f"{model}'s maps")
+        wait_until(lambda: bool(shown) or failed(), timeout_s, f"{model}'s maps")
     finally:
         window.maps_shown.disconnect(on_shown)
-    if len(window.errors) > errors:
-        raise SelfTestError(window.errors[-1])
+    check_errors()
     for method in methods:
         layer = window.state.layer(method)
         values = layer.values(frame) if layer is not None else None
