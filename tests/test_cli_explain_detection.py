@@ -15,8 +15,8 @@ from PIL import Image as PILImage
 from safetensors.torch import save_file
 
 from tests.explain.detectors import detector
-from viewer.batch.detection_files import box_iou, match_boxes
 from viewer.cli import main
+from viewer.explain.box_matching import box_iou, match_boxes
 from viewer.inference.model import LoadedModel
 from viewer.io import discover
 from viewer.io.loader import load_series

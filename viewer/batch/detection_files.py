@@ -30,97 +30,10 @@ identifier is ``box <index> <label>``), and ``detection_matching.json`` the same
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+from viewer.explain.box_matching import Matching, match_boxes
 from viewer.io.atomic import write_bytes_new
-from viewer.io.regions import Annotation
-
-
-@dataclass(frozen=True)
-class Matching:
-    """Model boxes matched to radiologist boxes on one frame (see the module's docstring)."""
-
-    matched: list[int | None]  # per model box: the radiologist box it matched, or None
-    ious: list[float | None]
-    true_positives: int
-    false_positives: int
-    false_negatives: int
-
-    @property
-    def precision(self) -> float | None:
-        found = self.true_positives + self.false_positives
-        return self.true_positives / found if found else None
-
-    @property
-    def recall(self) -> float | None:
-        truth = self.true_positives + self.false_negatives
-        return self.true_positives / truth if truth else None
-
-    def counts(self) -> dict:
-        return {
-            "true_positives": self.true_positives,
-            "false_positives": self.false_positives,
-            "false_negatives": self.false_negatives,
-            "precision": None if self.precision is None else round(self.precision, 4),
-            "recall": None if self.recall is None else round(self.recall, 4),
-        }
-
-
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two boxes ``x0, y0, x1, y1`` (0 for empty ones)."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(w, 0.0) * max(h, 0.0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
-def match_boxes(
-    boxes: Sequence[Sequence[float]],
-    labels: Sequence[str],
-    truth: Sequence[tuple[Sequence[float], str]],
-    iou_threshold: float = 0.5,
-) -> Matching:
-    """Greedy matching of model ``boxes`` (highest score first) to radiologist boxes ``truth``
-    ``(box, model label)``: each model box takes the unmatched radiologist box of its label with the
-    largest IoU, if at least ``iou_threshold``."""
-    taken: set[int] = set()
-    matched: list[int | None] = []
-    ious: list[float | None] = []
-    for box, label in zip(boxes, labels, strict=True):
-        best, best_iou = None, iou_threshold
-        for j, (other, other_label) in enumerate(truth):
-            if j in taken or other_label != label:
-                continue
-            overlap = box_iou(box, other)
-            if overlap >= best_iou:
-                best, best_iou = j, overlap
-        matched.append(best)
-        ious.append(None if best is None else round(best_iou, 4))
-        if best is not None:
-            taken.add(best)
-    hits = len(taken)
-    return Matching(matched, ious, hits, len(matched) - hits, len(truth) - hits)
-
-
-def radiologist_boxes(
-    image, frame: int, annotations: Sequence[Annotation], matcher
-) -> list[tuple[list, str]]:
-    """Each annotated region on ``frame`` of a label the model has, as ``(box, model label)``: the
-    region's bounding box in native pixels (edges: a one-pixel region at 3 is ``[3, 4)``)."""
-    out: list[tuple[list, str]] = []
-    for annotation in annotations:
-        for region in annotation.regions:
-            for label in matcher.match(region.label):
-                mask = Annotation(annotation.source, [region]).mask(image, label, matcher)[frame]
-                if mask.any():
-                    ys, xs = np.nonzero(mask)
-                    out.append(([int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1], label))
-    return out
 
 
 def write_detections(
@@ -187,4 +100,4 @@ def _write_sr(folder: Path, image, result, entries: list[dict], model_name: str,
     return {"dicom_sr": path.name}
 
 
-__all__ = ["Matching", "box_iou", "match_boxes", "radiologist_boxes", "write_detections"]
+__all__ = ["write_detections"]

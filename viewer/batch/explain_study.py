@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from viewer.batch.background_writes import BackgroundWrites
-from viewer.batch.detection_files import radiologist_boxes, write_detections
+from viewer.batch.detection_files import write_detections
 from viewer.batch.segmentation_files import write_segmentation
+from viewer.explain.box_matching import radiologist_boxes
 from viewer.explain.comparison import map_agreement, score_map
 from viewer.explain.metric_catalog import column_of
 from viewer.explain.registry import title_of
