@@ -142,6 +142,14 @@ class RowAppender:
 
     def __enter__(self):
         new = not self.path.exists() or self.path.stat().st_size == 0
+        if not new:  # a file another version wrote: rows appended under its header would misalign
+            with self.path.open(newline="") as existing:
+                header = existing.readline().rstrip("\r\n").split(",")
+            if tuple(header) != self.columns:
+                raise ValueError(
+                    f"{self.path} has other columns ({', '.join(header)}) than this version writes; "
+                    "choose a new folder rather than resuming it"
+                )
         self.file = self.path.open("a", newline="")
         self.writer = CsvDictWriter(
             self.file, fieldnames=self.columns, restval="", extrasaction="ignore", lineterminator="\n"
