@@ -18,7 +18,7 @@ try:
 except ImportError:  # said where the report is written
     raise ImportError("the HTML report needs matplotlib: pip install 'saliency-viewer[report]'") from None
 
-from viewer.explain import evaluation
+from viewer.explain import detection_scores, evaluation
 from viewer.explain.evaluation import RADIOLOGISTS
 
 
@@ -78,7 +78,12 @@ def _pictures(gallery, label: str, methods: list[str]) -> str:
 
 
 def render_report(
-    model_name: str, summary: list[dict], images: int, gallery=None, stability: tuple | list = ()
+    model_name: str,
+    summary: list[dict],
+    images: int,
+    gallery=None,
+    stability: tuple | list = (),
+    detection: tuple | list = (),
 ) -> str:
     labels = list(dict.fromkeys(r["label"] for r in summary))
     parts = [
@@ -111,5 +116,36 @@ def render_report(
         parts.append(
             f"<h2>Stability of the maps</h2><p>Mean pairwise SSIM and Spearman, 95 % CIs.</p><ul>{lines}</ul>"
         )
+    if detection:  # a detector: its boxes against the radiologists'
+        parts.append(_detection_table(detection))
     parts.append("<h2>Definitions</h2><pre>" + html.escape(evaluation.__doc__ or "") + "</pre>")
+    if detection:
+        parts.append("<pre>" + html.escape(detection_scores.__doc__ or "") + "</pre>")
     return "\n".join(parts)
+
+
+def _detection_table(rows: tuple | list) -> str:
+    first = rows[0]
+    head = (
+        f"<h2>Detected boxes</h2><p>At score &ge; {first['score_threshold']:g} and IoU &ge; "
+        f"{first['iou_threshold']:g}; AP as COCO defines it, at that IoU; 95 % bootstrap intervals "
+        "over images.</p>"
+    )
+    columns = (
+        "label",
+        "radiologist_boxes",
+        "model_boxes",
+        "true_positives",
+        "false_positives",
+        "false_negatives",
+    )
+    cells = "".join(f"<th>{c}</th>" for c in (*columns, "precision", "recall", "AP"))
+    lines = [f"{head}<table><tr>{cells}</tr>"]
+    for row in rows:
+        measured = [
+            f"{_fmt(row[k])} [{_fmt(row[k + '_low'])}, {_fmt(row[k + '_high'])}]"
+            for k in ("precision", "recall", "ap")
+        ]
+        values = [html.escape(str(row["label"])), *(_fmt(row[c]) for c in columns[1:]), *measured]
+        lines.append("<tr>" + "".join(f"<td>{v}</td>" for v in values) + "</tr>")
+    return "\n".join([*lines, "</table>"])

@@ -16,6 +16,7 @@ from viewer.batch.cluster_spec import ClusterSpec
 from viewer.batch.evaluation_gallery import Gallery
 from viewer.batch.row_files import RowAppender, problems_text, read_raw_rows, rows_text, sort_rows
 from viewer.explain.context import CancelFlag, Cancelled
+from viewer.explain.detection_scores import DETECTION_SUMMARY, summarise_detections
 from viewer.explain.evaluation import (
     PER_IMAGE,
     RADIOLOGISTS,
@@ -24,6 +25,7 @@ from viewer.explain.evaluation import (
     validation_images,
 )
 from viewer.explain.study_scores import evaluate_one
+from viewer.inference.manifest import DetectionSpec
 from viewer.inference.model import LoadedModel
 from viewer.io import discover
 from viewer.io.annotations import AnnotationError, annotation_files, load_annotation
@@ -55,6 +57,7 @@ class EvaluationOutcome:
     report: Path | None = None
     report_problem: str = ""
     stability: list[dict] = field(default_factory=list)  # per method and kind, when asked for
+    detection: list[dict] = field(default_factory=list)  # a detector's boxes, per label and overall
 
 
 def run_evaluation(
@@ -152,6 +155,16 @@ def run_evaluation(
         outcome.stability = run_stability_pass(
             model, request, studies, outcome.problems, on_image=on_image, on_cluster=on_cluster, cancel=cancel
         )
+    if model.manifest.task == "detection":
+        spec = model.manifest.detection or DetectionSpec()
+        outcome.detection = summarise_detections(
+            read_rows(per_image),
+            score_threshold=spec.score_threshold,
+            iou_threshold=spec.iou_threshold,
+            n=request.bootstrap,
+            seed=request.seed,
+        )
+        replace_bytes(request.out / "detection_summary.csv", rows_text(outcome.detection, DETECTION_SUMMARY))
     write_outputs(model.manifest.name, request, per_image, done, outcome, gallery)
     return outcome
 
@@ -196,6 +209,10 @@ def typed(row: dict) -> dict:
         value = out.get(key)
         out[key] = None if value in (None, "") else float(value)
     out["false_positive"] = out.get("false_positive") in (True, "1", "True", "true")
+    frame, box = out.get("frame"), out.get("box")
+    out["frame"] = None if frame in (None, "") else int(frame)
+    if isinstance(box, str):
+        out["box"] = [float(v) for v in box.split(";")] if box else None
     curve = out.get("iou_by_threshold")
     if isinstance(curve, str):
         out["iou_by_threshold"] = [float(v) for v in curve.split(";")] if curve else None
@@ -232,7 +249,9 @@ def write_outputs(
         outcome.report = request.out / "report.html"
         replace_bytes(
             outcome.report,
-            render_report(model_name, outcome.summary, len(images), gallery, outcome.stability).encode(),
+            render_report(
+                model_name, outcome.summary, len(images), gallery, outcome.stability, outcome.detection
+            ).encode(),
         )
 
 

@@ -118,6 +118,13 @@ def run(args: argparse.Namespace) -> int:
             f"[{row['miou_low']:.3f}, {row['miou_high']:.3f}]  hit {row['hit_rate']:.3f} "
             f"[{row['hit_low']:.3f}, {row['hit_high']:.3f}]"
         )
+    for row in outcome.detection:  # a detector: its boxes against the radiologists'
+        print(
+            f"{row['label']:<16} {'boxes':<18} n={row['radiologist_boxes']:<4} "
+            f"precision {row['precision']:.3f} [{row['precision_low']:.3f}, {row['precision_high']:.3f}]  "
+            f"recall {row['recall']:.3f} [{row['recall_low']:.3f}, {row['recall_high']:.3f}]  "
+            f"AP {row['ap']:.3f} [{row['ap_low']:.3f}, {row['ap_high']:.3f}]"
+        )
     if outcome.stability:
         from viewer.batch.evaluation_stability import summary_lines
 
@@ -126,5 +133,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"problem: {source}: {reason}", file=sys.stderr)
     if outcome.report_problem:
         print(f"no report.html: {outcome.report_problem}", file=sys.stderr)
-    print(f"wrote {args.out / 'summary.csv'}" + (f" and {outcome.report}" if outcome.report else ""))
-    return 0 if outcome.summary else 1
+    written = [args.out / "summary.csv"]
+    if outcome.detection:
+        written.append(args.out / "detection_summary.csv")
+    if outcome.report:
+        written.append(outcome.report)
+    print(
+        f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}"
+        if len(written) > 1
+        else f"wrote {written[0]}"
+    )
+    return 0 if outcome.summary or outcome.detection else 1

@@ -6,7 +6,11 @@ own agreement as the human benchmark.
 Definitions (stated in the report too):
 
 - An image counts toward a label only when the label is annotated on it. An image where the model
-  predicts the label (probability >= 0.5) but nobody annotated it is a false-positive localization.
+  predicts the label (probability >= 0.5; a detector: a box at its score threshold) but nobody
+  annotated it is a false-positive localization.
+- A detector's map explains one box: it is scored against the radiologist box that box matched
+  (its rectangle); a box that matched none is a false-positive localization. The boxes themselves
+  are scored in ``detection_summary.csv`` (see below).
 - ``iou`` / ``dice``: the map's Otsu segmentation (CheXlocalize's ``cam_to_segmentation``) against
   the union of the readers' masks; ``hit``: the map's maximum lies inside that mask; ``energy``:
   the map's share inside it; ``auprc``: of the map's values as a detector of mask pixels.
@@ -32,8 +36,11 @@ from viewer.io.regions import Annotation
 
 PER_IMAGE = (
     "image", "label", "method", "probability", "iou", "dice", "hit", "energy", "auprc",
-    "annotation_label", "false_positive", "iou_by_threshold", "agreement",
+    "annotation_label", "false_positive", "iou_by_threshold", "agreement", "frame", "box",
 )  # fmt: skip
+# A detector's boxes: their rows ("model_box", "radiologist_box") fill ``frame`` and ``box`` (as do
+# its maps' rows) and are summarised on their own (viewer.explain.detection_scores).
+BOX_ROWS = ("model_box", "radiologist_box")
 # Thresholds of the min-max scaled map tried when tuning a label's threshold on a validation split.
 THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 SUMMARY = (
@@ -229,6 +236,8 @@ def summarise(
     groups: dict[tuple[str, str], _Group] = {}
     places = dict(order or {})
     for row in rows:
+        if row["method"] in BOX_ROWS:
+            continue
         key = (row["label"], row["method"])
         group = groups.get(key)
         if group is None:

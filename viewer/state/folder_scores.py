@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from psygnal import Signal
 
 from viewer.explain.context import Cancelled
-from viewer.explain.evaluation import RADIOLOGISTS, summarise
+from viewer.explain.evaluation import BOX_ROWS, RADIOLOGISTS, summarise
 from viewer.explain.study_scores import evaluate_one
 from viewer.io.errors import failure
 from viewer.io.naming import series_name, unique_name
@@ -146,6 +146,7 @@ class FolderScores:
             image.methods.clear()  # the image cannot be scored: its other methods are not tried
             return
         name, rows = payload
+        rows = [row for row in rows if row["method"] not in BOX_ROWS]  # a detector's boxes: maps only here
         if first and not image.certain and all(row["false_positive"] for row in rows):
             image.methods.clear()  # its patient-space regions lie elsewhere: not an image it names
             return
