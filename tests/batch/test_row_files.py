@@ -138,3 +138,18 @@ def test_summary_streams_the_rows_in_a_fraction_of_the_memory_the_rows_take(tmp_
     _, holding = _peak(lambda: list(read_rows(path)))  # what the rows cost held as dicts
     print(f"summary peak {streaming / 1e6:.1f} MB; the rows held {holding / 1e6:.1f} MB")
     assert streaming < holding / 4  # and the rows grow 1.4 KB each, the arrays about 0.1 KB
+
+
+def test_resuming_a_file_with_other_columns_stops_before_writing(tmp_path):
+    """A per_image.csv from a version with other columns: appending this version's rows under
+    its header would shift every cell, so the run stops, naming the file, and leaves it as it is."""
+    path = tmp_path / "per_image.csv"
+    old = ",".join(PER_IMAGE[:-2]) + "\nimg,nodule,gradcam" + "," * (len(PER_IMAGE) - 5) + "\n"
+    path.write_text(old)
+    expected = r"per_image\.csv has other columns .* choose a new folder"
+    with pytest.raises(ValueError, match=expected), RowAppender(path, PER_IMAGE):
+        pass
+    assert path.read_text() == old
+    with RowAppender(path, tuple(PER_IMAGE[:-2])) as append:  # its own columns: resumed
+        append([{"image": "b", "label": "nodule", "method": "gradcam"}])
+    assert [r["image"] for r in csv.DictReader(path.open())] == ["img", "b"]
