@@ -23,7 +23,7 @@ from viewer.explain.metric_catalog import column_of
 from viewer.explain.registry import get_method
 from viewer.explain.saliency_map import SaliencyMap
 from viewer.explain.sanity import cascading_randomization
-from viewer.explain.similarity import spearman, ssim, unit_scaled
+from viewer.explain.similarity import spearman_matrix, ssim, unit_scaled
 from viewer.inference.feature_grid import NCHW
 from viewer.inference.model import LoadedModel
 from viewer.io.image import Image
@@ -166,19 +166,24 @@ def agreement(maps: Sequence[SaliencyMap], frame_index: int) -> tuple[list[str],
     grid's interpolation) after min-max scaling; signed maps by magnitude, as the sanity check."""
     if not maps:
         return [], np.zeros((0, 0)), np.zeros((0, 0))
+    labels, grids, rho = _ranked(maps, frame_index)
+    n = len(grids)
+    structural = np.eye(n)  # a map agrees with itself
+    for i in range(n):
+        for j in range(i + 1, n):
+            structural[i, j] = structural[j, i] = ssim(grids[i], grids[j])
+    return labels, rho, structural
+
+
+def _ranked(maps: Sequence[SaliencyMap], frame_index: int) -> tuple[list[str], list[np.ndarray], np.ndarray]:
+    """The maps' labels, their comparable grids on ``frame_index`` and the Spearman matrix."""
     grids = [_comparable(m, frame_index) for m in maps]
     if len({g.shape for g in grids}) > 1:
         raise ValueError(f"maps on different grids: {sorted({g.shape for g in grids})}")
-    n = len(grids)
-    # A map agrees with itself; spearman() would say 0 for a constant map.
-    rho, structural = np.eye(n), np.eye(n)
-    for i in range(n):
-        for j in range(i + 1, n):
-            rho[i, j] = rho[j, i] = spearman(grids[i], grids[j])
-            structural[i, j] = structural[j, i] = ssim(grids[i], grids[j])
     several_targets = len({m.target for m in maps}) > 1
     labels = [f"{m.method} ({m.target})" if several_targets else m.method for m in maps]
-    return labels, rho, structural
+    # A map agrees with itself: the diagonal is 1, where spearman() would say 0 for a constant map.
+    return labels, grids, spearman_matrix(grids)
 
 
 def mean_agreement(names: Sequence[str], rho: np.ndarray) -> dict[str, float | None]:
@@ -205,8 +210,8 @@ def map_agreement(result) -> dict[int, float | None]:
     out: dict[int, float | None] = {}
     for maps in groups.values():
         best = int(np.argmax(result.probabilities[:, maps[0].target_index]))
-        try:
-            names, rho, _ssim = agreement(maps, maps[0].frames[best])
+        try:  # Spearman only: the column has no use for SSIM, which costs as much again
+            names, _grids, rho = _ranked(maps, maps[0].frames[best])
         except ValueError:
             continue
         for smap, value in zip(maps, mean_agreement(names, rho).values(), strict=True):

@@ -20,11 +20,26 @@ def ranks(values: np.ndarray) -> np.ndarray:
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rank correlation; 0 when either map is constant."""
-    ra, rb = ranks(a), ranks(b)
-    ra -= ra.mean()
-    rb -= rb.mean()
-    denominator = np.sqrt((ra * ra).sum() * (rb * rb).sum())
-    return float((ra * rb).sum() / denominator) if denominator > 0 else 0.0
+    return float(spearman_matrix([a, b])[0, 1])
+
+
+def spearman_matrix(maps) -> np.ndarray:
+    """The symmetric ``(n, n)`` matrix of :func:`spearman` between every pair of ``maps``, each
+    map ranked once (not once per pair: ranking is the cost, a sort of every pixel). The
+    diagonal is 1; a constant map's correlations are 0."""
+    centred = []
+    for values in maps:
+        r = ranks(values)
+        r -= r.mean()
+        centred.append((r, (r * r).sum()))
+    n = len(centred)
+    out = np.eye(n)
+    for i in range(n):
+        for j in range(i + 1, n):
+            (ra, sa), (rb, sb) = centred[i], centred[j]
+            denominator = np.sqrt(sa * sb)
+            out[i, j] = out[j, i] = (ra * rb).sum() / denominator if denominator > 0 else 0.0
+    return out
 
 
 def _gaussian_filter(image: np.ndarray, sigma: float, truncate: float) -> np.ndarray:
@@ -34,8 +49,9 @@ def _gaussian_filter(image: np.ndarray, sigma: float, truncate: float) -> np.nda
     kernel = np.exp(-0.5 * (t / sigma) ** 2)
     kernel /= kernel.sum()
     out = np.pad(image, radius, mode="symmetric")
-    out = np.apply_along_axis(lambda r: np.convolve(r, kernel, mode="valid"), 1, out)
-    return np.apply_along_axis(lambda c: np.convolve(c, kernel, mode="valid"), 0, out)
+    # Each axis in turn, every row (column) at once: windows of the padded image times the kernel.
+    out = np.lib.stride_tricks.sliding_window_view(out, kernel.size, axis=1) @ kernel
+    return np.lib.stride_tricks.sliding_window_view(out, kernel.size, axis=0) @ kernel
 
 
 def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
