@@ -82,3 +82,42 @@ def test_a_row_per_region_map(run):
     assert all(r["annotation_label"] for r in rows)  # the region's label matched the annotation
     study = run / "ct_0001"
     assert np.load(study / "gradcam.npy").shape == np.load(study / "mask_subdural.npy").shape
+
+
+def test_a_3d_segmenter_writes_the_same_files_from_one_input(tmp_path):
+    """A 3-D UNet (input.kind = "volume") reads the series as one input: the same files, the masks
+    on every slice, and the maps of its region over the whole series."""
+    (tmp_path / "manifest.toml").write_text(
+        f'name = "head CT segmenter 3-D"\ntask = "segmentation"\nlabels = {list(LABELS)!r}\n'.replace(
+            "'", '"'
+        )
+        + '[network]\narch = "monai:UNet"\nweights = "w.safetensors"\nin_channels = 1\n'
+        "kwargs = {channels = [4, 8, 16], strides = [2, 2]}\n"
+        '[input]\nkind = "volume"\nsize = [16, 48, 48]\nwindows = [[40, 80]]\n'
+    )
+    seeded_weights(tmp_path / "manifest.toml")
+    out = tmp_path / "out"
+    series = resource_path("samples", "dicom", "ct_0001")
+    args = [
+        "explain",
+        str(series),
+        "--model",
+        str(tmp_path / "manifest.toml"),
+        "--methods",
+        "gradcam,gradient",
+    ]
+    annotations = str(resource_path("samples", "annotations"))
+    assert (
+        main([*args, "--target", "subdural", "--annotation", annotations, "--quiet", "--out", str(out)]) == 0
+    )
+    study = out / "ct_0001"
+    masks = [np.load(study / f"mask_{label}.npy") for label in LABELS]
+    assert all(m.shape == (28, 512, 512) for m in masks)
+    assert (sum(m.astype(int) for m in masks) == 1).all()
+    assert (study / "mask_subdural.nii.gz").stat().st_size > 0
+    record = json.loads((study / "segmentation.json").read_text())["model_masks"]
+    assert 0 <= record["subdural"]["dice"] <= 1
+    for method in ("gradcam", "gradient"):
+        values = np.load(study / f"{method}.npy")
+        assert values.shape == (28, 512, 512) and np.isfinite(values).all()
+        assert (values.reshape(28, -1).max(axis=1) > 0).sum() > 1  # a 3-D map: more than one slice

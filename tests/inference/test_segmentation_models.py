@@ -110,7 +110,7 @@ def test_manifest_errors_name_the_key(tmp_path, extra, network, reason):
         load_manifest(write_manifest(tmp_path, "monai:UNet", extra=extra, network=network))
 
 
-def test_activation_belongs_to_segmentation_and_volumes_are_refused(tmp_path):
+def test_activation_belongs_to_segmentation_and_a_volume_is_read_whole(tmp_path):
     (tmp_path / "w.safetensors").write_bytes(b"")
     path = tmp_path / "manifest.toml"
     path.write_text(
@@ -125,5 +125,5 @@ def test_activation_belongs_to_segmentation_and_volumes_are_refused(tmp_path):
         '[network]\narch = "monai:UNet"\nweights = "w.safetensors"\nin_channels = 1\n'
         '[input]\nkind = "volume"\nsize = [16, 64, 64]\n'
     )
-    with pytest.raises(ManifestError, match="2-D inputs"):
-        load_manifest(path)
+    manifest = load_manifest(path)  # a 3-D segmenter (tests/explain/test_volume_segmentation.py)
+    assert manifest.input.volume and manifest.input.size == (16, 64, 64)

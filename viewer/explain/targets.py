@@ -31,6 +31,7 @@ from viewer.inference.model import LoadedModel
 from viewer.inference.output_head import OutputHead
 from viewer.inference.preprocess import GridTransform, resample
 from viewer.inference.segmentation import label_masks, native_masks, presence
+from viewer.inference.volume import VolumeTransform, onto_model_grid
 
 # Region scores are summed logits: nothing turns them into probabilities.
 REGION_SCORE = OutputHead("identity", "the sum of the label's logits over the region")
@@ -41,7 +42,7 @@ PREFIX = "network."
 @dataclass(frozen=True)
 class Region:
     """One target of a segmenter: a label's channel and the pixels (on the network's input grid,
-    ``(H, W)``, float 0/1) whose logits are summed."""
+    ``(H, W)``, or a 3-D segmenter's voxels ``(D, H, W)``, float 0/1) whose logits are summed."""
 
     label: int
     mask: torch.Tensor
@@ -64,11 +65,11 @@ class RegionScores(nn.Module):
         self.register_buffer("masks", torch.stack([r.mask.float() for r in regions]), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.network(x)  # (B, K, h, w)
+        y = self.network(x)  # (B, K, h, w), or (B, K, d, h, w) for a 3-D segmenter
         masks = self.masks.to(y.dtype)
-        if tuple(y.shape[-2:]) != tuple(masks.shape[-2:]):
+        if tuple(y.shape[2:]) != tuple(masks.shape[1:]):
             # An output coarser than the input: the regions on the output's grid.
-            masks = F.interpolate(masks[None], size=y.shape[-2:], mode="nearest")[0]
+            masks = F.interpolate(masks[None], size=y.shape[2:], mode="nearest")[0]
         return (y[:, self.labels] * masks[None]).flatten(2).sum(dim=2)
 
 
@@ -105,6 +106,7 @@ class SegmentationPass:
     transform: GridTransform
     given: Mapping[str, np.ndarray]
     labels: tuple[str, ...]
+    volume: bool = False  # a 3-D segmenter: one input, the series; its regions are volumes
 
     @classmethod
     def run(
@@ -121,7 +123,10 @@ class SegmentationPass:
             raise KeyError(f"region(s) for unknown label(s) {', '.join(unknown)}")
         _, probabilities = model.segment(inputs)
         activation = model.head.activation
-        native = np.stack([native_masks(p, transform, activation) for p in probabilities])
+        if model.volume:  # (slices, labels, rows, cols) from the one input
+            native = native_masks(probabilities[0], transform, activation)
+        else:
+            native = np.stack([native_masks(p, transform, activation) for p in probabilities])
         return cls(
             presence(probabilities),
             label_masks(probabilities, activation),
@@ -130,6 +135,7 @@ class SegmentationPass:
             transform,
             given,
             model.manifest.labels,
+            model.volume,
         )
 
     def regions(self, index: int, targets: Sequence[int]) -> list[Region]:
@@ -137,7 +143,11 @@ class SegmentationPass:
         out = []
         for label in targets:
             name = self.labels[label]
-            if name in self.given:
+            if name in self.given and self.volume:
+                out.append(
+                    Region(label, given_volume_region(self.given[name], self.transform), "the region given")
+                )
+            elif name in self.given:
                 mask = self.given[name]
                 mask = mask[self.frames[index]] if mask.ndim == 3 else mask
                 out.append(Region(label, given_region(mask, self.transform), "the region given"))
@@ -165,6 +175,18 @@ def given_region(mask: np.ndarray, transform: GridTransform) -> torch.Tensor:
     return (resample(np.asarray(mask, np.float32)[None], transform)[0] >= 0.5).float()
 
 
+def given_volume_region(mask: np.ndarray, transform: VolumeTransform) -> torch.Tensor:
+    """A region given on the series' slices ``(slices, rows, cols)`` on a 3-D segmenter's input
+    grid ``(D, H, W)``, resampled as the series is (a voxel is in it where at least half of it is)."""
+    mask = np.asarray(mask)
+    if mask.ndim != 3 or mask.shape != tuple(transform.shape):
+        raise ValueError(
+            f"a 3-D segmenter's region is one mask per slice {tuple(transform.shape)}, not {mask.shape}"
+        )
+    slices = (m[None].astype(np.float32) for m in mask)
+    return (onto_model_grid(transform, slices)[0] >= 0.5).float()
+
+
 def component_at(mask: np.ndarray, row: int, col: int) -> np.ndarray:
     """The connected component (8-connected) of a 2-D ``mask`` that holds pixel ``(row, col)``:
     the region a user clicked on. Empty if the pixel is outside the mask."""
@@ -187,5 +209,6 @@ __all__ = [
     "SegmentationPass",
     "component_at",
     "given_region",
+    "given_volume_region",
     "region_context",
 ]

@@ -227,7 +227,7 @@ def parse_manifest(data: dict, path: Path) -> ModelManifest:
     if output not in _OUTPUTS:
         raise ManifestError(path, f"network.output must be one of {', '.join(_OUTPUTS)}, not {output!r}")
     spec = _input_spec(path, _table(path, data, "input"), in_channels)
-    activation = _activation(path, task, network.get("activation"), spec)
+    activation = _activation(path, task, network.get("activation"))
     card = data.get("card")
     modalities = data.get("modalities", [])
     if not isinstance(modalities, list) or not all(isinstance(m, str) and m for m in modalities):
@@ -297,7 +297,7 @@ def _detection(path: Path, task: str, table: object, spec: InputSpec) -> Detecti
     )
 
 
-def _activation(path: Path, task: str, given: object, spec: InputSpec) -> Activation | None:
+def _activation(path: Path, task: str, given: object) -> Activation | None:
     """``network.activation`` of a segmenter: how its per-pixel logits become probabilities."""
     if task != "segmentation":
         if given is not None:
@@ -305,8 +305,6 @@ def _activation(path: Path, task: str, given: object, spec: InputSpec) -> Activa
                 path, "network.activation is for task = segmentation; the task sets it otherwise"
             )
         return None
-    if spec.volume:
-        raise ManifestError(path, "task = segmentation reads 2-D inputs (or adjacent slices) in this version")
     if given is not None and given not in ("sigmoid", "softmax"):
         raise ManifestError(path, f"network.activation must be sigmoid or softmax, not {given!r}")
     return given  # type: ignore[return-value]

@@ -304,6 +304,8 @@ class LoadedModel:
         )
 
     def _predict_masks(self, image: Image, frames: list[int], batch_size: int) -> Prediction:
+        if self.volume:
+            return self._predict_volume_masks(image, frames)
         prepared = [self.prepare(image, f) for f in frames]
         logits, probabilities = self.segment(torch.stack([x for x, _ in prepared]), batch_size)
         transforms = [t for _, t in prepared]
@@ -318,6 +320,19 @@ class LoadedModel:
             transforms,
             masks=masks,
         )
+
+    def _predict_volume_masks(self, image: Image, frames: list[int]) -> Prediction:
+        """A 3-D segmenter's masks: the series as one input, its outputs put back on each slice;
+        a slice's score for a label is the label's largest logit and probability on that slice."""
+        x, transform = self.prepare_volume(image)
+        logits, probabilities = self.segment(x[None])
+        chosen = torch.as_tensor(frames, dtype=torch.long)
+        per_slice = []
+        for values in (logits, probabilities):
+            native = transform.to_native(values[0])  # (K, slices, rows, cols)
+            per_slice.append(native.index_select(1, chosen).flatten(2).amax(dim=2).T.numpy().copy())
+        masks = native_masks(probabilities[0], transform, self.head.activation)[frames]
+        return Prediction(self.manifest.labels, frames, *per_slice, [], masks=masks)
 
 
 def _width_error(manifest: ModelManifest, logits: torch.Tensor) -> ValueError | None:

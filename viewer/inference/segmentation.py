@@ -25,6 +25,7 @@ from viewer.inference.feature_grid import LayerOutput
 from viewer.inference.manifest import ModelManifest
 from viewer.inference.output_head import OutputHead
 from viewer.inference.preprocess import GridTransform
+from viewer.inference.volume import VolumeTransform
 
 # torchvision builders whose output is a dict of (B, K, H, W) maps.
 TORCHVISION_SEGMENTERS = frozenset(torchvision.models.list_models(module=torchvision.models.segmentation))
@@ -62,11 +63,13 @@ def segmentation_head(manifest: ModelManifest, file_activation: str | None, file
 
 
 def on_input_grid(outputs: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
-    """A network's ``(B, K, h, w)`` output on the input grid ``size`` (bilinear where the network
-    stops short of the input's resolution, as a stride-8 FCN without its own upsampling would)."""
-    if tuple(outputs.shape[-2:]) == tuple(size):
+    """A network's ``(B, K, h, w)`` (3-D: ``(B, K, d, h, w)``) output on the input grid ``size``
+    (bilinear or trilinear where the network stops short of the input's resolution, as a stride-8
+    FCN without its own upsampling would)."""
+    if tuple(outputs.shape[2:]) == tuple(size):
         return outputs
-    return F.interpolate(outputs, size=tuple(size), mode="bilinear", align_corners=False)
+    mode = "trilinear" if len(size) == 3 else "bilinear"
+    return F.interpolate(outputs, size=tuple(size), mode=mode, align_corners=False)
 
 
 def label_masks(probabilities: torch.Tensor, activation: str) -> torch.Tensor:
@@ -83,11 +86,15 @@ def presence(probabilities: torch.Tensor) -> torch.Tensor:
     return probabilities.flatten(2).amax(dim=2)
 
 
-def native_masks(probabilities: torch.Tensor, transform: GridTransform, activation: str) -> np.ndarray:
+def native_masks(
+    probabilities: torch.Tensor, transform: GridTransform | VolumeTransform, activation: str
+) -> np.ndarray:
     """One frame's probabilities ``(K, H, W)`` on the input grid as masks ``(K, rows, cols)`` on the
-    native grid: resampled bilinearly, then decided, so borders follow the probabilities."""
+    native grid: resampled bilinearly, then decided, so borders follow the probabilities. A 3-D
+    segmenter's ``(K, D, H, W)`` become ``(slices, K, rows, cols)``, a frame's masks per slice."""
     native = transform.to_native(probabilities.float())
-    return label_masks(native[None], activation)[0].numpy()
+    masks = label_masks(native[None], activation)[0].numpy()
+    return masks.swapaxes(0, 1) if isinstance(transform, VolumeTransform) else masks
 
 
 def segment(
@@ -96,15 +103,17 @@ def segment(
     inputs: torch.Tensor,
     batch_size: int = 16,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and probabilities ``(N, K, H, W)`` of ``inputs`` ``(N, C, H, W)`` on the input grid."""
+    """Logits and probabilities ``(N, K, H, W)`` of ``inputs`` ``(N, C, H, W)`` on the input grid
+    (a 3-D segmenter's: ``(N, K, D, H, W)`` of ``(N, C, D, H, W)``)."""
     logits = []
     for start in range(0, len(inputs), batch_size):
         with torch.inference_mode():
             y = network(inputs[start : start + batch_size])
-        if not isinstance(y, torch.Tensor) or y.ndim != 4:
+        if not isinstance(y, torch.Tensor) or y.ndim != inputs.ndim:
             shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-            raise ValueError(f"a segmentation network must output (B, labels, H, W) maps, not {shape}")
-        logits.append(on_input_grid(y.float().cpu(), inputs.shape[-2:]))
+            axes = "D, H, W" if inputs.ndim == 5 else "H, W"
+            raise ValueError(f"a segmentation network must output (B, labels, {axes}) maps, not {shape}")
+        logits.append(on_input_grid(y.float().cpu(), inputs.shape[2:]))
     out = torch.cat(logits)
     return out, head(out)
 

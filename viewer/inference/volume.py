@@ -17,6 +17,7 @@ with a note saying why.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -201,6 +202,23 @@ def prepare_volume(image: Image, spec: InputSpec, in_channels: int) -> tuple[tor
     if image.n_frames < 2:
         raise ValueError("a 3-D model reads a series of slices; this image has one frame")
     transform = volume_geometry(image, spec, in_channels)
+
+    def channels(index: int) -> np.ndarray:
+        values = image.frame(index)
+        if image.is_color:
+            values = values.astype(np.float32).mean(axis=-1)
+        return intensity_channels(values, spec, in_channels, image=image, frame=index)
+
+    placed = onto_model_grid(transform, (channels(i) for i in range(image.n_frames)))
+    mean = torch.tensor(spec.mean, dtype=placed.dtype).view(-1, 1, 1, 1)
+    std = torch.tensor(spec.std, dtype=placed.dtype).view(-1, 1, 1, 1)
+    return (placed - mean) / std, transform
+
+
+def onto_model_grid(transform: VolumeTransform, slices: Iterable[np.ndarray]) -> torch.Tensor:
+    """Native slices, each ``(C, rows, cols)`` in the series' order, as ``(C, D, H, W)`` on the
+    model grid of ``transform``: the resampling the series' input is made with (a region drawn on
+    the slices lands where the model sees those voxels)."""
     grid = transform.grid_shape
     new_d, new_h, new_w = (max(1, round(n * s)) for n, s in zip(grid, transform.scale, strict=True))
     windows = [
@@ -208,24 +226,14 @@ def prepare_volume(image: Image, spec: InputSpec, in_channels: int) -> tuple[tor
         for m, k, o in zip((new_d, new_h, new_w), transform.size, transform.offset, strict=True)
     ]
     (depth_a, depth_b), (rows_a, rows_b), (cols_a, cols_b) = windows
-    slices = []
-    for index in range(image.n_frames):
-        values = image.frame(index)
-        if image.is_color:
-            values = values.astype(np.float32).mean(axis=-1)
-        channels = torch.from_numpy(
-            np.ascontiguousarray(
-                intensity_channels(values, spec, in_channels, image=image, frame=index), np.float32
-            )
-        )
+    resized = []
+    for values in slices:
+        channels = torch.from_numpy(np.ascontiguousarray(values, np.float32))
         rows = _resize_window(channels, 1, new_h, rows_a, rows_b)
-        slices.append(_resize_window(rows, 2, new_w, cols_a, cols_b))
-    stack = torch.stack(slices, dim=1)  # (C, slices, rows kept, columns kept)
+        resized.append(_resize_window(rows, 2, new_w, cols_a, cols_b))
+    stack = torch.stack(resized, dim=1)  # (C, slices, rows kept, columns kept)
     if transform.slice_at is not None:
         stack = _even_slices(stack, transform.slice_at, grid[0])
     stack = _resize_window(stack, 1, new_d, depth_a, depth_b)
     starts = tuple(o + a for o, (a, _) in zip(transform.offset, windows, strict=True))
-    placed = _place(stack, transform.size, starts)
-    mean = torch.tensor(spec.mean, dtype=placed.dtype).view(-1, 1, 1, 1)
-    std = torch.tensor(spec.std, dtype=placed.dtype).view(-1, 1, 1, 1)
-    return (placed - mean) / std, transform
+    return _place(stack, transform.size, starts)

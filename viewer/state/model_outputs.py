@@ -177,8 +177,15 @@ class ModelOutputs:
     def regions(self) -> dict[str, np.ndarray]:
         """What the explanation of the frame on screen takes as given regions: the chosen one, if
         it is of this frame; else nothing (the model's own masks)."""
-        r = self.region
-        return {r.label: r.mask} if r is not None and r.frame == self.state.frame else {}
+        r, image = self.region, self.state.image
+        if r is None or r.frame != self.state.frame or image is None:
+            return {}
+        manifest = self.model.manifest()
+        if manifest is not None and manifest.input.volume:  # a 3-D segmenter's region is voxels:
+            volume = np.zeros((image.n_frames, *r.mask.shape), bool)  # the region's, on its slice
+            volume[r.frame] = r.mask
+            return {r.label: volume}
+        return {r.label: r.mask}
 
     def pick(self, row: int, col: int, label: str | None = None) -> ChosenRegion | None:
         """Explain the connected component of the model's mask under pixel ``(row, col)``: of
