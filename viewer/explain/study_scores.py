@@ -26,7 +26,8 @@ def evaluate_one(
     report."""
     image = load_series(series)
     matcher = model.manifest.label_matcher()
-    found = truths(image, [a for a in annotations if a.matches(image)], matcher)
+    annotated = [a for a in annotations if a.matches(image)]
+    found = truths(image, annotated, matcher)
     prediction = model.predict(image)
     probability = {
         label: float(prediction.probabilities[:, i].max()) for i, label in enumerate(prediction.labels)
@@ -36,7 +37,6 @@ def evaluate_one(
     boxes = None
     if prediction.detections is not None:  # a detector: its boxes against the radiologists'
         spec = model.manifest.detection
-        annotated = [a for a in annotations if a.matches(image)]
         truth = frame_truth_boxes(image, prediction.frames, annotated, matcher)
         boxes = match_frames(prediction, truth, spec.iou_threshold if spec is not None else 0.5)
         names = {label: t.annotation_labels for label, t in found.items()}
