@@ -144,3 +144,9 @@ def test_in_the_window_a_region_clicked_on_a_slice_is_explained_as_those_voxels(
         store.get(model.manifest.path), ct, ["gradient"], targets=["brain"], regions={"brain": given}
     )
     np.testing.assert_allclose(layer.values(14), expected.maps[0].frame(14), atol=1e-6)
+    # Other slices: the same region (voxels of the series), its map there; not the model's mask.
+    session.state.frame = 10
+    assert outputs.region is region and np.array_equal(outputs.regions()["brain"], given)
+    np.testing.assert_allclose(
+        session.state.layer("gradient").values(10), expected.maps[0].frame(10), atol=1e-6
+    )

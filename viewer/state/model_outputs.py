@@ -119,7 +119,7 @@ class ModelOutputs:
         explanation.regions = self.regions  # the explanation asks which region it explains
         explanation.boxes = self.boxes_explained  # ... and which box
         model.predicted.connect(self._got_prediction)
-        state.events.frame.connect(lambda *_: self.use_models_mask(rerun=False))
+        state.events.frame.connect(lambda *_: self._frame_changed())
 
     # --- what the model gave ----------------------------------------------------------------------
     @property
@@ -176,16 +176,26 @@ class ModelOutputs:
     # --- the region explained ---------------------------------------------------------------------
     def regions(self) -> dict[str, np.ndarray]:
         """What the explanation of the frame on screen takes as given regions: the chosen one, if
-        it is of this frame; else nothing (the model's own masks)."""
+        it is of this frame (a 3-D segmenter's: on any slice, as voxels of the series); else
+        nothing (the model's own masks)."""
         r, image = self.region, self.state.image
-        if r is None or r.frame != self.state.frame or image is None:
+        if r is None or image is None:
             return {}
-        manifest = self.model.manifest()
-        if manifest is not None and manifest.input.volume:  # a 3-D segmenter's region is voxels:
-            volume = np.zeros((image.n_frames, *r.mask.shape), bool)  # the region's, on its slice
+        if self._volume_model():  # a 3-D segmenter's region is voxels: the region's, on its slice
+            volume = np.zeros((image.n_frames, *r.mask.shape), bool)
             volume[r.frame] = r.mask
             return {r.label: volume}
-        return {r.label: r.mask}
+        return {r.label: r.mask} if r.frame == self.state.frame else {}
+
+    def _volume_model(self) -> bool:
+        manifest = self.model.manifest()
+        return manifest is not None and manifest.input.volume
+
+    def _frame_changed(self) -> None:
+        # A 2-D segmenter's region is one frame's: another frame's maps explain the model's own
+        # mask. A 3-D segmenter's maps cover the series, so its region stays while slices change.
+        if not self._volume_model():
+            self.use_models_mask(rerun=False)
 
     def pick(self, row: int, col: int, label: str | None = None) -> ChosenRegion | None:
         """Explain the connected component of the model's mask under pixel ``(row, col)``: of
@@ -197,6 +207,8 @@ class ModelOutputs:
             if mask is not None and 0 <= row < mask.shape[0] and 0 <= col < mask.shape[1] and mask[row, col]:
                 part = component_at(mask, row, col)
                 where = f"the part of the model's {name} mask at ({col}, {row}), {int(part.sum())} pixels"
+                if self._volume_model():  # the series is explained: say which slice the part is on
+                    where += f" of slice {frame + 1}"
                 return self.choose(ChosenRegion(name, part, frame, where))
         self.reports.message.emit(f"No model mask at ({col}, {row}): click inside one to explain it", 5000)
         return None
