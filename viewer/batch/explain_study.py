@@ -197,7 +197,8 @@ def _write_study(
         )
     if getattr(result, "detections", None) is not None:  # a detector: its boxes, against the annotations
         spec = model.manifest.detection
-        truth = radiologist_boxes(image, result.frames[0], matching, matcher)
+        frame = result.frames[0]
+        truth = radiologist_boxes(image, [frame], matching, matcher)[frame]
         write_detections(
             folder,
             result,

@@ -89,18 +89,21 @@ def match_boxes(
 
 
 def radiologist_boxes(
-    image, frame: int, annotations: Sequence[Annotation], matcher
-) -> list[tuple[list, str]]:
-    """Each annotated region on ``frame`` of a label the model has, as ``(box, model label)``: the
-    region's bounding box in native pixels (edges: a one-pixel region at 3 is ``[3, 4)``)."""
-    out: list[tuple[list, str]] = []
+    image, frames: Sequence[int], annotations: Sequence[Annotation], matcher
+) -> dict[int, list[tuple[list[int], str]]]:
+    """Per frame of ``frames``, each annotated region of a label the model has as ``(box, model
+    label)``: the region's bounding box on that frame in native pixels (edges: a one-pixel region
+    at 3 is ``[3, 4)``). Each region's mask is made once for all the frames."""
+    out: dict[int, list[tuple[list[int], str]]] = {f: [] for f in frames}
     for annotation in annotations:
         for region in annotation.regions:
             for label in matcher.match(region.label):
-                mask = Annotation(annotation.source, [region]).mask(image, label, matcher)[frame]
-                if mask.any():
-                    ys, xs = np.nonzero(mask)
-                    out.append(([int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1], label))
+                mask = Annotation(annotation.source, [region]).mask(image, label, matcher)
+                for f in frames:
+                    if mask[f].any():
+                        ys, xs = np.nonzero(mask[f])
+                        box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+                        out[f].append((box, label))
     return out
 
 

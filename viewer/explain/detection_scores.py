@@ -40,7 +40,6 @@ import numpy as np
 
 from viewer.explain.box_matching import match_boxes
 from viewer.explain.evaluation import BOX_ROWS
-from viewer.io.regions import Annotation
 
 MODEL_BOX, RADIOLOGIST_BOX = BOX_ROWS
 DETECTION_SUMMARY = (
@@ -59,24 +58,6 @@ _COUNTS = (
 )
 # COCOeval's recall levels: np.linspace(0, 1, 101).
 RECALL_LEVELS = np.linspace(0.0, 1.0, 101)
-
-
-def frame_truth_boxes(
-    image, frames: Sequence[int], annotations: Iterable[Annotation], matcher
-) -> dict[int, list[tuple[list[int], str]]]:
-    """Per frame of ``frames``, each annotated region of a model label as ``(box, label)``: its
-    bounding box on that frame (each region's mask made once for every frame)."""
-    out: dict[int, list[tuple[list[int], str]]] = {f: [] for f in frames}
-    for annotation in annotations:
-        for region in annotation.regions:
-            for label in matcher.match(region.label):
-                mask = Annotation(annotation.source, [region]).mask(image, label, matcher)
-                for f in frames:
-                    if mask[f].any():
-                        ys, xs = np.nonzero(mask[f])
-                        box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
-                        out[f].append((box, label))
-    return out
 
 
 @dataclass
@@ -102,7 +83,8 @@ class FrameBoxes:
 
 
 def match_frames(prediction, truth: dict[int, list], iou_threshold: float) -> list[FrameBoxes]:
-    """Every predicted frame's boxes matched to ``truth`` (from :func:`frame_truth_boxes`)."""
+    """Every predicted frame's boxes matched to ``truth`` (per frame, from
+    :func:`viewer.explain.box_matching.radiologist_boxes`)."""
     out = []
     for frame, found in zip(prediction.frames, prediction.detections, strict=True):
         order = np.argsort(-found.scores, kind="stable")  # highest first, as matching requires
@@ -305,7 +287,6 @@ __all__ = [
     "FrameBoxes",
     "average_precision",
     "box_rows",
-    "frame_truth_boxes",
     "match_frames",
     "summarise_detections",
 ]

@@ -9,8 +9,9 @@ from functools import partial
 import numpy as np
 
 from viewer.explain import explain, get_method
+from viewer.explain.box_matching import radiologist_boxes
 from viewer.explain.comparison import map_agreement
-from viewer.explain.detection_scores import FrameBoxes, box_rows, frame_truth_boxes, match_frames
+from viewer.explain.detection_scores import FrameBoxes, box_rows, match_frames
 from viewer.explain.evaluation import MODEL_MASK, RADIOLOGISTS, Truth, map_scores, reader_agreement, truths
 from viewer.explain.localization import dice, iou
 from viewer.io.loader import load_series
@@ -37,7 +38,7 @@ def evaluate_one(
     boxes = None
     if prediction.detections is not None:  # a detector: its boxes against the radiologists'
         spec = model.manifest.detection
-        truth = frame_truth_boxes(image, prediction.frames, annotated, matcher)
+        truth = radiologist_boxes(image, prediction.frames, annotated, matcher)
         boxes = match_frames(prediction, truth, spec.iou_threshold if spec is not None else 0.5)
         names = {label: t.annotation_labels for label, t in found.items()}
         rows += box_rows(name, boxes, names)
