@@ -10,11 +10,9 @@ import shutil
 
 import numpy as np
 import pytest
-from safetensors.torch import save_file
 
-from tests.explain.detectors import detector
 from tests.explain.test_detection_scores import coco_ap
-from tests.test_cli_explain_detection import LABELS, own_detections
+from tests.test_cli_explain_detection import LABELS, detector_and_radiologists
 from viewer.cli import main
 from viewer.explain.box_matching import box_iou
 from viewer.resources import resource_path
@@ -26,31 +24,13 @@ FILM = resource_path("samples", "dicom", "cxr_0001.dcm")
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("detector_evaluate")
-    save_file(
-        {k: v.contiguous() for k, v in detector(labels=2).state_dict().items()}, folder / "w.safetensors"
-    )
-    manifest = (
-        f'name = "chest detector"\ntask = "detection"\nlabels = {list(LABELS)!r}\n'.replace("'", '"')
-        + '[network]\narch = "fasterrcnn_mobilenet_v3_large_320_fpn"\nweights = "w.safetensors"\n'
-        "in_channels = 3\n[input]\nsize = [128, 128]\n"
-    )
-    (folder / "manifest.toml").write_text(manifest)
-    boxes, labels, scores = own_detections(folder)
-    threshold = float(scores[2])
-    (folder / "manifest.toml").write_text(manifest + f"[detection]\nscore_threshold = {threshold!r}\n")
+    boxes, labels, scores, threshold, top = detector_and_radiologists(folder)
     # Two films: the sample, annotated with the model's top box and a box it did not find, and a
     # copy of it nobody annotated (every box of it a false positive).
     films = folder / "films"
     films.mkdir()
     shutil.copy(FILM, films / "cxr_0001.dcm")
     shutil.copy(FILM, films / "copy.dcm")
-    names = {"nodule": "Nodule/Mass", "consolidation": "Consolidation"}
-    top = [round(float(v)) for v in boxes[0]]
-    (folder / "vindr.csv").write_text(
-        "image_id,rad_id,class_name,x_min,y_min,x_max,y_max\n"
-        f"cxr_0001,R1,{names[labels[0]]},{','.join(map(str, top))}\n"
-        f"cxr_0001,R2,{names[labels[0]]},900,900,1000,1000\n"
-    )
     out = folder / "out"
     args = ["evaluate", str(films), "--model", str(folder / "manifest.toml"), "--methods", "gradcam"]
     args += ["--annotation", str(folder / "vindr.csv"), "--bootstrap", "50", "--quiet", "--out", str(out)]

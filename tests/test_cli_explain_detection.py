@@ -43,9 +43,11 @@ def own_detections(folder):
     )
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("detector")
+def detector_and_radiologists(folder):
+    """The seeded detector's manifest in ``folder``, its threshold at its third best score (three
+    boxes, or more on a tie, at or above it), and ``vindr.csv``: the radiologists drew the model's
+    top box (as whole pixels) and one box it did not find. Returns the model's own boxes, labels
+    and scores, the threshold and the top box as drawn."""
     network = detector(labels=len(LABELS))
     save_file({k: v.contiguous() for k, v in network.state_dict().items()}, folder / "w.safetensors")
     manifest = (
@@ -55,16 +57,22 @@ def run(tmp_path_factory):
     )
     (folder / "manifest.toml").write_text(manifest)
     boxes, labels, scores = own_detections(folder)
-    threshold = float(scores[2])  # three boxes (or more, on a tie) at or above it
+    threshold = float(scores[2])
     (folder / "manifest.toml").write_text(manifest + f"[detection]\nscore_threshold = {threshold!r}\n")
-    # The radiologists: the model's top box (as whole pixels) and one box it did not find.
     names = {"nodule": "Nodule/Mass", "consolidation": "Consolidation"}
-    x0, y0, x1, y1 = (round(float(v)) for v in boxes[0])
+    top = [round(float(v)) for v in boxes[0]]
     (folder / "vindr.csv").write_text(
         "image_id,rad_id,class_name,x_min,y_min,x_max,y_max\n"
-        f"cxr_0001,R1,{names[labels[0]]},{x0},{y0},{x1},{y1}\n"
+        f"cxr_0001,R1,{names[labels[0]]},{','.join(map(str, top))}\n"
         f"cxr_0001,R2,{names[labels[0]]},900,900,1000,1000\n"
     )
+    return boxes, labels, scores, threshold, top
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("detector")
+    boxes, labels, scores, threshold, _ = detector_and_radiologists(folder)
     out = folder / "out"
     args = ["explain", str(FILM), "--model", str(folder / "manifest.toml"), "--methods", "gradcam,gradient"]
     code = main([*args, "--annotation", str(folder / "vindr.csv"), "--quiet", "--out", str(out)])
