@@ -188,6 +188,12 @@ def load_weights(model: nn.Module, path: Path, key_map: Mapping[str, str] = {}) 
     own = model.state_dict()
     saved_metadata = getattr(checkpoint.state, "_metadata", None)
     state, checkpoint.renames = match_keys(checkpoint.state, own, key_map)
+    # BatchNorm's step counter, which FrozenBatchNorm2d does not keep: a detector fine-tuned from
+    # pretrained torchvision weights saves its body without it, and the viewer builds plain
+    # BatchNorm (nothing downloaded). It is never read in eval mode: take the network's own.
+    for key in set(own) - set(state):
+        if key.endswith(".num_batches_tracked"):
+            state[key] = own[key]
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     misshapen = sorted(
