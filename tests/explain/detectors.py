@@ -36,3 +36,36 @@ def detector(seed: int = 0, labels: int = 2, size: int = SIZE) -> nn.Module:
     with torch.no_grad():
         net.roi_heads.box_predictor.cls_score.weight.mul_(300.0)
     return net.eval()
+
+
+# FCOS on MobileNetV3-Small's body, as a notebook assembles it from torchvision's parts (the
+# layout ``arch = "fcos:mobilenet_v3_small"`` builds): a one-stage, anchor-free detector.
+FCOS_LAYER = "backbone.body.8"  # the body's stride-16 block: P4, P5, P6 and P7 come from it
+
+
+def fcos_detector(seed: int = 0, labels: int = 2, size: int = SIZE, channels: int = 64) -> nn.Module:
+    """torchvision's ``FCOS`` on ``BackboneWithFPN(mobilenet_v3_small().features)`` read at strides
+    8, 16 and 32, BatchNorm statistics and class logits spread as in :func:`detector`."""
+    from torchvision.models.detection import FCOS
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+    torch.manual_seed(seed)
+    body = torchvision.models.mobilenet_v3_small(weights=None).features
+    levels = {"3": "0", "8": "1", "12": "2"}  # the last blocks at strides 8, 16 and 32
+    pyramid = BackboneWithFPN(body, levels, [24, 48, 576], channels, LastLevelP6P7(channels, channels))
+    net = FCOS(
+        pyramid, labels + 1, min_size=size, max_size=size,
+        image_mean=[0.0] * 3, image_std=[1.0] * 3, score_thresh=0.05,
+    )  # fmt: skip
+    g = torch.Generator().manual_seed(seed + 1)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) * 0.5 + 0.75)
+    with torch.no_grad():
+        net.head.classification_head.cls_logits.weight.mul_(30.0)
+        # Distances from a point to the box's sides through a ReLU: at random weights half are 0
+        # (boxes of no width); a positive bias gives boxes a few strides wide that still vary.
+        net.head.regression_head.bbox_reg.bias.fill_(1.5)
+    return net.eval()

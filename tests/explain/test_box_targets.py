@@ -1,6 +1,7 @@
 """Maps of a detector's box: its score is pytorch-grad-cam's ``FasterRCNNBoxScoreTarget``.
 
-Checked against the peers on the same seeded Faster R-CNN (MobileNetV3 FPN, weights from
+Checked against the peers on the same seeded detectors (torchvision's Faster R-CNN MobileNetV3 FPN
+builder, and FCOS on a MobileNetV3-Small body assembled from torchvision's parts; weights from
 ``torch.manual_seed``) and input: pytorch-grad-cam with ``FasterRCNNBoxScoreTarget`` on the same
 target layer (its detection tutorial explains torchvision's Faster R-CNN in eval mode, gradients
 through the RoI heads), and Captum with a forward that scores each input by that same target.
@@ -16,7 +17,7 @@ from captum.attr import Saliency
 from pytorch_grad_cam import GradCAM, HiResCAM
 from pytorch_grad_cam.utils.model_targets import FasterRCNNBoxScoreTarget
 
-from tests.explain.detectors import LAYER, SIZE, detector
+from tests.explain.detectors import FCOS_LAYER, LAYER, SIZE, detector, fcos_detector
 from tests.explain.peers import random_input
 from viewer.explain import ExplainContext, get_method
 from viewer.explain.box_targets import BOX_SCORE, PREFIX, BoxScores, BoxTarget, box_score
@@ -24,27 +25,31 @@ from viewer.explain.box_targets import BOX_SCORE, PREFIX, BoxScores, BoxTarget, 
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope="module")
-def case():
-    """The detector, an input, and its own top box (as pytorch-grad-cam's tutorial explains the
-    boxes the model found)."""
-    net = detector()
+DETECTORS = {"faster_rcnn": (detector, LAYER), "fcos": (fcos_detector, FCOS_LAYER)}
+
+
+@pytest.fixture(scope="module", params=sorted(DETECTORS))
+def case(request):
+    """The detector, an input, its own top box (as pytorch-grad-cam's tutorial explains the
+    boxes the model found) and the target layer."""
+    make, layer = DETECTORS[request.param]
+    net = make()
     x = random_input(seed=3, size=SIZE, channels=3)
     with torch.no_grad():
         out = net(x)[0]
     assert len(out["boxes"]) > 0
-    return net, x, out["boxes"][0].clone(), int(out["labels"][0])
+    return net, x, out["boxes"][0].clone(), int(out["labels"][0]), layer
 
 
 def ours(case, method_id: str) -> torch.Tensor:
-    net, x, box, label = case
+    net, x, box, label, layer = case
     target = BoxTarget(tuple(box.tolist()), label)
-    with ExplainContext(BoxScores(net, [target]), PREFIX + LAYER, x, task="detection", head=BOX_SCORE) as ctx:
+    with ExplainContext(BoxScores(net, [target]), PREFIX + layer, x, task="detection", head=BOX_SCORE) as ctx:
         return get_method(method_id).compute(ctx, [0])[0].detach()
 
 
 def peer_target(case) -> FasterRCNNBoxScoreTarget:
-    _, _, box, label = case
+    _, _, box, label, _ = case
     return FasterRCNNBoxScoreTarget(labels=[label], bounding_boxes=[box.numpy()], iou_threshold=0.5)
 
 
@@ -61,7 +66,7 @@ def assert_close(a, b, tol):
 
 
 def test_the_box_score_is_faster_rcnn_box_score_target(case):
-    net, x, box, label = case
+    net, x, box, label, _ = case
     with torch.no_grad():
         out = net(x)[0]
         expected = float(peer_target(case)(out))
@@ -77,15 +82,15 @@ def test_the_box_score_is_faster_rcnn_box_score_target(case):
 
 @pytest.mark.parametrize(("method_id", "peer"), [("gradcam", GradCAM), ("hirescam", HiResCAM)])
 def test_cam_of_a_box_equals_pytorch_grad_cam(case, method_id, peer):
-    net, x, _, _ = case
-    with peer(model=net, target_layers=[net.get_submodule(LAYER)]) as cam:
+    net, x, _, _, layer = case
+    with peer(model=net, target_layers=[net.get_submodule(layer)]) as cam:
         expected = cam(input_tensor=x, targets=[peer_target(case)])
     assert expected.max() > 0, "degenerate test case: empty map"
     assert_close(upsampled_unit(ours(case, method_id)), expected, tol=2e-3)  # OpenCV resizes in float32
 
 
 def test_gradient_of_a_box_equals_captum_saliency(case):
-    net, x, _, _ = case
+    net, x, _, _, _ = case
     target = peer_target(case)
 
     def forward(inputs: torch.Tensor) -> torch.Tensor:

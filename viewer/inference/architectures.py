@@ -16,8 +16,9 @@ import torch
 import torchvision
 from torch import nn
 
-from viewer.inference.built import Built
+from viewer.inference.built import Built, set_input_channels
 from viewer.inference.detection import torchvision_kwargs as detector_kwargs
+from viewer.inference.detector_parts import DETECTOR_CLASSES, build_detector
 from viewer.inference.exported_program import build_exported
 from viewer.inference.manifest import ManifestError, ModelManifest
 from viewer.inference.segmentation import torchvision_kwargs
@@ -92,6 +93,17 @@ def _torchvision(manifest: ModelManifest, name: str) -> Built:
     if manifest.in_channels != 3:
         set_input_channels(network, manifest.in_channels)
     return Built(network, "torchvision")
+
+
+def _detector_family(cls_name: str) -> Builder:
+    def build_on(manifest: ModelManifest, name: str) -> Built:
+        return Built(build_detector(manifest, cls_name, name), cls_name)
+
+    return build_on
+
+
+for _cls in DETECTOR_CLASSES:  # "fcos:mobilenet_v3_small": torchvision's FCOS on that body
+    family(_cls)(_detector_family(_cls))
 
 
 @family("timm")
@@ -233,30 +245,6 @@ def _keras(manifest: ModelManifest, _name: str) -> Built:
     use_torch_backend()
     require(manifest, "keras")
     return convert_keras(manifest)
-
-
-def set_input_channels(network: nn.Module, channels: int) -> None:
-    """Replace the first convolution with one taking ``channels`` inputs (same geometry; 2-D, or
-    3-D for a video network such as ``r3d_18``)."""
-    for name, module in network.named_modules():
-        if isinstance(module, nn.Conv2d | nn.Conv3d):
-            if module.in_channels == channels:
-                return
-            parent = network.get_submodule(name.rpartition(".")[0]) if "." in name else network
-            conv = type(module)(
-                channels,
-                module.out_channels,
-                module.kernel_size,
-                module.stride,
-                module.padding,
-                module.dilation,
-                module.groups,
-                module.bias is not None,
-                module.padding_mode,
-            )
-            setattr(parent, name.rpartition(".")[2], conv)
-            return
-    raise ValueError("the network has no Conv2d or Conv3d layer to adapt to the input channels")
 
 
 __all__ = ["EXTRAS", "FAMILIES", "Built", "build", "family", "require", "set_input_channels", "split_arch"]

@@ -22,3 +22,27 @@ class Built:
     calibrate: Callable[[torch.Tensor], torch.Tensor] | None = None
     calibration: str = ""
     notes: list[str] = field(default_factory=list)
+
+
+def set_input_channels(network: nn.Module, channels: int) -> None:
+    """Replace the first convolution with one taking ``channels`` inputs (same geometry; 2-D, or
+    3-D for a video network such as ``r3d_18``)."""
+    for name, module in network.named_modules():
+        if isinstance(module, nn.Conv2d | nn.Conv3d):
+            if module.in_channels == channels:
+                return
+            parent = network.get_submodule(name.rpartition(".")[0]) if "." in name else network
+            conv = type(module)(
+                channels,
+                module.out_channels,
+                module.kernel_size,
+                module.stride,
+                module.padding,
+                module.dilation,
+                module.groups,
+                module.bias is not None,
+                module.padding_mode,
+            )
+            setattr(parent, name.rpartition(".")[2], conv)
+            return
+    raise ValueError("the network has no Conv2d or Conv3d layer to adapt to the input channels")

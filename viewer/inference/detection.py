@@ -56,14 +56,20 @@ def torchvision_kwargs(manifest: ModelManifest, name: str) -> dict:
             f"network.arch {name!r} is not a torchvision detector; use one of "
             f"{', '.join(sorted(TORCHVISION_DETECTORS))} (or an onnx/pt2 file, see docs/models.md)",
         )
+    return {"weights_backbone": None, **detector_kwargs(manifest, resize=not name.startswith(_FIXED_SIZE))}
+
+
+def detector_kwargs(manifest: ModelManifest, resize: bool = True) -> dict:
+    """Arguments every torchvision detector class takes (``FasterRCNN``, ``RetinaNet``, ``FCOS``,
+    ``SSD``): classes with the background, the viewer's normalisation and size kept as they are
+    (``resize``: the class takes ``min_size``/``max_size``, which SSD's builders fix themselves)."""
     channels = manifest.in_channels
     kwargs: dict = {
         "num_classes": manifest.n_labels + 1,  # class 0 is the background
-        "weights_backbone": None,
         "image_mean": [0.0] * channels,
         "image_std": [1.0] * channels,
     }
-    if not name.startswith(_FIXED_SIZE):
+    if resize:
         spec = manifest.detection
         kwargs["min_size"] = (spec.min_size if spec and spec.min_size else None) or min(manifest.input.size)
         kwargs["max_size"] = (spec.max_size if spec and spec.max_size else None) or max(manifest.input.size)
@@ -159,10 +165,15 @@ def read_outputs(output: object, batch: int) -> list[dict[str, torch.Tensor]]:
 
 def as_detections(output: dict[str, torch.Tensor], names: Sequence[str]) -> Detections:
     """One image's raw output (label ids ``1..K``) as :class:`Detections` on the input grid,
-    highest score first; ids outside ``1..K`` raise ValueError."""
+    highest score first; boxes of the background (id 0) dropped, other ids outside ``1..K`` raise
+    ValueError."""
     scores = output["scores"].detach().float().cpu().numpy().reshape(-1)
     ids = output["labels"].detach().cpu().numpy().astype(np.int64).reshape(-1)
     boxes = output["boxes"].detach().float().cpu().numpy().reshape(-1, 4)
+    # RetinaNet and FCOS score every class with a sigmoid, the background's too, and keep its
+    # boxes: trained, it is never positive; early in training or at seeded weights it can be.
+    kept = ids != 0
+    scores, ids, boxes = scores[kept], ids[kept], boxes[kept]
     if len(ids) and (ids.min() < 1 or ids.max() > len(names)):
         raise ValueError(
             f"the detector outputs label ids {int(ids.min())}..{int(ids.max())} but the manifest lists "
@@ -217,6 +228,7 @@ __all__ = [
     "boxes_to_native",
     "default_layer",
     "detect",
+    "detector_kwargs",
     "presence",
     "read_outputs",
     "torchvision_kwargs",
