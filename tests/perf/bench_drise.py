@@ -6,9 +6,9 @@ of D-RISE and of Grad-CAM (pytorch-grad-cam with FasterRCNNBoxScoreTarget) on he
     python tests/perf/bench_drise.py --masks 500 --hits 8    # and the hit rate over 8 phantoms
     python tests/perf/bench_drise.py --no-cost --hits 8      # the hit rate only
 
-The detector is a toy one trained by models/train_detector.py (Faster R-CNN MobileNetV3 at 160 px;
-not bundled: pass its output folder with ``--model``), built as the viewer builds it and fed
-through the viewer's pre-processing; the phantoms come from the seed
+The detector is the bundled toy one (models/cxr_detector, trained by models/train_detector.py:
+FCOS on a MobileNetV3-Small body at 160 px; another folder with ``--model``), loaded as the
+viewer loads it and fed through the viewer's pre-processing; the phantoms come from the seed
 its training never saw. The peer (Microsoft's vision-explanation-methods 0.1.1, the one D-RISE
 package on PyPI) pins matplotlib < 3.7, which this project's environment does not meet, so it is not
 a project dependency: unpack its wheel (``pip download --no-deps vision-explanation-methods==0.1.1``
@@ -43,15 +43,10 @@ TEST_SEED = 2026 + 7919  # the held-out seed of the recipe's evaluation
 
 
 def load_detector(folder: Path) -> torch.nn.Module:
-    from safetensors.torch import load_file
+    """The detector as the viewer loads it from the folder's manifest."""
+    from viewer.inference.model import LoadedModel
 
-    net = recipe.build()
-    state = {
-        k: v.float() if v.is_floating_point() else v
-        for k, v in load_file(folder / "weights.safetensors").items()
-    }
-    net.load_state_dict(state)
-    return net.eval()
+    return LoadedModel.from_manifest(folder / "manifest.toml", device="cpu").network.eval()
 
 
 def targets_of(found: dict, threshold: float) -> list[DriseTarget]:
