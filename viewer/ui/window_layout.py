@@ -7,6 +7,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QDockWidget, QFrame, QMainWindow, QScrollArea, QWidget
 
+from viewer.ui.wheel_guard import guard_wheel
+
 
 def make_dock(
     window: QMainWindow,
@@ -27,6 +29,7 @@ def make_dock(
         bar = area_widget.verticalScrollBar().sizeHint().width()
         area_widget.setMinimumWidth(widget.minimumSizeHint().width() + bar)
         area_widget.setWidget(widget)
+        guard_wheel(area_widget)  # the wheel scrolls the column, not a slider it passes over
         widget = area_widget
     dock.setWidget(widget)
     window.addDockWidget(area, dock)
