@@ -155,13 +155,13 @@ class DRISE(_Stopping):
     (``class_vector``; see :mod:`viewer.explain.drise`), and objectness is 1.
 
     Slow: a detector forward per mask, up to ``masks`` (default 2000) of them. Measured with
-    ``tests/perf/bench_drise.py`` on the toy detector recipe's network (models/train_detector.py,
-    not bundled; 160-pixel Faster R-CNN MobileNetV3), one torch thread, on a two-core machine
-    shared with other jobs (load ~15): 0.65 s a mask, 65 s for 100
-    masks and the image's 3 boxes (22 s per box); vision-explanation-methods' D-RISE, one mask per
-    forward, took 86 s for the same. At that rate the default 2000 masks take about 20 minutes
-    (fewer where ``converge`` stops early); ResNet-50 FPN detectors cost more per forward. Anytime
-    as LIME and RISE: a first map after the first batches, refined as masks arrive; with
+    ``tests/perf/bench_drise.py`` on the bundled toy detector (models/cxr_detector, FCOS on
+    MobileNetV3-Small at 160 px), one torch thread of a two-core machine: 19.4 s for 2000 masks
+    and an image's 3 boxes (6.5 s per box), against 43.8 s for vision-explanation-methods' D-RISE
+    (one mask per forward). A larger detector costs far more per forward (a 160-pixel Faster R-CNN
+    MobileNetV3 took 0.65 s a mask on a loaded machine: about 20 minutes for 2000 masks;
+    ResNet-50 FPN detectors at their own sizes more). Anytime as LIME and RISE: a first map after
+    the first batches, refined as masks arrive; with
     ``converge`` it stops once the mean map moved less than ``tolerance`` of its maximum at two
     successive steps of ``step`` masks, from ``min_masks`` on."""
 
