@@ -21,8 +21,10 @@ Steps:
    systems from the same spec.
 
 When torchvision's compiled ops cannot load beside CPU torch (the only torchvision on hand was
-built against CUDA torch), they are left out: the viewer needs ``torchvision.models`` only, and a
-runtime hook declares the two op schemas torchvision's import insists on.
+built against CUDA torch), they are left out, and a runtime hook declares the two op schemas
+torchvision's import insists on and gives NMS, the one compiled op detectors need (RoIAlign has
+torchvision's own Python fallback), a kernel in plain torch
+(``installer/hooks/rthook_torchvision_schemas.py``).
 """
 
 from __future__ import annotations

@@ -2,12 +2,44 @@
 # only torchvision at build time was linked against CUDA torch; see installer/build.py).
 #
 # torchvision's import registers fake kernels for torchvision::nms and ::qnms, which fails unless
-# those operators exist. The viewer uses torchvision.models only, so declaring the two schemas,
-# without kernels, is enough: calling nms would raise "no kernel", nothing here calls it. This
-# happens on torchvision's first import, so processes that never touch torch (the DICOM decode
-# workers) do not pay for importing it.
+# those operators exist: the hook declares both schemas. Detectors (the bundled cxr_detector, any
+# torchvision R-CNN, RetinaNet, FCOS or SSD) call nms in their post-processing, so nms also gets a
+# CPU kernel in plain torch, the greedy suppression torchvision's C++ kernel runs (boxes in
+# decreasing score order, a box dropped when its IoU with a kept one is above the threshold), and
+# torchvision's "no compiled ops" check lets nms through. RoIAlign (Faster R-CNN) already falls
+# back to torchvision's Python version without the compiled ops; any other compiled op fails with
+# torch's own "no kernel" error. This happens on torchvision's first import, so processes that
+# never touch torch (the DICOM decode workers) do not pay for importing it.
 import importlib.abc
 import sys
+
+
+def nms(dets, scores, iou_threshold: float):
+    """Indices of the boxes ``dets`` ``(N, 4)`` (x0, y0, x1, y1) kept by greedy non-maximum
+    suppression, highest score first, as ``torch.ops.torchvision.nms`` returns them."""
+    import torch
+
+    if dets.numel() == 0:
+        return torch.empty(0, dtype=torch.int64, device=dets.device)
+    order = torch.argsort(scores, descending=True, stable=True)
+    x0, y0, x1, y1 = dets[order].unbind(1)
+    areas = (x1 - x0) * (y1 - y0)
+    suppressed = torch.zeros(len(order), dtype=torch.bool, device=dets.device)
+    keep = []
+    for i in range(len(order)):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        rest = slice(i + 1, None)
+        w = (torch.minimum(x1[i], x1[rest]) - torch.maximum(x0[i], x0[rest])).clamp(min=0)
+        h = (torch.minimum(y1[i], y1[rest]) - torch.maximum(y0[i], y0[rest])).clamp(min=0)
+        inter = w * h
+        suppressed[rest] |= inter / (areas[i] + areas[rest] - inter) > iou_threshold
+    return order[torch.tensor(keep, dtype=torch.int64, device=dets.device)]
+
+
+def _nms_has_a_kernel():
+    """Stands in for ``torchvision.extension._assert_has_ops``: this hook gave nms a kernel."""
 
 
 class _DeclareTorchvisionOps(importlib.abc.MetaPathFinder):
@@ -20,8 +52,14 @@ class _DeclareTorchvisionOps(importlib.abc.MetaPathFinder):
             library = torch.library.Library("torchvision", "DEF")
             library.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
             library.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+            library.impl("nms", nms, "CPU")
             _DeclareTorchvisionOps.library = library  # the schemas live as long as this object
+        elif name == "torchvision.ops" and "torchvision.extension" in sys.modules:
+            # torchvision imports its extension module first; torchvision.ops.boxes takes this name
+            # from it when it is imported, just after.
+            sys.modules["torchvision.extension"]._assert_has_ops = _nms_has_a_kernel
         return None  # the normal finders import torchvision itself
 
 
-sys.meta_path.insert(0, _DeclareTorchvisionOps())
+if not globals().get("_ONLY_DEFINE"):  # the tests read the functions without installing the hook
+    sys.meta_path.insert(0, _DeclareTorchvisionOps())
