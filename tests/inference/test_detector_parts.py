@@ -139,3 +139,16 @@ def test_the_detector_runs_through_the_viewer_on_a_film(tmp_path):
     found = prediction.detections[0]
     assert len(found) > 0
     assert found.boxes[:, 2].max() <= 200 and found.boxes[:, 3].max() <= 300  # the film's own pixels
+
+
+def test_finding_the_levels_leaves_the_body_as_it_was():
+    import torchvision
+
+    from viewer.inference.detector_parts import body_layers
+
+    body = torchvision.models.mobilenet_v3_small(weights=None).features
+    before = {k: v.clone() for k, v in body.state_dict().items()}
+    levels, channels = body_layers(body, (8, 16, 32))
+    assert levels == {"3": "0", "8": "1", "12": "2"} and channels == [24, 48, 576]
+    assert body.training
+    assert all(torch.equal(before[k], v) for k, v in body.state_dict().items())

@@ -75,6 +75,8 @@ def body_layers(body: nn.Module, strides: tuple[int, ...]) -> tuple[dict[str, st
     """``({child name: level name}, channels)`` of the last child of ``body`` at each stride."""
     x = torch.zeros(1, 3, _PROBE, _PROBE)
     last: dict[int, tuple[str, int]] = {}
+    training = body.training
+    body.eval()  # the probe leaves BatchNorm's running statistics as they were
     with torch.no_grad():
         for name, child in body.named_children():
             if isinstance(child, nn.Linear | nn.AdaptiveAvgPool2d | nn.Flatten | nn.Dropout):
@@ -82,6 +84,7 @@ def body_layers(body: nn.Module, strides: tuple[int, ...]) -> tuple[dict[str, st
             x = child(x)
             if x.ndim == 4 and x.shape[-1] > 1:
                 last[_PROBE // x.shape[-1]] = (name, x.shape[1])
+    body.train(training)
     missing = [s for s in strides if s not in last]
     if missing:
         raise ValueError(
