@@ -13,6 +13,18 @@ SIZE = 128
 LAYER = "backbone.body.16"
 
 
+def spread_statistics(net: nn.Module, seed: int) -> nn.Module:
+    """Non-default normalisation statistics (BatchNorm, and torchvision's FrozenBatchNorm2d) drawn
+    from ``seed``: boxes then differ from box to box, and a layer loaded in the wrong place
+    changes them. Returns ``net`` in eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if getattr(m, "running_var", None) is not None:
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 0.5 + 0.75)
+    return net.eval()
+
+
 def detector(seed: int = 0, labels: int = 2, size: int = SIZE) -> nn.Module:
     """Faster R-CNN (MobileNetV3-Large 320 FPN), built as the viewer builds it (no normalisation
     of its own, no second resize), BatchNorm statistics and the class scores' weights spread so
@@ -28,11 +40,7 @@ def detector(seed: int = 0, labels: int = 2, size: int = SIZE) -> nn.Module:
         min_size=size,
         max_size=size,
     )
-    g = torch.Generator().manual_seed(seed + 1)
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) * 0.5 + 0.75)
+    spread_statistics(net, seed + 1)
     with torch.no_grad():
         net.roi_heads.box_predictor.cls_score.weight.mul_(300.0)
     return net.eval()
@@ -58,11 +66,7 @@ def fcos_detector(seed: int = 0, labels: int = 2, size: int = SIZE, channels: in
         pyramid, labels + 1, min_size=size, max_size=size,
         image_mean=[0.0] * 3, image_std=[1.0] * 3, score_thresh=0.05,
     )  # fmt: skip
-    g = torch.Generator().manual_seed(seed + 1)
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) * 0.5 + 0.75)
+    spread_statistics(net, seed + 1)
     with torch.no_grad():
         net.head.classification_head.cls_logits.weight.mul_(30.0)
         # Distances from a point to the box's sides through a ReLU: at random weights half are 0

@@ -14,7 +14,7 @@ from torchvision.models.detection import FasterRCNN, RetinaNet
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-from tests.explain.detectors import fcos_detector
+from tests.explain.detectors import fcos_detector, spread_statistics
 from tests.inference.test_detection_models import write_manifest
 from viewer.inference.detector_parts import DETECTOR_CLASSES
 from viewer.inference.manifest import ManifestError, load_manifest
@@ -22,17 +22,6 @@ from viewer.inference.model import LoadedModel, build_network
 
 pytestmark = pytest.mark.timeout(300)
 SIZE = 128
-
-
-def spread_statistics(net: nn.Module, seed: int = 5) -> nn.Module:
-    """Non-default normalisation statistics (BatchNorm and torchvision's FrozenBatchNorm2d), so
-    that a layer loaded in the wrong place changes the boxes."""
-    g = torch.Generator().manual_seed(seed)
-    for m in net.modules():
-        if hasattr(m, "running_var") and m.running_var is not None:
-            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 0.5 + 0.75)
-    return net.eval()
 
 
 def saved_like_a_notebook(net: nn.Module, folder) -> None:
@@ -63,7 +52,7 @@ def test_torchvisions_tutorial_faster_rcnn_on_resnet18_loads_and_detects_the_sam
         resnet_fpn_backbone(backbone_name="resnet18", weights=None), num_classes=3,
         min_size=SIZE, max_size=SIZE, image_mean=[0.0] * 3, image_std=[1.0] * 3, box_score_thresh=0.0,
     )  # fmt: skip
-    spread_statistics(reference)
+    spread_statistics(reference, 5)
     saved_like_a_notebook(reference, tmp_path)
     path = manifest_for(tmp_path, "fasterrcnn:resnet18", "box_score_thresh = 0.0")
     loaded = LoadedModel.from_manifest(path)
@@ -90,7 +79,7 @@ def test_retinanet_with_its_own_strides_and_one_channel(tmp_path):
     assert network.anchor_generator.sizes[0][0] == pytest.approx(64)  # 4 x stride 16, as at stride 8
     assert isinstance(network.backbone.fpn.extra_blocks, LastLevelP6P7)
     torch.manual_seed(0)
-    saved_like_a_notebook(spread_statistics(network), tmp_path)
+    saved_like_a_notebook(spread_statistics(network, 5), tmp_path)
     loaded = LoadedModel.from_manifest(path)
     assert same_boxes(network, loaded, channels=1) > 0
 
