@@ -237,13 +237,30 @@ def native_truth(seed: int) -> tuple[np.ndarray, list[tuple[list[float], str]]]:
     return image, [(list(b / scale), CHEST_LABELS[k - 1]) for b, k in zip(boxes, labels, strict=True)]
 
 
+def box_hits(result, truth: list[tuple[list[float], str]]) -> list[tuple[str, bool]]:
+    """The pointing game of a detection map: for each box explained in ``result`` (an
+    ``engine.explain`` result) that matches a true box of its label (``truth``: ``(box, label)``
+    in image pixels; IoU >= 0.5), its label and whether its map's peak lies inside the box."""
+    from viewer.batch.detection_files import match_boxes
+
+    found = result.detections
+    boxes = [found.boxes[m.box] for m in result.maps]
+    matched = match_boxes(boxes, [found.labels[m.box] for m in result.maps], truth).matched
+    out = []
+    for smap, box, match in zip(result.maps, boxes, matched, strict=True):
+        if match is not None:
+            row, col = np.unravel_index(int(np.argmax(smap.array[0])), smap.array[0].shape)
+            inside = box[0] <= col + 0.5 <= box[2] and box[1] <= row + 0.5 <= box[3]
+            out.append((found.labels[smap.box], bool(inside)))
+    return out
+
+
 def hit_rates(manifest: Path, method: str, n_images: int, masks: int, seed: int) -> dict:
     """Through ``viewer.explain.engine``: ``method``'s maps (a method id; D-RISE with ``masks``)
     of the boxes found on ``n_images`` held-out phantoms; per label, the share of the boxes
     matching a true box whose map peaks inside the box (and the seconds per box: an image's boxes
     share a run)."""
     from viewer.api.sources import open_image
-    from viewer.batch.detection_files import match_boxes
     from viewer.explain import engine
     from viewer.explain.drise import DRISE
     from viewer.explain.registry import get_method
@@ -260,14 +277,8 @@ def hit_rates(manifest: Path, method: str, n_images: int, masks: int, seed: int)
         if not result.maps:
             continue  # no box at the threshold: nothing to explain on this image
         seconds.append((time.perf_counter() - start) / len(result.maps))
-        found = result.detections
-        boxes = [found.boxes[m.box] for m in result.maps]
-        matched = match_boxes(boxes, [found.labels[m.box] for m in result.maps], truth).matched
-        for smap, box, match in zip(result.maps, boxes, matched, strict=True):
-            if match is not None:
-                row, col = np.unravel_index(int(np.argmax(smap.array[0])), smap.array[0].shape)
-                inside = box[0] <= col + 0.5 <= box[2] and box[1] <= row + 0.5 <= box[3]
-                hits[found.labels[smap.box]].append(bool(inside))
+        for label, inside in box_hits(result, truth):
+            hits[label].append(inside)
         print(f"  {method}: {i + 1}/{n_images} images, {len(result.maps)} boxes", flush=True)
     every = [h for v in hits.values() for h in v]
     record = {

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.train_detector import IOU_MATCH, average_precision, native_truth
+from models.train_detector import IOU_MATCH, average_precision, box_hits, native_truth
 from viewer.api.sources import open_image
 from viewer.explain import engine
 from viewer.explain.registry import get_method
@@ -64,18 +64,10 @@ def test_its_boxes_maps_peak_inside_the_boxes(model, fresh):
     """The pointing game of a detection map: each box found at the threshold that matches a true
     box of its label, explained with HiRes-CAM (the card's CAM that points) through the viewer's
     engine, peaks inside the box."""
-    from viewer.batch.detection_files import match_boxes
-
     hits = []
     for pixels, truth in fresh:
         result = engine.explain(model, open_image(pixels), [get_method("hirescam")])
-        found = result.detections
-        boxes = [found.boxes[m.box] for m in result.maps]
-        matched = match_boxes(boxes, [found.labels[m.box] for m in result.maps], truth).matched
-        for smap, box, match in zip(result.maps, boxes, matched, strict=True):
-            if match is not None:
-                row, col = np.unravel_index(int(np.argmax(smap.array[0])), smap.array[0].shape)
-                hits.append(box[0] <= col + 0.5 <= box[2] and box[1] <= row + 0.5 <= box[3])
+        hits += [inside for _, inside in box_hits(result, truth)]
     assert len(hits) >= 15, f"only {len(hits)} boxes matched a true one (IoU >= {IOU_MATCH})"
     card = json.loads((MODEL / "metrics.json").read_text())["maps"]["hirescam"]["hit_rate_all"]
     assert np.mean(hits) >= card - 0.2, (np.mean(hits), card)
