@@ -16,26 +16,29 @@ import sys
 
 def nms(dets, scores, iou_threshold: float):
     """Indices of the boxes ``dets`` ``(N, 4)`` (x0, y0, x1, y1) kept by greedy non-maximum
-    suppression, highest score first, as ``torch.ops.torchvision.nms`` returns them."""
+    suppression, highest score first, as ``torch.ops.torchvision.nms`` returns them. The loop runs
+    in numpy, in the boxes' own precision: with a torch operation per box it took 7.3 ms for 100
+    random boxes and 64 ms for 1000 (torchvision's kernel: 0.2 and 4 ms), in numpy 2.2 and 20 ms;
+    a detector runs it per forward, D-RISE per mask."""
+    import numpy as np
     import torch
 
     if dets.numel() == 0:
         return torch.empty(0, dtype=torch.int64, device=dets.device)
     order = torch.argsort(scores, descending=True, stable=True)
-    x0, y0, x1, y1 = dets[order].unbind(1)
+    x0, y0, x1, y1 = dets[order].detach().cpu().numpy().T
     areas = (x1 - x0) * (y1 - y0)
-    suppressed = torch.zeros(len(order), dtype=torch.bool, device=dets.device)
+    suppressed = np.zeros(len(x0), dtype=bool)
     keep = []
-    for i in range(len(order)):
+    for i in range(len(x0)):
         if suppressed[i]:
             continue
         keep.append(i)
-        rest = slice(i + 1, None)
-        w = (torch.minimum(x1[i], x1[rest]) - torch.maximum(x0[i], x0[rest])).clamp(min=0)
-        h = (torch.minimum(y1[i], y1[rest]) - torch.maximum(y0[i], y0[rest])).clamp(min=0)
+        w = np.maximum(np.minimum(x1[i], x1[i + 1 :]) - np.maximum(x0[i], x0[i + 1 :]), 0)
+        h = np.maximum(np.minimum(y1[i], y1[i + 1 :]) - np.maximum(y0[i], y0[i + 1 :]), 0)
         inter = w * h
-        suppressed[rest] |= inter / (areas[i] + areas[rest] - inter) > iou_threshold
-    return order[torch.tensor(keep, dtype=torch.int64, device=dets.device)]
+        suppressed[i + 1 :] |= inter / (areas[i] + areas[i + 1 :] - inter) > iou_threshold
+    return order[torch.as_tensor(keep, dtype=torch.int64, device=order.device)]
 
 
 def _nms_has_a_kernel():
